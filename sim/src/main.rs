@@ -1,0 +1,3 @@
+fn main() {
+    println!("podvisor-sim: not yet");
+}

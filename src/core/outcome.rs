@@ -1,0 +1,156 @@
+//! How a pod's start went and how its process ended.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::event::{ExitStatus, SpawnError};
+
+/// How a start ended. Set once per generation, never changed afterwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartResult {
+    /// All readiness checks succeeded before the deadline.
+    Ready {
+        /// Time from start to ready.
+        after: Duration,
+    },
+    /// The pod never got going.
+    FailedToStart(StartFailure),
+    /// The pod started, then its process ended before it was ready.
+    ExitedEarly {
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// Neither ready nor ended when the deadline passed; the pod is then closed.
+    TimedOut {
+        /// Time from start to the deadline (longer than `timeout_ready` if the child
+        /// extended it).
+        waited: Duration,
+        /// The checks that had not succeeded.
+        pending: CheckSet,
+    },
+    /// Closed before it was ready.
+    Cancelled,
+}
+
+impl StartResult {
+    /// True for [`StartResult::Ready`].
+    pub fn is_ready(&self) -> bool {
+        matches!(self, StartResult::Ready { .. })
+    }
+
+    /// A short name of the variant (`"ready"`, `"failed-to-start"`, …), for logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StartResult::Ready { .. } => "ready",
+            StartResult::FailedToStart(_) => "failed-to-start",
+            StartResult::ExitedEarly { .. } => "exited-early",
+            StartResult::TimedOut { .. } => "timed-out",
+            StartResult::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why a pod failed to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartFailure {
+    /// The process could not be spawned.
+    Spawn(SpawnError),
+    /// A child-hosted runtime ended before it reported it had started (its setup failed).
+    Runtime {
+        /// How the process ended.
+        status: ExitStatus,
+        /// The last `STATUS=` text it sent, which the runtime host fills with its error.
+        error: Option<String>,
+        /// The last `ERRNO=` it sent.
+        errno: Option<i32>,
+    },
+}
+
+/// How the process of a generation ended. Set once, when the pod reaches
+/// [`State::Ended`](crate::core::State::Ended).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum End {
+    /// There never was a process (spawn failed, or closed before spawning).
+    NeverSpawned,
+    /// It exited by itself (no close was asked).
+    Exited(ExitStatus),
+    /// It exited within the grace period after the stop signal.
+    Closed(ExitStatus),
+    /// It got SIGKILL when the grace period ran out.
+    Killed(ExitStatus),
+}
+
+impl End {
+    /// A short name of the variant, for logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            End::NeverSpawned => "never-spawned",
+            End::Exited(_) => "exited",
+            End::Closed(_) => "closed",
+            End::Killed(_) => "killed",
+        }
+    }
+
+    /// The exit status, if there was a process.
+    pub fn status(&self) -> Option<ExitStatus> {
+        match *self {
+            End::NeverSpawned => None,
+            End::Exited(s) | End::Closed(s) | End::Killed(s) => Some(s),
+        }
+    }
+}
+
+/// A set of readiness-check indices (at most [`MAX_CHECKS`](crate::core::MAX_CHECKS)).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CheckSet(u64);
+
+impl CheckSet {
+    /// The empty set.
+    pub const EMPTY: CheckSet = CheckSet(0);
+
+    /// The set `{0, 1, …, n-1}`.
+    pub fn first(n: usize) -> CheckSet {
+        if n >= 64 {
+            CheckSet(u64::MAX)
+        } else {
+            CheckSet((1u64 << n) - 1)
+        }
+    }
+
+    /// Adds `index`.
+    pub fn insert(&mut self, index: usize) {
+        debug_assert!(index < 64);
+        self.0 |= 1u64 << (index & 63);
+    }
+
+    /// Whether `index` is in the set.
+    pub fn contains(self, index: usize) -> bool {
+        index < 64 && self.0 & (1u64 << index) != 0
+    }
+
+    /// Elements of `self` not in `other`.
+    pub fn difference(self, other: CheckSet) -> CheckSet {
+        CheckSet(self.0 & !other.0)
+    }
+
+    /// True if empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Number of elements.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The indices, in increasing order.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |i| self.0 & (1u64 << i) != 0)
+    }
+}
+
+impl fmt::Debug for CheckSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
