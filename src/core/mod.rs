@@ -29,6 +29,8 @@
 
 mod check;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod notify;
 mod outcome;
 mod pod;
