@@ -602,12 +602,21 @@ impl PodMachine {
         best
     }
 
+    /// Fires every timer due by `now`. The ready and kill deadlines go first: they decide
+    /// about what happened before them, and no event can have arrived between a probe
+    /// timer that is overdue and `now`, so starting a probe at `now` when the deadline has
+    /// also passed would only start an attempt to cancel it.
     fn fire_due(&mut self, now: Time) {
-        while let Some((at, timer)) = self.next_timer() {
-            if at > now {
-                break;
+        loop {
+            let decision = match (self.ready_deadline, self.kill_at) {
+                (Some(t), _) if t <= now => Some((t, Timer::Ready)),
+                (_, Some(t)) if t <= now => Some((t, Timer::Kill)),
+                _ => None,
+            };
+            match decision.or_else(|| self.next_timer().filter(|&(at, _)| at <= now)) {
+                Some((at, timer)) => self.fire(timer, at, now),
+                None => break,
             }
-            self.fire(timer, at, now);
         }
     }
 
