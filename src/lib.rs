@@ -25,6 +25,18 @@
 //! None yet; the core has no dependencies.
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+mod config;
 pub mod core;
+mod driver;
+mod executor;
+mod notify_socket;
+mod os;
+mod output;
+mod pod;
+
+pub use crate::config::{ConfigError, Input, Output, PodConfig, Readiness};
+pub use crate::core::{End, ExitStatus, StartResult, State};
+pub use crate::os::{group_members, Signal};
+pub use crate::pod::{FailureReason, Pod, StartError};

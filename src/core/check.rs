@@ -579,7 +579,7 @@ impl Checker {
             None
         };
         if let Some(due) = due {
-            if timeout.map_or(true, |t| t > due) {
+            if timeout.is_none_or(|t| t > due) {
                 return Self::violation(
                     "timer-late",
                     format!("{now}: next timer {timeout:?}, but a deadline falls due at {due}"),
@@ -595,9 +595,9 @@ impl Checker {
             (None, None) => true,
             (Some(Expected::Ready), Some(StartResult::Ready { after })) => {
                 start_at.checked_add(*after).is_some_and(|t| t <= now)
-                    && self.deadline.map_or(true, |d| {
-                        start_at.checked_add(*after).is_some_and(|t| t < d)
-                    })
+                    && self
+                        .deadline
+                        .is_none_or(|d| start_at.checked_add(*after).is_some_and(|t| t < d))
             }
             (
                 Some(Expected::SpawnFailed),

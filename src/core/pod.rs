@@ -588,7 +588,7 @@ impl PodMachine {
         let mut best: Option<(Time, Timer)> = None;
         let mut consider = |t: Option<Time>, timer: Timer| {
             if let Some(t) = t {
-                if best.map_or(true, |(b, _)| t < b) {
+                if best.is_none_or(|(b, _)| t < b) {
                     best = Some((t, timer));
                 }
             }

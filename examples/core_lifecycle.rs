@@ -2,7 +2,7 @@
 //! step: start, spawn, a readiness line, a close the process ignores, SIGKILL at the end
 //! of the grace period, and the reap.
 //!
-//! Run with `cargo run --example lifecycle`.
+//! Run with `cargo run --example core_lifecycle`.
 
 use std::time::Duration;
 

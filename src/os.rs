@@ -1,0 +1,185 @@
+//! The few system calls podvisor makes itself, behind `rustix`: signals to process groups,
+//! the parent-death signal, and reading `/proc`.
+//!
+//! This is the only module allowed `unsafe`, for `pre_exec`.
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use rustix::process::{kill_process_group, Pid, Signal as RawSignal};
+
+/// A Unix signal, by number, restricted to the named signals of this platform.
+///
+/// # Examples
+///
+/// ```
+/// use podvisor::Signal;
+///
+/// assert_eq!(Signal::from_name("TERM"), Ok(Signal::TERM));
+/// assert_eq!(Signal::from_name("SIGINT"), Ok(Signal::INT));
+/// assert_eq!(Signal::from_name("sighup"), Ok(Signal::HUP));
+/// assert_eq!(Signal::from_name("15"), Ok(Signal::TERM));
+/// assert!(Signal::from_name("TREM").is_err());
+/// assert_eq!(Signal::TERM.name(), "TERM");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Signal(i32);
+
+const NAMES: &[(&str, RawSignal)] = &[
+    ("HUP", RawSignal::HUP),
+    ("INT", RawSignal::INT),
+    ("QUIT", RawSignal::QUIT),
+    ("KILL", RawSignal::KILL),
+    ("USR1", RawSignal::USR1),
+    ("USR2", RawSignal::USR2),
+    ("PIPE", RawSignal::PIPE),
+    ("ALRM", RawSignal::ALARM),
+    ("TERM", RawSignal::TERM),
+    ("CONT", RawSignal::CONT),
+    ("STOP", RawSignal::STOP),
+    ("TSTP", RawSignal::TSTP),
+    ("WINCH", RawSignal::WINCH),
+];
+
+impl Signal {
+    /// SIGHUP.
+    pub const HUP: Signal = Signal(RawSignal::HUP.as_raw());
+    /// SIGINT.
+    pub const INT: Signal = Signal(RawSignal::INT.as_raw());
+    /// SIGQUIT.
+    pub const QUIT: Signal = Signal(RawSignal::QUIT.as_raw());
+    /// SIGKILL.
+    pub const KILL: Signal = Signal(RawSignal::KILL.as_raw());
+    /// SIGTERM.
+    pub const TERM: Signal = Signal(RawSignal::TERM.as_raw());
+    /// SIGUSR1.
+    pub const USR1: Signal = Signal(RawSignal::USR1.as_raw());
+    /// SIGUSR2.
+    pub const USR2: Signal = Signal(RawSignal::USR2.as_raw());
+    /// SIGWINCH.
+    pub const WINCH: Signal = Signal(RawSignal::WINCH.as_raw());
+    /// SIGCONT.
+    pub const CONT: Signal = Signal(RawSignal::CONT.as_raw());
+
+    /// The signal with this number, if it is a named signal of this platform.
+    pub fn from_raw(number: i32) -> Option<Signal> {
+        RawSignal::from_named_raw(number).map(|s| Signal(s.as_raw()))
+    }
+
+    /// Parses `TERM`, `SIGTERM`, `term` or a number.
+    pub fn from_name(name: &str) -> Result<Signal, String> {
+        let upper = name.trim().to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Ok(number) = bare.parse::<i32>() {
+            return Signal::from_raw(number)
+                .ok_or_else(|| format!("signal number {number} is not a signal of this system"));
+        }
+        NAMES
+            .iter()
+            .find(|(n, _)| *n == bare)
+            .map(|(_, s)| Signal(s.as_raw()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown signal {name:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// The signal's number.
+    pub fn as_raw(self) -> i32 {
+        self.0
+    }
+
+    /// The short name (`TERM`), or the number if it has none here.
+    pub fn name(self) -> String {
+        NAMES
+            .iter()
+            .find(|(_, s)| s.as_raw() == self.0)
+            .map_or_else(|| self.0.to_string(), |(n, _)| (*n).to_string())
+    }
+
+    fn raw(self) -> RawSignal {
+        RawSignal::from_named_raw(self.0).unwrap_or(RawSignal::KILL)
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIG{}", self.name())
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIG{}", self.name())
+    }
+}
+
+/// Sends `signal` to the process group `pgid`. A group that no longer exists is not an error.
+pub(crate) fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad process group id",
+        ));
+    };
+    match kill_process_group(pid, signal.raw()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes the child its own process group leader and asks the kernel to SIGKILL it when the
+/// thread that spawned it ends (podvisor spawns from its long-lived driver thread, so this
+/// fires when the supervising process dies).
+pub(crate) fn prepare_command(command: &mut Command) {
+    command.process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure only makes one async-signal-safe system call (prctl).
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(RawSignal::KILL))
+                .map_err(io::Error::from)
+        });
+    }
+}
+
+/// The pids of the processes in group `pgid` that are not zombies, read from `/proc`
+/// (Linux). Orphaned zombies wait for PID 1 to reap them and are not counted.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut members = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces and parentheses).
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let _ppid = fields.next();
+        let group = fields.next().and_then(|g| g.parse::<u32>().ok());
+        if group == Some(pgid) && state != Some("Z") && state != Some("X") {
+            members.push(pid);
+        }
+    }
+    members.sort_unstable();
+    members
+}

@@ -1,0 +1,530 @@
+//! [`Pod`]: the handle callers hold. It only posts requests and waits on state changes;
+//! the pod's driver runs on podvisor's own thread.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use event_listener::Event as Notifier;
+
+use crate::config::{ConfigError, PodConfig};
+use crate::core::{
+    Action, End, Event, ExitStatus, Generation, PodMachine, SpawnErrorKind, StartFailure,
+    StartResult, State, Time,
+};
+use crate::driver::Driver;
+use crate::output::LastLines;
+
+pub(crate) enum Request {
+    Start,
+    Close(Option<Duration>),
+}
+
+pub(crate) struct Inner {
+    machine: PodMachine,
+    requests: VecDeque<Request>,
+    driver_waker: Option<Waker>,
+    driver_done: bool,
+    pid: Option<u32>,
+    spawn_error: Option<String>,
+    last_lines: LastLines,
+    version: u64,
+}
+
+/// State shared by a pod's handle and its driver.
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    changed: Notifier,
+    generation: Generation,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data behind: every update is a
+        // single assignment or a completed `handle`.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Feeds one event to the machine, publishes state changes, and returns the other
+    /// actions for the driver to perform.
+    pub(crate) fn handle(&self, event: Event<'_>, now: Time) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut changed = false;
+        {
+            let mut inner = self.lock();
+            inner.machine.handle(event, now);
+            while let Some(action) = inner.machine.poll_action() {
+                match action {
+                    Action::StateChanged { .. } => changed = true,
+                    other => actions.push(other),
+                }
+            }
+            if changed {
+                inner.version += 1;
+            }
+        }
+        if changed {
+            self.changed.notify(usize::MAX);
+        }
+        actions
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Time> {
+        self.lock().machine.poll_timeout()
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.lock().machine.state() == State::Ended
+    }
+
+    pub(crate) fn take_requests(&self) -> Vec<Request> {
+        self.lock().requests.drain(..).collect()
+    }
+
+    pub(crate) fn set_driver_waker(&self, waker: &Waker) {
+        let mut inner = self.lock();
+        if !inner
+            .driver_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(waker))
+        {
+            inner.driver_waker = Some(waker.clone());
+        }
+    }
+
+    pub(crate) fn mark_driver_done(&self) {
+        self.lock().driver_done = true;
+        self.changed.notify(usize::MAX);
+    }
+
+    pub(crate) fn set_pid(&self, pid: u32) {
+        self.lock().pid = Some(pid);
+    }
+
+    pub(crate) fn set_spawn_error(&self, message: String) {
+        self.lock().spawn_error = Some(message);
+    }
+
+    pub(crate) fn push_line(&self, line: &[u8]) {
+        self.lock().last_lines.push(line);
+    }
+
+    fn request(&self, request: Request) {
+        let waker = {
+            let mut inner = self.lock();
+            inner.requests.push_back(request);
+            inner.driver_waker.clone()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// One pod: a command taken through its life on podvisor's driver thread.
+///
+/// Creating a pod does nothing visible; [`Pod::start`] spawns the process. Everything
+/// time-related (the ready timeout, SIGKILL at the end of the grace period, reaping)
+/// happens on podvisor's own thread whether or not anyone awaits this handle. The async
+/// methods work under any executor (smol, tokio, `futures_lite::future::block_on`) and are
+/// cancellation-safe: dropping one of their futures changes nothing about the pod. The
+/// `*_blocking` methods wait on the calling thread.
+///
+/// Dropping a pod that has not ended kills its process group at once (SIGKILL) and reaps
+/// it in the background.
+///
+/// # Examples
+///
+/// ```
+/// use podvisor::{End, Pod, PodConfig, Readiness};
+/// use std::time::Duration;
+///
+/// # futures_lite::future::block_on(async {
+/// let pod = Pod::new(
+///     PodConfig::new("sh")
+///         .args(["-c", "echo up; exec sleep 30"])
+///         .ready(Readiness::Stdout("up".into()))
+///         .timeout_ready(Some(Duration::from_secs(10))),
+/// )?;
+/// pod.start();
+/// pod.wait_ready().await?;
+/// let end = pod.close().await;
+/// assert!(matches!(end, End::Closed(_)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct Pod {
+    shared: Arc<Shared>,
+    name: String,
+    program: String,
+    readiness: Vec<String>,
+    default_grace: Duration,
+}
+
+impl fmt::Debug for Pod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pod")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+impl Pod {
+    /// A pod for `config`, not started yet.
+    pub fn new(config: PodConfig) -> Result<Pod, ConfigError> {
+        let spec = config.core_spec()?;
+        let machine = PodMachine::new(spec).map_err(|error| ConfigError::Spec {
+            name: config.name.clone(),
+            error,
+        })?;
+        let shared = Arc::new(Shared {
+            generation: machine.generation(),
+            inner: Mutex::new(Inner {
+                machine,
+                requests: VecDeque::new(),
+                driver_waker: None,
+                driver_done: false,
+                pid: None,
+                spawn_error: None,
+                last_lines: LastLines::new(config.last_lines),
+                version: 0,
+            }),
+            changed: Notifier::new(),
+        });
+        let pod = Pod {
+            shared: shared.clone(),
+            name: config.name.clone(),
+            program: config.program.to_string_lossy().into_owned(),
+            readiness: config.readiness.iter().map(ToString::to_string).collect(),
+            default_grace: config.grace,
+        };
+        crate::executor::spawn(Driver::new(shared, config, Instant::now()));
+        Ok(pod)
+    }
+
+    /// Starts the pod without waiting. A second call does nothing.
+    pub fn start(&self) {
+        self.shared.request(Request::Start);
+    }
+
+    /// Starts the pod and waits until it is ready or its start failed.
+    pub async fn start_and_wait(&self) -> Result<(), StartError> {
+        self.start();
+        self.wait_ready().await
+    }
+
+    /// Waits until the start is decided: `Ok` once ready, otherwise why not. Returns at
+    /// once when it already is; on a pod nobody starts, waits until it is started or
+    /// closed.
+    pub async fn wait_ready(&self) -> Result<(), StartError> {
+        let result = self
+            .wait_for(|inner| inner.machine.start_result().cloned())
+            .await;
+        self.start_error(result)
+    }
+
+    /// Closes the pod with its configured grace period and waits until its process is
+    /// reaped. Safe at any moment and any number of times, also concurrently: every call
+    /// returns the same end. Before the start, the pod ends at once (`NeverSpawned`).
+    pub async fn close(&self) -> End {
+        self.close_with_grace(self.default_grace).await
+    }
+
+    /// Like [`Pod::close`] with another grace period. A later close may shorten the grace
+    /// period of an earlier one, never lengthen it; `Duration::ZERO` kills at once.
+    pub async fn close_with_grace(&self, grace: Duration) -> End {
+        self.shared.request(Request::Close(Some(grace)));
+        self.join().await
+    }
+
+    /// Asks the pod to close without waiting.
+    pub fn close_nowait(&self, grace: Option<Duration>) {
+        self.shared.request(Request::Close(grace));
+    }
+
+    /// Waits until the pod has ended (its process reaped, or never spawned) and returns how.
+    /// Does not ask it to end.
+    pub async fn join(&self) -> End {
+        self.wait_for(|inner| inner.machine.end()).await
+    }
+
+    /// Like [`Pod::join`], giving up after `timeout` (`None` then; the pod is unaffected).
+    pub async fn join_timeout(&self, timeout: Duration) -> Option<End> {
+        let join = async { Some(self.join().await) };
+        let timer = async {
+            async_io::Timer::after(timeout).await;
+            None
+        };
+        futures_lite::future::or(join, timer).await
+    }
+
+    /// Waits for the next state change after `seen` (a count starting at 0 before the
+    /// first change), then returns the new count and the state. Any number of callers may
+    /// wait at once; each sees every change at least once in the count.
+    pub async fn changed(&self, seen: u64) -> (u64, State) {
+        self.wait_for(|inner| {
+            (inner.version > seen).then(|| (inner.version, inner.machine.state()))
+        })
+        .await
+    }
+
+    async fn wait_for<T>(&self, mut ready: impl FnMut(&Inner) -> Option<T>) -> T {
+        loop {
+            // Listen before looking, so a change between the look and the wait is not lost.
+            let listener = self.shared.changed.listen();
+            if let Some(value) = ready(&self.shared.lock()) {
+                return value;
+            }
+            listener.await;
+        }
+    }
+
+    /// [`Pod::start_and_wait`] on the calling thread.
+    pub fn start_and_wait_blocking(&self) -> Result<(), StartError> {
+        futures_lite::future::block_on(self.start_and_wait())
+    }
+
+    /// [`Pod::wait_ready`] on the calling thread.
+    pub fn wait_ready_blocking(&self) -> Result<(), StartError> {
+        futures_lite::future::block_on(self.wait_ready())
+    }
+
+    /// [`Pod::close`] on the calling thread.
+    pub fn close_blocking(&self) -> End {
+        futures_lite::future::block_on(self.close())
+    }
+
+    /// [`Pod::join`] on the calling thread.
+    pub fn join_blocking(&self) -> End {
+        futures_lite::future::block_on(self.join())
+    }
+
+    /// [`Pod::join_timeout`] on the calling thread.
+    pub fn join_timeout_blocking(&self, timeout: Duration) -> Option<End> {
+        futures_lite::future::block_on(self.join_timeout(timeout))
+    }
+
+    /// The pod's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.shared.lock().machine.state()
+    }
+
+    /// How the start went, once decided.
+    pub fn start_result(&self) -> Option<StartResult> {
+        self.shared.lock().machine.start_result().cloned()
+    }
+
+    /// How the process ended, once it has.
+    pub fn end(&self) -> Option<End> {
+        self.shared.lock().machine.end()
+    }
+
+    /// The process id (also its process group id), once spawned. Kept after the exit.
+    pub fn pid(&self) -> Option<u32> {
+        self.shared.lock().pid
+    }
+
+    /// The last lines the pod wrote on its captured or forwarded streams.
+    pub fn last_lines(&self) -> Vec<String> {
+        self.shared.lock().last_lines.to_vec()
+    }
+
+    /// The last `STATUS=` text the pod sent on its notify socket.
+    pub fn status_text(&self) -> Option<String> {
+        self.shared.lock().machine.status_text().map(str::to_owned)
+    }
+
+    fn start_error(&self, result: StartResult) -> Result<(), StartError> {
+        let inner = self.shared.lock();
+        let name = self.name.clone();
+        let last_lines = inner.last_lines.to_vec();
+        Err(match result {
+            StartResult::Ready { .. } => return Ok(()),
+            StartResult::FailedToStart(StartFailure::Spawn(error)) => StartError::FailedToStart {
+                name,
+                program: self.program.clone(),
+                reason: FailureReason::Spawn {
+                    kind: error.kind,
+                    message: inner
+                        .spawn_error
+                        .clone()
+                        .unwrap_or_else(|| "spawn failed".into()),
+                },
+                last_lines,
+            },
+            StartResult::FailedToStart(StartFailure::Runtime { status, error, .. }) => {
+                StartError::FailedToStart {
+                    name,
+                    program: self.program.clone(),
+                    reason: FailureReason::Runtime { status, error },
+                    last_lines,
+                }
+            }
+            StartResult::ExitedEarly { status } => StartError::ExitedEarly {
+                name,
+                status,
+                last_lines,
+            },
+            StartResult::TimedOut { waited, pending } => StartError::TimedOut {
+                name,
+                waited,
+                waiting_for: pending
+                    .iter()
+                    .filter_map(|i| self.readiness.get(i).cloned())
+                    .collect(),
+                last_lines,
+            },
+            StartResult::Cancelled => StartError::Cancelled { name },
+        })
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        if self.end().is_none() {
+            self.shared.request(Request::Close(Some(Duration::ZERO)));
+        }
+    }
+}
+
+/// Why a start failed to spawn or set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// The process could not be spawned.
+    Spawn {
+        /// What kind of failure.
+        kind: SpawnErrorKind,
+        /// The OS's message.
+        message: String,
+    },
+    /// A hosted runtime ended before it reported it had started.
+    Runtime {
+        /// How it ended.
+        status: ExitStatus,
+        /// The error it reported.
+        error: Option<String>,
+    },
+}
+
+/// Why a pod did not become ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartError {
+    /// It never got going.
+    FailedToStart {
+        /// The pod.
+        name: String,
+        /// Its program.
+        program: String,
+        /// Why.
+        reason: FailureReason,
+        /// Its last output lines.
+        last_lines: Vec<String>,
+    },
+    /// It started, then ended before it was ready.
+    ExitedEarly {
+        /// The pod.
+        name: String,
+        /// How it ended.
+        status: ExitStatus,
+        /// Its last output lines.
+        last_lines: Vec<String>,
+    },
+    /// It was not ready in time; it was closed.
+    TimedOut {
+        /// The pod.
+        name: String,
+        /// How long it was given.
+        waited: Duration,
+        /// The readiness checks that had not succeeded.
+        waiting_for: Vec<String>,
+        /// Its last output lines.
+        last_lines: Vec<String>,
+    },
+    /// It was closed before it was ready.
+    Cancelled {
+        /// The pod.
+        name: String,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines = match self {
+            StartError::FailedToStart {
+                name,
+                program,
+                reason,
+                last_lines,
+            } => {
+                match reason {
+                    FailureReason::Spawn { kind, message } => {
+                        let what = match kind {
+                            SpawnErrorKind::NotFound => "was not found",
+                            SpawnErrorKind::PermissionDenied => "cannot be executed",
+                            SpawnErrorKind::Other => "could not be started",
+                        };
+                        write!(
+                            f,
+                            "pod {name} failed to start: program {program:?} {what} ({message})"
+                        )?;
+                    }
+                    FailureReason::Runtime { status, error } => {
+                        write!(f, "pod {name} failed to start: it ended ({status}) before it reported started")?;
+                        if let Some(error) = error {
+                            write!(f, ": {error}")?;
+                        }
+                    }
+                }
+                last_lines
+            }
+            StartError::ExitedEarly {
+                name,
+                status,
+                last_lines,
+            } => {
+                write!(f, "pod {name} exited before it was ready ({status})")?;
+                last_lines
+            }
+            StartError::TimedOut {
+                name,
+                waited,
+                waiting_for,
+                last_lines,
+            } => {
+                write!(f, "pod {name} was not ready after {waited:?}")?;
+                if !waiting_for.is_empty() {
+                    write!(f, "; still waiting for {}", waiting_for.join(", "))?;
+                }
+                write!(f, "; it was closed")?;
+                last_lines
+            }
+            StartError::Cancelled { name } => {
+                return write!(f, "pod {name} was closed before it was ready")
+            }
+        };
+        if !lines.is_empty() {
+            write!(f, "; last output:")?;
+            for line in lines {
+                write!(f, "\n  {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StartError {}

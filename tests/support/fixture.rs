@@ -1,0 +1,103 @@
+//! The test fixture: a child process whose behaviour is a script given as arguments.
+//!
+//! ```text
+//! podvisor-fixture STEP...
+//!   notify MSG         send MSG (\n for newlines) to $NOTIFY_SOCKET
+//!   print TEXT         write a line on stdout
+//!   eprint TEXT        write a line on stderr
+//!   sleep MS           sleep
+//!   exit CODE          exit now with CODE
+//!   grandchild         spawn a grandchild (in the same process group) that sleeps for an
+//!                      hour and keeps stdout open; print "grandchild PID"
+//!   stop-self          SIGSTOP itself
+//!   flood N            write N long lines on stdout
+//!   env KEY            print "KEY=VALUE" or "KEY unset"
+//!   forever            sleep until killed
+//! ```
+//! Without `exit`, it exits 0 after the last step. To ignore SIGTERM, run it through
+//! `sh -c 'trap "" TERM; exec "$0" "$@"' podvisor-fixture STEP...`: an ignored signal stays
+//! ignored across exec.
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut steps = args.iter();
+    while let Some(step) = steps.next() {
+        let mut arg = || {
+            steps
+                .next()
+                .cloned()
+                .unwrap_or_else(|| fail(&format!("{step} needs an argument")))
+        };
+        match step.as_str() {
+            "notify" => {
+                let message = arg().replace("\\n", "\n");
+                let path = std::env::var_os("NOTIFY_SOCKET")
+                    .unwrap_or_else(|| fail("NOTIFY_SOCKET is not set"));
+                let socket = UnixDatagram::unbound().unwrap_or_else(|e| fail(&e.to_string()));
+                socket
+                    .send_to(message.as_bytes(), path)
+                    .unwrap_or_else(|e| fail(&format!("notify: {e}")));
+            }
+            "print" => {
+                let text = arg();
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }
+            "eprint" => eprintln!("{}", arg()),
+            "sleep" => std::thread::sleep(Duration::from_millis(number(&arg()))),
+            "exit" => std::process::exit(number(&arg()) as i32),
+            "grandchild" => {
+                let me = std::env::current_exe().unwrap_or_else(|e| fail(&e.to_string()));
+                let child = Command::new(me)
+                    .args(["sleep", "3600000"])
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| fail(&e.to_string()));
+                println!("grandchild {}", child.id());
+                // Deliberately not waited for: it outlives this process.
+                std::mem::forget(child);
+            }
+            "stop-self" => {
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::STOP,
+                );
+            }
+            "flood" => {
+                let line = "x".repeat(1000);
+                let mut out = std::io::stdout().lock();
+                for _ in 0..number(&arg()) {
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = out.flush();
+            }
+            "env" => {
+                let key = arg();
+                match std::env::var(&key) {
+                    Ok(value) => println!("{key}={value}"),
+                    Err(_) => println!("{key} unset"),
+                }
+            }
+            "forever" => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+            other => fail(&format!("unknown step {other:?}")),
+        }
+    }
+}
+
+fn number(text: &str) -> u64 {
+    text.parse()
+        .unwrap_or_else(|_| fail(&format!("{text:?} is not a number")))
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("podvisor-fixture: {message}");
+    std::process::exit(101)
+}
