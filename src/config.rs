@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::core::{self, Check, PodSpec, Stream};
+use crate::core::{self, Check, PodSpec, ProbeSchedule, Stream};
 use crate::Signal;
 
 /// How the pod decides it is ready. Several may be given; all must succeed.
@@ -21,6 +21,72 @@ pub enum Readiness {
     Stdout(String),
     /// A line on standard error containing this text.
     Stderr(String),
+    /// A TCP connection to `host:port` succeeds (every resolved address is tried).
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// An HTTP GET of `http://HOST[:PORT][/PATH]` answers 2xx or 3xx.
+    Http(String),
+    /// The file exists.
+    File(PathBuf),
+    /// The command, run through `sh -c` in its own process group, exits 0.
+    Exec(String),
+}
+
+impl std::str::FromStr for Readiness {
+    type Err = String;
+
+    /// Parses `notify`, `stdout:TEXT`, `stderr:TEXT`, `tcp:HOST:PORT`,
+    /// `http://HOST:PORT/PATH`, `file:PATH` or `exec:COMMAND`.
+    ///
+    /// ```
+    /// use podvisor::Readiness;
+    ///
+    /// assert_eq!("tcp:localhost:6379".parse(), Ok(Readiness::Tcp { host: "localhost".into(), port: 6379 }));
+    /// assert_eq!("stdout:Listening on".parse(), Ok(Readiness::Stdout("Listening on".into())));
+    /// assert!("tcp:6379".parse::<Readiness>().unwrap_err().contains("HOST:PORT"));
+    /// ```
+    fn from_str(text: &str) -> Result<Readiness, String> {
+        const EXPECTED: &str = "expected notify, stdout:TEXT, stderr:TEXT, tcp:HOST:PORT, http://HOST:PORT/PATH, file:PATH or exec:COMMAND";
+        let nonempty = |kind: &str, value: &str| {
+            if value.is_empty() {
+                Err(format!(
+                    "readiness check {text:?}: {kind} needs a value after ':'"
+                ))
+            } else {
+                Ok(value.to_string())
+            }
+        };
+        if text == "notify" {
+            return Ok(Readiness::Notify);
+        }
+        if text.starts_with("http://") || text.starts_with("https://") {
+            crate::probe::HttpTarget::parse(text).map_err(|e| format!("readiness check {e}"))?;
+            return Ok(Readiness::Http(text.to_string()));
+        }
+        let Some((kind, value)) = text.split_once(':') else {
+            return Err(format!(
+                "readiness check {text:?} is not understood; {EXPECTED}"
+            ));
+        };
+        match kind {
+            "stdout" => Ok(Readiness::Stdout(nonempty(kind, value)?)),
+            "stderr" => Ok(Readiness::Stderr(nonempty(kind, value)?)),
+            "file" => Ok(Readiness::File(PathBuf::from(nonempty(kind, value)?))),
+            "exec" => Ok(Readiness::Exec(nonempty(kind, value)?)),
+            "tcp" => {
+                let (host, port) = crate::probe::split_host_port(value, None)
+                    .map_err(|e| format!("readiness check {text:?}: {e}"))?;
+                Ok(Readiness::Tcp { host, port })
+            }
+            _ => Err(format!(
+                "readiness check {text:?} has an unknown kind {kind:?}; {EXPECTED}"
+            )),
+        }
+    }
 }
 
 impl fmt::Display for Readiness {
@@ -29,6 +95,10 @@ impl fmt::Display for Readiness {
             Readiness::Notify => write!(f, "notify (READY=1)"),
             Readiness::Stdout(text) => write!(f, "a stdout line containing {text:?}"),
             Readiness::Stderr(text) => write!(f, "a stderr line containing {text:?}"),
+            Readiness::Tcp { host, port } => write!(f, "a TCP connection to {host}:{port}"),
+            Readiness::Http(url) => write!(f, "HTTP GET {url} answering 2xx/3xx"),
+            Readiness::File(path) => write!(f, "file {} to exist", path.display()),
+            Readiness::Exec(command) => write!(f, "command `{command}` to exit 0"),
         }
     }
 }
@@ -286,6 +356,26 @@ impl PodConfig {
                     stream: Stream::Stderr,
                     text: text.clone(),
                 },
+                Readiness::Http(url) => {
+                    crate::probe::HttpTarget::parse(url).map_err(|reason| {
+                        ConfigError::BadReadiness {
+                            name: self.name.clone(),
+                            check: index,
+                            reason,
+                        }
+                    })?;
+                    Check::Probe(ProbeSchedule::default())
+                }
+                Readiness::Exec(command) if command.trim().is_empty() => {
+                    return Err(ConfigError::BadReadiness {
+                        name: self.name.clone(),
+                        check: index,
+                        reason: "the command is empty".into(),
+                    })
+                }
+                Readiness::Tcp { .. } | Readiness::File(_) | Readiness::Exec(_) => {
+                    Check::Probe(ProbeSchedule::default())
+                }
             };
             spec = spec.check(check);
         }
@@ -313,6 +403,15 @@ pub enum ConfigError {
         /// Index of the check.
         check: usize,
     },
+    /// A readiness check that cannot work.
+    BadReadiness {
+        /// The pod.
+        name: String,
+        /// Index of the check.
+        check: usize,
+        /// Why.
+        reason: String,
+    },
     /// The lifecycle core rejected the configuration.
     Spec {
         /// The pod.
@@ -332,9 +431,29 @@ impl fmt::Display for ConfigError {
                 f,
                 "pod {name}: readiness check #{check} has an empty text; give the text a ready line contains"
             ),
+            ConfigError::BadReadiness { name, check, reason } => {
+                write!(f, "pod {name}: readiness check #{check}: {reason}")
+            }
             ConfigError::Spec { name, error } => write!(f, "pod {name}: {error}"),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+impl Readiness {
+    /// The probe behind a pulled check.
+    pub(crate) fn probe(&self) -> Option<crate::probe::Probe> {
+        use crate::probe::{HttpTarget, Probe};
+        match self {
+            Readiness::Tcp { host, port } => Some(Probe::Tcp {
+                host: host.clone(),
+                port: *port,
+            }),
+            Readiness::Http(url) => HttpTarget::parse(url).ok().map(Probe::Http),
+            Readiness::File(path) => Some(Probe::File(path.clone())),
+            Readiness::Exec(command) => Some(Probe::Exec(command.clone())),
+            Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_) => None,
+        }
+    }
+}

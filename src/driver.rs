@@ -23,6 +23,7 @@ use crate::notify_socket::NotifySocket;
 use crate::os;
 use crate::output::LineReader;
 use crate::pod::{Request, Shared};
+use crate::probe::Attempt;
 use crate::{PodConfig, Signal};
 
 /// A child's output pipe.
@@ -50,6 +51,8 @@ pub(crate) struct Driver {
     timer: Timer,
     timer_at: Option<Instant>,
     pgid: Option<u32>,
+    /// Probe attempts in flight: (attempt number, attempt).
+    probes: Vec<(u64, Attempt)>,
 }
 
 impl Driver {
@@ -65,6 +68,7 @@ impl Driver {
             timer: Timer::never(),
             timer_at: None,
             pgid: None,
+            probes: Vec::new(),
         }
     }
 
@@ -108,9 +112,17 @@ impl Driver {
                     self.signal_group(Signal::KILL);
                     Vec::new()
                 }
-                // The process driver offers no pulled probes yet; the core never asks for
-                // them because the configuration cannot name one.
-                Action::StartProbe { .. } | Action::CancelProbe { .. } => Vec::new(),
+                Action::StartProbe { check, attempt, .. } => {
+                    if let Some(probe) = self.config.readiness.get(check).and_then(|r| r.probe()) {
+                        self.probes.push((attempt, probe.attempt()));
+                    }
+                    Vec::new()
+                }
+                Action::CancelProbe { attempt, .. } => {
+                    // Dropping an attempt cancels it (a probe command's group is killed).
+                    self.probes.retain(|(a, _)| *a != attempt);
+                    Vec::new()
+                }
                 Action::StateChanged { .. } => Vec::new(),
             };
             queue.extend(more);
@@ -291,6 +303,27 @@ impl Driver {
         true
     }
 
+    fn poll_probes(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut finished = Vec::new();
+        self.probes
+            .retain_mut(|(attempt, future)| match future.as_mut().poll(cx) {
+                Poll::Ready(ok) => {
+                    finished.push((*attempt, ok));
+                    false
+                }
+                Poll::Pending => true,
+            });
+        let generation = self.shared.generation();
+        for (attempt, ok) in &finished {
+            self.feed(Event::ProbeFinished {
+                generation,
+                attempt: *attempt,
+                ok: *ok,
+            });
+        }
+        !finished.is_empty()
+    }
+
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = self
             .shared
@@ -331,12 +364,14 @@ impl Future for Driver {
             progressed |= this.poll_notify(cx);
             progressed |= this.poll_output(cx, Stream::Stdout);
             progressed |= this.poll_output(cx, Stream::Stderr);
+            progressed |= this.poll_probes(cx);
             progressed |= this.poll_exit(cx);
             if this.shared.is_ended() {
                 // The sweep already went out; release the socket and pipes.
                 this.notify = None;
                 this.stdout = None;
                 this.stderr = None;
+                this.probes.clear();
                 this.shared.mark_driver_done();
                 return Poll::Ready(());
             }

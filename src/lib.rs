@@ -35,8 +35,10 @@ mod notify_socket;
 mod os;
 mod output;
 mod pod;
+mod probe;
 
 pub use crate::config::{ConfigError, Input, Output, PodConfig, Readiness};
 pub use crate::core::{End, ExitStatus, StartResult, State};
 pub use crate::os::{group_members, Signal};
 pub use crate::pod::{FailureReason, Pod, StartError};
+pub use crate::probe::HttpTarget;

@@ -231,6 +231,13 @@ impl Pod {
         self.start_error(result)
     }
 
+    /// The start result as `wait_ready` would return it, without waiting: `None` while
+    /// the start is undecided.
+    pub fn wait_ready_nowait(&self) -> Option<Result<(), StartError>> {
+        let result = self.shared.lock().machine.start_result().cloned()?;
+        Some(self.start_error(result))
+    }
+
     /// Closes the pod with its configured grace period and waits until its process is
     /// reaped. Safe at any moment and any number of times, also concurrently: every call
     /// returns the same end. Before the start, the pod ends at once (`NeverSpawned`).

@@ -1,0 +1,318 @@
+//! Pulled readiness probes: one attempt each, performed when the core asks for it and
+//! dropped when the core cancels it (an attempt's timeout is the core's decision).
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use async_io::Async;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use crate::os;
+use crate::Signal;
+
+/// One attempt of a probe: resolves to whether it succeeded.
+pub(crate) type Attempt = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// What a probe checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Tcp { host: String, port: u16 },
+    Http(HttpTarget),
+    File(PathBuf),
+    Exec(String),
+}
+
+/// A parsed `http://HOST[:PORT][/PATH]` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpTarget {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// Port (80 if the URL gives none).
+    pub port: u16,
+    /// Path with query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpTarget {
+    /// Parses `http://HOST[:PORT][/PATH]`. Only plain HTTP is supported.
+    ///
+    /// ```
+    /// use podvisor::HttpTarget;
+    ///
+    /// let t = HttpTarget::parse("http://[::1]:8080/health?full=1").unwrap();
+    /// assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 8080, "/health?full=1"));
+    /// assert!(HttpTarget::parse("https://example.com/").is_err());
+    /// ```
+    pub fn parse(url: &str) -> Result<HttpTarget, String> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            if url.starts_with("https://") {
+                format!("{url:?}: https is not supported by the HTTP probe; use http:// or a tcp: check")
+            } else {
+                format!("{url:?}: expected a URL starting with http://")
+            }
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) =
+            split_host_port(authority, Some(80)).map_err(|e| format!("{url:?}: {e}"))?;
+        if path.contains(char::is_whitespace) {
+            return Err(format!("{url:?}: the path contains whitespace"));
+        }
+        Ok(HttpTarget {
+            host,
+            port,
+            path: path.to_string(),
+        })
+    }
+}
+
+/// Splits `HOST:PORT` (or `[V6]:PORT`); `default_port` applies when no port is given.
+pub(crate) fn split_host_port(
+    text: &str,
+    default_port: Option<u16>,
+) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let end = rest
+            .find(']')
+            .ok_or_else(|| format!("{text:?}: missing ']' after an IPv6 address"))?;
+        let after = &rest[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(format!("{text:?}: expected ':PORT' after ']'")),
+        };
+        (&rest[..end], port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{text:?}: the host is empty"));
+    }
+    let port = match (port, default_port) {
+        (Some(p), _) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{text:?}: port {p:?} is not a number from 1 to 65535"))?,
+        (None, Some(d)) => d,
+        (None, None) => return Err(format!("{text:?}: expected HOST:PORT")),
+    };
+    Ok((host.to_string(), port))
+}
+
+impl Probe {
+    /// Starts one attempt.
+    pub(crate) fn attempt(&self) -> Attempt {
+        match self.clone() {
+            Probe::Tcp { host, port } => {
+                Box::pin(async move { connect(&host, port).await.is_ok() })
+            }
+            Probe::Http(target) => {
+                Box::pin(async move { http_get(&target).await.unwrap_or(false) })
+            }
+            Probe::File(path) => Box::pin(async move { path.exists() }),
+            Probe::Exec(command) => match ExecAttempt::spawn(&command) {
+                Ok(attempt) => Box::pin(attempt.succeeded()),
+                Err(_) => Box::pin(async { false }),
+            },
+        }
+    }
+}
+
+/// A resolution's result slot and the event that says it is filled.
+type Resolution = (
+    Mutex<Option<io::Result<Vec<SocketAddr>>>>,
+    event_listener::Event,
+);
+
+/// Resolves `host` without blocking the driver thread: literals and `localhost` at once,
+/// other names on a short-lived thread of their own.
+async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+        ]);
+    }
+    let slot: Arc<Resolution> = Arc::new((Mutex::new(None), event_listener::Event::new()));
+    let for_thread = slot.clone();
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("podvisor-resolve".into())
+        .spawn(move || {
+            let result = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            *for_thread.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            for_thread.1.notify(usize::MAX);
+        })?;
+    loop {
+        let listener = slot.1.listen();
+        if let Some(result) = slot.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return result;
+        }
+        listener.await;
+    }
+}
+
+/// Connects to the first address of `host` that accepts.
+async fn connect(host: &str, port: u16) -> io::Result<Async<TcpStream>> {
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{host} resolved to no address"),
+    );
+    for address in resolve(host, port).await? {
+        match Async::<TcpStream>::connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// One HTTP/1.1 GET; a 2xx or 3xx status line means ready. Redirects are not followed.
+async fn http_get(target: &HttpTarget) -> io::Result<bool> {
+    let mut stream = connect(&target.host, target.port).await?;
+    let host = if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: podvisor\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        target.path
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(64);
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok(status_is_ready(&head))
+}
+
+/// Whether an HTTP response starting with `head` has a 2xx or 3xx status.
+pub(crate) fn status_is_ready(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let version = parts.next().unwrap_or_default();
+    let code = parts.next().unwrap_or_default();
+    version.starts_with(b"HTTP/")
+        && code.len() == 3
+        && code.iter().all(u8::is_ascii_digit)
+        && matches!(code[0], b'2' | b'3')
+}
+
+/// A probe command, in its own process group; dropping it before it ends kills the group
+/// (async-process then reaps the child in the background).
+struct ExecAttempt {
+    child: async_process::Child,
+    done: bool,
+}
+
+impl ExecAttempt {
+    fn spawn(command: &str) -> io::Result<ExecAttempt> {
+        let mut std_command = std::process::Command::new("sh");
+        std_command.args(["-c", command]);
+        os::prepare_command(&mut std_command);
+        let child = async_process::Command::from(std_command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(ExecAttempt { child, done: false })
+    }
+
+    async fn succeeded(mut self) -> bool {
+        let status = self.child.status().await;
+        self.done = true;
+        status.is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for ExecAttempt {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = os::signal_group(self.child.id(), Signal::KILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(
+            split_host_port("localhost:80", None),
+            Ok(("localhost".into(), 80))
+        );
+        assert_eq!(split_host_port("[::1]:9", None), Ok(("::1".into(), 9)));
+        assert_eq!(
+            split_host_port("example.com", Some(80)),
+            Ok(("example.com".into(), 80))
+        );
+        assert!(split_host_port("example.com", None)
+            .unwrap_err()
+            .contains("HOST:PORT"));
+        assert!(split_host_port("h:0", None)
+            .unwrap_err()
+            .contains("1 to 65535"));
+        assert!(split_host_port("h:http", None)
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(split_host_port(":80", None)
+            .unwrap_err()
+            .contains("host is empty"));
+        assert!(split_host_port("[::1", None).unwrap_err().contains("']'"));
+        assert!(split_host_port("[::1]x", None)
+            .unwrap_err()
+            .contains("':PORT'"));
+    }
+
+    #[test]
+    fn http_urls() {
+        let t = HttpTarget::parse("http://127.0.0.1:8000").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("127.0.0.1", 8000, "/")
+        );
+        assert!(HttpTarget::parse("ftp://x")
+            .unwrap_err()
+            .contains("http://"));
+        assert!(HttpTarget::parse("https://x")
+            .unwrap_err()
+            .contains("https"));
+        assert!(HttpTarget::parse("http://x/a b")
+            .unwrap_err()
+            .contains("whitespace"));
+    }
+
+    #[test]
+    fn status_lines() {
+        assert!(status_is_ready(b"HTTP/1.1 200 OK\r\n"));
+        assert!(status_is_ready(b"HTTP/1.0 302 Found\r\n"));
+        assert!(!status_is_ready(b"HTTP/1.1 500 Internal Server Error\r\n"));
+        assert!(!status_is_ready(b"HTTP/1.1 404 Not Found\r\n"));
+        assert!(!status_is_ready(b"SSH-2.0-OpenSSH\r\n"));
+        assert!(!status_is_ready(b""));
+    }
+}
