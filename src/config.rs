@@ -164,6 +164,7 @@ pub struct PodConfig {
     pub(crate) stderr: Output,
     pub(crate) last_lines: usize,
     pub(crate) started_by: core::StartedBy,
+    pub(crate) prefix: Option<String>,
 }
 
 impl PodConfig {
@@ -191,6 +192,7 @@ impl PodConfig {
             stderr: Output::Capture,
             last_lines: 20,
             started_by: core::StartedBy::Exec,
+            prefix: None,
         }
     }
 
@@ -270,6 +272,11 @@ impl PodConfig {
         self
     }
 
+    /// The stop signal.
+    pub fn get_stop_signal(&self) -> Signal {
+        self.stop_signal
+    }
+
     /// Standard input.
     pub fn stdin(mut self, input: Input) -> Self {
         self.stdin = input;
@@ -286,6 +293,18 @@ impl PodConfig {
     pub fn stderr(mut self, output: Output) -> Self {
         self.stderr = output;
         self
+    }
+
+    /// The text put before each forwarded line ([`Output::Forward`]); `[name] ` unless set.
+    pub fn forward_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    pub(crate) fn get_prefix(&self) -> String {
+        self.prefix
+            .clone()
+            .unwrap_or_else(|| format!("[{}] ", self.name))
     }
 
     /// How many of the last output lines to keep (20 by default).

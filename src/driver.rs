@@ -51,6 +51,8 @@ pub(crate) struct Driver {
     timer: Timer,
     timer_at: Option<Instant>,
     pgid: Option<u32>,
+    /// Put before forwarded lines.
+    prefix: String,
     /// Probe attempts in flight: (attempt number, attempt).
     probes: Vec<(u64, Attempt)>,
 }
@@ -58,6 +60,7 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(shared: Arc<Shared>, config: PodConfig, epoch: Instant) -> Driver {
         Driver {
+            prefix: config.get_prefix(),
             shared,
             config,
             epoch,
@@ -251,7 +254,7 @@ impl Driver {
             };
             progressed = true;
             if forward {
-                forward_line(&self.config.name, stream, &line);
+                forward_line(&self.prefix, stream, &line);
             }
             self.shared.push_line(&line);
             if watched {
@@ -391,12 +394,10 @@ fn stdio(output: Output) -> Stdio {
     }
 }
 
-fn forward_line(name: &str, stream: Stream, line: &[u8]) {
+fn forward_line(prefix: &str, stream: Stream, line: &[u8]) {
     use std::io::Write;
-    let mut text = Vec::with_capacity(name.len() + line.len() + 4);
-    text.push(b'[');
-    text.extend_from_slice(name.as_bytes());
-    text.extend_from_slice(b"] ");
+    let mut text = Vec::with_capacity(prefix.len() + line.len() + 1);
+    text.extend_from_slice(prefix.as_bytes());
     text.extend_from_slice(line);
     text.push(b'\n');
     // Losing a forwarded line (closed terminal) must not disturb the pod.

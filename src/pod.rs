@@ -319,6 +319,20 @@ impl Pod {
         futures_lite::future::block_on(self.join_timeout(timeout))
     }
 
+    /// Sends `signal` to the pod's process group, if its process is running (between the
+    /// spawn and the reap); otherwise does nothing and returns `Ok(false)`.
+    pub fn signal(&self, signal: crate::Signal) -> std::io::Result<bool> {
+        let inner = self.shared.lock();
+        let running = matches!(
+            inner.machine.state(),
+            State::Starting | State::Started | State::Ready | State::Stopping | State::Killing
+        );
+        match (running, inner.pid) {
+            (true, Some(pid)) => crate::os::signal_group(pid, signal).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     /// The pod's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -1,0 +1,257 @@
+//! Command-line parsing (no parser crate: the grammar is small and the errors are ours).
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use podvisor::{PodConfig, Readiness, Signal};
+
+use crate::duration::parse_duration;
+
+pub const USAGE: &str = "\
+podvisor: take a command (or a deployment of them) through its life: start, wait until it
+is ready or has failed, close it gracefully, reap everything.
+
+Usage:
+  podvisor run [OPTIONS] -- COMMAND [ARGS...]
+  podvisor --help | --version
+
+Options of run:
+  --name NAME             name used in messages (default: the program's name)
+  --ready PROBE           none (default), notify, stdout:TEXT, stderr:TEXT, tcp:HOST:PORT,
+                          http://HOST:PORT/PATH, file:PATH, exec:COMMAND; repeatable, all
+                          must hold
+  --timeout-ready DUR     time allowed to become ready (default 600s; 0 = no limit)
+  --grace DUR             time between the stop signal and SIGKILL (default 10s)
+  --stop-signal SIG       signal that asks the command to stop (default TERM)
+  --env KEY=VALUE         set a variable for the command (repeatable)
+  --env-clear             start the command from an empty environment
+  --json                  report state changes as JSON lines on stderr
+
+Durations need a unit: 250ms, 10s, 2m, 1m30s. SIGINT/SIGTERM close the command gracefully;
+a second one kills its process group at once. SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are
+forwarded to the command's process group.
+
+Exit status: 0 closed on request after ready or exited 0 by itself; 124 readiness timed
+out; 125 podvisor usage error; 126/127 command cannot be executed/not found; 1 ended
+before ready with status 0; 128+N closed by signal N before ready; otherwise the command's
+status (N, or 128+S if killed by signal S).";
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Print the usage.
+    Help,
+    /// Print the version.
+    Version,
+    /// Run one pod.
+    Run(Box<RunOptions>),
+}
+
+/// `podvisor run`'s options.
+#[derive(Debug)]
+pub struct RunOptions {
+    pub config: PodConfig,
+    pub json: bool,
+    pub grace: Duration,
+}
+
+fn text(arg: &OsString) -> Result<&str, String> {
+    arg.to_str()
+        .ok_or_else(|| format!("argument {arg:?} is not valid UTF-8"))
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+    let mut args = args.into_iter();
+    let Some(first) = args.next() else {
+        return Err("missing command; expected run".into());
+    };
+    match text(&first)? {
+        "-h" | "--help" | "help" => Ok(Command::Help),
+        "-V" | "--version" => Ok(Command::Version),
+        "run" => parse_run(args.collect()).map(|o| Command::Run(Box::new(o))),
+        other => Err(format!("unknown command {other:?}; expected run")),
+    }
+}
+
+fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
+    let mut name = None;
+    let mut ready: Vec<Readiness> = Vec::new();
+    let mut none = false;
+    let mut timeout_ready = Some(podvisor::core::DEFAULT_TIMEOUT_READY);
+    let mut grace = podvisor::core::DEFAULT_GRACE;
+    let mut stop_signal = Signal::TERM;
+    let mut env: Vec<(String, OsString)> = Vec::new();
+    let mut env_clear = false;
+    let mut json = false;
+    let mut iter = args.into_iter();
+    let mut command: Vec<OsString> = Vec::new();
+    while let Some(arg) = iter.next() {
+        let flag = match arg.to_str() {
+            Some(flag) => flag.to_string(),
+            None => {
+                command.push(arg);
+                break;
+            }
+        };
+        if flag == "--" {
+            break;
+        }
+        if !flag.starts_with('-') || flag == "-" {
+            command.push(arg);
+            break;
+        }
+        // --option=value or --option value
+        let (option, inline) = match flag.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o.to_string(), Some(v.to_string())),
+            _ => (flag.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => iter
+                    .next()
+                    .ok_or_else(|| format!("{option} needs a value: {what}"))
+                    .and_then(|v| text(&v).map(str::to_string)),
+            }
+        };
+        match option.as_str() {
+            "--name" => name = Some(value("NAME")?),
+            "--ready" => {
+                let probe = value("PROBE")?;
+                if probe == "none" {
+                    none = true;
+                } else {
+                    ready.push(probe.parse().map_err(|e| format!("--ready: {e}"))?);
+                }
+            }
+            "--timeout-ready" => {
+                let d =
+                    parse_duration(&value("DUR")?).map_err(|e| format!("--timeout-ready: {e}"))?;
+                timeout_ready = (!d.is_zero()).then_some(d);
+            }
+            "--grace" => {
+                grace = parse_duration(&value("DUR")?).map_err(|e| format!("--grace: {e}"))?
+            }
+            "--stop-signal" => {
+                stop_signal =
+                    Signal::from_name(&value("SIG")?).map_err(|e| format!("--stop-signal: {e}"))?
+            }
+            "--env" => {
+                let pair = value("KEY=VALUE")?;
+                match pair.split_once('=') {
+                    Some((key, v)) if !key.is_empty() => env.push((key.to_string(), v.into())),
+                    _ => {
+                        return Err(format!(
+                            "--env {pair:?}: expected KEY=VALUE with a non-empty KEY"
+                        ))
+                    }
+                }
+            }
+            "--env-clear" => env_clear = true,
+            "--json" => json = true,
+            "-h" | "--help" => return Err("HELP".into()),
+            other => {
+                return Err(format!(
+                    "unknown option {other:?} for run; see podvisor --help"
+                ))
+            }
+        }
+        if inline.is_some() && matches!(option.as_str(), "--env-clear" | "--json") {
+            return Err(format!("{option} takes no value"));
+        }
+    }
+    command.extend(iter);
+    if none && !ready.is_empty() {
+        return Err("--ready none cannot be combined with other --ready checks".into());
+    }
+    let mut command = command.into_iter();
+    let program = command
+        .next()
+        .ok_or("missing COMMAND; usage: podvisor run [OPTIONS] -- COMMAND [ARGS...]")?;
+    let mut config = PodConfig::new(program).args(command);
+    if let Some(name) = name {
+        config = config.name(name);
+    }
+    for check in ready {
+        config = config.ready(check);
+    }
+    for (key, value) in env {
+        config = config.env(key, value);
+    }
+    if env_clear {
+        config = config.env_clear();
+    }
+    let config = config
+        .timeout_ready(timeout_ready)
+        .grace(grace)
+        .stop_signal(stop_signal)
+        .stdout(podvisor::Output::Forward)
+        .stderr(podvisor::Output::Forward)
+        .forward_prefix("");
+    Ok(RunOptions {
+        config,
+        json,
+        grace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<RunOptions, String> {
+        let mut all = vec![OsString::from("run")];
+        all.extend(args.iter().map(OsString::from));
+        match parse(all)? {
+            Command::Run(options) => Ok(*options),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_and_command() {
+        let options = run(&[
+            "--name",
+            "web",
+            "--grace=2s",
+            "--json",
+            "--",
+            "sleep",
+            "--help",
+        ])
+        .unwrap();
+        assert_eq!(options.config.get_name(), "web");
+        assert_eq!(options.grace, Duration::from_secs(2));
+        assert!(options.json);
+        assert_eq!(options.config.get_program(), "sleep");
+        let options = run(&["--ready", "tcp:localhost:80", "--ready", "notify", "true"]).unwrap();
+        assert_eq!(options.config.get_program(), "true");
+    }
+
+    #[test]
+    fn errors_are_specific() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--grace", "10", "--", "x"], "add one, e.g. 10s"),
+            (&["--timeout-ready"], "needs a value"),
+            (&["--ready", "tcp:80", "x"], "--ready"),
+            (
+                &["--ready", "none", "--ready", "notify", "x"],
+                "cannot be combined",
+            ),
+            (&["--stop-signal", "TREM", "x"], "unknown signal"),
+            (&["--env", "=x", "y"], "KEY=VALUE"),
+            (&["--bogus", "x"], "unknown option \"--bogus\""),
+            (&["--json=yes", "x"], "takes no value"),
+            (&["--name", "x"], "missing COMMAND"),
+        ];
+        for (args, needle) in cases {
+            let error = run(args).unwrap_err();
+            assert!(error.contains(needle), "{args:?}: {error}");
+        }
+        assert!(parse(vec![]).unwrap_err().contains("missing command"));
+        assert!(parse(vec!["stop".into()])
+            .unwrap_err()
+            .contains("unknown command"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Durations on the command line and in files: `250ms`, `10s`, `2m`, `1m30s`, `1h`; `0`
+//! is the one bare number accepted.
+
+use std::time::Duration;
+
+/// Parses a duration; the error says what was wrong and what is expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(
+            "empty duration; expected a number with a unit, e.g. 250ms, 10s, 2m, 1m30s".into(),
+        );
+    }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "duration {text:?} has no unit; add one, e.g. {text}s or {text}ms (0 is the only bare number)"
+        ));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("duration {text:?}: expected a number at {rest:?}"));
+        }
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration {text:?}: {:?} is not a number", &rest[..digits]))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let seconds = match unit {
+            "ms" => number / 1000.0,
+            "s" => number,
+            "m" => number * 60.0,
+            "h" => number * 3600.0,
+            "" => {
+                return Err(format!(
+                    "duration {text:?}: {number} has no unit; expected ms, s, m or h"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "duration {text:?}: unknown unit {other:?}; expected ms, s, m or h"
+                ))
+            }
+        };
+        let part = Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("duration {text:?} is out of range"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("duration {text:?} is out of range"))?;
+    }
+    Ok(total)
+}
+
+/// Formats a duration the way it is parsed (`1.5s`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        "0s".into()
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        let s = d.as_secs_f64();
+        if s.fract() == 0.0 {
+            format!("{s:.0}s")
+        } else {
+            format!("{s:.3}s")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_units_and_combinations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn rejects_bare_numbers_and_bad_units() {
+        assert!(parse_duration("10")
+            .unwrap_err()
+            .contains("add one, e.g. 10s"));
+        assert!(parse_duration("").unwrap_err().contains("empty"));
+        assert!(parse_duration("10x")
+            .unwrap_err()
+            .contains("unknown unit \"x\""));
+        assert!(parse_duration("s")
+            .unwrap_err()
+            .contains("expected a number"));
+        assert!(parse_duration("1..2s")
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(parse_duration("99999999999999999999h")
+            .unwrap_err()
+            .contains("out of range"));
+    }
+
+    #[test]
+    fn formats_back() {
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.500s");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+}

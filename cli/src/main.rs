@@ -1,0 +1,42 @@
+//! `podvisor`: run one pod (`podvisor run`), with the exit status of the table in
+//! `podvisor --help`.
+
+mod args;
+mod duration;
+mod exit;
+mod report;
+mod run;
+mod sd_notify;
+
+fn main() {
+    let code = match args::parse(std::env::args_os().skip(1).collect()) {
+        Ok(args::Command::Help) => {
+            println!("{}", args::USAGE);
+            0
+        }
+        Ok(args::Command::Version) => {
+            println!("podvisor {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Ok(args::Command::Run(options)) => run::run(*options),
+        Err(message) if message == "HELP" => {
+            println!("{}", args::USAGE);
+            0
+        }
+        Err(message) => {
+            eprintln!("podvisor: {message}\nTry 'podvisor --help' for more information.");
+            exit::USAGE
+        }
+    };
+    std::process::exit(code);
+}
+
+/// About four descriptors per pod: raise the soft limit to the hard one.
+pub(crate) fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}

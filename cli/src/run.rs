@@ -1,0 +1,106 @@
+//! `podvisor run`: one pod, closed on SIGINT/SIGTERM, signals forwarded.
+
+use std::time::Duration;
+
+use async_signal::{Signal as Os, Signals};
+use futures_lite::{future, StreamExt};
+use podvisor::{Pod, Signal, State};
+
+use crate::args::RunOptions;
+use crate::exit;
+use crate::report::Reporter;
+use crate::sd_notify::Supervisor;
+
+enum Wake {
+    Changed(u64),
+    Signal(Option<i32>),
+}
+
+/// Runs the pod to its end and returns podvisor's exit status.
+pub fn run(options: RunOptions) -> i32 {
+    crate::raise_nofile_limit();
+    let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("podvisor: cannot handle signals: {e}");
+            return exit::USAGE;
+        }
+    };
+    let stop_signal = options.config.get_stop_signal().name();
+    let pod = match Pod::new(options.config) {
+        Ok(pod) => pod,
+        Err(e) => {
+            eprintln!("podvisor: {e}");
+            return exit::USAGE;
+        }
+    };
+    let supervisor = Supervisor::from_env();
+    let mut reporter = Reporter::new(options.json, options.grace, stop_signal);
+    future::block_on(async {
+        let mut signals = signals;
+        pod.start();
+        let mut seen = 0;
+        let mut requested: Option<i32> = None;
+        let mut told_ready = false;
+        loop {
+            let changed = async { Wake::Changed(pod.changed(seen).await.0) };
+            let signal =
+                async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
+            match future::or(changed, signal).await {
+                Wake::Changed(count) => {
+                    seen = count;
+                    reporter.update(&pod);
+                    if !told_ready && pod.state() == State::Ready {
+                        told_ready = true;
+                        if let Some(s) = &supervisor {
+                            s.notify("READY=1\nSTATUS=ready");
+                        }
+                    }
+                    if pod.state() == State::Ended {
+                        break;
+                    }
+                }
+                Wake::Signal(Some(number))
+                    if number == Os::Int as i32 || number == Os::Term as i32 =>
+                {
+                    let name = Signal::from_raw(number).map_or(number.to_string(), |s| s.name());
+                    if requested.is_none() {
+                        requested = Some(number);
+                        reporter.note(
+                            &pod,
+                            "closing",
+                            &format!("closing on SIG{name} (again to kill at once)"),
+                        );
+                        if let Some(s) = &supervisor {
+                            s.notify("STOPPING=1");
+                        }
+                        pod.close_nowait(None);
+                    } else {
+                        reporter.note(
+                            &pod,
+                            "killing",
+                            &format!("second SIG{name}: killing its process group"),
+                        );
+                        pod.close_nowait(Some(Duration::ZERO));
+                    }
+                }
+                Wake::Signal(Some(number)) => {
+                    if let Some(signal) = Signal::from_raw(number) {
+                        let _ = pod.signal(signal);
+                    }
+                }
+                Wake::Signal(None) => {}
+            }
+        }
+        let start = pod.start_result();
+        if let Err(error) = pod.wait_ready_nowait().unwrap_or(Ok(())) {
+            if !matches!(error, podvisor::StartError::Cancelled { .. }) {
+                reporter.failure(&pod, &error);
+            }
+        }
+        match start {
+            Some(start) => exit::exit_code(&start, pod.end(), requested),
+            None => exit::USAGE,
+        }
+    })
+}

@@ -1,0 +1,355 @@
+//! End-to-end tests of `podvisor run`: the built binary, real children, real signals.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const PODVISOR: &str = env!("CARGO_BIN_EXE_podvisor");
+
+struct Running {
+    child: Child,
+    stderr: Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let mut child = Command::new(PODVISOR)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Running {
+        child,
+        stderr: rx,
+        seen: Vec::new(),
+    }
+}
+
+impl Running {
+    /// Waits (generously) for a stderr line containing `text`.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(100)) {
+                let found = line.contains(text);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!("no line containing {text:?}; saw {:?}", self.seen);
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn finish(mut self) -> (i32, Vec<String>, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        let mut stdout = String::new();
+        use std::io::Read;
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        (
+            status.code().expect("podvisor exits, it is not killed"),
+            self.seen,
+            stdout,
+        )
+    }
+}
+
+fn status_of(args: &[&str]) -> (i32, Vec<String>) {
+    let (code, lines, _) = spawn(args).finish();
+    (code, lines)
+}
+
+#[test]
+fn closed_on_sigint_after_ready_is_0() {
+    let mut run = spawn(&[
+        "run",
+        "--ready",
+        "stdout:up",
+        "--",
+        "sh",
+        "-c",
+        "echo up; exec sleep 60",
+    ]);
+    run.wait_for("ready after");
+    run.signal("INT");
+    let (code, lines, stdout) = run.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(stdout.contains("up"));
+    assert!(
+        lines.iter().any(|l| l.contains("closing on SIGINT")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn command_exiting_0_by_itself_is_0() {
+    assert_eq!(status_of(&["run", "--", "true"]).0, 0);
+}
+
+#[test]
+fn sigint_before_ready_is_130_and_sigterm_143() {
+    for (signal, expected) in [("INT", 130), ("TERM", 143)] {
+        let mut run = spawn(&["run", "--ready", "notify", "--", "sleep", "60"]);
+        run.wait_for("started");
+        run.signal(signal);
+        let (code, lines, _) = run.finish();
+        assert_eq!(code, expected, "{lines:?}");
+    }
+}
+
+#[test]
+fn readiness_timeout_is_124() {
+    let (code, lines) = status_of(&[
+        "run",
+        "--ready",
+        "notify",
+        "--timeout-ready",
+        "300ms",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(code, 124);
+    assert!(
+        lines.iter().any(|l| l.contains("not ready after 300ms")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn usage_errors_are_125() {
+    for args in [
+        &["run", "--grace", "5", "--", "true"][..],
+        &["run", "--ready", "bogus", "--", "true"],
+        &["run"],
+        &["frobnicate"],
+        &["run", "--stop-signal", "NOPE", "--", "true"],
+    ] {
+        let (code, lines) = status_of(args);
+        assert_eq!(code, 125, "{args:?}: {lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("podvisor: ")),
+            "{lines:?}"
+        );
+    }
+}
+
+#[test]
+fn not_executable_is_126_and_not_found_127() {
+    let file = std::env::temp_dir().join(format!("podvisor-cli-not-exec-{}", std::process::id()));
+    std::fs::write(&file, "not a program\n").unwrap();
+    assert_eq!(status_of(&["run", "--", file.to_str().unwrap()]).0, 126);
+    std::fs::remove_file(&file).unwrap();
+    let (code, lines) = status_of(&["run", "--", "podvisor-no-such-command"]);
+    assert_eq!(code, 127);
+    assert!(
+        lines.iter().any(|l| l.contains("was not found")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn ended_before_ready_with_0_is_1_and_with_n_is_n() {
+    assert_eq!(status_of(&["run", "--ready", "notify", "--", "true"]).0, 1);
+    let (code, lines) = status_of(&[
+        "run",
+        "--ready",
+        "notify",
+        "--",
+        "sh",
+        "-c",
+        "echo broken config >&2; exit 3",
+    ]);
+    assert_eq!(code, 3);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("exited before it was ready")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("broken config")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn exit_after_ready_and_death_by_signal_pass_through() {
+    assert_eq!(status_of(&["run", "--", "sh", "-c", "exit 7"]).0, 7);
+    assert_eq!(
+        status_of(&["run", "--", "sh", "-c", "kill -SEGV $$"]).0,
+        139
+    );
+}
+
+#[test]
+fn sigkill_after_the_grace_period_is_137() {
+    let mut run = spawn(&[
+        "run",
+        "--grace",
+        "300ms",
+        "--ready",
+        "stdout:armed",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; echo armed; while :; do sleep 0.1; done",
+    ]);
+    run.wait_for("ready after");
+    run.signal("INT");
+    let (code, lines, _) = run.finish();
+    assert_eq!(code, 137, "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("SIGKILL")), "{lines:?}");
+}
+
+#[test]
+fn second_sigint_kills_at_once() {
+    let mut run = spawn(&[
+        "run",
+        "--grace",
+        "60s",
+        "--ready",
+        "stdout:armed",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; echo armed; while :; do sleep 0.1; done",
+    ]);
+    run.wait_for("ready after");
+    let start = Instant::now();
+    run.signal("INT");
+    run.wait_for("closing on SIGINT");
+    run.signal("INT");
+    let (code, lines, _) = run.finish();
+    assert_eq!(code, 137, "{lines:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn sigint_reaches_grandchildren() {
+    let pid_file =
+        std::env::temp_dir().join(format!("podvisor-cli-grandchild-{}", std::process::id()));
+    let script = format!(
+        "sleep 600 & echo $! > {}; echo up; wait",
+        pid_file.display()
+    );
+    let mut run = spawn(&["run", "--ready", "stdout:up", "--", "sh", "-c", &script]);
+    run.wait_for("ready after");
+    let grandchild: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    run.signal("INT");
+    let (code, lines, _) = run.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    let gone = (0..200).any(|_| {
+        let alive = std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false);
+        if alive {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        !alive
+    });
+    assert!(gone, "grandchild {grandchild} survived");
+    std::fs::remove_file(pid_file).unwrap();
+}
+
+#[test]
+fn sighup_is_forwarded_to_the_group() {
+    let mut run = spawn(&[
+        "run",
+        "--ready",
+        "stdout:armed",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got HUP' HUP; echo armed; while :; do sleep 0.1; done",
+    ]);
+    run.wait_for("ready after");
+    run.signal("HUP");
+    // The trap runs within the child's 0.1 s sleep loop; give it ample time.
+    std::thread::sleep(Duration::from_millis(1000));
+    run.signal("TERM");
+    let (code, lines, stdout) = run.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(stdout.contains("got HUP"), "stdout: {stdout:?}");
+}
+
+#[test]
+fn reports_to_its_own_supervisor() {
+    let dir = std::env::temp_dir().join(format!("podvisor-cli-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sock");
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = Command::new(PODVISOR)
+        .args(["run", "--", "sleep", "60"])
+        .env("NOTIFY_SOCKET", &path)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn json_lines_are_one_object_each() {
+    let (code, lines) = status_of(&["run", "--json", "--", "sh", "-c", "exit 0"]);
+    assert_eq!(code, 0);
+    let events: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            assert!(l.starts_with('{') && l.ends_with('}'), "{l}");
+            l.split("\"event\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(events, vec!["started", "ready", "exited"]);
+}
