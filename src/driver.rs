@@ -180,7 +180,7 @@ impl Driver {
             command.env("NOTIFY_SOCKET", socket.path());
             self.notify = Some(socket);
         }
-        os::prepare_command(&mut command);
+        os::prepare_command(&mut command, config.death_signal);
         let mut command = async_process::Command::from(command);
         command.stdin(match config.stdin {
             Input::Null => Stdio::null(),

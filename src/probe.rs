@@ -231,7 +231,7 @@ impl ExecAttempt {
     fn spawn(command: &str) -> io::Result<ExecAttempt> {
         let mut std_command = std::process::Command::new("sh");
         std_command.args(["-c", command]);
-        os::prepare_command(&mut std_command);
+        os::prepare_command(&mut std_command, true);
         let child = async_process::Command::from(std_command)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

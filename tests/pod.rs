@@ -479,3 +479,17 @@ fn bad_configs_are_rejected_before_anything_runs() {
     let error = Pod::new(fixture(&[]).ready(Readiness::Stdout(String::new()))).unwrap_err();
     assert!(error.to_string().contains("empty text"), "{error}");
 }
+
+#[test]
+fn without_the_death_signal_pods_work_the_same() {
+    on_every_executor(|| async {
+        let pod = Pod::new(
+            fixture(&["notify", "READY=1", "forever"])
+                .ready(Readiness::Notify)
+                .kill_on_supervisor_death(false),
+        )
+        .unwrap();
+        pod.start_and_wait().await.unwrap();
+        assert_eq!(pod.close().await, End::Closed(ExitStatus::Signal(SIGTERM)));
+    });
+}

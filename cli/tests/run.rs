@@ -353,3 +353,31 @@ fn json_lines_are_one_object_each() {
         .collect();
     assert_eq!(events, vec!["started", "ready", "exited"]);
 }
+
+#[test]
+fn killing_podvisor_takes_the_command_down_with_it() {
+    let pid_file = std::env::temp_dir().join(format!("podvisor-cli-orphan-{}", std::process::id()));
+    let script = format!("echo $$ > {}; echo up; exec sleep 600", pid_file.display());
+    let mut run = spawn(&["run", "--ready", "stdout:up", "--", "sh", "-c", &script]);
+    run.wait_for("ready after");
+    let leader: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SIGKILL: podvisor gets no chance to close anything; the kernel's parent-death
+    // signal must take the leader down.
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+    let gone = (0..400).any(|_| {
+        let alive = std::fs::read_to_string(format!("/proc/{leader}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false);
+        if alive {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        !alive
+    });
+    assert!(gone, "leader {leader} outlived podvisor");
+    std::fs::remove_file(pid_file).unwrap();
+}

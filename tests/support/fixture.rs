@@ -13,6 +13,8 @@
 //!   flood N            write N long lines on stdout
 //!   env KEY            print "KEY=VALUE" or "KEY unset"
 //!   forever            sleep until killed
+//!   stamp TEXT         write "TEXT NANOS" on stdout, NANOS from CLOCK_MONOTONIC
+//!   listen PORT        listen on 127.0.0.1:PORT (kept open until exit)
 //! ```
 //! Without `exit`, it exits 0 after the last step. To ignore SIGTERM, run it through
 //! `sh -c 'trap "" TERM; exec "$0" "$@"' podvisor-fixture STEP...`: an ignored signal stays
@@ -83,6 +85,20 @@ fn main() {
                     Ok(value) => println!("{key}={value}"),
                     Err(_) => println!("{key} unset"),
                 }
+            }
+            "stamp" => {
+                let text = arg();
+                let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                let nanos = now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text} {nanos}");
+                let _ = out.flush();
+            }
+            "listen" => {
+                let port = number(&arg());
+                let listener = std::net::TcpListener::bind(("127.0.0.1", port as u16))
+                    .unwrap_or_else(|e| fail(&format!("listen: {e}")));
+                std::mem::forget(listener);
             }
             "forever" => loop {
                 std::thread::sleep(Duration::from_secs(3600));

@@ -1,0 +1,579 @@
+//! What a deployment is made of — [`DeploymentSpec`] and its [`PodTemplate`]s — and the
+//! validation that runs before anything starts.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A group of pods started in dependency order and closed in reverse.
+///
+/// Each [`PodTemplate`] stands for `replicas` pods named `name/0` … `name/N-1`. The spec
+/// carries no commands: the core only decides *when* each pod starts, restarts and
+/// closes; the driver knows what each one runs.
+///
+/// # Examples
+///
+/// ```
+/// use podvisor::core::deployment::{Condition, DeploymentSpec, PodTemplate, RestartPolicy};
+///
+/// let spec = DeploymentSpec::new()
+///     .pod(PodTemplate::new("db"))
+///     .pod(PodTemplate::new("migrate").one_shot().depends_on("db", Condition::Ready))
+///     .pod(
+///         PodTemplate::new("web")
+///             .replicas(3)
+///             .depends_on("migrate", Condition::Succeeded)
+///             .restart(RestartPolicy::OnFailure),
+///     )
+///     .seed(42);
+/// assert!(spec.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeploymentSpec {
+    /// The pods, in the order they were declared. Pods whose dependencies hold together
+    /// start together, in this order.
+    pub templates: Vec<PodTemplate>,
+    /// Seed of the restart jitter: the same seed gives the same delays.
+    pub seed: u64,
+}
+
+impl DeploymentSpec {
+    /// An empty deployment with seed 0.
+    pub fn new() -> DeploymentSpec {
+        DeploymentSpec::default()
+    }
+
+    /// Adds a pod template.
+    pub fn pod(mut self, template: PodTemplate) -> Self {
+        self.templates.push(template);
+        self
+    }
+
+    /// Sets [`DeploymentSpec::seed`].
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The index of the template named `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.templates.iter().position(|t| t.name == name)
+    }
+
+    /// Checks the spec before anything starts: at least one pod; names non-empty, without
+    /// `/` and unique; at least one replica each; every dependency names another pod of
+    /// the deployment, once; `Succeeded` only on one-shot pods; no one-shot pod with
+    /// restart policy `always`; usable backoff settings; no dependency cycle.
+    ///
+    /// Returns the first problem found, looking at the templates in order.
+    pub fn validate(&self) -> Result<(), DeploymentError> {
+        if self.templates.is_empty() {
+            return Err(DeploymentError::NoPods);
+        }
+        for (index, template) in self.templates.iter().enumerate() {
+            let name = &template.name;
+            if name.is_empty() {
+                return Err(DeploymentError::EmptyName { index });
+            }
+            if name.contains('/') {
+                return Err(DeploymentError::SlashInName { name: name.clone() });
+            }
+            if self.templates[..index].iter().any(|t| &t.name == name) {
+                return Err(DeploymentError::DuplicateName { name: name.clone() });
+            }
+        }
+        for template in &self.templates {
+            let pod = &template.name;
+            if template.replicas == 0 {
+                return Err(DeploymentError::ZeroReplicas { pod: pod.clone() });
+            }
+            for (i, dependency) in template.depends_on.iter().enumerate() {
+                let Some(target) = self.position(&dependency.on) else {
+                    return Err(DeploymentError::UnknownDependency {
+                        pod: pod.clone(),
+                        dependency: dependency.on.clone(),
+                        known: self.templates.iter().map(|t| t.name.clone()).collect(),
+                    });
+                };
+                if template.depends_on[..i]
+                    .iter()
+                    .any(|d| d.on == dependency.on)
+                {
+                    return Err(DeploymentError::DuplicateDependency {
+                        pod: pod.clone(),
+                        dependency: dependency.on.clone(),
+                    });
+                }
+                if dependency.condition == Condition::Succeeded
+                    && !self.templates[target].one_shot
+                {
+                    return Err(DeploymentError::SucceededNeedsOneShot {
+                        pod: pod.clone(),
+                        dependency: dependency.on.clone(),
+                    });
+                }
+            }
+            if template.one_shot && template.restart == RestartPolicy::Always {
+                return Err(DeploymentError::OneShotRestartsAlways { pod: pod.clone() });
+            }
+            template
+                .backoff
+                .validate()
+                .map_err(|problem| DeploymentError::Backoff {
+                    pod: pod.clone(),
+                    problem,
+                })?;
+        }
+        if let Some(cycle) = self.find_cycle() {
+            return Err(DeploymentError::Cycle {
+                pods: cycle
+                    .into_iter()
+                    .map(|i| self.templates[i].name.clone())
+                    .collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The first dependency cycle, as template indices `a, b, …, a` (first and last the
+    /// same), found by a depth-first search in declaration order. Dependencies must all
+    /// be known.
+    fn find_cycle(&self) -> Option<Vec<usize>> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            OnPath,
+            Done,
+        }
+        let n = self.templates.len();
+        let edges: Vec<Vec<usize>> = self
+            .templates
+            .iter()
+            .map(|t| {
+                t.depends_on
+                    .iter()
+                    .filter_map(|d| self.position(&d.on))
+                    .collect()
+            })
+            .collect();
+        let mut mark = vec![Mark::New; n];
+        for root in 0..n {
+            if mark[root] != Mark::New {
+                continue;
+            }
+            // An explicit stack of (template, next edge to follow): no recursion depth limit.
+            let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+            mark[root] = Mark::OnPath;
+            while let Some(&mut (node, ref mut next)) = path.last_mut() {
+                if let Some(&to) = edges[node].get(*next) {
+                    *next += 1;
+                    match mark[to] {
+                        Mark::New => {
+                            mark[to] = Mark::OnPath;
+                            path.push((to, 0));
+                        }
+                        Mark::OnPath => {
+                            let from = path.iter().position(|&(p, _)| p == to).unwrap_or(0);
+                            let mut cycle: Vec<usize> = path[from..].iter().map(|&(p, _)| p).collect();
+                            cycle.push(to);
+                            return Some(cycle);
+                        }
+                        Mark::Done => {}
+                    }
+                } else {
+                    mark[node] = Mark::Done;
+                    path.pop();
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One pod of a deployment, possibly replicated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodTemplate {
+    /// The name; replicas are called `name/0`, `name/1`, …. Non-empty, without `/`.
+    pub name: String,
+    /// How many pods run this template. At least 1.
+    pub replicas: u32,
+    /// What must hold before any replica starts (or restarts).
+    pub depends_on: Vec<Dependency>,
+    /// A job expected to end (a migration): its successful end neither stops the
+    /// deployment nor counts as a failure. The deployment is ready once it succeeded.
+    pub one_shot: bool,
+    /// When a replica that ended by itself is started again.
+    pub restart: RestartPolicy,
+    /// How long to wait before each restart, and when to give up.
+    pub backoff: Backoff,
+}
+
+impl PodTemplate {
+    /// One replica, no dependencies, long-running, never restarted, default backoff.
+    pub fn new(name: impl Into<String>) -> PodTemplate {
+        PodTemplate {
+            name: name.into(),
+            replicas: 1,
+            depends_on: Vec::new(),
+            one_shot: false,
+            restart: RestartPolicy::No,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Sets [`PodTemplate::replicas`].
+    pub fn replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Adds a dependency on every replica of the template named `on`.
+    pub fn depends_on(mut self, on: impl Into<String>, condition: Condition) -> Self {
+        self.depends_on.push(Dependency {
+            on: on.into(),
+            condition,
+        });
+        self
+    }
+
+    /// Marks the pod as a one-shot job.
+    pub fn one_shot(mut self) -> Self {
+        self.one_shot = true;
+        self
+    }
+
+    /// Sets [`PodTemplate::restart`].
+    pub fn restart(mut self, restart: RestartPolicy) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets [`PodTemplate::backoff`].
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+}
+
+/// "Start me only once every replica of `on` meets `condition`."
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dependency {
+    /// The name of the template depended on.
+    pub on: String,
+    /// What its replicas must have reached.
+    pub condition: Condition,
+}
+
+/// What a dependency must have reached, checked at the moment the dependent (re)starts.
+///
+/// A one-shot pod that succeeded meets every condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Condition {
+    /// Its process runs (it reported started), ready or not.
+    Started,
+    /// It is ready.
+    Ready,
+    /// It is a one-shot pod that ended successfully.
+    Succeeded,
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Succeeded => "succeeded",
+        })
+    }
+}
+
+/// When a pod that ended by itself is started again. Nothing restarts once the
+/// deployment is closing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RestartPolicy {
+    /// Never. A long-running pod that ends takes the deployment down.
+    #[default]
+    No,
+    /// After a failure: a failed start (failed to start, exited early, timed out) or an
+    /// end other than exit code 0.
+    OnFailure,
+    /// After every end, successful or not (not allowed for one-shot pods).
+    Always,
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        })
+    }
+}
+
+/// The delays between restarts of one pod, and when to give up.
+///
+/// The `n`-th restart since the last reset (`n = 0` for the first) waits
+///
+/// ```text
+/// b(n)     = min(max, initial · 2ⁿ)
+/// delay(n) = min(max, b(n) + ⌊b(n) · jitter_percent/100 · u⌋)     u ∈ [0, 1)
+/// ```
+///
+/// counted from the moment the previous process ended, where `u` is drawn from the
+/// deployment's seed, the pod and its restart number (see
+/// [`jitter_draw`](super::jitter_draw)). Because `b(n+1) = 2·b(n)` until the cap and the
+/// jitter adds less than `b(n)`, a delay is never shorter than the one before it until a
+/// reset; at the cap the jitter stops.
+///
+/// A pod that was ready for at least `reset_after` before it ended counts as having run
+/// stably: its count restarts from 0. When a restart is due and `budget` restarts have
+/// already happened since the last reset, the pod is not restarted but marked
+/// crash-looping, and the deployment goes down.
+///
+/// # Examples
+///
+/// ```
+/// use podvisor::core::deployment::Backoff;
+/// use std::time::Duration;
+///
+/// let backoff = Backoff::default();
+/// assert_eq!(backoff.delay(0, 0), Duration::from_millis(100));
+/// assert_eq!(backoff.delay(3, 0), Duration::from_millis(800));
+/// assert_eq!(backoff.delay(30, u64::MAX), Duration::from_secs(30));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Backoff {
+    /// The delay before the first restart (before jitter). Positive.
+    pub initial: Duration,
+    /// The cap. At least `initial`.
+    pub max: Duration,
+    /// At most this many percent of the delay is added at random. At most 100.
+    pub jitter_percent: u8,
+    /// Being ready this long before ending resets the count of restarts.
+    pub reset_after: Duration,
+    /// Restarts allowed without a reset; `None` for no limit.
+    pub budget: Option<u32>,
+}
+
+impl Default for Backoff {
+    /// 100 ms doubling to 30 s, 10 % jitter, reset after 60 s ready, 5 restarts.
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            jitter_percent: 10,
+            reset_after: Duration::from_secs(60),
+            budget: Some(5),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay of the `n`-th restart since the last reset, given the jitter draw `draw`
+    /// (any `u64`; the top 53 bits make `u`). See the type's docs for the formula.
+    pub fn delay(&self, n: u32, draw: u64) -> Duration {
+        let max = u128::from(duration_nanos(self.max));
+        let mut base = u128::from(duration_nanos(self.initial)).min(max);
+        // After 64 doublings any positive delay exceeds every u64 cap.
+        for _ in 0..n.min(64) {
+            base = base.saturating_mul(2).min(max);
+        }
+        let u = u128::from(draw >> 11); // 53 bits
+        let jitter = base * u128::from(self.jitter_percent.min(100)) * u / (100u128 << 53);
+        let nanos = (base + jitter).min(max);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// Checks the settings: positive `initial`, `max ≥ initial`, `jitter_percent ≤ 100`.
+    pub fn validate(&self) -> Result<(), BackoffError> {
+        if self.initial.is_zero() {
+            return Err(BackoffError::ZeroInitial);
+        }
+        if self.max < self.initial {
+            return Err(BackoffError::CapBelowInitial {
+                initial: self.initial,
+                max: self.max,
+            });
+        }
+        if self.jitter_percent > 100 {
+            return Err(BackoffError::JitterOver100 {
+                percent: self.jitter_percent,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years).
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A [`Backoff`] the core cannot work with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackoffError {
+    /// A zero first delay would restart a crashing pod in a busy loop.
+    ZeroInitial,
+    /// The cap is below the first delay.
+    CapBelowInitial {
+        /// The first delay.
+        initial: Duration,
+        /// The cap.
+        max: Duration,
+    },
+    /// More than 100 % jitter.
+    JitterOver100 {
+        /// The percentage given.
+        percent: u8,
+    },
+}
+
+impl fmt::Display for BackoffError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackoffError::ZeroInitial => write!(
+                f,
+                "the first restart delay is zero; expected a positive duration"
+            ),
+            BackoffError::CapBelowInitial { initial, max } => write!(
+                f,
+                "the restart delay cap {max:?} is below the first delay {initial:?}"
+            ),
+            BackoffError::JitterOver100 { percent } => {
+                write!(f, "restart jitter is {percent}%; expected at most 100%")
+            }
+        }
+    }
+}
+
+/// A [`DeploymentSpec`] that cannot be run, found before anything starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeploymentError {
+    /// The deployment has no pods.
+    NoPods,
+    /// A template has an empty name.
+    EmptyName {
+        /// Its index in [`DeploymentSpec::templates`].
+        index: usize,
+    },
+    /// A name contains `/`, which separates a name from a replica number.
+    SlashInName {
+        /// The name.
+        name: String,
+    },
+    /// Two templates share a name.
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// A template has no replicas.
+    ZeroReplicas {
+        /// The template.
+        pod: String,
+    },
+    /// A dependency names a pod that is not in the deployment.
+    UnknownDependency {
+        /// The template that depends.
+        pod: String,
+        /// The name it depends on.
+        dependency: String,
+        /// The names that exist.
+        known: Vec<String>,
+    },
+    /// A template depends on the same pod twice.
+    DuplicateDependency {
+        /// The template that depends.
+        pod: String,
+        /// The name listed twice.
+        dependency: String,
+    },
+    /// A [`Condition::Succeeded`] dependency on a pod that is not one-shot, which would
+    /// never be met.
+    SucceededNeedsOneShot {
+        /// The template that depends.
+        pod: String,
+        /// The long-running pod it waits on.
+        dependency: String,
+    },
+    /// A one-shot pod with [`RestartPolicy::Always`] would run again after succeeding.
+    OneShotRestartsAlways {
+        /// The template.
+        pod: String,
+    },
+    /// A template's backoff settings are unusable.
+    Backoff {
+        /// The template.
+        pod: String,
+        /// What is wrong.
+        problem: BackoffError,
+    },
+    /// Pods wait on each other in a circle.
+    Cycle {
+        /// The pods on the cycle in dependency order, the first repeated at the end:
+        /// `a` depends on `b`, … , which depends on `a`.
+        pods: Vec<String>,
+    },
+}
+
+impl fmt::Display for DeploymentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeploymentError::NoPods => {
+                write!(f, "the deployment has no pods; add at least one")
+            }
+            DeploymentError::EmptyName { index } => write!(
+                f,
+                "pod #{index} of the deployment has an empty name; give every pod a name"
+            ),
+            DeploymentError::SlashInName { name } => write!(
+                f,
+                "pod name {name:?} contains '/', which is reserved for replica numbers ({name}/0, {name}/1, …)"
+            ),
+            DeploymentError::DuplicateName { name } => write!(
+                f,
+                "pod name {name:?} is used twice; pod names in a deployment must be unique"
+            ),
+            DeploymentError::ZeroReplicas { pod } => {
+                write!(f, "pod {pod:?} has 0 replicas; expected at least 1")
+            }
+            DeploymentError::UnknownDependency {
+                pod,
+                dependency,
+                known,
+            } => write!(
+                f,
+                "pod {pod:?} depends on {dependency:?}, which is not in the deployment (its pods: {})",
+                known.join(", ")
+            ),
+            DeploymentError::DuplicateDependency { pod, dependency } => write!(
+                f,
+                "pod {pod:?} lists its dependency on {dependency:?} twice; give each dependency once, with one condition"
+            ),
+            DeploymentError::SucceededNeedsOneShot { pod, dependency } => write!(
+                f,
+                "pod {pod:?} waits for {dependency:?} to succeed, but {dependency:?} is not one-shot and is not expected to end; mark it one-shot or wait until it is started or ready"
+            ),
+            DeploymentError::OneShotRestartsAlways { pod } => write!(
+                f,
+                "pod {pod:?} is one-shot with restart policy always, so it would run again after succeeding; use on-failure or no"
+            ),
+            DeploymentError::Backoff { pod, problem } => write!(f, "pod {pod:?}: {problem}"),
+            DeploymentError::Cycle { pods } => {
+                if pods.len() <= 2 {
+                    let pod = pods.first().map_or("?", String::as_str);
+                    write!(f, "pod {pod:?} depends on itself; a pod cannot wait for itself")
+                } else {
+                    write!(
+                        f,
+                        "dependency cycle: {}; pods on a cycle would wait for each other forever",
+                        pods.join(" → ")
+                    )
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for DeploymentError {}
