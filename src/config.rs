@@ -166,6 +166,25 @@ pub struct PodConfig {
     pub(crate) started_by: core::StartedBy,
     pub(crate) prefix: Option<String>,
     pub(crate) death_signal: bool,
+    pub(crate) host: Host,
+}
+
+/// What a pod runs.
+#[derive(Clone)]
+pub(crate) enum Host {
+    /// A child process running the program.
+    Command,
+    /// A runtime on a thread of its own.
+    Thread(crate::runtime::RuntimeFactory),
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Command => write!(f, "Command"),
+            Host::Thread(_) => write!(f, "Thread"),
+        }
+    }
 }
 
 impl PodConfig {
@@ -195,6 +214,7 @@ impl PodConfig {
             started_by: core::StartedBy::Exec,
             prefix: None,
             death_signal: true,
+            host: Host::Command,
         }
     }
 
@@ -324,15 +344,58 @@ impl PodConfig {
         self
     }
 
-    /// The child is a runtime hosted by podvisor's child-side helper: it counts as started
-    /// only when it reports so on the notify socket.
-    #[doc(hidden)]
+    /// The child is a runtime hosted by [`runtime::serve`](crate::runtime::serve): it counts
+    /// as started only when it reports so on the notify socket (an exit before that is
+    /// `FailedToStart` with the child's error text), and is ready on `READY=1` unless other
+    /// readiness checks are given.
     pub fn hosted_runtime(mut self) -> Self {
         self.started_by = core::StartedBy::Notify;
+        if self.readiness.is_empty() {
+            self.readiness.push(Readiness::Notify);
+        }
         self
     }
 
+    /// A pod hosting a runtime on a thread of its own (see [`crate::runtime`] for the
+    /// contract). `make` builds the runtime on that thread; a failure there counts as a
+    /// setup failure. The pod has the same states and outcomes as a process pod: the stop
+    /// signal becomes [`Runtime::cancel`](crate::runtime::Runtime::cancel), and a runtime
+    /// still running when the grace period ends is reported `Killed` and left detached.
+    ///
+    /// ```
+    /// use podvisor::runtime::{Runtime, RuntimeContext, RuntimeError};
+    /// use podvisor::{End, ExitStatus, Pod, PodConfig};
+    ///
+    /// struct Idle;
+    /// impl Runtime for Idle {
+    ///     fn setup(&self, _: &RuntimeContext) -> Result<(), RuntimeError> { Ok(()) }
+    ///     fn run_forever(&self, ctx: &RuntimeContext) -> Result<(), RuntimeError> {
+    ///         ctx.wait_cancelled();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let pod = Pod::new(PodConfig::thread("idle", || Ok(Idle))).unwrap();
+    /// pod.start_and_wait_blocking().unwrap();
+    /// assert_eq!(pod.close_blocking(), End::Closed(ExitStatus::Code(0)));
+    /// ```
+    pub fn thread<R, F>(name: impl Into<String>, make: F) -> PodConfig
+    where
+        R: crate::runtime::Runtime,
+        F: Fn() -> Result<R, crate::runtime::RuntimeError> + Send + Sync + 'static,
+    {
+        let name = name.into();
+        let mut config = PodConfig::new(name.clone()).name(name).hosted_runtime();
+        config.host = Host::Thread(std::sync::Arc::new(move || {
+            make().map(|r| Box::new(r) as Box<dyn crate::runtime::Runtime>)
+        }));
+        config
+    }
+
     pub(crate) fn uses_notify(&self) -> bool {
+        if matches!(self.host, Host::Thread(_)) {
+            return false;
+        }
         self.started_by == core::StartedBy::Notify || self.readiness.contains(&Readiness::Notify)
     }
 

@@ -15,15 +15,16 @@ use std::time::Instant;
 use async_io::Timer;
 use futures_lite::io::AsyncRead;
 
-use crate::config::{Input, Output};
+use crate::config::{Host, Input, Output};
 use crate::core::{
     Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind, Stream, Time,
 };
 use crate::notify_socket::NotifySocket;
 use crate::os;
 use crate::output::LineReader;
-use crate::pod::{Request, Shared};
+use crate::pod::{Request, Shared, ThreadMessage};
 use crate::probe::Attempt;
+use crate::runtime::CancelSlot;
 use crate::{PodConfig, Signal};
 
 /// A child's output pipe.
@@ -51,6 +52,8 @@ pub(crate) struct Driver {
     timer: Timer,
     timer_at: Option<Instant>,
     pgid: Option<u32>,
+    /// The runtime of a thread pod, for cancelling it.
+    thread: Option<Arc<CancelSlot>>,
     /// Put before forwarded lines.
     prefix: String,
     /// Probe attempts in flight: (attempt number, attempt).
@@ -60,6 +63,7 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(shared: Arc<Shared>, config: PodConfig, epoch: Instant) -> Driver {
         Driver {
+            thread: None,
             prefix: config.get_prefix(),
             shared,
             config,
@@ -102,6 +106,9 @@ impl Driver {
                             .handle(Event::SpawnFailed { generation, error }, now),
                     }
                 }
+                Action::SignalGroup { signal, generation } if self.thread.is_some() => {
+                    self.signal_thread(signal, generation)
+                }
                 Action::SignalGroup { signal, .. } => {
                     let signal = match signal {
                         GroupSignal::Stop => self.config.stop_signal,
@@ -132,6 +139,73 @@ impl Driver {
         }
     }
 
+    /// A thread cannot be signalled: the stop signal becomes `cancel` (called on a thread
+    /// of its own, as it may block), and SIGKILL abandons the thread, which is reported as
+    /// killed and left running detached.
+    fn signal_thread(&mut self, signal: GroupSignal, generation: Generation) -> Vec<Action> {
+        match signal {
+            GroupSignal::Stop => {
+                if let Some(slot) = self.thread.clone() {
+                    let shared = self.shared.clone();
+                    let _ = std::thread::Builder::new()
+                        .name(format!("podvisor-cancel-{}", self.config.name))
+                        .spawn(move || {
+                            slot.cancel(&|m| {
+                                shared.push_thread_message(ThreadMessage::Notify(m.to_string()))
+                            })
+                        });
+                }
+                Vec::new()
+            }
+            GroupSignal::Continue => Vec::new(),
+            GroupSignal::Kill => {
+                let now = self.now();
+                self.shared.handle(
+                    Event::Exited {
+                        generation,
+                        status: ExitStatus::Signal(9),
+                    },
+                    now,
+                )
+            }
+        }
+    }
+
+    fn poll_thread(&mut self) -> bool {
+        let messages = self.shared.take_thread_messages();
+        let generation = self.shared.generation();
+        for message in &messages {
+            match message {
+                ThreadMessage::Notify(text) => self.feed(Event::Notify {
+                    generation,
+                    datagram: text.as_bytes(),
+                }),
+                ThreadMessage::Exited(code) => self.feed(Event::Exited {
+                    generation,
+                    status: ExitStatus::Code(*code),
+                }),
+            }
+        }
+        !messages.is_empty()
+    }
+
+    fn spawn_thread(&mut self, factory: crate::runtime::RuntimeFactory) -> io::Result<()> {
+        let slot = Arc::new(CancelSlot::default());
+        self.thread = Some(slot.clone());
+        let shared = self.shared.clone();
+        std::thread::Builder::new()
+            .name(format!("podvisor-runtime-{}", self.config.name))
+            .spawn(move || {
+                let for_report = shared.clone();
+                let report: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |m: &str| {
+                    for_report.push_thread_message(ThreadMessage::Notify(m.to_string()))
+                });
+                let code = crate::runtime::host(&factory, &slot, report);
+                shared.push_thread_message(ThreadMessage::Exited(code));
+            })?;
+        Ok(())
+    }
+
     fn signal_group(&self, signal: Signal) {
         if let Some(pgid) = self.pgid {
             // ESRCH (group gone) is not an error; anything else cannot be acted on here.
@@ -156,6 +230,10 @@ impl Driver {
     }
 
     fn try_spawn(&mut self) -> io::Result<()> {
+        if let Host::Thread(factory) = &self.config.host {
+            let factory = factory.clone();
+            return self.spawn_thread(factory);
+        }
         let config = &self.config;
         let mut command = std::process::Command::new(&config.program);
         command.args(&config.args);
@@ -368,6 +446,7 @@ impl Future for Driver {
             progressed |= this.poll_output(cx, Stream::Stdout);
             progressed |= this.poll_output(cx, Stream::Stderr);
             progressed |= this.poll_probes(cx);
+            progressed |= this.poll_thread();
             progressed |= this.poll_exit(cx);
             if this.shared.is_ended() {
                 // The sweep already went out; release the socket and pipes.

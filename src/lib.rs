@@ -36,6 +36,7 @@ mod os;
 mod output;
 mod pod;
 mod probe;
+pub mod runtime;
 
 pub use crate::config::{ConfigError, Input, Output, PodConfig, Readiness};
 pub use crate::core::{End, ExitStatus, StartResult, State};

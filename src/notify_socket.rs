@@ -138,3 +138,27 @@ impl Drop for NotifySocket {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+/// Sends one datagram to the notify socket at `path` (a filesystem path, or `@name` for
+/// Linux's abstract namespace, as systemd may use).
+pub(crate) fn send(
+    socket: &UnixDatagram,
+    path: &std::ffi::OsStr,
+    message: &[u8],
+) -> io::Result<()> {
+    let bytes = path.as_encoded_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            return socket.send_to_addr(message, &address).map(drop);
+        }
+        #[cfg(not(target_os = "linux"))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("abstract socket {name:?}"),
+        ));
+    }
+    socket.send_to(message, path).map(drop)
+}

@@ -22,8 +22,17 @@ pub(crate) enum Request {
     Close(Option<Duration>),
 }
 
+/// A message from a runtime thread to its pod's driver.
+pub(crate) enum ThreadMessage {
+    /// A notify datagram's text.
+    Notify(String),
+    /// The host ended with this exit code.
+    Exited(i32),
+}
+
 pub(crate) struct Inner {
     machine: PodMachine,
+    thread_messages: VecDeque<ThreadMessage>,
     requests: VecDeque<Request>,
     driver_waker: Option<Waker>,
     driver_done: bool,
@@ -115,6 +124,22 @@ impl Shared {
         self.lock().last_lines.push(line);
     }
 
+    /// Queues a message from a runtime thread and wakes the driver.
+    pub(crate) fn push_thread_message(&self, message: ThreadMessage) {
+        let waker = {
+            let mut inner = self.lock();
+            inner.thread_messages.push_back(message);
+            inner.driver_waker.clone()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn take_thread_messages(&self) -> Vec<ThreadMessage> {
+        self.lock().thread_messages.drain(..).collect()
+    }
+
     fn request(&self, request: Request) {
         let waker = {
             let mut inner = self.lock();
@@ -189,6 +214,7 @@ impl Pod {
             generation: machine.generation(),
             inner: Mutex::new(Inner {
                 machine,
+                thread_messages: VecDeque::new(),
                 requests: VecDeque::new(),
                 driver_waker: None,
                 driver_done: false,

@@ -15,6 +15,9 @@
 //!   forever            sleep until killed
 //!   stamp TEXT         write "TEXT NANOS" on stdout, NANOS from CLOCK_MONOTONIC
 //!   listen PORT        listen on 127.0.0.1:PORT (kept open until exit)
+//!   runtime FAIL       serve the scripted runtime with podvisor::runtime::serve (never
+//!                      returns); FAIL is nothing, construct, setup, run, teardown, cancel,
+//!                      ignore-cancel, return or slow-setup; each call is printed
 //! ```
 //! Without `exit`, it exits 0 after the last step. To ignore SIGTERM, run it through
 //! `sh -c 'trap "" TERM; exec "$0" "$@"' podvisor-fixture STEP...`: an ignored signal stays
@@ -24,6 +27,10 @@ use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+#[path = "scripted_runtime.rs"]
+#[allow(dead_code)]
+mod scripted_runtime;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -100,6 +107,14 @@ fn main() {
                     .unwrap_or_else(|e| fail(&format!("listen: {e}")));
                 std::mem::forget(listener);
             }
+            "runtime" => {
+                let fail = arg();
+                let fail = scripted_runtime::Fail::parse(&fail).unwrap_or_else(|| fail_with(&fail));
+                let calls = std::sync::Arc::new(scripted_runtime::Calls::default());
+                podvisor::runtime::serve(move || {
+                    scripted_runtime::Scripted::build(fail, calls.clone(), log)
+                });
+            }
             "forever" => loop {
                 std::thread::sleep(Duration::from_secs(3600));
             },
@@ -111,6 +126,16 @@ fn main() {
 fn number(text: &str) -> u64 {
     text.parse()
         .unwrap_or_else(|_| fail(&format!("{text:?} is not a number")))
+}
+
+fn log(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn fail_with(mode: &str) -> ! {
+    fail(&format!("unknown runtime failure mode {mode:?}"))
 }
 
 fn fail(message: &str) -> ! {
