@@ -28,6 +28,7 @@
 //! ```
 
 mod check;
+pub mod deployment;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;

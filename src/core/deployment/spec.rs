@@ -103,8 +103,7 @@ impl DeploymentSpec {
                         dependency: dependency.on.clone(),
                     });
                 }
-                if dependency.condition == Condition::Succeeded
-                    && !self.templates[target].one_shot
+                if dependency.condition == Condition::Succeeded && !self.templates[target].one_shot
                 {
                     return Err(DeploymentError::SucceededNeedsOneShot {
                         pod: pod.clone(),
@@ -173,7 +172,8 @@ impl DeploymentSpec {
                         }
                         Mark::OnPath => {
                             let from = path.iter().position(|&(p, _)| p == to).unwrap_or(0);
-                            let mut cycle: Vec<usize> = path[from..].iter().map(|&(p, _)| p).collect();
+                            let mut cycle: Vec<usize> =
+                                path[from..].iter().map(|&(p, _)| p).collect();
                             cycle.push(to);
                             return Some(cycle);
                         }
