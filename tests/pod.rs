@@ -493,3 +493,24 @@ fn without_the_death_signal_pods_work_the_same() {
         assert_eq!(pod.close().await, End::Closed(ExitStatus::Signal(SIGTERM)));
     });
 }
+
+#[test]
+fn notify_barrier_descriptors_are_closed() {
+    // Newer systemd-notify sends BARRIER=1 with a pipe and waits until the supervisor
+    // closes it; the fixture does the same and exits 2 if it is kept open.
+    on_every_executor(|| async {
+        let pod = Pod::new(
+            fixture(&["barrier", "notify", "READY=1", "forever"])
+                .ready(Readiness::Notify)
+                .timeout_ready(secs(30)),
+        )
+        .unwrap();
+        pod.start_and_wait().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            pod.last_lines().contains(&"barrier ok".to_string()),
+            "{:?}",
+            pod.last_lines()
+        );
+        pod.close().await;
+    });
+}

@@ -15,6 +15,9 @@
 //!   forever            sleep until killed
 //!   stamp TEXT         write "TEXT NANOS" on stdout, NANOS from CLOCK_MONOTONIC
 //!   listen PORT        listen on 127.0.0.1:PORT (kept open until exit)
+//!   barrier            send BARRIER=1 with a pipe's write end (as newer systemd-notify
+//!                      does), then wait up to 5 s for the supervisor to close it; print
+//!                      "barrier ok", or exit 2
 //!   runtime FAIL       serve the scripted runtime with podvisor::runtime::serve (never
 //!                      returns); FAIL is nothing, construct, setup, run, teardown, cancel,
 //!                      ignore-cancel, return or slow-setup; each call is printed
@@ -107,6 +110,7 @@ fn main() {
                     .unwrap_or_else(|e| fail(&format!("listen: {e}")));
                 std::mem::forget(listener);
             }
+            "barrier" => barrier(),
             "runtime" => {
                 let fail = arg();
                 let fail = scripted_runtime::Fail::parse(&fail).unwrap_or_else(|| fail_with(&fail));
@@ -126,6 +130,48 @@ fn main() {
 fn number(text: &str) -> u64 {
     text.parse()
         .unwrap_or_else(|_| fail(&format!("{text:?} is not a number")))
+}
+
+fn barrier() {
+    use rustix::net::{
+        sendmsg_addr, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    };
+    use std::io::{IoSlice, Read};
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsFd;
+    let path =
+        std::env::var_os("NOTIFY_SOCKET").unwrap_or_else(|| fail("NOTIFY_SOCKET is not set"));
+    let (read_end, write_end) = rustix::pipe::pipe().unwrap_or_else(|e| fail(&e.to_string()));
+    let socket = UnixDatagram::unbound().unwrap_or_else(|e| fail(&e.to_string()));
+    let address =
+        SocketAddrUnix::new(std::path::Path::new(&path)).unwrap_or_else(|e| fail(&e.to_string()));
+    let fds = [write_end.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    sendmsg_addr(
+        &socket,
+        &address,
+        &[IoSlice::new(b"BARRIER=1")],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .unwrap_or_else(|e| fail(&format!("sendmsg: {e}")));
+    drop(write_end);
+    // EOF on the read end means every copy of the write end is closed.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::from(read_end);
+        let mut buf = [0u8; 1];
+        let _ = tx.send(file.read(&mut buf).map(|n| n == 0).unwrap_or(false));
+    });
+    match rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(true) => log("barrier ok"),
+        _ => {
+            eprintln!("podvisor-fixture: the supervisor kept the barrier descriptor open");
+            std::process::exit(2)
+        }
+    }
 }
 
 fn log(line: &str) {
