@@ -88,8 +88,12 @@ impl Driver {
     /// actions produce (a spawn's answer).
     fn feed(&mut self, event: Event<'_>) {
         let now = self.now();
+        let is_notify = matches!(event, Event::Notify { .. });
         let actions = self.shared.handle(event, now);
         self.perform_all(actions);
+        if is_notify {
+            self.shared.publish_status();
+        }
     }
 
     fn perform_all(&mut self, actions: Vec<Action>) {
@@ -119,6 +123,10 @@ impl Driver {
                     Vec::new()
                 }
                 Action::SweepGroup { .. } => {
+                    // Record what outlived the leader (orphaned zombies excepted), then kill it.
+                    if let Some(pgid) = self.pgid.filter(|&g| os::group_exists(g)) {
+                        self.shared.set_leftovers(os::group_members(pgid).len());
+                    }
                     self.signal_group(Signal::KILL);
                     Vec::new()
                 }
@@ -133,7 +141,10 @@ impl Driver {
                     self.probes.retain(|(a, _)| *a != attempt);
                     Vec::new()
                 }
-                Action::StateChanged { .. } => Vec::new(),
+                Action::StateChanged { state } => {
+                    self.shared.publish(state);
+                    Vec::new()
+                }
             };
             queue.extend(more);
         }

@@ -135,6 +135,14 @@ pub(crate) fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
     }
 }
 
+/// Whether any process (zombies included) is still in group `pgid`.
+pub(crate) fn group_exists(pgid: u32) -> bool {
+    i32::try_from(pgid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
+}
+
 /// Makes the child its own process group leader and, with `death_signal`, asks the kernel
 /// to SIGKILL it when the thread that spawned it ends (podvisor spawns from its long-lived
 /// driver thread, so this fires when the supervising process dies). The death signal needs

@@ -30,8 +30,19 @@ pub(crate) enum ThreadMessage {
     Exited(i32),
 }
 
+/// What handles see: the machine's state as of the last state change the driver has
+/// fully performed (so `join` never returns before the group was swept).
+#[derive(Clone, Debug)]
+struct Snapshot {
+    state: State,
+    start_result: Option<StartResult>,
+    end: Option<End>,
+    status_text: Option<String>,
+}
+
 pub(crate) struct Inner {
     machine: PodMachine,
+    seen: Snapshot,
     thread_messages: VecDeque<ThreadMessage>,
     requests: VecDeque<Request>,
     driver_waker: Option<Waker>,
@@ -40,6 +51,7 @@ pub(crate) struct Inner {
     spawn_error: Option<String>,
     last_lines: LastLines,
     version: u64,
+    leftovers: usize,
 }
 
 /// State shared by a pod's handle and its driver.
@@ -60,28 +72,37 @@ impl Shared {
         self.generation
     }
 
-    /// Feeds one event to the machine, publishes state changes, and returns the other
-    /// actions for the driver to perform.
+    /// Feeds one event to the machine and returns the actions for the driver to perform,
+    /// in order; `StateChanged` is performed by [`Shared::publish`].
     pub(crate) fn handle(&self, event: Event<'_>, now: Time) -> Vec<Action> {
-        let mut actions = Vec::new();
-        let mut changed = false;
+        let mut inner = self.lock();
+        inner.machine.handle(event, now);
+        std::iter::from_fn(|| inner.machine.poll_action()).collect()
+    }
+
+    /// Makes `state` (and the outcome so far) visible to handles and wakes their waiters.
+    pub(crate) fn publish(&self, state: State) {
         {
             let mut inner = self.lock();
-            inner.machine.handle(event, now);
-            while let Some(action) = inner.machine.poll_action() {
-                match action {
-                    Action::StateChanged { .. } => changed = true,
-                    other => actions.push(other),
-                }
-            }
-            if changed {
-                inner.version += 1;
-            }
+            inner.seen = Snapshot {
+                state,
+                start_result: inner.machine.start_result().cloned(),
+                end: if state == State::Ended {
+                    inner.machine.end()
+                } else {
+                    None
+                },
+                status_text: inner.machine.status_text().map(str::to_owned),
+            };
+            inner.version += 1;
         }
-        if changed {
-            self.changed.notify(usize::MAX);
-        }
-        actions
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Makes a new status text visible (it is not a state change).
+    pub(crate) fn publish_status(&self) {
+        let mut inner = self.lock();
+        inner.seen.status_text = inner.machine.status_text().map(str::to_owned);
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Time> {
@@ -118,6 +139,10 @@ impl Shared {
 
     pub(crate) fn set_spawn_error(&self, message: String) {
         self.lock().spawn_error = Some(message);
+    }
+
+    pub(crate) fn set_leftovers(&self, count: usize) {
+        self.lock().leftovers = count;
     }
 
     pub(crate) fn push_line(&self, line: &[u8]) {
@@ -213,6 +238,12 @@ impl Pod {
         let shared = Arc::new(Shared {
             generation: machine.generation(),
             inner: Mutex::new(Inner {
+                seen: Snapshot {
+                    state: machine.state(),
+                    start_result: None,
+                    end: None,
+                    status_text: None,
+                },
                 machine,
                 thread_messages: VecDeque::new(),
                 requests: VecDeque::new(),
@@ -222,6 +253,7 @@ impl Pod {
                 spawn_error: None,
                 last_lines: LastLines::new(config.last_lines),
                 version: 0,
+                leftovers: 0,
             }),
             changed: Notifier::new(),
         });
@@ -251,16 +283,14 @@ impl Pod {
     /// once when it already is; on a pod nobody starts, waits until it is started or
     /// closed.
     pub async fn wait_ready(&self) -> Result<(), StartError> {
-        let result = self
-            .wait_for(|inner| inner.machine.start_result().cloned())
-            .await;
+        let result = self.wait_for(|inner| inner.seen.start_result.clone()).await;
         self.start_error(result)
     }
 
     /// The start result as `wait_ready` would return it, without waiting: `None` while
     /// the start is undecided.
     pub fn wait_ready_nowait(&self) -> Option<Result<(), StartError>> {
-        let result = self.shared.lock().machine.start_result().cloned()?;
+        let result = self.shared.lock().seen.start_result.clone()?;
         Some(self.start_error(result))
     }
 
@@ -286,7 +316,7 @@ impl Pod {
     /// Waits until the pod has ended (its process reaped, or never spawned) and returns how.
     /// Does not ask it to end.
     pub async fn join(&self) -> End {
-        self.wait_for(|inner| inner.machine.end()).await
+        self.wait_for(|inner| inner.seen.end).await
     }
 
     /// Like [`Pod::join`], giving up after `timeout` (`None` then; the pod is unaffected).
@@ -303,10 +333,8 @@ impl Pod {
     /// first change), then returns the new count and the state. Any number of callers may
     /// wait at once; each sees every change at least once in the count.
     pub async fn changed(&self, seen: u64) -> (u64, State) {
-        self.wait_for(|inner| {
-            (inner.version > seen).then(|| (inner.version, inner.machine.state()))
-        })
-        .await
+        self.wait_for(|inner| (inner.version > seen).then(|| (inner.version, inner.seen.state)))
+            .await
     }
 
     async fn wait_for<T>(&self, mut ready: impl FnMut(&Inner) -> Option<T>) -> T {
@@ -350,7 +378,7 @@ impl Pod {
     pub fn signal(&self, signal: crate::Signal) -> std::io::Result<bool> {
         let inner = self.shared.lock();
         let running = matches!(
-            inner.machine.state(),
+            inner.seen.state,
             State::Starting | State::Started | State::Ready | State::Stopping | State::Killing
         );
         match (running, inner.pid) {
@@ -366,17 +394,17 @@ impl Pod {
 
     /// The current state.
     pub fn state(&self) -> State {
-        self.shared.lock().machine.state()
+        self.shared.lock().seen.state
     }
 
     /// How the start went, once decided.
     pub fn start_result(&self) -> Option<StartResult> {
-        self.shared.lock().machine.start_result().cloned()
+        self.shared.lock().seen.start_result.clone()
     }
 
     /// How the process ended, once it has.
     pub fn end(&self) -> Option<End> {
-        self.shared.lock().machine.end()
+        self.shared.lock().seen.end
     }
 
     /// The process id (also its process group id), once spawned. Kept after the exit.
@@ -389,9 +417,15 @@ impl Pod {
         self.shared.lock().last_lines.to_vec()
     }
 
+    /// How many processes of the pod's group were still running (not zombies) when its
+    /// leader was reaped; they were then killed with SIGKILL. Zero until the pod ended.
+    pub fn leftovers(&self) -> usize {
+        self.shared.lock().leftovers
+    }
+
     /// The last `STATUS=` text the pod sent on its notify socket.
     pub fn status_text(&self) -> Option<String> {
-        self.shared.lock().machine.status_text().map(str::to_owned)
+        self.shared.lock().seen.status_text.clone()
     }
 
     fn start_error(&self, result: StartResult) -> Result<(), StartError> {

@@ -35,6 +35,7 @@ fn ready_by_notify_then_closed() {
         assert!(alive(pid));
         assert_eq!(pod.close().await, End::Closed(ExitStatus::Signal(SIGTERM)));
         assert!(!alive(pid));
+        assert_eq!(pod.leftovers(), 0);
     });
 }
 
@@ -235,6 +236,7 @@ fn leader_exit_is_seen_although_a_grandchild_holds_the_pipe() {
         pod.start();
         let end = pod.join_timeout(Duration::from_secs(10)).await;
         assert_eq!(end, Some(End::Exited(ExitStatus::Code(4))));
+        assert_eq!(pod.leftovers(), 1, "the grandchild outlived the leader");
         let grandchild = grandchild_pid(&pod.last_lines());
         // The leader's end sweeps the group.
         if let Some(pid) = grandchild {
