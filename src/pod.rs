@@ -333,7 +333,7 @@ impl Pod {
     /// first change), then returns the new count and the state. Any number of callers may
     /// wait at once; each sees every change at least once in the count.
     pub async fn changed(&self, seen: u64) -> (u64, State) {
-        self.wait_for(|inner| (inner.version > seen).then(|| (inner.version, inner.seen.state)))
+        self.wait_for(|inner| (inner.version > seen).then_some((inner.version, inner.seen.state)))
             .await
     }
 
