@@ -13,6 +13,7 @@ is ready or has failed, close it gracefully, reap everything.
 
 Usage:
   podvisor run [OPTIONS] -- COMMAND [ARGS...]
+  podvisor check [FILE]        validate a deployment file (default podvisor.toml)
   podvisor --help | --version
 
 Options of run:
@@ -45,6 +46,8 @@ pub enum Command {
     Version,
     /// Run one pod.
     Run(Box<RunOptions>),
+    /// Check a deployment file.
+    Check(std::path::PathBuf),
 }
 
 /// `podvisor run`'s options.
@@ -64,14 +67,36 @@ fn text(arg: &OsString) -> Result<&str, String> {
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut args = args.into_iter();
     let Some(first) = args.next() else {
-        return Err("missing command; expected run".into());
+        return Err("missing command; expected run, up or check".into());
     };
     match text(&first)? {
         "-h" | "--help" | "help" => Ok(Command::Help),
         "-V" | "--version" => Ok(Command::Version),
         "run" => parse_run(args.collect()).map(|o| Command::Run(Box::new(o))),
-        other => Err(format!("unknown command {other:?}; expected run")),
+        "check" => parse_file_arg("check", args.collect()).map(Command::Check),
+        other => Err(format!(
+            "unknown command {other:?}; expected run, up or check"
+        )),
     }
+}
+
+/// `[FILE]`, `podvisor.toml` by default.
+fn parse_file_arg(command: &str, args: Vec<OsString>) -> Result<std::path::PathBuf, String> {
+    let mut args = args.into_iter();
+    let file = args
+        .next()
+        .map_or_else(|| "podvisor.toml".into(), std::path::PathBuf::from);
+    if let Some(extra) = args.next() {
+        return Err(format!(
+            "{command} takes one FILE; unexpected argument {extra:?}"
+        ));
+    }
+    if file.to_str().is_some_and(|f| f.starts_with('-')) {
+        return Err(format!(
+            "unknown option {file:?} for {command}; usage: podvisor {command} [FILE]"
+        ));
+    }
+    Ok(file)
 }
 
 fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {

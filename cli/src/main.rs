@@ -4,6 +4,7 @@
 mod args;
 mod duration;
 mod exit;
+mod file;
 mod report;
 mod run;
 mod sd_notify;
@@ -19,6 +20,22 @@ fn main() {
             0
         }
         Ok(args::Command::Run(options)) => run::run(*options),
+        Ok(args::Command::Check(path)) => match file::load(&path) {
+            Ok(plan) => {
+                let names: Vec<&str> = plan.pods.iter().map(|p| p.template.name.as_str()).collect();
+                println!(
+                    "{}: ok, {} pods: {}",
+                    path.display(),
+                    names.len(),
+                    names.join(", ")
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("podvisor: {e}");
+                exit::USAGE
+            }
+        },
         Err(message) if message == "HELP" => {
             println!("{}", args::USAGE);
             0

@@ -381,3 +381,36 @@ fn killing_podvisor_takes_the_command_down_with_it() {
     assert!(gone, "leader {leader} outlived podvisor");
     std::fs::remove_file(pid_file).unwrap();
 }
+
+#[test]
+fn check_validates_a_file_without_running_anything() {
+    let dir = std::env::temp_dir().join(format!("podvisor-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[pod.db]\ncommand = [\"sleep\", \"1\"]\n[pod.web]\ncommand = [\"true\"]\ndepends_on = [\"db\"]\n").unwrap();
+    let output = Command::new(PODVISOR)
+        .args(["check", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("2 pods: db, web"));
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[pod.b]\ncommand = [\"y\"]\ndepends_on = [\"a\"]\n").unwrap();
+    let output = Command::new(PODVISOR)
+        .args(["check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.toml:1:1") && stderr.contains("cycle"),
+        "{stderr}"
+    );
+    let missing = Command::new(PODVISOR)
+        .args(["check", "/nonexistent/podvisor.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

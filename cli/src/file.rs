@@ -1,0 +1,459 @@
+//! The deployment file of `podvisor up` / `podvisor check`: TOML with one `[pod.NAME]`
+//! table per pod. Every error names the file, line and column, the key, and what was
+//! expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use podvisor::core::deployment::{Condition, DeploymentSpec, PodTemplate, RestartPolicy};
+use podvisor::{PodConfig, Readiness, Signal};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::parse_duration;
+
+/// A problem with the deployment file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    pod: BTreeMap<String, Spanned<RawPod>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a readiness check string or an array of them")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a duration such as \"250ms\", \"10s\", \"1m30s\", or 0"
+)]
+enum DurationValue {
+    Text(String),
+    Number(i64),
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an array of pod names, or a table of pod name = \"started\" | \"ready\" | \"succeeded\""
+)]
+enum DependsOn {
+    Names(Vec<String>),
+    Conditions(BTreeMap<String, String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPod {
+    command: Spanned<Vec<String>>,
+    ready: Option<Spanned<OneOrMany>>,
+    timeout_ready: Option<Spanned<DurationValue>>,
+    grace: Option<Spanned<DurationValue>>,
+    stop_signal: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    depends_on: Option<Spanned<DependsOn>>,
+    replicas: Option<Spanned<i64>>,
+    restart: Option<Spanned<String>>,
+    #[serde(default)]
+    oneshot: bool,
+}
+
+/// One pod of the file: its place in the deployment and how to build each replica's
+/// configuration (`{replica}` and `{port}` are filled per replica).
+#[derive(Debug)]
+pub struct PlannedPod {
+    pub template: PodTemplate,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<String>,
+    ready: Vec<String>,
+    timeout_ready: Option<Duration>,
+    grace: Option<Duration>,
+    stop_signal: Option<Signal>,
+}
+
+impl PlannedPod {
+    /// Whether any string uses `{port}`.
+    pub fn wants_port(&self) -> bool {
+        let mut all = self
+            .command
+            .iter()
+            .chain(self.ready.iter())
+            .chain(self.env.iter().map(|(_, v)| v));
+        all.any(|s| s.contains("{port}"))
+            || self.cwd.as_deref().is_some_and(|c| c.contains("{port}"))
+    }
+
+    /// The configuration of replica `replica`, with `port` for `{port}`.
+    pub fn config(&self, replica: u32, port: Option<u16>) -> Result<PodConfig, String> {
+        let fill = |s: &str| {
+            let s = s.replace("{replica}", &replica.to_string());
+            match port {
+                Some(port) => s.replace("{port}", &port.to_string()),
+                None => s,
+            }
+        };
+        let mut command = self.command.iter().map(|s| fill(s));
+        let program = command.next().unwrap_or_default();
+        let name = if self.template.replicas > 1 {
+            format!("{}/{replica}", self.template.name)
+        } else {
+            self.template.name.clone()
+        };
+        let mut config = PodConfig::new(program)
+            .args(command)
+            .name(name)
+            .stdout(podvisor::Output::Forward)
+            .stderr(podvisor::Output::Forward);
+        for (key, value) in &self.env {
+            config = config.env(key, fill(value));
+        }
+        if let Some(cwd) = &self.cwd {
+            config = config.cwd(fill(cwd));
+        }
+        for check in &self.ready {
+            let readiness: Readiness = fill(check).parse()?;
+            config = config.ready(readiness);
+        }
+        if let Some(t) = self.timeout_ready {
+            config = config.timeout_ready((!t.is_zero()).then_some(t));
+        }
+        if let Some(g) = self.grace {
+            config = config.grace(g);
+        }
+        if let Some(s) = self.stop_signal {
+            config = config.stop_signal(s);
+        }
+        Ok(config)
+    }
+}
+
+/// The whole file.
+#[derive(Debug)]
+pub struct Plan {
+    pub spec: DeploymentSpec,
+    pub pods: Vec<PlannedPod>,
+}
+
+struct Locator<'a> {
+    path: &'a str,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn at(&self, span: Range<usize>, message: String) -> FileError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(start, |i| start - i - 1) + 1;
+        FileError {
+            path: self.path.to_string(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn whole(&self, message: String) -> FileError {
+        FileError {
+            path: self.path.to_string(),
+            line: 0,
+            column: 0,
+            message,
+        }
+    }
+}
+
+/// Reads and checks `path`.
+pub fn load(path: &Path) -> Result<Plan, FileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+        path: shown.clone(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the deployment file: {e}"),
+    })?;
+    parse(&shown, &text)
+}
+
+/// Parses and checks a deployment file's text.
+pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
+    let at = Locator { path, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim_end().to_string();
+        match e.span() {
+            Some(span) => at.at(span, message),
+            None => at.whole(message),
+        }
+    })?;
+    if raw.pod.is_empty() {
+        return Err(
+            at.whole("no pods; expected at least one [pod.NAME] table with a command".into())
+        );
+    }
+    // Declaration order: the order of the tables in the file.
+    let mut entries: Vec<(String, Spanned<RawPod>)> = raw.pod.into_iter().collect();
+    entries.sort_by_key(|(_, pod)| pod.span().start);
+    let mut spec = DeploymentSpec::new();
+    let mut pods = Vec::new();
+    let mut headers: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    for (name, pod) in entries {
+        headers.insert(name.clone(), pod.span());
+        let planned = plan_pod(&at, &name, pod.into_inner())?;
+        spec = spec.pod(planned.template.clone());
+        pods.push(planned);
+    }
+    spec.validate().map_err(|e| {
+        let pod = match &e {
+            podvisor::core::deployment::DeploymentError::Cycle { pods } => pods.first().cloned(),
+            other => mentioned_pod(other),
+        };
+        match pod.and_then(|p| headers.get(&p).cloned()) {
+            Some(span) => at.at(span, e.to_string()),
+            None => at.whole(e.to_string()),
+        }
+    })?;
+    Ok(Plan { spec, pods })
+}
+
+/// The pod a validation error is about, from its message's first quoted or named pod.
+fn mentioned_pod(error: &podvisor::core::deployment::DeploymentError) -> Option<String> {
+    use podvisor::core::deployment::DeploymentError as E;
+    match error {
+        E::DuplicateName { name } | E::SlashInName { name } => Some(name.clone()),
+        E::ZeroReplicas { pod }
+        | E::UnknownDependency { pod, .. }
+        | E::DuplicateDependency { pod, .. }
+        | E::SucceededNeedsOneShot { pod, .. }
+        | E::OneShotRestartsAlways { pod }
+        | E::Backoff { pod, .. } => Some(pod.clone()),
+        _ => None,
+    }
+}
+
+fn duration(
+    at: &Locator<'_>,
+    pod: &str,
+    key: &str,
+    value: Spanned<DurationValue>,
+) -> Result<Duration, FileError> {
+    let span = value.span();
+    let text = match value.into_inner() {
+        DurationValue::Text(text) => text,
+        DurationValue::Number(n) => n.to_string(),
+    };
+    parse_duration(&text).map_err(|e| at.at(span, format!("pod {pod}: key {key}: {e}")))
+}
+
+fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, FileError> {
+    let command_span = raw.command.span();
+    let mut command = raw.command.into_inner().into_iter();
+    let program = command.next().filter(|p| !p.is_empty()).ok_or_else(|| {
+        at.at(
+            command_span.clone(),
+            format!(
+                "pod {name}: key command: expected a non-empty array of strings, the program first"
+            ),
+        )
+    })?;
+    let mut planned = PlannedPod {
+        template: PodTemplate::new(name),
+        command: std::iter::once(program).chain(command).collect(),
+        env: raw.env.into_iter().collect(),
+        cwd: raw.cwd,
+        ready: Vec::new(),
+        timeout_ready: None,
+        grace: None,
+        stop_signal: None,
+    };
+    let mut ready_span = None;
+    if let Some(ready) = raw.ready {
+        ready_span = Some(ready.span());
+        let checks = match ready.into_inner() {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        };
+        planned.ready = checks.into_iter().filter(|c| c != "none").collect();
+    }
+    if let Some(value) = raw.timeout_ready {
+        planned.timeout_ready = Some(duration(at, name, "timeout_ready", value)?);
+    }
+    if let Some(value) = raw.grace {
+        planned.grace = Some(duration(at, name, "grace", value)?);
+    }
+    if let Some(signal) = raw.stop_signal {
+        let span = signal.span();
+        let parsed = Signal::from_name(signal.get_ref())
+            .map_err(|e| at.at(span, format!("pod {name}: key stop_signal: {e}")))?;
+        planned.stop_signal = Some(parsed);
+    }
+    // Check the readiness strings now, with placeholders filled as for a first replica.
+    if let Err(e) = planned.config(0, Some(1)) {
+        let span = ready_span.unwrap_or(command_span);
+        return Err(at.at(span, format!("pod {name}: key ready: {e}")));
+    }
+    let mut template = PodTemplate::new(name);
+    if let Some(replicas) = raw.replicas {
+        let span = replicas.span();
+        let n = u32::try_from(*replicas.get_ref())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                at.at(
+                    span,
+                    format!(
+                        "pod {name}: key replicas: expected a whole number from 1 up, got {}",
+                        replicas.get_ref()
+                    ),
+                )
+            })?;
+        template = template.replicas(n);
+    }
+    if raw.oneshot {
+        template = template.one_shot();
+    }
+    if let Some(restart) = raw.restart {
+        let span = restart.span();
+        let policy = match restart.get_ref().as_str() {
+            "no" => RestartPolicy::No,
+            "on-failure" => RestartPolicy::OnFailure,
+            "always" => RestartPolicy::Always,
+            other => {
+                return Err(at.at(span, format!("pod {name}: key restart: unknown policy {other:?}; expected no, on-failure or always")))
+            }
+        };
+        template = template.restart(policy);
+    }
+    if let Some(depends_on) = raw.depends_on {
+        let span = depends_on.span();
+        match depends_on.into_inner() {
+            DependsOn::Names(names) => {
+                for dependency in names {
+                    template = template.depends_on(dependency, Condition::Ready);
+                }
+            }
+            DependsOn::Conditions(map) => {
+                for (dependency, condition) in map {
+                    let span = span.clone();
+                    let condition = match condition.as_str() {
+                        "started" => Condition::Started,
+                        "ready" => Condition::Ready,
+                        "succeeded" | "completed" => Condition::Succeeded,
+                        other => {
+                            return Err(at.at(span, format!("pod {name}: key depends_on.{dependency}: unknown condition {other:?}; expected started, ready or succeeded")))
+                        }
+                    };
+                    template = template.depends_on(dependency, condition);
+                }
+            }
+        }
+    }
+    planned.template = template;
+    Ok(planned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> FileError {
+        parse("podvisor.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn a_full_file_parses_in_declaration_order() {
+        let plan = parse(
+            "f.toml",
+            r#"
+[pod.web]
+command = ["python3", "-m", "http.server", "{port}"]
+ready = ["http://127.0.0.1:{port}/", "stdout:Serving"]
+depends_on = { db = "ready", migrate = "succeeded" }
+replicas = 3
+restart = "on-failure"
+grace = "2s"
+timeout_ready = 0
+stop_signal = "INT"
+env = { MODE = "prod" }
+
+[pod.db]
+command = ["redis-server"]
+
+[pod.migrate]
+command = ["true"]
+oneshot = true
+"#,
+        )
+        .unwrap();
+        let names: Vec<&str> = plan.pods.iter().map(|p| p.template.name.as_str()).collect();
+        assert_eq!(names, vec!["web", "db", "migrate"]);
+        assert_eq!(plan.pods[0].template.replicas, 3);
+        assert_eq!(plan.pods[0].template.restart, RestartPolicy::OnFailure);
+        assert!(plan.pods[2].template.one_shot);
+    }
+
+    #[test]
+    fn every_kind_of_error_names_file_line_column_key_and_expectation() {
+        let cases = [
+            ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "add one"),
+            ("[pod.a]\ncommand = [\"x\"]\ncolour = \"red\"\n", 3, "colour", "expected"),
+            ("[pod.a]\n", 1, "command", "missing"),
+            ("[pod.a]\ncommand = []\n", 2, "key command", "non-empty"),
+            ("[pod.a]\ncommand = [\"x\"]\nready = \"tcp:80\"\n", 3, "key ready", "HOST:PORT"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 0\n", 3, "key replicas", "from 1 up"),
+            ("[pod.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n", 3, "key restart", "on-failure"),
+            ("[pod.a]\ncommand = [\"x\"]\nstop_signal = \"TREM\"\n", 3, "key stop_signal", "unknown signal"),
+            ("[pod.a]\ncommand = [\"x\"]\ndepends_on = { b = \"soon\" }\n[pod.b]\ncommand = [\"y\"]\n", 3, "depends_on.b", "expected started"),
+            ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"zz\"]\n", 1, "zz", ""),
+            ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[pod.b]\ncommand = [\"y\"]\ndepends_on = [\"a\"]\n", 1, "a", "b"),
+            ("[pod.a]\ncommand = \"x\"\n", 2, "", "sequence"),
+            ("[pod.a\ncommand = [\"x\"]\n", 1, "", ""),
+        ];
+        for (text, line, needle1, needle2) in cases {
+            let e = error(text);
+            let shown = e.to_string();
+            assert_eq!(e.line, line, "{text:?}: {shown}");
+            assert!(
+                shown.starts_with(&format!("podvisor.toml:{line}:")),
+                "{shown}"
+            );
+            assert!(
+                shown.contains(needle1) && shown.contains(needle2),
+                "{text:?}: {shown}"
+            );
+        }
+        assert!(error("").to_string().contains("no pods"));
+    }
+}
