@@ -31,6 +31,8 @@ mod config;
 pub mod core;
 mod driver;
 mod executor;
+#[doc(hidden)]
+pub mod fuzzing;
 mod notify_socket;
 mod os;
 mod output;

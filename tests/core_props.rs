@@ -5,8 +5,8 @@
 //!
 //! `PROPTEST_CASES` sets the number of cases (at least 10,000 run in CI).
 
-use podvisor::core::fuzzing::{run, spec, Op, DATAGRAMS, LINES};
 use podvisor::core::{ExitStatus, Mutation, PodSpec, SpawnErrorKind, Stream};
+use podvisor::fuzzing::{run, spec, Op, DATAGRAMS, LINES};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 

@@ -24,7 +24,7 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn pod_events_corpus() {
     for (name, data) in corpus("pod_events") {
-        if let Err(v) = podvisor::core::fuzzing::run_bytes(&data) {
+        if let Err(v) = podvisor::fuzzing::run_bytes(&data) {
             panic!("{name}: {v}");
         }
     }
@@ -33,6 +33,13 @@ fn pod_events_corpus() {
 #[test]
 fn notify_datagram_corpus() {
     for (_, data) in corpus("notify_datagram") {
-        podvisor::core::fuzzing::notify_datagram(&data);
+        podvisor::fuzzing::notify_datagram(&data);
+    }
+}
+
+#[test]
+fn readiness_spec_corpus() {
+    for (_, data) in corpus("readiness_spec") {
+        podvisor::fuzzing::readiness_spec(&data);
     }
 }

@@ -1,3 +1,3 @@
 //! Arbitrary bytes into the notify datagram parser.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| podvisor::core::fuzzing::notify_datagram(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| podvisor::fuzzing::notify_datagram(data));

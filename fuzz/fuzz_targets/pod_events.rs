@@ -1,3 +1,3 @@
 //! Arbitrary specs and event sequences into a checked `PodMachine`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| podvisor::core::fuzzing::pod_events(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| podvisor::fuzzing::pod_events(data));

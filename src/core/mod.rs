@@ -30,8 +30,6 @@
 mod check;
 pub mod deployment;
 mod event;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod notify;
 mod outcome;
 mod pod;

@@ -1,14 +1,12 @@
-//! Scripted runs of a checked [`PodMachine`](super::PodMachine): the shared body of the
+//! Scripted runs of a checked [`PodMachine`](crate::core::PodMachine): the shared body of the
 //! fuzz targets and the property tests. Not part of the stable API.
 
 use std::time::Duration;
 
-use super::check::{CheckedPod, Violation};
-use super::event::{Action, Event, ExitStatus, SpawnError, SpawnErrorKind};
-use super::pod::Mutation;
-use super::spec::{Check, PodSpec, ProbeSchedule, StartedBy, Stream};
-use super::time::Time;
-use super::State;
+use crate::core::{
+    Action, Check, CheckedPod, Event, ExitStatus, Mutation, PodSpec, ProbeSchedule, SpawnError,
+    SpawnErrorKind, StartedBy, State, Stream, Time, Violation,
+};
 
 /// Datagrams a scripted child may send.
 pub const DATAGRAMS: &[&[u8]] = &[
@@ -105,7 +103,7 @@ pub fn run(spec: PodSpec, ops: &[Op], mutation: Option<Mutation>) -> Result<(), 
         return Ok(());
     };
     let generation = pod.machine.generation();
-    let foreign = super::event::Generation(generation.0 + 1);
+    let foreign = crate::core::Generation(generation.0 + 1);
     let mut now = Time::ZERO;
     let mut attempts: Vec<u64> = Vec::new();
     let mut exited = false;
@@ -313,8 +311,23 @@ pub fn run_bytes(data: &[u8]) -> Result<(), Violation> {
 /// Parses arbitrary bytes as a notify datagram (the `notify_datagram` fuzz target) and
 /// checks that the parser never panics and that what it accepts round-trips its fields.
 pub fn notify_datagram(data: &[u8]) {
-    if let Ok(message) = super::notify::parse(data) {
+    if let Ok(message) = crate::core::notify::parse(data) {
         let text = std::str::from_utf8(data).expect("accepted datagrams are UTF-8");
         assert_eq!(message.ready, text.split('\n').any(|l| l == "READY=1"));
+    }
+}
+
+/// Parses arbitrary text as a readiness check (the `readiness_spec` fuzz target): never
+/// panics, and an accepted check parses back from what it was given.
+pub fn readiness_spec(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(readiness) = text.parse::<crate::Readiness>() {
+        assert!(!readiness.to_string().is_empty());
+        if let crate::Readiness::Http(url) = &readiness {
+            assert!(crate::HttpTarget::parse(url).is_ok());
+        }
+        assert_eq!(text.parse::<crate::Readiness>(), Ok(readiness));
     }
 }
