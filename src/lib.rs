@@ -29,6 +29,7 @@
 
 mod config;
 pub mod core;
+mod deployment;
 mod driver;
 mod executor;
 #[doc(hidden)]
@@ -42,6 +43,10 @@ pub mod runtime;
 
 pub use crate::config::{ConfigError, Input, Output, PodConfig, Readiness};
 pub use crate::core::{End, ExitStatus, StartResult, State};
+pub use crate::deployment::{
+    Deployment, DeploymentConfig, DeploymentConfigError, DeploymentFailure, DeploymentStartError,
+    MemberStatus, PodSet, Replica,
+};
 pub use crate::os::{group_members, Signal};
 pub use crate::pod::{FailureReason, Pod, StartError};
 pub use crate::probe::HttpTarget;
