@@ -625,6 +625,44 @@ fn a_deployment_of_one_shot_jobs_ends_when_all_succeeded() {
     assert_eq!(d.machine.failure(), None);
 }
 
+#[test]
+fn a_failed_one_shot_job_is_restarted_on_failure_or_fails_the_deployment() {
+    let spec = |policy| {
+        DeploymentSpec::new()
+            .pod(
+                PodTemplate::new("migrate")
+                    .one_shot()
+                    .restart(policy)
+                    .backoff(plain_backoff(Some(3))),
+            )
+            .pod(PodTemplate::new("web").depends_on("migrate", Condition::Succeeded))
+    };
+    // on-failure: the job runs again, and its success lets web start.
+    let mut d = checked(spec(RestartPolicy::OnFailure));
+    start(&mut d);
+    ready(&mut d, "migrate/0", G1, ms(1));
+    ended(&mut d, "migrate/0", G1, End::Exited(FAIL), ms(10));
+    assert_eq!(state_of(&d, "migrate/0"), MemberState::BackingOff);
+    assert_eq!(starts(&advance(&mut d)), ["migrate/0"]);
+    ready(&mut d, "migrate/0", G2, ms(111));
+    let actions = ended(&mut d, "migrate/0", G2, End::Exited(OK), ms(120));
+    assert_eq!(starts(&actions), ["web/0"]);
+    // no: the failure takes the deployment down before web ever starts.
+    let mut d = checked(spec(RestartPolicy::No));
+    start(&mut d);
+    ready(&mut d, "migrate/0", G1, ms(1));
+    ended(&mut d, "migrate/0", G1, End::Exited(FAIL), ms(10));
+    assert_eq!(d.machine.state(), DeploymentState::Ended);
+    assert_eq!(
+        d.machine.failure().unwrap().cause,
+        Cause::Ended(End::Exited(FAIL))
+    );
+    assert_eq!(
+        d.machine.member(id(&d, "web/0")).generation(),
+        Generation(0)
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Fail fast
 
