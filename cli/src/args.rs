@@ -13,6 +13,7 @@ is ready or has failed, close it gracefully, reap everything.
 
 Usage:
   podvisor run [OPTIONS] -- COMMAND [ARGS...]
+  podvisor up [--json] [FILE]  run a deployment file (default podvisor.toml)
   podvisor check [FILE]        validate a deployment file (default podvisor.toml)
   podvisor --help | --version
 
@@ -48,6 +49,11 @@ pub enum Command {
     Run(Box<RunOptions>),
     /// Check a deployment file.
     Check(std::path::PathBuf),
+    /// Run a deployment file.
+    Up {
+        file: std::path::PathBuf,
+        json: bool,
+    },
 }
 
 /// `podvisor run`'s options.
@@ -74,6 +80,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         "-V" | "--version" => Ok(Command::Version),
         "run" => parse_run(args.collect()).map(|o| Command::Run(Box::new(o))),
         "check" => parse_file_arg("check", args.collect()).map(Command::Check),
+        "up" => {
+            let mut rest: Vec<OsString> = args.collect();
+            let json = rest.iter().any(|a| a == "--json");
+            rest.retain(|a| a != "--json");
+            parse_file_arg("up", rest).map(|file| Command::Up { file, json })
+        }
         other => Err(format!(
             "unknown command {other:?}; expected run, up or check"
         )),

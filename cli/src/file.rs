@@ -105,36 +105,14 @@ pub struct PlannedPod {
 }
 
 impl PlannedPod {
-    /// Whether any string uses `{port}`.
-    pub fn wants_port(&self) -> bool {
-        let mut all = self
-            .command
-            .iter()
-            .chain(self.ready.iter())
-            .chain(self.env.iter().map(|(_, v)| v));
-        all.any(|s| s.contains("{port}"))
-            || self.cwd.as_deref().is_some_and(|c| c.contains("{port}"))
-    }
-
-    /// The configuration of replica `replica`, with `port` for `{port}`.
-    pub fn config(&self, replica: u32, port: Option<u16>) -> Result<PodConfig, String> {
-        let fill = |s: &str| {
-            let s = s.replace("{replica}", &replica.to_string());
-            match port {
-                Some(port) => s.replace("{port}", &port.to_string()),
-                None => s,
-            }
-        };
+    /// The configuration of one replica; `fill` replaces the placeholders (`{replica}`,
+    /// `{name}`, `{port}`) in every string.
+    pub fn config(&self, fill: impl Fn(&str) -> String) -> Result<PodConfig, String> {
         let mut command = self.command.iter().map(|s| fill(s));
         let program = command.next().unwrap_or_default();
-        let name = if self.template.replicas > 1 {
-            format!("{}/{replica}", self.template.name)
-        } else {
-            self.template.name.clone()
-        };
         let mut config = PodConfig::new(program)
             .args(command)
-            .name(name)
+            .name(self.template.name.clone())
             .stdout(podvisor::Output::Forward)
             .stderr(podvisor::Output::Forward);
         for (key, value) in &self.env {
@@ -163,7 +141,6 @@ impl PlannedPod {
 /// The whole file.
 #[derive(Debug)]
 pub struct Plan {
-    pub spec: DeploymentSpec,
     pub pods: Vec<PlannedPod>,
 }
 
@@ -245,7 +222,7 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
             None => at.whole(e.to_string()),
         }
     })?;
-    Ok(Plan { spec, pods })
+    Ok(Plan { pods })
 }
 
 /// The pod a validation error is about, from its message's first quoted or named pod.
@@ -320,7 +297,12 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         planned.stop_signal = Some(parsed);
     }
     // Check the readiness strings now, with placeholders filled as for a first replica.
-    if let Err(e) = planned.config(0, Some(1)) {
+    let trial = |s: &str| {
+        s.replace("{replica}", "0")
+            .replace("{name}", name)
+            .replace("{port}", "1")
+    };
+    if let Err(e) = planned.config(trial) {
         let span = ready_span.unwrap_or(command_span);
         return Err(at.at(span, format!("pod {name}: key ready: {e}")));
     }

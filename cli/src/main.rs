@@ -8,6 +8,7 @@ mod file;
 mod report;
 mod run;
 mod sd_notify;
+mod up;
 
 fn main() {
     let code = match args::parse(std::env::args_os().skip(1).collect()) {
@@ -20,6 +21,7 @@ fn main() {
             0
         }
         Ok(args::Command::Run(options)) => run::run(*options),
+        Ok(args::Command::Up { file, json }) => up::up(&file, json),
         Ok(args::Command::Check(path)) => match file::load(&path) {
             Ok(plan) => {
                 let names: Vec<&str> = plan.pods.iter().map(|p| p.template.name.as_str()).collect();

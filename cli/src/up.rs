@@ -1,0 +1,257 @@
+//! `podvisor up`: a deployment from a file, closed in reverse dependency order on
+//! SIGINT/SIGTERM or when a pod that is neither one-shot nor restarted ends.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use async_signal::{Signal as Os, Signals};
+use futures_lite::{future, StreamExt};
+use podvisor::core::deployment::{Cause, DeploymentState, MemberState};
+use podvisor::{Deployment, DeploymentConfig, PodConfig, PodSet, Signal, StartResult};
+
+use crate::exit;
+use crate::file::{self, PlannedPod};
+use crate::report::quote;
+
+enum Wake {
+    Changed(u64),
+    Signal(Option<i32>),
+}
+
+/// Builds the deployment of `plan`'s pods.
+fn deployment_config(pods: Vec<PlannedPod>) -> DeploymentConfig {
+    let mut config = DeploymentConfig::new();
+    for pod in pods {
+        let template = pod.template.clone();
+        let name = template.name.clone();
+        let mut set = PodSet::from_fn(name.clone(), move |replica| {
+            // The strings were checked when the file was loaded, with the same
+            // placeholders; a failure here would need a placeholder to expand into
+            // something unparsable (a port of 0 when none is free).
+            pod.config(|s| replica.expand(s)).unwrap_or_else(|e| {
+                eprintln!("podvisor: pod {}: {e}", replica.name());
+                PodConfig::new("/nonexistent/podvisor-config-error").name(replica.name())
+            })
+        })
+        .replicas(template.replicas)
+        .restart(template.restart)
+        .backoff(template.backoff);
+        if template.one_shot {
+            set = set.one_shot();
+        }
+        for dependency in &template.depends_on {
+            set = set.depends_on(dependency.on.clone(), dependency.condition);
+        }
+        config = config.pod(set);
+    }
+    config
+}
+
+/// Runs the deployment in `path` to its end; returns podvisor's exit status.
+pub fn up(path: &Path, json: bool) -> i32 {
+    crate::raise_nofile_limit();
+    let plan = match file::load(path) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("podvisor: {e}");
+            return exit::USAGE;
+        }
+    };
+    let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("podvisor: cannot handle signals: {e}");
+            return exit::USAGE;
+        }
+    };
+    let deployment = match Deployment::new(deployment_config(plan.pods)) {
+        Ok(deployment) => deployment,
+        Err(e) => {
+            eprintln!("podvisor: {}: {e}", path.display());
+            return exit::USAGE;
+        }
+    };
+    let supervisor = crate::sd_notify::Supervisor::from_env();
+    let begin = Instant::now();
+    let say = |pod: &str, event: &str, text: &str| {
+        if json {
+            eprintln!(
+                "{{\"time\":{:.6},\"pod\":{},\"event\":{}}}",
+                begin.elapsed().as_secs_f64(),
+                quote(pod),
+                quote(event)
+            );
+        } else {
+            eprintln!("podvisor: {pod} {text}");
+        }
+    };
+    future::block_on(async {
+        let mut signals = signals;
+        deployment.start();
+        let mut seen = 0;
+        let mut shown: BTreeMap<String, (MemberState, u64)> = BTreeMap::new();
+        let mut requested: Option<i32> = None;
+        let mut was_ready = false;
+        let mut last_state = DeploymentState::Created;
+        loop {
+            let changed = async { Wake::Changed(deployment.changed(seen).await.0) };
+            let signal =
+                async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
+            match future::or(changed, signal).await {
+                Wake::Changed(count) => {
+                    seen = count;
+                    for member in deployment.members() {
+                        let key = (member.state, member.restarts);
+                        if shown.get(&member.name) == Some(&key) {
+                            continue;
+                        }
+                        shown.insert(member.name.clone(), key);
+                        let text = match (member.state, member.pid) {
+                            (MemberState::Started | MemberState::Starting, Some(pid)) => {
+                                format!("started (pid {pid})")
+                            }
+                            (MemberState::Ready, _) => match &member.start_result {
+                                Some(StartResult::Ready { after }) => {
+                                    format!(
+                                        "ready after {}",
+                                        crate::duration::format_duration(*after)
+                                    )
+                                }
+                                _ => "ready".to_string(),
+                            },
+                            (
+                                MemberState::Ended
+                                | MemberState::Succeeded
+                                | MemberState::CrashLooping,
+                                _,
+                            ) => match member.end {
+                                Some(end) if end.status().is_some() => {
+                                    format!("{} ({})", member.state.name(), end_text(end))
+                                }
+                                _ => member.state.name().to_string(),
+                            },
+                            (MemberState::BackingOff, _) => {
+                                format!("backing off (restart #{})", member.restarts + 1)
+                            }
+                            (state, _) => state.name().to_string(),
+                        };
+                        say(&member.name, member.state.name(), &text);
+                    }
+                    let state = deployment.state();
+                    if state != last_state {
+                        last_state = state;
+                        match state {
+                            DeploymentState::Ready => {
+                                was_ready = true;
+                                say(
+                                    "deployment",
+                                    "ready",
+                                    &format!("ready after {:.3}s", begin.elapsed().as_secs_f64()),
+                                );
+                                if let Some(s) = &supervisor {
+                                    s.notify("READY=1\nSTATUS=ready");
+                                }
+                            }
+                            DeploymentState::Stopping => {
+                                say(
+                                    "deployment",
+                                    "stopping",
+                                    "stopping (pods close in reverse dependency order)",
+                                );
+                                if let Some(s) = &supervisor {
+                                    s.notify("STOPPING=1");
+                                }
+                            }
+                            DeploymentState::Ended => break,
+                            _ => {}
+                        }
+                    }
+                }
+                Wake::Signal(Some(number))
+                    if number == Os::Int as i32 || number == Os::Term as i32 =>
+                {
+                    let name = Signal::from_raw(number).map_or(number.to_string(), |s| s.name());
+                    if requested.is_none() {
+                        requested = Some(number);
+                        say(
+                            "deployment",
+                            "closing",
+                            &format!("closing on SIG{name} (again to kill at once)"),
+                        );
+                        deployment.close_nowait(None);
+                    } else {
+                        say(
+                            "deployment",
+                            "killing",
+                            &format!("second SIG{name}: killing every pod"),
+                        );
+                        deployment.close_nowait(Some(Duration::ZERO));
+                    }
+                }
+                Wake::Signal(Some(number)) => {
+                    if let Some(signal) = Signal::from_raw(number) {
+                        forward(&deployment, signal);
+                    }
+                }
+                Wake::Signal(None) => {}
+            }
+        }
+        let code = match deployment.failure() {
+            Some(failure) => {
+                if json {
+                    say(failure.member(), "failed", "");
+                }
+                eprintln!("podvisor: {failure}");
+                match failure.cause() {
+                    Cause::Start(start) => exit::exit_code(start, None, None),
+                    Cause::Ended(end) => exit::exit_code(
+                        &StartResult::Ready {
+                            after: Duration::ZERO,
+                        },
+                        Some(*end),
+                        None,
+                    ),
+                }
+            }
+            None if was_ready || requested.is_none() => 0,
+            None => 128 + requested.unwrap_or(15),
+        };
+        say(
+            "deployment",
+            "ended",
+            &format!("ended (exit status {code})"),
+        );
+        code
+    })
+}
+
+fn end_text(end: podvisor::End) -> String {
+    match end.status() {
+        Some(status) => status.to_string(),
+        None => end.name().to_string(),
+    }
+}
+
+/// Sends `signal` to the process group of every running member.
+fn forward(deployment: &Deployment, signal: Signal) {
+    for member in deployment.members() {
+        let running = matches!(
+            member.state,
+            MemberState::Starting
+                | MemberState::Started
+                | MemberState::Ready
+                | MemberState::Stopping
+        );
+        if let (true, Some(pid)) = (running, member.pid) {
+            if let Some(group) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                if let Some(raw) = rustix::process::Signal::from_named_raw(signal.as_raw()) {
+                    let _ = rustix::process::kill_process_group(group, raw);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! End-to-end tests of `podvisor up`: deployment files run by the built binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+const PODVISOR: &str = env!("CARGO_BIN_EXE_podvisor");
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("podvisor-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn up(path: &std::path::Path) -> (i32, String, String) {
+    let output = Command::new(PODVISOR)
+        .args(["up", path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().expect("podvisor exits"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+}
+
+fn pids(stderr: &str) -> Vec<u32> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split("(pid ").nth(1))
+        .filter_map(|r| r.trim_end_matches(')').parse().ok())
+        .collect()
+}
+
+#[test]
+fn shipped_example_serves_http_and_ends_cleanly() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/podvisor.toml");
+    let (code, stdout, stderr) = up(&example);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("[check/0] hello from podvisor"), "{stdout}");
+    // prepare succeeded before web started; web was ready before check started.
+    let at = |needle: &str| {
+        stderr
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in {stderr}"))
+    };
+    assert!(at("prepare/0 succeeded") < at("web/0 starting"));
+    assert!(at("web/0 ready") < at("check/0 starting"));
+    for pid in pids(&stderr) {
+        assert!(!alive(pid), "pid {pid} left running");
+    }
+}
+
+#[test]
+fn a_failing_pod_brings_everything_down_with_its_status() {
+    let file = write(
+        "failing.toml",
+        "[pod.db]\ncommand = [\"sleep\", \"60\"]\n\n[pod.bad]\ncommand = [\"sh\", \"-c\", \"echo config missing >&2; exit 4\"]\nready = \"notify\"\ndepends_on = { db = \"started\" }\n",
+    );
+    let (code, _, stderr) = up(&file);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("bad/0") && stderr.contains("config missing"),
+        "{stderr}"
+    );
+    for pid in pids(&stderr) {
+        assert!(!alive(pid), "pid {pid} left running: {stderr}");
+    }
+}
+
+#[test]
+fn sigint_closes_the_deployment_in_reverse_order() {
+    let file = write(
+        "signal.toml",
+        "[pod.db]\ncommand = [\"sh\", \"-c\", \"echo up; exec sleep 60\"]\nready = \"stdout:up\"\n\n[pod.web]\ncommand = [\"sh\", \"-c\", \"echo up; exec sleep 60\"]\nready = \"stdout:up\"\ndepends_on = [\"db\"]\n",
+    );
+    let mut child = Command::new(PODVISOR)
+        .args(["up", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let ready = line.contains("deployment ready");
+            lines.push(line);
+            if ready {
+                break;
+            }
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("deployment ready")),
+        "{lines:?}"
+    );
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+        lines.push(line);
+    }
+    assert_eq!(status.code(), Some(0), "{lines:?}");
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?}: {lines:?}"))
+    };
+    assert!(at("web/0 ended") < at("db/0 ended"), "{lines:?}");
+    for pid in pids(&lines.join("\n")) {
+        assert!(!alive(pid), "pid {pid} left running");
+    }
+}
+
+#[test]
+fn config_errors_are_125_with_the_place() {
+    let file = write("bad.toml", "[pod.a]\ncommand = [\"true\"]\nreplicas = 0\n");
+    let (code, _, stderr) = up(&file);
+    assert_eq!(code, 125);
+    assert!(
+        stderr.contains("bad.toml:3:12") && stderr.contains("replicas"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = up(&PathBuf::from("/nonexistent/podvisor.toml"));
+    assert_eq!(code, 125);
+    assert!(stderr.contains("cannot read"), "{stderr}");
+}
