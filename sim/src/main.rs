@@ -1,3 +1,212 @@
+//! `podvisor-sim`: runs seeds of the simulated world against the core.
+//!
+//! Exit status: 0 all seeds passed; 1 a safety violation; 2 a liveness violation;
+//! 3 the simulator or the core panicked; 4 a run was not deterministic; 64 usage error.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::exit;
+use std::time::Instant;
+
+use podvisor_sim::report::{batch, mutation_name, replay_command, Coverage, MUTATIONS};
+use podvisor_sim::{run, FailureKind, RunConfig};
+
+const USAGE: &str = "\
+usage: podvisor-sim [--seeds N] [--start S] [--pods K] [--mutation NAME] [--check-determinism] [--coverage]
+       podvisor-sim --seed S [--pods K] [--mutation NAME]   replay one seed with its trace
+
+  --seeds N            seeds to run (default 10000)
+  --start S            first seed (default 0)
+  --pods K             pods per world (default 1)
+  --mutation NAME      run a deliberately wrong core: kill-one-tick-early,
+                       exited-early-as-failed-to-start, deadline-from-spawn, missed-reap
+  --check-determinism  run every seed twice and compare trace hashes
+  --coverage           print how many seeds reached each outcome and fault";
+
+struct Options {
+    seeds: u64,
+    start: u64,
+    one: Option<u64>,
+    pods: usize,
+    mutation: Option<podvisor::core::Mutation>,
+    determinism: bool,
+    coverage: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        seeds: 10_000,
+        start: 0,
+        one: None,
+        pods: 1,
+        mutation: None,
+        determinism: false,
+        coverage: false,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut number = |name: &str| -> Result<u64, String> {
+            let v = it.next().ok_or_else(|| format!("{name} needs a number"))?;
+            v.parse()
+                .map_err(|_| format!("{name}: {v:?} is not a whole number"))
+        };
+        match arg.as_str() {
+            "--seeds" => o.seeds = number("--seeds")?,
+            "--start" => o.start = number("--start")?,
+            "--seed" => o.one = Some(number("--seed")?),
+            "--pods" => {
+                o.pods = usize::try_from(number("--pods")?).unwrap_or(0);
+                if o.pods == 0 || o.pods > 1024 {
+                    return Err("--pods: expected 1 to 1024".into());
+                }
+            }
+            "--mutation" => {
+                let name = it.next().ok_or("--mutation needs a name")?;
+                let names: Vec<&str> = MUTATIONS.iter().map(|(n, _)| *n).collect();
+                o.mutation = Some(
+                    MUTATIONS
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, m)| *m)
+                        .ok_or_else(|| {
+                            format!(
+                                "--mutation: unknown {name:?}; expected one of {}",
+                                names.join(", ")
+                            )
+                        })?,
+                );
+            }
+            "--check-determinism" => o.determinism = true,
+            "--coverage" => o.coverage = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
 fn main() {
-    println!("podvisor-sim: not yet");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match parse(&args) {
+        Ok(o) => o,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            exit(0);
+        }
+        Err(e) => {
+            eprintln!("podvisor-sim: {e}\n{USAGE}");
+            exit(64);
+        }
+    };
+    let code = catch_unwind(AssertUnwindSafe(|| main_with(&options))).unwrap_or_else(|_| {
+        eprintln!(
+            "podvisor-sim: crashed (a panic above); replay the last seed printed with --seed"
+        );
+        3
+    });
+    exit(code);
+}
+
+fn main_with(o: &Options) -> i32 {
+    if let Some(seed) = o.one {
+        let config = RunConfig {
+            seed,
+            pods: o.pods,
+            mutation: o.mutation,
+            swarm: None,
+            trace: true,
+        };
+        let report = run(&config);
+        println!("seed {seed}: {:?}", report.swarm);
+        for line in &report.trace {
+            println!("{line}");
+        }
+        return match report.result {
+            Ok(()) => {
+                println!(
+                    "seed {seed}: ok ({} steps, trace hash {:016x})",
+                    report.steps, report.trace_hash
+                );
+                0
+            }
+            Err(failure) => {
+                println!(
+                    "seed {seed}: {:?} violation: {}",
+                    failure.kind, failure.message
+                );
+                kind_code(failure.kind)
+            }
+        };
+    }
+    let mut coverage = Coverage::default();
+    let begin = Instant::now();
+    if o.determinism {
+        for seed in o.start..o.start.saturating_add(o.seeds) {
+            let config = RunConfig {
+                seed,
+                pods: o.pods,
+                mutation: o.mutation,
+                swarm: None,
+                trace: false,
+            };
+            let (a, b) = (run(&config), run(&config));
+            if a.trace_hash != b.trace_hash {
+                eprintln!(
+                    "seed {seed}: two runs differ (trace hashes {:016x} and {:016x}); replay: {}",
+                    a.trace_hash,
+                    b.trace_hash,
+                    replay_command(&config)
+                );
+                return 4;
+            }
+        }
+        println!(
+            "{} seeds from {}: every run repeated bit for bit",
+            o.seeds, o.start
+        );
+        return 0;
+    }
+    let result = batch(o.start, o.seeds, o.pods, o.mutation, &mut coverage);
+    let elapsed = begin.elapsed().as_secs_f64();
+    if o.coverage || result.is_ok() {
+        print!("{}", coverage.table());
+    }
+    println!(
+        "{} seeds ({} pods each{}) in {elapsed:.2} s: {:.0} seeds/s",
+        coverage.seeds,
+        o.pods,
+        o.mutation.map_or(String::new(), |m| format!(
+            ", mutation {}",
+            mutation_name(m)
+        )),
+        coverage.seeds as f64 / elapsed.max(1e-9)
+    );
+    match result {
+        Ok(()) => {
+            let thin = coverage.below(1.0);
+            if !thin.is_empty() {
+                println!("reached by fewer than 1% of seeds: {}", thin.join("; "));
+            }
+            0
+        }
+        Err(failed) => {
+            println!(
+                "\nseed {} failed: {:?} violation: {}",
+                failed.report.seed, failed.failure.kind, failed.failure.message
+            );
+            println!("settings: {:?}", failed.report.swarm);
+            println!("trace:");
+            for line in &failed.report.trace {
+                println!("  {line}");
+            }
+            println!("replay: {}", failed.replay);
+            kind_code(failed.failure.kind)
+        }
+    }
+}
+
+fn kind_code(kind: FailureKind) -> i32 {
+    match kind {
+        FailureKind::Safety => 1,
+        FailureKind::Liveness => 2,
+    }
 }

@@ -98,6 +98,7 @@ pub struct Checker {
     expect_spawn: bool,
     terminal_before_step: bool,
     last_state_changed: Option<State>,
+    probes_allowed: CheckSet,
 }
 
 impl Checker {
@@ -134,6 +135,7 @@ impl Checker {
             expect_spawn: false,
             terminal_before_step: false,
             last_state_changed: None,
+            probes_allowed: CheckSet::EMPTY,
         }
     }
 
@@ -150,6 +152,14 @@ impl Checker {
     /// The instant the stop signal was sent, if it was.
     pub fn stop_sent_at(&self) -> Option<Time> {
         self.stop_sent_at
+    }
+
+    /// The probe checks an attempt may be started for now.
+    fn probe_waitable(&self) -> CheckSet {
+        if !self.waiting() || self.closing || !self.started {
+            return CheckSet::EMPTY;
+        }
+        CheckSet::first(self.checks.len()).difference(self.latched)
     }
 
     fn waiting(&self) -> bool {
@@ -177,8 +187,12 @@ impl Checker {
         let now = self.now;
 
         self.timers(now);
-        self.apply(event, now);
+        // Probe attempts may start from timers that fire before the event, or because of
+        // it: either state may justify one.
+        let probes_before = self.probe_waitable();
+        self.apply(event, now, actions);
         self.timers(now);
+        self.probes_allowed = probes_before.union(self.probe_waitable());
 
         self.check_actions(actions, now)?;
         self.check_state(machine, now)
@@ -236,7 +250,7 @@ impl Checker {
 
     // The model reads as "which event, then whether it fits"; keep that shape.
     #[allow(clippy::collapsible_match)]
-    fn apply(&mut self, event: &Event<'_>, now: Time) {
+    fn apply(&mut self, event: &Event<'_>, now: Time, actions: &[Action]) {
         if self.is_terminal() {
             return;
         }
@@ -327,9 +341,16 @@ impl Checker {
                 attempt,
                 ok,
             } if ours(&generation) => {
-                if let Some(check) = self.probes_in_flight.remove(&attempt) {
-                    if ok {
-                        self.latched.insert(check);
+                // Due timers fire before the event: an attempt whose own timeout fell due
+                // by now was cancelled in this very step, and its answer comes too late.
+                let timed_out = actions.iter().any(|a| {
+                    matches!(a, Action::CancelProbe { attempt: cancelled, .. } if *cancelled == attempt)
+                });
+                if !timed_out {
+                    if let Some(check) = self.probes_in_flight.remove(&attempt) {
+                        if ok {
+                            self.latched.insert(check);
+                        }
                     }
                 }
             }
@@ -436,11 +457,7 @@ impl Checker {
                             format!("{now}: probe of check #{check}, which is not a probe"),
                         );
                     }
-                    if !self.waiting()
-                        || self.closing
-                        || !self.started
-                        || self.latched.contains(check)
-                    {
+                    if !self.probes_allowed.contains(check) {
                         return Self::violation(
                             "probe",
                             format!("{now}: probe attempt {attempt} of check #{check} while not waiting on it"),

@@ -128,6 +128,11 @@ impl CheckSet {
         index < 64 && self.0 & (1u64 << index) != 0
     }
 
+    /// Elements of `self` or of `other`.
+    pub fn union(self, other: CheckSet) -> CheckSet {
+        CheckSet(self.0 | other.0)
+    }
+
     /// Elements of `self` not in `other`.
     pub fn difference(self, other: CheckSet) -> CheckSet {
         CheckSet(self.0 & !other.0)

@@ -1,0 +1,128 @@
+//! The simulator's own tests: a block of seeds passes, runs repeat bit for bit, every
+//! outcome and fault is reached, every deliberately wrong core is caught, and the CLI's
+//! exit codes.
+
+use podvisor_sim::report::{batch, first_catch, fuzz_seed, Coverage, MUTATIONS};
+use podvisor_sim::swarm::Swarm;
+use podvisor_sim::{run, RunConfig};
+use proptest::prelude::*;
+
+fn config(seed: u64, pods: usize) -> RunConfig {
+    RunConfig {
+        seed,
+        pods,
+        mutation: None,
+        swarm: None,
+        trace: false,
+    }
+}
+
+#[test]
+fn a_block_of_single_pod_seeds_passes_with_full_coverage() {
+    let mut coverage = Coverage::default();
+    if let Err(failed) = batch(0, 5_000, 1, None, &mut coverage) {
+        panic!(
+            "seed {} failed: {}\nreplay: {}",
+            failed.report.seed, failed.failure.message, failed.replay
+        );
+    }
+    let thin = coverage.below(1.0);
+    assert!(
+        thin.is_empty(),
+        "reached by fewer than 1% of seeds: {thin:?}\n{}",
+        coverage.table()
+    );
+}
+
+#[test]
+fn a_block_of_eight_pod_seeds_passes() {
+    let mut coverage = Coverage::default();
+    if let Err(failed) = batch(1_000_000, 500, 8, None, &mut coverage) {
+        panic!(
+            "seed {} failed: {}\nreplay: {}",
+            failed.report.seed, failed.failure.message, failed.replay
+        );
+    }
+}
+
+#[test]
+fn one_seed_is_one_run_bit_for_bit() {
+    for seed in 0..300 {
+        let (a, b) = (run(&config(seed, 2)), run(&config(seed, 2)));
+        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
+        assert_eq!(a.steps, b.steps);
+    }
+    let distinct: std::collections::BTreeSet<u64> =
+        (0..100).map(|s| run(&config(s, 1)).trace_hash).collect();
+    assert!(distinct.len() > 90, "seeds should explore different runs");
+    // The readable trace is the same run as the hashed one.
+    let traced = run(&RunConfig {
+        trace: true,
+        ..config(42, 1)
+    });
+    assert_eq!(traced.trace_hash, run(&config(42, 1)).trace_hash);
+    assert!(!traced.trace.is_empty());
+}
+
+#[test]
+fn every_wrong_core_is_caught_within_ten_thousand_seeds() {
+    for (name, mutation) in MUTATIONS {
+        let seed = first_catch(mutation, 1, 10_000);
+        assert!(seed.is_some(), "mutation {name} survived 10,000 seeds");
+    }
+}
+
+#[test]
+fn fuzz_body_runs_on_stable() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/sim_seed");
+    let mut inputs: Vec<Vec<u8>> = vec![vec![], vec![0; 14], vec![0xff; 14], (0u8..32).collect()];
+    if let Ok(dir) = std::fs::read_dir(corpus) {
+        for entry in dir.flatten() {
+            inputs.push(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    for input in inputs {
+        fuzz_seed(&input);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_swarm_settings_hold_the_invariants(seed in any::<u64>(), enabled in 0u32..(1 << 15), rate in 0u8..=100, pods in 1usize..5) {
+        let report = run(&RunConfig { seed, pods, mutation: None, swarm: Some(Swarm { enabled, rate }), trace: false });
+        if let Err(failure) = report.result {
+            prop_assert!(false, "seed {} {:?}: {:?}: {}", seed, report.swarm, failure.kind, failure.message);
+        }
+    }
+}
+
+#[test]
+fn command_line_exit_codes() {
+    use std::process::Command;
+    let sim = env!("CARGO_BIN_EXE_podvisor-sim");
+    let status = |args: &[&str]| Command::new(sim).args(args).output().unwrap();
+    let ok = status(&["--seed", "3"]);
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("seed 3: ok"));
+    let caught = status(&["--seeds", "100", "--mutation", "missed-reap"]);
+    assert_eq!(caught.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&caught.stdout);
+    assert!(
+        out.contains("replay: podvisor-sim --seed") && out.contains("--mutation missed-reap"),
+        "{out}"
+    );
+    let same = status(&["--seeds", "50", "--check-determinism"]);
+    assert_eq!(same.status.code(), Some(0));
+    for bad in [
+        &["--seeds"][..],
+        &["--pods", "0"],
+        &["--mutation", "nope"],
+        &["--frobnicate"],
+    ] {
+        let out = status(bad);
+        assert_eq!(out.status.code(), Some(64), "{bad:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("podvisor-sim:"));
+    }
+}
