@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+use podvisor::core::deployment::RestartPolicy;
 use podvisor::{PodConfig, Readiness, Signal};
 
 use crate::duration::parse_duration;
@@ -27,6 +28,9 @@ Options of run:
   --stop-signal SIG       signal that asks the command to stop (default TERM)
   --env KEY=VALUE         set a variable for the command (repeatable)
   --env-clear             start the command from an empty environment
+  --restart POLICY        no (default), on-failure or always: restart with exponential
+                          backoff (100 ms doubling to 30 s, jitter, reset after 60 s
+                          ready, at most 5 restarts in a row, then give up)
   --json                  report state changes as JSON lines on stderr
 
 Durations need a unit: 250ms, 10s, 2m, 1m30s. SIGINT/SIGTERM close the command gracefully;
@@ -62,6 +66,7 @@ pub struct RunOptions {
     pub config: PodConfig,
     pub json: bool,
     pub grace: Duration,
+    pub restart: RestartPolicy,
 }
 
 fn text(arg: &OsString) -> Result<&str, String> {
@@ -121,6 +126,7 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
     let mut env: Vec<(String, OsString)> = Vec::new();
     let mut env_clear = false;
     let mut json = false;
+    let mut restart = RestartPolicy::No;
     let mut iter = args.into_iter();
     let mut command: Vec<OsString> = Vec::new();
     while let Some(arg) = iter.next() {
@@ -186,6 +192,16 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
                 }
             }
             "--env-clear" => env_clear = true,
+            "--restart" => {
+                restart = match value("no|on-failure|always")?.as_str() {
+                    "no" => RestartPolicy::No,
+                    "on-failure" => RestartPolicy::OnFailure,
+                    "always" => RestartPolicy::Always,
+                    other => return Err(format!(
+                        "--restart: unknown policy {other:?}; expected no, on-failure or always"
+                    )),
+                }
+            }
             "--json" => json = true,
             "-h" | "--help" => return Err("HELP".into()),
             other => {
@@ -230,6 +246,7 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
         config,
         json,
         grace,
+        restart,
     })
 }
 
@@ -281,6 +298,7 @@ mod tests {
             (&["--bogus", "x"], "unknown option \"--bogus\""),
             (&["--json=yes", "x"], "takes no value"),
             (&["--name", "x"], "missing COMMAND"),
+            (&["--restart", "sometimes", "x"], "unknown policy"),
         ];
         for (args, needle) in cases {
             let error = run(args).unwrap_err();

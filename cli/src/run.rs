@@ -18,6 +18,19 @@ enum Wake {
 
 /// Runs the pod to its end and returns podvisor's exit status.
 pub fn run(options: RunOptions) -> i32 {
+    if options.restart != podvisor::core::deployment::RestartPolicy::No {
+        // A restarted command is a one-pod deployment: the deployment machine owns
+        // restarts, backoff and the restart budget.
+        let name = options.config.get_name().to_string();
+        let set = podvisor::PodSet::new(name, options.config).restart(options.restart);
+        return match podvisor::Deployment::new(podvisor::DeploymentConfig::new().pod(set)) {
+            Ok(deployment) => crate::up::drive(deployment, options.json),
+            Err(e) => {
+                eprintln!("podvisor: {e}");
+                exit::USAGE
+            }
+        };
+    }
     crate::raise_nofile_limit();
     let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
         Ok(signals) => signals,

@@ -50,7 +50,6 @@ fn deployment_config(pods: Vec<PlannedPod>) -> DeploymentConfig {
 
 /// Runs the deployment in `path` to its end; returns podvisor's exit status.
 pub fn up(path: &Path, json: bool) -> i32 {
-    crate::raise_nofile_limit();
     let plan = match file::load(path) {
         Ok(plan) => plan,
         Err(e) => {
@@ -58,17 +57,24 @@ pub fn up(path: &Path, json: bool) -> i32 {
             return exit::USAGE;
         }
     };
+    match Deployment::new(deployment_config(plan.pods)) {
+        Ok(deployment) => drive(deployment, json),
+        Err(e) => {
+            eprintln!("podvisor: {}: {e}", path.display());
+            exit::USAGE
+        }
+    }
+}
+
+/// Runs `deployment` to its end, reporting each member's changes, closing it on
+/// SIGINT/SIGTERM (a second one kills) and forwarding SIGHUP/USR1/USR2/WINCH; returns
+/// podvisor's exit status.
+pub fn drive(deployment: Deployment, json: bool) -> i32 {
+    crate::raise_nofile_limit();
     let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
         Ok(signals) => signals,
         Err(e) => {
             eprintln!("podvisor: cannot handle signals: {e}");
-            return exit::USAGE;
-        }
-    };
-    let deployment = match Deployment::new(deployment_config(plan.pods)) {
-        Ok(deployment) => deployment,
-        Err(e) => {
-            eprintln!("podvisor: {}: {e}", path.display());
             return exit::USAGE;
         }
     };

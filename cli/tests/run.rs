@@ -414,3 +414,41 @@ fn check_validates_a_file_without_running_anything() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn restart_on_failure_backs_off_then_gives_up_or_recovers() {
+    // Gives up: the budget of restarts is spent, the status is the command's.
+    let (code, lines) = status_of(&["run", "--restart", "on-failure", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code, 3, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("crash-looping")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("restart #5")), "{lines:?}");
+
+    // Recovers: fails twice, then stays up until SIGINT.
+    let counter = std::env::temp_dir().join(format!("podvisor-cli-restart-{}", std::process::id()));
+    let _ = std::fs::remove_file(&counter);
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; [ $n -ge 3 ] && echo up && exec sleep 60; exit 1",
+        c = counter.display()
+    );
+    let mut run = spawn(&[
+        "run",
+        "--restart",
+        "on-failure",
+        "--ready",
+        "stdout:up",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    run.wait_for("restart #2");
+    run.wait_for("ready after");
+    run.signal("INT");
+    let (code, lines, _) = run.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
+    std::fs::remove_file(counter).unwrap();
+}
