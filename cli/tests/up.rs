@@ -47,14 +47,25 @@ fn shipped_example_serves_http_and_ends_cleanly() {
     let (code, stdout, stderr) = up(&example);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("[check/0] hello from podvisor"), "{stdout}");
-    // prepare succeeded before web started; web was ready before check started.
-    let at = |needle: &str| {
+    // prepare succeeded before web started; web was ready before check started. Changes
+    // that happen together are reported as the latest state (a member may show "started"
+    // without "starting"), so compare each member's first line of activity.
+    let line_of = |needle: &str| {
         stderr
-            .find(needle)
+            .lines()
+            .position(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("no {needle:?} in {stderr}"))
     };
-    assert!(at("prepare/0 succeeded") < at("web/0 starting"));
-    assert!(at("web/0 ready") < at("check/0 starting"));
+    let active = |member: &str| {
+        stderr
+            .lines()
+            .position(|l| {
+                l.starts_with(&format!("podvisor: {member} ")) && !l.ends_with(" waiting")
+            })
+            .unwrap_or_else(|| panic!("{member} never ran: {stderr}"))
+    };
+    assert!(line_of("prepare/0 succeeded") < active("web/0"), "{stderr}");
+    assert!(line_of("web/0 ready") < active("check/0"), "{stderr}");
     for pid in pids(&stderr) {
         assert!(!alive(pid), "pid {pid} left running");
     }
