@@ -197,9 +197,11 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
                     "no" => RestartPolicy::No,
                     "on-failure" => RestartPolicy::OnFailure,
                     "always" => RestartPolicy::Always,
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "--restart: unknown policy {other:?}; expected no, on-failure or always"
-                    )),
+                    ))
+                    }
                 }
             }
             "--json" => json = true,

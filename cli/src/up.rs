@@ -96,7 +96,7 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
         let mut signals = signals;
         deployment.start();
         let mut seen = 0;
-        let mut shown: BTreeMap<String, (MemberState, u64)> = BTreeMap::new();
+        let mut shown: BTreeMap<String, Seen> = BTreeMap::new();
         let mut requested: Option<i32> = None;
         let mut was_ready = false;
         let mut last_state = DeploymentState::Created;
@@ -108,41 +108,10 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
                 Wake::Changed(count) => {
                     seen = count;
                     for member in deployment.members() {
-                        let key = (member.state, member.restarts);
-                        if shown.get(&member.name) == Some(&key) {
-                            continue;
+                        let seen_member = shown.entry(member.name.clone()).or_default();
+                        for (event, text) in milestones(seen_member, &member) {
+                            say(&member.name, event, &text);
                         }
-                        shown.insert(member.name.clone(), key);
-                        let text = match (member.state, member.pid) {
-                            (MemberState::Started | MemberState::Starting, Some(pid)) => {
-                                format!("started (pid {pid})")
-                            }
-                            (MemberState::Ready, _) => match &member.start_result {
-                                Some(StartResult::Ready { after }) => {
-                                    format!(
-                                        "ready after {}",
-                                        crate::duration::format_duration(*after)
-                                    )
-                                }
-                                _ => "ready".to_string(),
-                            },
-                            (
-                                MemberState::Ended
-                                | MemberState::Succeeded
-                                | MemberState::CrashLooping,
-                                _,
-                            ) => match member.end {
-                                Some(end) if end.status().is_some() => {
-                                    format!("{} ({})", member.state.name(), end_text(end))
-                                }
-                                _ => member.state.name().to_string(),
-                            },
-                            (MemberState::BackingOff, _) => {
-                                format!("backing off (restart #{})", member.restarts + 1)
-                            }
-                            (state, _) => state.name().to_string(),
-                        };
-                        say(&member.name, member.state.name(), &text);
                     }
                     let state = deployment.state();
                     if state != last_state {
@@ -230,6 +199,63 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
         );
         code
     })
+}
+
+/// What has been reported of one member's current pod.
+#[derive(Default)]
+struct Seen {
+    pid: Option<u32>,
+    ready: bool,
+    state: Option<MemberState>,
+}
+
+/// The lines `member` calls for since `seen`, in order: a new pod started (with its pid),
+/// it became ready (once per pod), and each state after that (stopping, backing off,
+/// succeeded, crash-looping, ended). Several changes between two looks all get a line.
+fn milestones(seen: &mut Seen, member: &podvisor::MemberStatus) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    if member.pid.is_some() && member.pid != seen.pid {
+        *seen = Seen {
+            pid: member.pid,
+            ..Seen::default()
+        };
+        lines.push((
+            "started",
+            format!("started (pid {})", member.pid.unwrap_or_default()),
+        ));
+    }
+    if let (false, Some(StartResult::Ready { after }), Some(_)) =
+        (seen.ready, &member.start_result, seen.pid)
+    {
+        seen.ready = true;
+        lines.push((
+            "ready",
+            format!("ready after {}", crate::duration::format_duration(*after)),
+        ));
+    }
+    if seen.state != Some(member.state) {
+        seen.state = Some(member.state);
+        let text = match member.state {
+            MemberState::Waiting => Some("waiting for its dependencies".to_string()),
+            MemberState::Stopping => Some("stopping".to_string()),
+            MemberState::BackingOff => {
+                Some(format!("backing off (restart #{})", member.restarts + 1))
+            }
+            MemberState::Succeeded | MemberState::CrashLooping | MemberState::Ended => {
+                Some(match member.end {
+                    Some(end) if end.status().is_some() => {
+                        format!("{} ({})", member.state.name(), end_text(end))
+                    }
+                    _ => member.state.name().to_string(),
+                })
+            }
+            MemberState::Starting | MemberState::Started | MemberState::Ready => None,
+        };
+        if let Some(text) = text {
+            lines.push((member.state.name(), text));
+        }
+    }
+    lines
 }
 
 fn end_text(end: podvisor::End) -> String {
