@@ -59,9 +59,7 @@ fn shipped_example_serves_http_and_ends_cleanly() {
     let active = |member: &str| {
         stderr
             .lines()
-            .position(|l| {
-                l.starts_with(&format!("podvisor: {member} ")) && !l.contains(" waiting")
-            })
+            .position(|l| l.starts_with(&format!("podvisor: {member} ")) && !l.contains(" waiting"))
             .unwrap_or_else(|| panic!("{member} never ran: {stderr}"))
     };
     assert!(line_of("prepare/0 succeeded") < active("web/0"), "{stderr}");
