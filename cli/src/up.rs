@@ -17,6 +17,69 @@ use crate::report::quote;
 enum Wake {
     Changed(u64),
     Signal(Option<i32>),
+    Redraw,
+}
+
+/// On a terminal, one live status line under the log while the deployment starts or
+/// stops: each member's state and how long it has been in it. It is a single line,
+/// rewritten in place, because the pods' forwarded output shares the terminal: redrawing
+/// several lines would overwrite their output.
+struct Live {
+    enabled: bool,
+    shown: bool,
+    since: BTreeMap<String, (MemberState, Instant)>,
+}
+
+impl Live {
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
+
+    fn draw(&mut self, deployment: &Deployment) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let mut parts = Vec::new();
+        for member in deployment.members() {
+            let entry = self
+                .since
+                .entry(member.name.clone())
+                .or_insert((member.state, now));
+            if entry.0 != member.state {
+                *entry = (member.state, now);
+            }
+            parts.push(format!(
+                "{} {} {:.1}s",
+                member.name,
+                member.state.name(),
+                now.duration_since(entry.1).as_secs_f64()
+            ));
+        }
+        let width = terminal_width().saturating_sub(1).max(20);
+        let mut text = format!("[{}] {}", deployment.state().name(), parts.join(" · "));
+        if text.chars().count() > width {
+            text = text
+                .chars()
+                .take(width.saturating_sub(1))
+                .collect::<String>()
+                + "…";
+        }
+        eprint!("\r\x1b[K{text}");
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+        self.shown = true;
+    }
+}
+
+fn terminal_width() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stderr())
+        .map(|size| usize::from(size.ws_col))
+        .ok()
+        .filter(|&w| w > 0)
+        .unwrap_or(80)
 }
 
 /// Builds the deployment of `plan`'s pods.
@@ -80,7 +143,13 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
     };
     let supervisor = crate::sd_notify::Supervisor::from_env();
     let begin = Instant::now();
+    let live = std::cell::RefCell::new(Live {
+        enabled: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        shown: false,
+        since: BTreeMap::new(),
+    });
     let say = |pod: &str, event: &str, text: &str| {
+        live.borrow_mut().clear();
         if json {
             eprintln!(
                 "{{\"time\":{:.6},\"pod\":{},\"event\":{}}}",
@@ -97,6 +166,14 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
         deployment.start();
         let mut seen = 0;
         let mut shown: BTreeMap<String, Seen> = BTreeMap::new();
+        let report_members = |shown: &mut BTreeMap<String, Seen>| {
+            for member in deployment.members() {
+                let seen_member = shown.entry(member.name.clone()).or_default();
+                for (event, text) in milestones(seen_member, &member) {
+                    say(&member.name, event, &text);
+                }
+            }
+        };
         let mut requested: Option<i32> = None;
         let mut was_ready = false;
         let mut last_state = DeploymentState::Created;
@@ -104,15 +181,24 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
             let changed = async { Wake::Changed(deployment.changed(seen).await.0) };
             let signal =
                 async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
-            match future::or(changed, signal).await {
+            let animating = live.borrow().enabled
+                && matches!(
+                    deployment.state(),
+                    DeploymentState::Starting | DeploymentState::Stopping
+                );
+            let redraw = async {
+                if animating {
+                    async_io::Timer::after(Duration::from_millis(200)).await;
+                    Wake::Redraw
+                } else {
+                    future::pending::<Wake>().await
+                }
+            };
+            match future::or(future::or(changed, signal), redraw).await {
+                Wake::Redraw => {}
                 Wake::Changed(count) => {
                     seen = count;
-                    for member in deployment.members() {
-                        let seen_member = shown.entry(member.name.clone()).or_default();
-                        for (event, text) in milestones(seen_member, &member) {
-                            say(&member.name, event, &text);
-                        }
-                    }
+                    report_members(&mut shown);
                     let state = deployment.state();
                     if state != last_state {
                         last_state = state;
@@ -171,7 +257,18 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
                 }
                 Wake::Signal(None) => {}
             }
+            if matches!(
+                deployment.state(),
+                DeploymentState::Starting | DeploymentState::Stopping
+            ) {
+                live.borrow_mut().draw(&deployment);
+            } else {
+                live.borrow_mut().clear();
+            }
         }
+        // The deployment's state and its members' are read one after the other: report
+        // what the last members' snapshot may have missed.
+        report_members(&mut shown);
         let code = match deployment.failure() {
             Some(failure) => {
                 if json {

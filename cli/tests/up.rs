@@ -88,9 +88,26 @@ fn a_failing_pod_brings_everything_down_with_its_status() {
 
 #[test]
 fn sigint_closes_the_deployment_in_reverse_order() {
+    // web marks its stop in a file; db, stopped after it, checks the mark is there.
+    let dir = std::env::temp_dir().join(format!("podvisor-up-order-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mark, verdict) = (dir.join("web.stopped"), dir.join("verdict"));
+    let _ = std::fs::remove_file(&mark);
+    let _ = std::fs::remove_file(&verdict);
+    let db = format!(
+        "trap 'if [ -e {m} ]; then echo ordered; else echo db-first; fi > {v}; exit 0' TERM; echo up; sleep 60 & wait",
+        m = mark.display(),
+        v = verdict.display()
+    );
+    let web = format!(
+        "trap 'touch {m}; exit 0' TERM; echo up; sleep 60 & wait",
+        m = mark.display()
+    );
     let file = write(
         "signal.toml",
-        "[pod.db]\ncommand = [\"sh\", \"-c\", \"echo up; exec sleep 60\"]\nready = \"stdout:up\"\n\n[pod.web]\ncommand = [\"sh\", \"-c\", \"echo up; exec sleep 60\"]\nready = \"stdout:up\"\ndepends_on = [\"db\"]\n",
+        &format!(
+            "[pod.db]\ncommand = [\"sh\", \"-c\", {db:?}]\nready = \"stdout:up\"\n\n[pod.web]\ncommand = [\"sh\", \"-c\", {web:?}]\nready = \"stdout:up\"\ndepends_on = [\"db\"]\n"
+        ),
     );
     let mut child = Command::new(PODVISOR)
         .args(["up", file.to_str().unwrap()])
@@ -135,7 +152,13 @@ fn sigint_closes_the_deployment_in_reverse_order() {
             .position(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("no {needle:?}: {lines:?}"))
     };
-    assert!(at("web/0 ended") < at("db/0 ended"), "{lines:?}");
+    at("web/0 ended");
+    at("db/0 ended");
+    assert_eq!(
+        std::fs::read_to_string(&verdict).unwrap().trim(),
+        "ordered",
+        "{lines:?}"
+    );
     for pid in pids(&lines.join("\n")) {
         assert!(!alive(pid), "pid {pid} left running");
     }
@@ -153,4 +176,29 @@ fn config_errors_are_125_with_the_place() {
     let (code, _, stderr) = up(&PathBuf::from("/nonexistent/podvisor.toml"));
     assert_eq!(code, 125);
     assert!(stderr.contains("cannot read"), "{stderr}");
+}
+
+#[test]
+fn on_a_terminal_a_live_status_line_shows_each_pod() {
+    // `script` gives podvisor a pseudo-terminal for its output.
+    let file = write(
+        "live.toml",
+        "[pod.db]\ncommand = [\"sh\", \"-c\", \"sleep 0.6; echo up; exec sleep 60\"]\nready = \"stdout:up\"\n\n[pod.web]\ncommand = [\"sh\", \"-c\", \"echo up; exit 0\"]\nready = \"stdout:up\"\ndepends_on = [\"db\"]\n",
+    );
+    let output = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{PODVISOR} up {}", file.display()),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("\x1b[K[starting] db/0 "), "{text:?}");
+    assert!(text.contains("web/0 waiting"), "{text:?}");
+    // Without a terminal there is no status line at all.
+    let (_, _, plain) = up(&file);
+    assert!(!plain.contains('\x1b'), "{plain:?}");
 }
