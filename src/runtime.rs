@@ -12,9 +12,10 @@
 //!   (e.g. after binding a port).
 //! - `run_forever` blocks until it is cancelled or returns. Whether it fails or returns on
 //!   its own, `teardown` still runs.
-//! - `cancel` is called from the owner's side, once, when the pod is closed while
-//!   `run_forever` runs. A close during `setup` only sets [`RuntimeContext::is_cancelled`];
-//!   `run_forever` is then skipped and `teardown` runs.
+//! - `cancel` is called from the owner's side, once, when the pod is closed after it
+//!   started (it may arrive just before `run_forever` begins; the context's cancellation
+//!   flag is set first, so `run_forever` sees it). A close during `setup` only sets
+//!   [`RuntimeContext::is_cancelled`]; `run_forever` is then skipped and `teardown` runs.
 //! - Failures of `teardown` and `cancel` do not prevent a clean exit; they are reported
 //!   (`STATUS=` on the notify socket, the pod's [`status_text`](crate::Pod::status_text)).
 //!
@@ -286,13 +287,16 @@ pub(crate) fn host(
         ));
         return EXIT_SETUP_FAILED;
     }
-    if runtime.signals_ready() {
-        report(STARTED);
-    } else {
-        report(&format!("{STARTED}\nREADY=1"));
-    }
     let mut code = 0;
+    // Register for cancellation before reporting started: once the owner sees the pod
+    // started (or ready), a close always reaches `cancel`. A close that came during setup
+    // skips `run_forever`.
     if slot.begin_run(runtime.clone()) {
+        if runtime.signals_ready() {
+            report(STARTED);
+        } else {
+            report(&format!("{STARTED}\nREADY=1"));
+        }
         if let Err(error) = runtime.run_forever(&ctx) {
             report(&format!(
                 "STATUS=run_forever failed: {}",
