@@ -81,6 +81,23 @@ impl Running {
     }
 }
 
+/// Whether process `pid` is gone (or a zombie) within `limit` (polled: a generous bound).
+fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false);
+        if !alive {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 fn status_of(args: &[&str]) -> (i32, Vec<String>) {
     let (code, lines, _) = spawn(args).finish();
     (code, lines)
@@ -274,16 +291,10 @@ fn sigint_reaches_grandchildren() {
     run.signal("INT");
     let (code, lines, _) = run.finish();
     assert_eq!(code, 0, "{lines:?}");
-    let gone = (0..200).any(|_| {
-        let alive = std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
-            .map(|s| !s.contains(") Z"))
-            .unwrap_or(false);
-        if alive {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        !alive
-    });
-    assert!(gone, "grandchild {grandchild} survived");
+    assert!(
+        gone_within(grandchild, Duration::from_secs(5)),
+        "grandchild {grandchild} survived"
+    );
     std::fs::remove_file(pid_file).unwrap();
 }
 
@@ -369,16 +380,10 @@ fn killing_podvisor_takes_the_command_down_with_it() {
     // signal must take the leader down.
     run.child.kill().unwrap();
     run.child.wait().unwrap();
-    let gone = (0..400).any(|_| {
-        let alive = std::fs::read_to_string(format!("/proc/{leader}/stat"))
-            .map(|s| !s.contains(") Z"))
-            .unwrap_or(false);
-        if alive {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        !alive
-    });
-    assert!(gone, "leader {leader} outlived podvisor");
+    assert!(
+        gone_within(leader, Duration::from_secs(10)),
+        "leader {leader} outlived podvisor"
+    );
     std::fs::remove_file(pid_file).unwrap();
 }
 
