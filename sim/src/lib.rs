@@ -7,6 +7,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod deployment;
 pub mod report;
 pub mod rng;
 pub mod swarm;

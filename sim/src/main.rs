@@ -7,7 +7,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::exit;
 use std::time::Instant;
 
-use podvisor_sim::report::{batch, mutation_name, replay_command, Coverage, MUTATIONS};
+use podvisor_sim::report::{
+    batch, mutation_name, replay_command, Coverage, DEPLOYMENT_MUTATIONS, MUTATIONS,
+};
 use podvisor_sim::{run, FailureKind, RunConfig};
 
 const USAGE: &str = "\
@@ -15,10 +17,13 @@ usage: podvisor-sim [--seeds N] [--start S] [--pods K] [--mutation NAME] [--chec
        podvisor-sim --seed S [--pods K] [--mutation NAME]   replay one seed with its trace
 
   --seeds N            seeds to run (default 10000)
-  --start S            first seed (default 0)
-  --pods K             pods per world (default 1)
+  --start S            first seed (default 0)  --pods K             pods per world (default 1)
+  --deployments        deployment worlds: a random dependency DAG of pods with replicas,
+                       one-shot jobs and restart policies, run by the deployment machine
   --mutation NAME      run a deliberately wrong core: kill-one-tick-early,
-                       exited-early-as-failed-to-start, deadline-from-spawn, missed-reap
+                       exited-early-as-failed-to-start, deadline-from-spawn, missed-reap;
+                       with --deployments: ready-means-started, close-all-at-once,
+                       restart-after-close, ignore-budget
   --check-determinism  run every seed twice and compare trace hashes
   --coverage           print how many seeds reached each outcome and fault";
 
@@ -28,6 +33,8 @@ struct Options {
     one: Option<u64>,
     pods: usize,
     mutation: Option<podvisor::core::Mutation>,
+    deployments: bool,
+    deployment_mutation: Option<podvisor::core::deployment::DeploymentMutation>,
     determinism: bool,
     coverage: bool,
 }
@@ -39,6 +46,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         one: None,
         pods: 1,
         mutation: None,
+        deployments: false,
+        deployment_mutation: None,
         determinism: false,
         coverage: false,
     };
@@ -61,25 +70,36 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--mutation" => {
                 let name = it.next().ok_or("--mutation needs a name")?;
-                let names: Vec<&str> = MUTATIONS.iter().map(|(n, _)| *n).collect();
-                o.mutation = Some(
-                    MUTATIONS
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, m)| *m)
-                        .ok_or_else(|| {
-                            format!(
-                                "--mutation: unknown {name:?}; expected one of {}",
-                                names.join(", ")
-                            )
-                        })?,
-                );
+                let names: Vec<&str> = MUTATIONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .chain(DEPLOYMENT_MUTATIONS.iter().map(|(n, _)| *n))
+                    .collect();
+                if let Some((_, m)) = MUTATIONS.iter().find(|(n, _)| n == name) {
+                    o.mutation = Some(*m);
+                } else if let Some((_, m)) = DEPLOYMENT_MUTATIONS.iter().find(|(n, _)| n == name) {
+                    o.deployment_mutation = Some(*m);
+                } else {
+                    return Err(format!(
+                        "--mutation: unknown {name:?}; expected one of {}",
+                        names.join(", ")
+                    ));
+                }
             }
+            "--deployments" => o.deployments = true,
             "--check-determinism" => o.determinism = true,
             "--coverage" => o.coverage = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if o.deployment_mutation.is_some() && !o.deployments {
+        return Err(
+            "--mutation: that mutation is of the deployment machine; add --deployments".into(),
+        );
+    }
+    if o.deployments && o.mutation.is_some() {
+        return Err("--mutation: pod mutations run without --deployments".into());
     }
     Ok(o)
 }
@@ -114,6 +134,7 @@ fn main_with(o: &Options) -> i32 {
             mutation: o.mutation,
             swarm: None,
             trace: true,
+            deployment: o.deployments.then_some(o.deployment_mutation),
         };
         let report = run(&config);
         println!("seed {seed}: {:?}", report.swarm);
@@ -147,6 +168,7 @@ fn main_with(o: &Options) -> i32 {
                 mutation: o.mutation,
                 swarm: None,
                 trace: false,
+                deployment: o.deployments.then_some(o.deployment_mutation),
             };
             let (a, b) = (run(&config), run(&config));
             if a.trace_hash != b.trace_hash {
@@ -165,15 +187,26 @@ fn main_with(o: &Options) -> i32 {
         );
         return 0;
     }
-    let result = batch(o.start, o.seeds, o.pods, o.mutation, &mut coverage);
+    let result = batch(
+        o.start,
+        o.seeds,
+        o.pods,
+        o.mutation,
+        o.deployments.then_some(o.deployment_mutation),
+        &mut coverage,
+    );
     let elapsed = begin.elapsed().as_secs_f64();
     if o.coverage || result.is_ok() {
         print!("{}", coverage.table());
     }
+    let what = if o.deployments {
+        "deployment worlds".to_string()
+    } else {
+        format!("{} pods each", o.pods)
+    };
     println!(
-        "{} seeds ({} pods each{}) in {elapsed:.2} s: {:.0} seeds/s",
+        "{} seeds ({what}{}) in {elapsed:.2} s: {:.0} seeds/s",
         coverage.seeds,
-        o.pods,
         o.mutation.map_or(String::new(), |m| format!(
             ", mutation {}",
             mutation_name(m)

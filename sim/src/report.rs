@@ -2,8 +2,10 @@
 
 use std::fmt::Write as _;
 
+use podvisor::core::deployment::DeploymentMutation;
 use podvisor::core::Mutation;
 
+use crate::deployment::DEPLOYMENT_OUTCOMES;
 use crate::swarm::FAULTS;
 use crate::world::{run, Failure, RunConfig, RunReport, ENDS, START_RESULTS};
 
@@ -18,6 +20,10 @@ pub struct Coverage {
     pub ends: [u64; 4],
     /// Per fault (see `FAULTS`).
     pub faults: [u64; 15],
+    /// Deployment worlds run.
+    pub deployment_seeds: u64,
+    /// Per deployment outcome (see `DEPLOYMENT_OUTCOMES`).
+    pub deployment_outcomes: [u64; 8],
 }
 
 impl Coverage {
@@ -33,6 +39,12 @@ impl Coverage {
         for (i, count) in self.faults.iter_mut().enumerate() {
             *count += u64::from(report.faults >> i & 1);
         }
+        if report.deployment {
+            self.deployment_seeds += 1;
+            for (i, count) in self.deployment_outcomes.iter_mut().enumerate() {
+                *count += u64::from(report.deployment_outcomes >> i & 1);
+            }
+        }
     }
 
     /// Rows `(kind, name, seeds)`.
@@ -45,12 +57,23 @@ impl Coverage {
                 .map(|(n, c)| ("start", *n, c)),
         );
         rows.extend(ENDS.iter().zip(self.ends).map(|(n, c)| ("end", *n, c)));
+        // Deployment worlds close their pods through the deployment, never early at random.
+        let only_deployments = self.deployment_seeds == self.seeds && self.seeds > 0;
         rows.extend(
             FAULTS
                 .iter()
                 .zip(self.faults)
+                .filter(|(f, _)| !(only_deployments && **f == crate::swarm::Fault::EarlyClose))
                 .map(|(f, c)| ("fault", f.name(), c)),
         );
+        if self.deployment_seeds > 0 {
+            rows.extend(
+                DEPLOYMENT_OUTCOMES
+                    .iter()
+                    .zip(self.deployment_outcomes)
+                    .map(|(n, c)| ("deploy", *n, c)),
+            );
+        }
         rows
     }
 
@@ -94,6 +117,17 @@ pub fn replay_command(config: &RunConfig) -> String {
     if let Some(m) = config.mutation {
         let _ = write!(command, " --mutation {}", mutation_name(m));
     }
+    match config.deployment {
+        Some(Some(m)) => {
+            let _ = write!(
+                command,
+                " --deployments --mutation {}",
+                deployment_mutation_name(m)
+            );
+        }
+        Some(None) => command.push_str(" --deployments"),
+        None => {}
+    }
     command
 }
 
@@ -104,6 +138,7 @@ pub fn batch(
     count: u64,
     pods: usize,
     mutation: Option<Mutation>,
+    deployment: Option<Option<DeploymentMutation>>,
     coverage: &mut Coverage,
 ) -> Result<(), Box<SeedFailure>> {
     for seed in start..start.saturating_add(count) {
@@ -113,6 +148,7 @@ pub fn batch(
             mutation,
             swarm: None,
             trace: false,
+            deployment,
         };
         let report = run(&config);
         coverage.add(&report);
@@ -142,6 +178,38 @@ pub const MUTATIONS: [(&str, Mutation); 4] = [
     ("missed-reap", Mutation::MissedReap),
 ];
 
+/// The deployment mutations, by name.
+pub const DEPLOYMENT_MUTATIONS: [(&str, DeploymentMutation); 4] = [
+    ("ready-means-started", DeploymentMutation::ReadyMeansStarted),
+    ("close-all-at-once", DeploymentMutation::CloseAllAtOnce),
+    ("restart-after-close", DeploymentMutation::RestartAfterClose),
+    ("ignore-budget", DeploymentMutation::IgnoreBudget),
+];
+
+/// The name of a deployment mutation.
+pub fn deployment_mutation_name(m: DeploymentMutation) -> &'static str {
+    DEPLOYMENT_MUTATIONS
+        .iter()
+        .find(|(_, x)| *x == m)
+        .map_or("?", |(n, _)| n)
+}
+
+/// The first seed in `0..limit` whose deployment world catches `mutation`, if any.
+pub fn first_deployment_catch(mutation: DeploymentMutation, limit: u64) -> Option<u64> {
+    (0..limit).find(|&seed| {
+        run(&RunConfig {
+            seed,
+            pods: 1,
+            mutation: None,
+            swarm: None,
+            trace: false,
+            deployment: Some(Some(mutation)),
+        })
+        .result
+        .is_err()
+    })
+}
+
 /// The name of a mutation.
 pub fn mutation_name(m: Mutation) -> &'static str {
     MUTATIONS
@@ -159,6 +227,7 @@ pub fn first_catch(mutation: Mutation, pods: usize, limit: u64) -> Option<u64> {
             mutation: Some(mutation),
             swarm: None,
             trace: false,
+            deployment: None,
         })
         .result
         .is_err()
@@ -186,6 +255,7 @@ pub fn fuzz_seed(data: &[u8]) {
         mutation: None,
         swarm: Some(swarm),
         trace: false,
+        deployment: (data.get(14).copied().unwrap_or(0) & 1 == 1).then_some(None),
     });
     if let Err(failure) = report.result {
         panic!(

@@ -34,6 +34,9 @@ pub struct RunConfig {
     pub swarm: Option<Swarm>,
     /// Keep a readable trace.
     pub trace: bool,
+    /// Run a deployment world (with a deliberately wrong deployment machine, if `Some`
+    /// inside) instead of independent pods.
+    pub deployment: Option<Option<podvisor::core::deployment::DeploymentMutation>>,
 }
 
 /// How a run failed.
@@ -75,6 +78,11 @@ pub struct RunReport {
     pub faults: u32,
     /// Steps taken.
     pub steps: u64,
+    /// Deployment worlds: bit per deployment result and member state reached (see
+    /// [`crate::deployment::DEPLOYMENT_OUTCOMES`]).
+    pub deployment_outcomes: u32,
+    /// Whether this was a deployment world.
+    pub deployment: bool,
 }
 
 /// Start-result names, in coverage-bit order.
@@ -99,7 +107,7 @@ enum Readiness {
 
 /// What one simulated process does.
 #[derive(Debug)]
-struct Process {
+pub(crate) struct Process {
     runtime: bool,
     readiness: Readiness,
     spawn_fail: Option<SpawnErrorKind>,
@@ -127,7 +135,7 @@ struct Process {
 }
 
 #[derive(Clone, Debug)]
-enum WorldEvent {
+pub(crate) enum WorldEvent {
     Start,
     Close(Option<Duration>),
     SpawnAnswer,
@@ -137,9 +145,16 @@ enum WorldEvent {
     Extend(Duration),
     Exit(ExitStatus),
     LateNotify,
-    ProbeAnswer { attempt: u64, ok: bool },
+    ProbeAnswer {
+        attempt: u64,
+        ok: bool,
+    },
     Tick,
     Heal,
+    /// Deployment worlds: start the deployment.
+    DeploymentStart,
+    /// Deployment worlds: the deployment's timer.
+    DeploymentTick,
 }
 
 fn ms(n: u64) -> Duration {
@@ -147,22 +162,24 @@ fn ms(n: u64) -> Duration {
 }
 
 /// One simulated world.
-struct World {
-    rng: Rng,
-    swarm: Swarm,
-    now: Time,
-    queue: BinaryHeap<Reverse<(Time, u64, usize, u64)>>,
-    payloads: Vec<WorldEvent>,
-    order: u64,
-    pods: Vec<CheckedPod>,
-    procs: Vec<Process>,
-    hash: u64,
-    trace: Option<Vec<String>>,
-    faults: u32,
-    healed: bool,
+pub(crate) struct World {
+    pub(crate) rng: Rng,
+    pub(crate) swarm: Swarm,
+    pub(crate) now: Time,
+    pub(crate) queue: BinaryHeap<Reverse<(Time, u64, usize, u64)>>,
+    pub(crate) payloads: Vec<WorldEvent>,
+    pub(crate) order: u64,
+    pub(crate) pods: Vec<CheckedPod>,
+    pub(crate) procs: Vec<Process>,
+    pub(crate) hash: u64,
+    pub(crate) trace: Option<Vec<String>>,
+    pub(crate) faults: u32,
+    pub(crate) healed: bool,
+    /// The deployment that owns the pods, in deployment worlds.
+    pub(crate) deployment: Option<Box<crate::deployment::DeploymentLink>>,
 }
 
-fn fnv(hash: &mut u64, value: u64) {
+pub(crate) fn fnv(hash: &mut u64, value: u64) {
     for byte in value.to_le_bytes() {
         *hash ^= u64::from(byte);
         *hash = hash.wrapping_mul(0x100_0000_01b3);
@@ -170,7 +187,7 @@ fn fnv(hash: &mut u64, value: u64) {
 }
 
 impl World {
-    fn schedule(&mut self, at: Time, pod: usize, event: WorldEvent) {
+    pub(crate) fn schedule(&mut self, at: Time, pod: usize, event: WorldEvent) {
         let order = if self.swarm.has(Fault::SameInstant) {
             self.rng.next_u64()
         } else {
@@ -196,7 +213,14 @@ impl World {
     }
 
     /// Draws pod `i`'s spec and process.
-    fn make_pod(&mut self, mutation: Option<Mutation>) -> Result<(), Failure> {
+    /// Draws a pod's spec and process and schedules its start: at a random moment of the
+    /// first second, or now when a deployment started it (`managed`; then only the
+    /// deployment closes it).
+    pub(crate) fn make_pod(
+        &mut self,
+        mutation: Option<Mutation>,
+        managed: bool,
+    ) -> Result<usize, Failure> {
         let rng = &mut self.rng;
         let runtime = rng.chance(25);
         let readiness = match rng.below(5) {
@@ -298,7 +322,7 @@ impl World {
         }
         proc.flaps = self.fault(Fault::ProbeFlaps);
         let close_grace = |rng: &mut Rng| (rng.chance(50)).then(|| ms(rng.range(0, 2_000)));
-        if self.fault(Fault::EarlyClose) {
+        if !managed && self.fault(Fault::EarlyClose) {
             // Before the start (0), during the spawn, or while starting; maybe twice.
             let at = ms(*[0, 0, 1, self.rng.range(0, 2_000)]
                 .get(self.rng.below(4) as usize)
@@ -321,6 +345,12 @@ impl World {
         })?;
         let i = self.pods.len();
         self.pods.push(pod);
+        if managed {
+            let now = self.now;
+            self.schedule(now, i, WorldEvent::Start);
+            self.procs.push(proc);
+            return Ok(i);
+        }
         // The pod starts at a random moment of the first second.
         let start = ms(self.rng.range(0, 1_000));
         self.schedule(
@@ -344,7 +374,7 @@ impl World {
             );
         }
         self.procs.push(proc);
-        Ok(())
+        Ok(i)
     }
 
     fn status(&mut self) -> ExitStatus {
@@ -403,7 +433,7 @@ impl World {
         }
     }
 
-    fn note(&mut self, text: impl FnOnce() -> String) {
+    pub(crate) fn note(&mut self, text: impl FnOnce() -> String) {
         if let Some(trace) = &mut self.trace {
             trace.push(text());
         }
@@ -484,6 +514,7 @@ impl World {
                 ok: *ok,
             },
             WorldEvent::Tick => Event::Tick,
+            WorldEvent::DeploymentStart | WorldEvent::DeploymentTick => Event::Tick,
         };
         self.handle(i, core_event, &event)
     }
@@ -505,6 +536,9 @@ impl World {
         }
         if self.pods[i].machine.state() == State::Ended && self.procs[i].ended_at.is_none() {
             self.procs[i].ended_at = Some(now);
+        }
+        if self.deployment.is_some() {
+            self.observe_for_deployment(i)?;
         }
         let timeout = self.pods[i].machine.poll_timeout();
         if timeout.is_some() && timeout != self.procs[i].timer {
@@ -578,6 +612,8 @@ fn discriminant(event: &WorldEvent) -> u64 {
         WorldEvent::ProbeAnswer { attempt, ok } => 10 + attempt * 32 + u64::from(*ok) * 16,
         WorldEvent::Tick => 11,
         WorldEvent::Heal => 12,
+        WorldEvent::DeploymentStart => 13,
+        WorldEvent::DeploymentTick => 14,
     }
 }
 
@@ -620,6 +656,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         trace: config.trace.then(Vec::new),
         faults: 0,
         healed: false,
+        deployment: None,
     };
     if swarm.has(Fault::SameInstant) {
         let i = FAULTS
@@ -630,8 +667,13 @@ pub fn run(config: &RunConfig) -> RunReport {
     }
     let mut steps = 0;
     let result = (|| {
-        for _ in 0..config.pods.max(1) {
-            world.make_pod(config.mutation)?;
+        match &config.deployment {
+            None => {
+                for _ in 0..config.pods.max(1) {
+                    world.make_pod(config.mutation, false)?;
+                }
+            }
+            Some(mutation) => world.make_deployment(*mutation)?,
         }
         let heal_at = Time::ZERO.checked_add(HEAL_AT).unwrap_or(Time::MAX);
         loop {
@@ -639,8 +681,12 @@ pub fn run(config: &RunConfig) -> RunReport {
             if !world.healed && next.is_none_or(|t| t >= heal_at) {
                 world.healed = true;
                 world.now = world.now.max(heal_at);
-                for i in 0..world.pods.len() {
-                    world.schedule(heal_at, i, WorldEvent::Heal);
+                if world.deployment.is_some() {
+                    world.schedule(heal_at, crate::deployment::DEPLOYMENT, WorldEvent::Heal);
+                } else {
+                    for i in 0..world.pods.len() {
+                        world.schedule(heal_at, i, WorldEvent::Heal);
+                    }
                 }
                 continue;
             }
@@ -658,11 +704,18 @@ pub fn run(config: &RunConfig) -> RunReport {
             }
             world.now = world.now.max(at);
             let event = world.payloads[payload as usize].clone();
+            if pod == crate::deployment::DEPLOYMENT {
+                world.deliver_to_deployment(event)?;
+                continue;
+            }
             let spawn_answer = matches!(event, WorldEvent::SpawnAnswer);
             world.deliver(pod, event)?;
             if spawn_answer && world.procs[pod].spawn_fail.is_none() {
                 world.spawned(pod);
             }
+        }
+        if world.deployment.is_some() {
+            return world.deployment_liveness(heal_at);
         }
         // Liveness after healing: every pod ended, within its grace (+ε) of the heal.
         for (i, pod) in world.pods.iter().enumerate() {
@@ -717,5 +770,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         ends,
         faults: world.faults,
         steps,
+        deployment_outcomes: world.deployment.as_ref().map_or(0, |d| d.outcomes()),
+        deployment: config.deployment.is_some(),
     }
 }

@@ -2,7 +2,10 @@
 //! outcome and fault is reached, every deliberately wrong core is caught, and the CLI's
 //! exit codes.
 
-use podvisor_sim::report::{batch, first_catch, fuzz_seed, Coverage, MUTATIONS};
+use podvisor_sim::report::{
+    batch, first_catch, first_deployment_catch, fuzz_seed, Coverage, DEPLOYMENT_MUTATIONS,
+    MUTATIONS,
+};
 use podvisor_sim::swarm::Swarm;
 use podvisor_sim::{run, RunConfig};
 use proptest::prelude::*;
@@ -14,13 +17,14 @@ fn config(seed: u64, pods: usize) -> RunConfig {
         mutation: None,
         swarm: None,
         trace: false,
+        deployment: None,
     }
 }
 
 #[test]
 fn a_block_of_single_pod_seeds_passes_with_full_coverage() {
     let mut coverage = Coverage::default();
-    if let Err(failed) = batch(0, 5_000, 1, None, &mut coverage) {
+    if let Err(failed) = batch(0, 5_000, 1, None, None, &mut coverage) {
         panic!(
             "seed {} failed: {}\nreplay: {}",
             failed.report.seed, failed.failure.message, failed.replay
@@ -37,7 +41,7 @@ fn a_block_of_single_pod_seeds_passes_with_full_coverage() {
 #[test]
 fn a_block_of_eight_pod_seeds_passes() {
     let mut coverage = Coverage::default();
-    if let Err(failed) = batch(1_000_000, 500, 8, None, &mut coverage) {
+    if let Err(failed) = batch(1_000_000, 500, 8, None, None, &mut coverage) {
         panic!(
             "seed {} failed: {}\nreplay: {}",
             failed.report.seed, failed.failure.message, failed.replay
@@ -91,7 +95,7 @@ proptest! {
 
     #[test]
     fn any_swarm_settings_hold_the_invariants(seed in any::<u64>(), enabled in 0u32..(1 << 15), rate in 0u8..=100, pods in 1usize..5) {
-        let report = run(&RunConfig { seed, pods, mutation: None, swarm: Some(Swarm { enabled, rate }), trace: false });
+        let report = run(&RunConfig { seed, pods, mutation: None, swarm: Some(Swarm { enabled, rate }), trace: false, deployment: None });
         if let Err(failure) = report.result {
             prop_assert!(false, "seed {} {:?}: {:?}: {}", seed, report.swarm, failure.kind, failure.message);
         }
@@ -115,14 +119,69 @@ fn command_line_exit_codes() {
     );
     let same = status(&["--seeds", "50", "--check-determinism"]);
     assert_eq!(same.status.code(), Some(0));
+    let caught = status(&[
+        "--deployments",
+        "--seeds",
+        "100",
+        "--mutation",
+        "ignore-budget",
+    ]);
+    assert_eq!(caught.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&caught.stdout).contains("--deployments --mutation ignore-budget")
+    );
     for bad in [
         &["--seeds"][..],
         &["--pods", "0"],
         &["--mutation", "nope"],
         &["--frobnicate"],
+        &["--mutation", "ignore-budget"],
+        &["--deployments", "--mutation", "missed-reap"],
     ] {
         let out = status(bad);
         assert_eq!(out.status.code(), Some(64), "{bad:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("podvisor-sim:"));
+    }
+}
+
+#[test]
+fn a_block_of_deployment_worlds_passes_with_full_coverage() {
+    let mut coverage = Coverage::default();
+    if let Err(failed) = batch(0, 3_000, 1, None, Some(None), &mut coverage) {
+        panic!(
+            "seed {} failed: {}\nreplay: {}",
+            failed.report.seed, failed.failure.message, failed.replay
+        );
+    }
+    let thin = coverage.below(1.0);
+    assert!(
+        thin.is_empty(),
+        "reached by fewer than 1% of deployment seeds: {thin:?}\n{}",
+        coverage.table()
+    );
+}
+
+#[test]
+fn deployment_worlds_repeat_bit_for_bit() {
+    for seed in 0..200 {
+        let config = RunConfig {
+            deployment: Some(None),
+            ..config(seed, 1)
+        };
+        assert_eq!(
+            run(&config).trace_hash,
+            run(&config).trace_hash,
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn every_wrong_deployment_machine_is_caught_within_ten_thousand_seeds() {
+    for (name, mutation) in DEPLOYMENT_MUTATIONS {
+        assert!(
+            first_deployment_catch(mutation, 10_000).is_some(),
+            "deployment mutation {name} survived 10,000 seeds"
+        );
     }
 }
