@@ -105,6 +105,9 @@ pub fn run(options: RunOptions) -> i32 {
                 Wake::Signal(None) => {}
             }
         }
+        // The pod's state, start result and end are read one after the other: report what
+        // the last look may have missed.
+        reporter.update(&pod);
         let start = pod.start_result();
         if let Err(error) = pod.wait_ready_nowait().unwrap_or(Ok(())) {
             if !matches!(error, podvisor::StartError::Cancelled { .. }) {
