@@ -83,5 +83,5 @@ pub use crate::deployment::{
     MemberStatus, PodSet, Replica,
 };
 pub use crate::os::{group_members, Signal};
-pub use crate::pod::{FailureReason, Pod, StartError};
+pub use crate::pod::{FailureReason, Pod, PodStatus, StartError};
 pub use crate::probe::HttpTarget;

@@ -392,6 +392,18 @@ impl Pod {
         &self.name
     }
 
+    /// The state, start result, end and pid, read together (the separate accessors may
+    /// each see a different moment of a pod that is changing).
+    pub fn status(&self) -> PodStatus {
+        let inner = self.shared.lock();
+        PodStatus {
+            state: inner.seen.state,
+            start_result: inner.seen.start_result.clone(),
+            end: inner.seen.end,
+            pid: inner.pid,
+        }
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.shared.lock().seen.state
@@ -479,6 +491,19 @@ impl Drop for Pod {
             self.shared.request(Request::Close(Some(Duration::ZERO)));
         }
     }
+}
+
+/// One consistent look at a pod: see [`Pod::status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodStatus {
+    /// The state.
+    pub state: State,
+    /// How the start went, once decided.
+    pub start_result: Option<StartResult>,
+    /// How the process ended, once it has.
+    pub end: Option<End>,
+    /// The process id, once spawned.
+    pub pid: Option<u32>,
 }
 
 /// Why a start failed to spawn or set up.

@@ -300,6 +300,10 @@ fn close_after_exit_reports_the_exit() {
         pod.start();
         assert_eq!(pod.join().await, End::Exited(ExitStatus::Code(0)));
         assert_eq!(pod.close().await, End::Exited(ExitStatus::Code(0)));
+        let status = pod.status();
+        assert_eq!(status.state, State::Ended);
+        assert_eq!(status.end, Some(End::Exited(ExitStatus::Code(0))));
+        assert!(status.pid.is_some() && status.start_result.is_some_and(|r| r.is_ready()));
     });
 }
 

@@ -39,12 +39,16 @@ impl Reporter {
 
     /// Reports whatever `pod` reached since the last call.
     pub fn update(&mut self, pod: &Pod) {
-        let state = pod.state();
-        let start = pod.start_result();
-        let end = pod.end();
-        if !self.started && pod.pid().is_some() {
+        // One consistent look: a state of Ended always comes with its end.
+        let podvisor::PodStatus {
+            state,
+            start_result: start,
+            end,
+            pid,
+        } = pod.status();
+        if !self.started && pid.is_some() {
             self.started = true;
-            let pid = pod.pid().unwrap_or_default();
+            let pid = pid.unwrap_or_default();
             self.line(
                 pod,
                 "started",
@@ -63,7 +67,7 @@ impl Reporter {
         }
         let closing = matches!(state, State::Stopping | State::Killing)
             || matches!(end, Some(End::Closed(_) | End::Killed(_)));
-        if !self.stopping && closing && pod.pid().is_some() {
+        if !self.stopping && closing && pid.is_some() {
             self.stopping = true;
             let why = match &start {
                 Some(StartResult::TimedOut { waited, .. }) => {
