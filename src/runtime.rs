@@ -86,6 +86,93 @@ pub trait Runtime: Send + Sync + 'static {
     }
 }
 
+/// The async flavour of [`Runtime`]: the same contract, with `setup`, `run_forever` and
+/// `teardown` as async functions. Wrap it with [`blocking`] to host it anywhere a
+/// [`Runtime`] goes; its futures run on the runtime's own thread (under
+/// `async_io::block_on`), so they need not be `Send`. `cancel` stays synchronous: it is
+/// called from the owner's side while `run_forever` runs, and usually just lets
+/// [`RuntimeContext::cancelled`] resolve, which happens anyway.
+///
+/// # Examples
+///
+/// ```
+/// use podvisor::runtime::{blocking, AsyncRuntime, RuntimeContext, RuntimeError};
+/// use podvisor::{End, ExitStatus, Pod, PodConfig};
+///
+/// struct Idle;
+///
+/// impl AsyncRuntime for Idle {
+///     async fn setup(&self, _ctx: &RuntimeContext) -> Result<(), RuntimeError> {
+///         Ok(())
+///     }
+///     async fn run_forever(&self, ctx: &RuntimeContext) -> Result<(), RuntimeError> {
+///         ctx.cancelled().await;
+///         Ok(())
+///     }
+/// }
+///
+/// let pod = Pod::new(PodConfig::thread("idle", || Ok(blocking(Idle)))).unwrap();
+/// pod.start_and_wait_blocking().unwrap();
+/// assert_eq!(pod.close_blocking(), End::Closed(ExitStatus::Code(0)));
+/// ```
+// The futures run on the runtime's own thread, never moved across threads: no `Send`
+// bound is needed, which is what this lint warns about.
+#[allow(async_fn_in_trait)]
+pub trait AsyncRuntime: Send + Sync + 'static {
+    /// Prepares the runtime. The pod is started once this returns `Ok`.
+    async fn setup(&self, ctx: &RuntimeContext) -> Result<(), RuntimeError>;
+
+    /// Serves until cancelled (await [`RuntimeContext::cancelled`]) or done.
+    async fn run_forever(&self, ctx: &RuntimeContext) -> Result<(), RuntimeError>;
+
+    /// Asks `run_forever` to return; see [`Runtime::cancel`].
+    fn cancel(&self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Cleans up after `run_forever` (also when it failed).
+    async fn teardown(&self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// See [`Runtime::signals_ready`].
+    fn signals_ready(&self) -> bool {
+        false
+    }
+}
+
+/// An [`AsyncRuntime`] as a [`Runtime`]: each step runs to completion on the runtime's own
+/// thread.
+#[derive(Debug)]
+pub struct Blocking<R>(pub R);
+
+/// Wraps an [`AsyncRuntime`] so it can be hosted like a [`Runtime`].
+pub fn blocking<R: AsyncRuntime>(runtime: R) -> Blocking<R> {
+    Blocking(runtime)
+}
+
+impl<R: AsyncRuntime> Runtime for Blocking<R> {
+    fn setup(&self, ctx: &RuntimeContext) -> Result<(), RuntimeError> {
+        async_io::block_on(self.0.setup(ctx))
+    }
+
+    fn run_forever(&self, ctx: &RuntimeContext) -> Result<(), RuntimeError> {
+        async_io::block_on(self.0.run_forever(ctx))
+    }
+
+    fn cancel(&self) -> Result<(), RuntimeError> {
+        self.0.cancel()
+    }
+
+    fn teardown(&self) -> Result<(), RuntimeError> {
+        async_io::block_on(self.0.teardown())
+    }
+
+    fn signals_ready(&self) -> bool {
+        self.0.signals_ready()
+    }
+}
+
 /// Builds a runtime, on the runtime's own thread or in the child. A failure counts as a
 /// setup failure.
 pub type RuntimeFactory = Arc<dyn Fn() -> Result<Box<dyn Runtime>, RuntimeError> + Send + Sync>;
@@ -122,6 +209,12 @@ impl RuntimeContext {
         self.cancel.wait(None);
     }
 
+    /// Resolves once the pod is being closed (for [`AsyncRuntime`]s; works under any
+    /// executor).
+    pub async fn cancelled(&self) {
+        self.cancel.wait_async().await;
+    }
+
     /// Blocks until the pod is being closed or `timeout` passed; returns whether it is.
     pub fn wait_cancelled_timeout(&self, timeout: Duration) -> bool {
         self.cancel.wait(Some(timeout))
@@ -139,12 +232,13 @@ impl RuntimeContext {
     }
 }
 
-/// A one-way flag with blocking waits.
+/// A one-way flag with blocking and async waits.
 #[derive(Debug, Default)]
 pub(crate) struct CancelFlag {
     set: AtomicBool,
     lock: Mutex<()>,
     changed: std::sync::Condvar,
+    set_event: event_listener::Event,
 }
 
 impl CancelFlag {
@@ -152,6 +246,18 @@ impl CancelFlag {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.set.store(true, Ordering::SeqCst);
         self.changed.notify_all();
+        self.set_event.notify(usize::MAX);
+    }
+
+    async fn wait_async(&self) {
+        loop {
+            // Listen before looking, so a set between the look and the wait is not lost.
+            let listener = self.set_event.listen();
+            if self.is_set() {
+                return;
+            }
+            listener.await;
+        }
     }
 
     pub(crate) fn is_set(&self) -> bool {

@@ -306,3 +306,96 @@ fn child_close_before_start_runs_nothing() {
     assert_eq!(pod.close_blocking(), End::NeverSpawned);
     assert_eq!(pod.pid(), None);
 }
+
+// ---- the async flavour ----------------------------------------------------------------
+
+mod async_flavour {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use podvisor::runtime::{blocking, AsyncRuntime, RuntimeContext, RuntimeError};
+    use podvisor::{End, ExitStatus, FailureReason, Pod, PodConfig, StartError};
+
+    struct Ticker {
+        fail_setup: bool,
+        ticks: Arc<AtomicUsize>,
+        teardowns: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRuntime for Ticker {
+        async fn setup(&self, _ctx: &RuntimeContext) -> Result<(), RuntimeError> {
+            async_io::Timer::after(Duration::from_millis(20)).await;
+            if self.fail_setup {
+                return Err("no config".into());
+            }
+            Ok(())
+        }
+
+        async fn run_forever(&self, ctx: &RuntimeContext) -> Result<(), RuntimeError> {
+            loop {
+                let tick = async {
+                    async_io::Timer::after(Duration::from_millis(10)).await;
+                    false
+                };
+                let cancelled = async {
+                    ctx.cancelled().await;
+                    true
+                };
+                if futures_lite::future::or(cancelled, tick).await {
+                    return Ok(());
+                }
+                self.ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        async fn teardown(&self) -> Result<(), RuntimeError> {
+            self.teardowns.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn pod(fail_setup: bool) -> (Pod, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let teardowns = Arc::new(AtomicUsize::new(0));
+        let (t, d) = (ticks.clone(), teardowns.clone());
+        let config = PodConfig::thread("async", move || {
+            Ok(blocking(Ticker {
+                fail_setup,
+                ticks: t.clone(),
+                teardowns: d.clone(),
+            }))
+        });
+        (Pod::new(config).unwrap(), ticks, teardowns)
+    }
+
+    #[test]
+    fn an_async_runtime_runs_until_cancelled_and_tears_down() {
+        let (pod, ticks, teardowns) = pod(false);
+        pod.start_and_wait_blocking().unwrap();
+        assert!(super::eventually(Duration::from_secs(5), || ticks
+            .load(Ordering::SeqCst)
+            >= 3));
+        assert_eq!(pod.close_blocking(), End::Closed(ExitStatus::Code(0)));
+        assert_eq!(teardowns.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_async_setup_failure_fails_to_start_with_its_error() {
+        let (pod, ticks, teardowns) = pod(true);
+        match pod.start_and_wait_blocking().unwrap_err() {
+            StartError::FailedToStart {
+                reason: FailureReason::Runtime { error, .. },
+                ..
+            } => assert_eq!(error.as_deref(), Some("setup failed: no config")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            (
+                ticks.load(Ordering::SeqCst),
+                teardowns.load(Ordering::SeqCst)
+            ),
+            (0, 0)
+        );
+    }
+}
