@@ -19,9 +19,10 @@ use crate::config::{Host, Input, Output};
 use crate::core::{
     Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind, Stream, Time,
 };
+use crate::forward;
 use crate::notify_socket::NotifySocket;
 use crate::os;
-use crate::output::LineReader;
+use crate::output::{ChunkReader, LineSplitter};
 use crate::pod::{Request, Shared, ThreadMessage};
 use crate::probe::Attempt;
 use crate::runtime::CancelSlot;
@@ -29,6 +30,65 @@ use crate::{PodConfig, Signal};
 
 /// A child's output pipe.
 type Pipe = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Output bytes read per stream in one poll of a driver before it yields: a pod that
+/// writes without pause must not keep the driver thread from its other pods, its timers
+/// and its signals. One pipe's default capacity, so whatever was buffered when the
+/// driver woke is taken in before the deadlines are judged.
+const OUTPUT_BUDGET: usize = 64 * 1024;
+
+/// Notify datagrams taken in one poll of a driver before it yields.
+const NOTIFY_BUDGET: usize = 64;
+
+/// Output read when the leader has exited, to take in what it wrote before (a pipe holds
+/// at most 1 MiB unless raised); bounded because a grandchild may keep writing.
+const DRAIN_BUDGET: usize = 1024 * 1024;
+
+/// One of the child's output pipes and what was read from it but not yet forwarded.
+struct OutputPipe {
+    reader: ChunkReader<Pipe>,
+    lines: LineSplitter,
+    /// Bytes for podvisor's own stream that its writer has no room for yet; nothing more
+    /// is read from the pipe until they are taken (back-pressure on this pod alone).
+    unsent: Vec<u8>,
+    /// The pipe reached its end; the pipe is dropped once `unsent` is taken.
+    ended: bool,
+}
+
+impl OutputPipe {
+    fn new(pipe: Pipe) -> OutputPipe {
+        OutputPipe {
+            reader: ChunkReader::new(pipe),
+            lines: LineSplitter::default(),
+            unsent: Vec::new(),
+            ended: false,
+        }
+    }
+}
+
+/// Lines split from one chunk, in one buffer.
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.bytes[a..b])
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
 
 type StatusFuture = Pin<Box<dyn Future<Output = io::Result<std::process::ExitStatus>> + Send>>;
 
@@ -47,8 +107,10 @@ pub(crate) struct Driver {
     epoch: Instant,
     status: Option<StatusFuture>,
     notify: Option<NotifySocket>,
-    stdout: Option<LineReader<Pipe>>,
-    stderr: Option<LineReader<Pipe>>,
+    stdout: Option<OutputPipe>,
+    stderr: Option<OutputPipe>,
+    /// Reused buffer for the lines of one chunk.
+    lines: Lines,
     timer: Timer,
     timer_at: Option<Instant>,
     pgid: Option<u32>,
@@ -72,6 +134,7 @@ impl Driver {
             notify: None,
             stdout: None,
             stderr: None,
+            lines: Lines::default(),
             timer: Timer::never(),
             timer_at: None,
             pgid: None,
@@ -88,6 +151,17 @@ impl Driver {
     /// actions produce (a spawn's answer).
     fn feed(&mut self, event: Event<'_>) {
         let now = self.now();
+        self.feed_at(event, now);
+    }
+
+    /// Feeds input taken in from the pod (output, datagrams, probe results, the exit),
+    /// dated as the core decides for input found on a late wake-up.
+    fn feed_input(&mut self, event: Event<'_>) {
+        let now = self.shared.input_instant(self.now());
+        self.feed_at(event, now);
+    }
+
+    fn feed_at(&mut self, event: Event<'_>, now: Time) {
         let is_notify = matches!(event, Event::Notify { .. });
         let actions = self.shared.handle(event, now);
         self.perform_all(actions);
@@ -285,27 +359,28 @@ impl Driver {
         self.stdout = child
             .stdout
             .take()
-            .map(|p| LineReader::new(Box::new(p) as Pipe));
+            .map(|p| OutputPipe::new(Box::new(p) as Pipe));
         self.stderr = child
             .stderr
             .take()
-            .map(|p| LineReader::new(Box::new(p) as Pipe));
+            .map(|p| OutputPipe::new(Box::new(p) as Pipe));
         self.status = Some(Box::pin(child.status()));
         Ok(())
     }
 
-    /// Feeds every datagram waiting on the notify socket. Returns whether any arrived.
-    fn poll_notify(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Feeds the datagrams waiting on the notify socket, at most [`NOTIFY_BUDGET`]; sets
+    /// `more` if it stopped with some left. Returns whether any arrived.
+    fn poll_notify(&mut self, cx: &mut Context<'_>, more: &mut bool) -> bool {
         let generation = self.shared.generation();
         let mut progressed = false;
-        loop {
+        for _ in 0..NOTIFY_BUDGET {
             let Some(socket) = self.notify.as_mut() else {
                 return progressed;
             };
             match socket.poll_recv(cx) {
                 Poll::Ready(Ok(datagram)) => {
                     let datagram = datagram.to_vec();
-                    self.feed(Event::Notify {
+                    self.feed_input(Event::Notify {
                         generation,
                         datagram: &datagram,
                     });
@@ -314,62 +389,137 @@ impl Driver {
                 Poll::Ready(Err(_)) | Poll::Pending => return progressed,
             }
         }
+        *more = true;
+        progressed
     }
 
-    /// Feeds every line waiting on `stream`. Returns whether any arrived.
-    fn poll_output(&mut self, cx: &mut Context<'_>, stream: Stream) -> bool {
-        let generation = self.shared.generation();
-        let watched = self.config.watches(stream);
-        let forward = self.config.output(stream) == Output::Forward;
+    fn pipe(&mut self, stream: Stream) -> Option<&mut OutputPipe> {
+        match stream {
+            Stream::Stdout => self.stdout.as_mut(),
+            Stream::Stderr => self.stderr.as_mut(),
+        }
+    }
+
+    /// Reads `stream` until it has nothing more, `budget` bytes are read, or its forwarded
+    /// bytes find no room; each chunk is forwarded and its lines go to the last lines and
+    /// the readiness checks. With `force`, forwarded bytes are queued whatever the room
+    /// (the leader exited: what it wrote must not be lost). Returns whether anything
+    /// happened; leaves `budget` at 0 if it stopped because of it.
+    fn poll_output(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: Stream,
+        budget: &mut usize,
+        force: bool,
+    ) -> bool {
+        let sink = forward::sink(stream);
         let mut progressed = false;
         loop {
-            let reader = match stream {
-                Stream::Stdout => self.stdout.as_mut(),
-                Stream::Stderr => self.stderr.as_mut(),
-            };
-            let Some(reader) = reader else {
+            let Some(pipe) = self.pipe(stream) else {
                 return progressed;
             };
-            let line = match reader.poll_line(cx) {
-                Poll::Ready(Some(line)) => line.to_vec(),
-                Poll::Ready(None) => {
-                    match stream {
-                        Stream::Stdout => self.stdout = None,
-                        Stream::Stderr => self.stderr = None,
-                    }
+            if !pipe.unsent.is_empty() {
+                if force {
+                    sink.send_now(&pipe.unsent);
+                } else if sink.poll_send(cx, &pipe.unsent).is_pending() {
                     return progressed;
                 }
-                Poll::Pending => return progressed,
-            };
-            progressed = true;
-            if forward {
-                forward_line(&self.prefix, stream, &line);
+                pipe.unsent.clear();
+                progressed = true;
             }
-            self.shared.push_line(&line);
-            if watched {
-                self.feed(Event::OutputLine {
+            if pipe.ended {
+                match stream {
+                    Stream::Stdout => self.stdout = None,
+                    Stream::Stderr => self.stderr = None,
+                }
+                return progressed;
+            }
+            if *budget == 0 {
+                return progressed;
+            }
+            let mut lines = std::mem::take(&mut self.lines);
+            let forward = self.config.output(stream) == Output::Forward;
+            let raw = forward && self.prefix.is_empty();
+            let Some(pipe) = self.pipe(stream) else {
+                return progressed;
+            };
+            match pipe.reader.poll_chunk(cx) {
+                Poll::Ready(Some(chunk)) => {
+                    *budget = budget.saturating_sub(chunk.len());
+                    if raw {
+                        pipe.unsent.extend_from_slice(chunk);
+                    }
+                    pipe.lines.push(chunk, &mut |line| lines.push(line));
+                }
+                Poll::Ready(None) => {
+                    pipe.ended = true;
+                    pipe.lines.finish(&mut |line| lines.push(line));
+                }
+                Poll::Pending => {
+                    self.lines = lines;
+                    return progressed;
+                }
+            }
+            progressed = true;
+            self.take_lines(stream, &lines, forward && !raw);
+            lines.clear();
+            self.lines = lines;
+        }
+    }
+
+    /// Hands the lines of one chunk to their consumers.
+    fn take_lines(&mut self, stream: Stream, lines: &Lines, prefixed: bool) {
+        if lines.ends.is_empty() {
+            return;
+        }
+        // Only the newest lines are kept: skip the others without building them.
+        let skip = lines.ends.len().saturating_sub(self.config.last_lines);
+        self.shared.push_lines(lines.iter().skip(skip));
+        if prefixed {
+            let prefix = self.prefix.clone();
+            if let Some(pipe) = self.pipe(stream) {
+                for line in lines.iter() {
+                    pipe.unsent.extend_from_slice(prefix.as_bytes());
+                    pipe.unsent.extend_from_slice(line);
+                    pipe.unsent.push(b'\n');
+                }
+            }
+        }
+        if self.config.watches(stream) {
+            let generation = self.shared.generation();
+            for line in lines.iter() {
+                self.feed_input(Event::OutputLine {
                     generation,
                     stream,
-                    line: &line,
+                    line,
                 });
             }
         }
     }
 
     /// What is already buffered when the leader exits still counts (a `READY=1` sent just
-    /// before exiting): drain it without waiting.
+    /// before exiting), and what it wrote is forwarded: take it in without waiting.
     fn drain_buffered(&mut self) {
         let generation = self.shared.generation();
-        while let Some(Ok(Some(datagram))) = self.notify.as_mut().map(|s| s.try_recv()) {
+        for _ in 0..NOTIFY_BUDGET {
+            let Some(Ok(Some(datagram))) = self.notify.as_mut().map(|s| s.try_recv()) else {
+                break;
+            };
             let datagram = datagram.to_vec();
-            self.feed(Event::Notify {
+            self.feed_input(Event::Notify {
                 generation,
                 datagram: &datagram,
             });
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        while self.poll_output(&mut cx, Stream::Stdout) {}
-        while self.poll_output(&mut cx, Stream::Stderr) {}
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let mut budget = DRAIN_BUDGET;
+            self.poll_output(&mut cx, stream, &mut budget, true);
+            if let Some(pipe) = self.pipe(stream) {
+                forward::sink(stream).send_now(&pipe.unsent);
+                pipe.unsent.clear();
+            }
+        }
     }
 
     fn poll_exit(&mut self, cx: &mut Context<'_>) -> bool {
@@ -391,7 +541,7 @@ impl Driver {
             Err(_) => ExitStatus::Code(-1),
         };
         let generation = self.shared.generation();
-        self.feed(Event::Exited { generation, status });
+        self.feed_input(Event::Exited { generation, status });
         true
     }
 
@@ -407,7 +557,7 @@ impl Driver {
             });
         let generation = self.shared.generation();
         for (attempt, ok) in &finished {
-            self.feed(Event::ProbeFinished {
+            self.feed_input(Event::ProbeFinished {
                 generation,
                 attempt: *attempt,
                 ok: *ok,
@@ -437,14 +587,29 @@ impl Driver {
     }
 }
 
+/// Passes over a driver's sources in one poll before it yields to the other pods.
+const PASSES: usize = 8;
+
 impl Future for Driver {
     type Output = ();
 
+    /// One poll takes in a bounded amount of input, then judges the deadlines; if input
+    /// is left, the driver wakes itself and yields, so that a pod writing without pause
+    /// delays neither its own timers nor any other pod.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.shared.set_driver_waker(cx.waker());
-        loop {
-            let mut progressed = false;
+        let mut budget = [OUTPUT_BUDGET, OUTPUT_BUDGET];
+        for _ in 0..PASSES {
+            let mut more = false;
+            // Input first: what was buffered when the driver woke is taken in before the
+            // deadlines are judged.
+            let mut progressed = this.poll_notify(cx, &mut more);
+            progressed |= this.poll_output(cx, Stream::Stdout, &mut budget[0], false);
+            progressed |= this.poll_output(cx, Stream::Stderr, &mut budget[1], false);
+            progressed |= this.poll_probes(cx);
+            progressed |= this.poll_thread();
+            progressed |= this.poll_exit(cx);
             for request in this.shared.take_requests() {
                 progressed = true;
                 let event = match request {
@@ -453,12 +618,6 @@ impl Future for Driver {
                 };
                 this.feed(event);
             }
-            progressed |= this.poll_notify(cx);
-            progressed |= this.poll_output(cx, Stream::Stdout);
-            progressed |= this.poll_output(cx, Stream::Stderr);
-            progressed |= this.poll_probes(cx);
-            progressed |= this.poll_thread();
-            progressed |= this.poll_exit(cx);
             if this.shared.is_ended() {
                 // The sweep already went out; release the socket and pipes.
                 this.notify = None;
@@ -469,10 +628,17 @@ impl Future for Driver {
                 return Poll::Ready(());
             }
             progressed |= this.poll_timer(cx);
+            let exhausted = budget.contains(&0);
+            if more || exhausted {
+                break;
+            }
             if !progressed {
                 return Poll::Pending;
             }
         }
+        // Input is left: come back after the other pods had their turn.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -482,17 +648,4 @@ fn stdio(output: Output) -> Stdio {
         Output::Inherit => Stdio::inherit(),
         Output::Discard => Stdio::null(),
     }
-}
-
-fn forward_line(prefix: &str, stream: Stream, line: &[u8]) {
-    use std::io::Write;
-    let mut text = Vec::with_capacity(prefix.len() + line.len() + 1);
-    text.extend_from_slice(prefix.as_bytes());
-    text.extend_from_slice(line);
-    text.push(b'\n');
-    // Losing a forwarded line (closed terminal) must not disturb the pod.
-    let _ = match stream {
-        Stream::Stdout => std::io::stdout().lock().write_all(&text),
-        Stream::Stderr => std::io::stderr().lock().write_all(&text),
-    };
 }

@@ -67,6 +67,7 @@ pub mod core;
 mod deployment;
 mod driver;
 mod executor;
+pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 mod notify_socket;

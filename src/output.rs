@@ -1,4 +1,6 @@
-//! Reading a child's output pipe line by line, and keeping its last lines.
+//! Reading a child's output pipe: raw chunks (forwarded byte for byte), split into bounded
+//! lines for the consumers that need lines (readiness matching, the last lines, prefixed
+//! forwarding), and the last lines kept for error reports.
 
 use std::collections::VecDeque;
 
@@ -10,84 +12,84 @@ use futures_lite::io::AsyncRead;
 /// Longest line kept; longer lines are split at this length.
 pub(crate) const MAX_LINE: usize = 4096;
 
-/// Splits an async byte stream into lines of at most [`MAX_LINE`] bytes.
+/// Largest chunk read from a pipe at once.
+pub(crate) const CHUNK: usize = 16 * 1024;
+
+/// Reads an async byte stream in chunks of at most [`CHUNK`] bytes.
 #[derive(Debug)]
-pub(crate) struct LineReader<R> {
+pub(crate) struct ChunkReader<R> {
     reader: Option<R>,
     buf: Vec<u8>,
-    /// Bytes of `buf` already scanned for a newline.
-    scanned: usize,
-    /// Start of the next line in `buf`.
-    start: usize,
-    line: Vec<u8>,
 }
 
-impl<R: AsyncRead + Unpin> LineReader<R> {
+impl<R: AsyncRead + Unpin> ChunkReader<R> {
     pub(crate) fn new(reader: R) -> Self {
-        LineReader {
+        ChunkReader {
             reader: Some(reader),
-            buf: Vec::with_capacity(MAX_LINE),
-            scanned: 0,
-            start: 0,
-            line: Vec::new(),
+            buf: vec![0; CHUNK],
         }
     }
 
-    /// True once the stream ended and every line was returned.
-    #[cfg(test)]
-    pub(crate) fn is_done(&self) -> bool {
-        self.reader.is_none() && self.start >= self.buf.len()
+    /// The next chunk as it came; `Ready(None)` at the end of the stream (or on a read
+    /// error, after which nothing more can be read).
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<&[u8]>> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(reader).poll_read(cx, &mut self.buf) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                self.reader = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Ok(n)) => Poll::Ready(Some(&self.buf[..n])),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Splits a byte stream, given in chunks, into lines of at most [`MAX_LINE`] bytes without
+/// their terminator (`\n` or `\r\n`).
+#[derive(Debug, Default)]
+pub(crate) struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Calls `line` for every line `chunk` completes.
+    pub(crate) fn push(&mut self, mut chunk: &[u8], line: &mut dyn FnMut(&[u8])) {
+        while !chunk.is_empty() {
+            let room = MAX_LINE - self.partial.len();
+            let window = &chunk[..chunk.len().min(room + 1)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(pos) => {
+                    self.partial.extend_from_slice(&chunk[..pos]);
+                    chunk = &chunk[pos + 1..];
+                    if self.partial.last() == Some(&b'\r') {
+                        self.partial.pop();
+                    }
+                    line(&self.partial);
+                    self.partial.clear();
+                }
+                None if chunk.len() > room => {
+                    // A full line without a newline: cut it here.
+                    self.partial.extend_from_slice(&chunk[..room]);
+                    chunk = &chunk[room..];
+                    line(&self.partial);
+                    self.partial.clear();
+                }
+                None => {
+                    self.partial.extend_from_slice(chunk);
+                    chunk = &[];
+                }
+            }
+        }
     }
 
-    /// The next line without its terminator (`\n` or `\r\n`); `Ready(None)` at the end.
-    pub(crate) fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Option<&[u8]>> {
-        loop {
-            if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
-                let end = self.scanned + pos;
-                let mut line_end = end;
-                if line_end > self.start && self.buf[line_end - 1] == b'\r' {
-                    line_end -= 1;
-                }
-                self.line.clear();
-                self.line.extend_from_slice(&self.buf[self.start..line_end]);
-                self.start = end + 1;
-                self.scanned = self.start;
-                return Poll::Ready(Some(&self.line));
-            }
-            self.scanned = self.buf.len();
-            if self.scanned - self.start >= MAX_LINE
-                || (self.reader.is_none() && self.start < self.buf.len())
-            {
-                let end = (self.start + MAX_LINE).min(self.buf.len());
-                self.line.clear();
-                self.line.extend_from_slice(&self.buf[self.start..end]);
-                self.start = end;
-                self.scanned = end;
-                return Poll::Ready(Some(&self.line));
-            }
-            let Some(reader) = self.reader.as_mut() else {
-                return Poll::Ready(None);
-            };
-            // Compact, then read more.
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.scanned -= self.start;
-                self.start = 0;
-            }
-            let len = self.buf.len();
-            self.buf.resize(len + MAX_LINE, 0);
-            let read = Pin::new(reader).poll_read(cx, &mut self.buf[len..]);
-            match read {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    self.buf.truncate(len);
-                    self.reader = None;
-                }
-                Poll::Ready(Ok(n)) => self.buf.truncate(len + n),
-                Poll::Pending => {
-                    self.buf.truncate(len);
-                    return Poll::Pending;
-                }
-            }
+    /// Calls `line` for the unterminated rest, if any (at the end of the stream).
+    pub(crate) fn finish(&mut self, line: &mut dyn FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            line(&self.partial);
+            self.partial.clear();
         }
     }
 }
@@ -128,18 +130,37 @@ mod tests {
     use super::*;
     use futures_lite::future::block_on;
 
-    fn lines(input: &[u8]) -> Vec<Vec<u8>> {
-        let mut reader = LineReader::new(input);
-        let mut out = Vec::new();
+    /// The chunks of `input` read through a `ChunkReader`, then split into lines in pieces
+    /// of `piece` bytes.
+    fn lines_in_pieces(input: &[u8], piece: usize) -> Vec<Vec<u8>> {
+        let mut reader = ChunkReader::new(input);
+        let mut bytes = Vec::new();
         block_on(std::future::poll_fn(|cx| loop {
-            match reader.poll_line(cx) {
-                Poll::Ready(Some(line)) => out.push(line.to_vec()),
+            match reader.poll_chunk(cx) {
+                Poll::Ready(Some(chunk)) => bytes.extend_from_slice(chunk),
                 Poll::Ready(None) => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
             }
         }));
-        assert!(reader.is_done());
+        assert_eq!(bytes, input, "chunks pass bytes through unchanged");
+        let mut splitter = LineSplitter::default();
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(piece.max(1)) {
+            splitter.push(chunk, &mut |l| out.push(l.to_vec()));
+        }
+        splitter.finish(&mut |l| out.push(l.to_vec()));
         out
+    }
+
+    fn lines(input: &[u8]) -> Vec<Vec<u8>> {
+        let whole = lines_in_pieces(input, input.len());
+        for piece in [1, 2, 3, 7] {
+            assert!(
+                lines_in_pieces(input, piece) == whole,
+                "differs in pieces of {piece}"
+            );
+        }
+        whole
     }
 
     #[test]
@@ -154,6 +175,7 @@ mod tests {
             ]
         );
         assert_eq!(lines(b""), Vec::<Vec<u8>>::new());
+        assert_eq!(lines(b"\rprogress\r"), vec![b"\rprogress\r".to_vec()]);
     }
 
     #[test]
@@ -163,6 +185,13 @@ mod tests {
         assert_eq!(
             got.iter().map(Vec::len).collect::<Vec<_>>(),
             vec![MAX_LINE, MAX_LINE, 10]
+        );
+        // A line of exactly MAX_LINE bytes and its newline make one line, not two.
+        let mut exact = vec![b'y'; MAX_LINE];
+        exact.extend_from_slice(b"\nz\n");
+        assert_eq!(
+            lines(&exact).iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![MAX_LINE, 1]
         );
     }
 

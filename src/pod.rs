@@ -145,8 +145,16 @@ impl Shared {
         self.lock().leftovers = count;
     }
 
-    pub(crate) fn push_line(&self, line: &[u8]) {
-        self.lock().last_lines.push(line);
+    pub(crate) fn push_lines<'a>(&self, lines: impl Iterator<Item = &'a [u8]>) {
+        let mut inner = self.lock();
+        for line in lines {
+            inner.last_lines.push(line);
+        }
+    }
+
+    /// See [`PodMachine::input_instant`].
+    pub(crate) fn input_instant(&self, now: Time) -> Time {
+        self.lock().machine.input_instant(now)
     }
 
     /// Queues a message from a runtime thread and wakes the driver.

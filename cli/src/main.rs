@@ -47,6 +47,8 @@ fn main() {
             exit::USAGE
         }
     };
+    // Forwarded output is written by podvisor's writer threads: let them finish.
+    podvisor::forward::flush();
     std::process::exit(code);
 }
 

@@ -252,6 +252,37 @@ impl PodMachine {
         self.next_timer().map(|(t, _)| t)
     }
 
+    /// The instant at which to feed input the driver took in at `now` — output lines,
+    /// datagrams, probe results, the leader's exit. When a deadline is already due at
+    /// `now`, the driver woke late (a supervisor that was stopped, or starved of CPU):
+    /// input found buffered then may have arrived before that deadline, and its arrival
+    /// time is unknown. It is given the benefit of the doubt: dated just before the
+    /// earliest due deadline, so it is taken in before that deadline is judged. Otherwise
+    /// it is `now`.
+    ///
+    /// ```
+    /// use podvisor::core::{Event, PodMachine, PodSpec, Check, Time};
+    /// use std::time::Duration;
+    ///
+    /// let spec = PodSpec::default()
+    ///     .check(Check::Notify)
+    ///     .timeout_ready(Some(Duration::from_secs(1)));
+    /// let mut pod = PodMachine::new(spec).unwrap();
+    /// pod.handle(Event::Start, Time::ZERO);
+    /// let deadline = pod.poll_timeout().unwrap();
+    /// let late = Time::from_nanos(5_000_000_000);
+    /// assert_eq!(pod.input_instant(late), Time::from_nanos(deadline.as_nanos() - 1));
+    /// assert_eq!(pod.input_instant(Time::from_nanos(1)), Time::from_nanos(1));
+    /// ```
+    pub fn input_instant(&self, now: Time) -> Time {
+        match self.poll_timeout() {
+            Some(due) if due <= now => due
+                .checked_sub(std::time::Duration::from_nanos(1))
+                .map_or(self.now, |before| before.max(self.now)),
+            _ => now,
+        }
+    }
+
     /// Feeds one event at `now`. Timers due at or before `now` fire first, in time order.
     pub fn handle(&mut self, event: Event<'_>, now: Time) {
         let now = if now < self.now {

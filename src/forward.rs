@@ -1,0 +1,235 @@
+//! Forwarding pods' output to podvisor's own standard output and error.
+//!
+//! Writing to podvisor's streams may block (a slow terminal, a full pipe, a reader that
+//! stopped reading), and the driver thread must never block. So each stream has one writer
+//! thread, started on first use, fed through a queue bounded in bytes. When the queue is
+//! full, a pod's driver keeps its chunk and stops reading that pod's pipe until the writer
+//! has made room: only the pods that forward are slowed (back-pressure through their
+//! pipes), never the supervisor.
+//!
+//! When the reader of a stream goes away (`EPIPE`), forwarding to it stops for good: what
+//! pods write is still read (for readiness and their last lines) but dropped, and
+//! [`closed`] resolves so that the program can act on it (the `podvisor` command closes its
+//! pods and exits 141, as a shell pipeline would).
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use event_listener::Event as Notifier;
+
+use crate::core::Stream;
+
+/// Bytes queued for a stream before forwarding pods are made to wait.
+const QUEUE_BYTES: usize = 256 * 1024;
+
+pub(crate) struct Sink {
+    stream: Stream,
+    queue: Mutex<Queue>,
+    /// Wakes the writer thread.
+    work: Condvar,
+    /// Wakes [`flush`] callers.
+    drained: Condvar,
+    closed: AtomicBool,
+    closed_event: Notifier,
+}
+
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// Drivers waiting for room.
+    waiting: Vec<Waker>,
+    writer_started: bool,
+}
+
+impl Sink {
+    fn new(stream: Stream) -> Sink {
+        Sink {
+            stream,
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            drained: Condvar::new(),
+            closed: AtomicBool::new(false),
+            closed_event: Notifier::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `bytes` for writing. Returns `Pending` (and wakes `cx` once there is room)
+    /// when the queue is full; the caller keeps the bytes and offers them again. Once the
+    /// stream is closed, everything is accepted and dropped.
+    pub(crate) fn poll_send(&'static self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<()> {
+        if bytes.is_empty() || self.is_closed() {
+            return Poll::Ready(());
+        }
+        let mut queue = self.lock();
+        if queue.bytes > 0 && queue.bytes + bytes.len() > QUEUE_BYTES {
+            if !queue.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                queue.waiting.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        queue.bytes += bytes.len();
+        queue.chunks.push_back(bytes.to_vec());
+        drop(queue);
+        self.start_writer();
+        self.work.notify_one();
+        Poll::Ready(())
+    }
+
+    /// Queues `bytes` whatever the room (what a pod wrote before it exited must not be
+    /// lost; the amount is bounded by the caller).
+    pub(crate) fn send_now(&'static self, bytes: &[u8]) {
+        if bytes.is_empty() || self.is_closed() {
+            return;
+        }
+        let mut queue = self.lock();
+        queue.bytes += bytes.len();
+        queue.chunks.push_back(bytes.to_vec());
+        drop(queue);
+        self.start_writer();
+        self.work.notify_one();
+    }
+
+    fn start_writer(&'static self) {
+        let mut queue = self.lock();
+        if queue.writer_started {
+            return;
+        }
+        queue.writer_started = true;
+        drop(queue);
+        let started = std::thread::Builder::new()
+            .name(match self.stream {
+                Stream::Stdout => "podvisor-stdout".into(),
+                Stream::Stderr => "podvisor-stderr".into(),
+            })
+            .spawn(move || self.write_forever());
+        if started.is_err() {
+            // No thread, no forwarding: behave as a closed stream rather than block.
+            self.close();
+        }
+    }
+
+    /// Waits until everything queued has been written (or the stream closed).
+    fn flush(&self) {
+        let mut queue = self.lock();
+        while queue.bytes > 0 && !self.is_closed() {
+            queue = self.drained.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let waiting = {
+            let mut queue = self.lock();
+            queue.chunks.clear();
+            queue.bytes = 0;
+            std::mem::take(&mut queue.waiting)
+        };
+        waiting.into_iter().for_each(Waker::wake);
+        self.drained.notify_all();
+        self.closed_event.notify(usize::MAX);
+    }
+
+    fn write_forever(&self) {
+        loop {
+            let chunk = {
+                let mut queue = self.lock();
+                loop {
+                    if let Some(chunk) = queue.chunks.pop_front() {
+                        break chunk;
+                    }
+                    queue = self.work.wait(queue).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let written = match self.stream {
+                Stream::Stdout => write_all(&mut io::stdout().lock(), &chunk),
+                Stream::Stderr => write_all(&mut io::stderr().lock(), &chunk),
+            };
+            if let Err(error) = written {
+                if error.kind() == io::ErrorKind::BrokenPipe {
+                    self.close();
+                    return;
+                }
+                // Anything else (a full disk, say) loses this chunk only.
+            }
+            let waiting = {
+                let mut queue = self.lock();
+                queue.bytes -= chunk.len();
+                std::mem::take(&mut queue.waiting)
+            };
+            waiting.into_iter().for_each(Waker::wake);
+            self.drained.notify_all();
+        }
+    }
+}
+
+/// Writes and flushes at once: a prompt or a `\r` progress line must show without waiting
+/// for a newline.
+fn write_all(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// The sink of podvisor's own `stream`.
+pub(crate) fn sink(stream: Stream) -> &'static Sink {
+    static STDOUT: OnceLock<Sink> = OnceLock::new();
+    static STDERR: OnceLock<Sink> = OnceLock::new();
+    match stream {
+        Stream::Stdout => STDOUT.get_or_init(|| Sink::new(Stream::Stdout)),
+        Stream::Stderr => STDERR.get_or_init(|| Sink::new(Stream::Stderr)),
+    }
+}
+
+/// Whether forwarding to podvisor's own `stream` stopped because its reader went away
+/// (`EPIPE`).
+pub fn is_closed(stream: Stream) -> bool {
+    sink(stream).is_closed()
+}
+
+/// Resolves once forwarding to podvisor's own `stream` stopped because its reader went away
+/// (`EPIPE` on a write of forwarded output); at once if it already has. It never resolves
+/// for a stream nothing is forwarded to.
+///
+/// # Examples
+///
+/// ```no_run
+/// use podvisor::core::Stream;
+///
+/// # futures_lite::future::block_on(async {
+/// podvisor::forward::closed(Stream::Stdout).await;
+/// eprintln!("nobody reads our output any more");
+/// # });
+/// ```
+pub async fn closed(stream: Stream) {
+    let sink = sink(stream);
+    loop {
+        if sink.is_closed() {
+            return;
+        }
+        let listener = sink.closed_event.listen();
+        if sink.is_closed() {
+            return;
+        }
+        listener.await;
+    }
+}
+
+/// Waits until the forwarded output queued so far for podvisor's standard output and error
+/// has been written, or its reader went away. Call it before the process exits:
+/// forwarded output is written by a thread of its own, and `std::process::exit` does not
+/// wait for it. Output of pods still running may follow.
+pub fn flush() {
+    sink(Stream::Stdout).flush();
+    sink(Stream::Stderr).flush();
+}
