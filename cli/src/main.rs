@@ -8,6 +8,7 @@ mod file;
 mod report;
 mod run;
 mod sd_notify;
+mod signals;
 mod up;
 
 fn main() {

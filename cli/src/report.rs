@@ -17,7 +17,8 @@ pub struct Reporter {
     stop_signal: String,
     started: bool,
     ready: bool,
-    stopping: bool,
+    /// When the stop was first seen.
+    stopping: Option<Instant>,
     killing: bool,
     ended: bool,
 }
@@ -31,7 +32,7 @@ impl Reporter {
             stop_signal,
             started: false,
             ready: false,
-            stopping: false,
+            stopping: None,
             killing: false,
             ended: false,
         }
@@ -67,8 +68,8 @@ impl Reporter {
         }
         let closing = matches!(state, State::Stopping | State::Killing)
             || matches!(end, Some(End::Closed(_) | End::Killed(_)));
-        if !self.stopping && closing && pid.is_some() {
-            self.stopping = true;
+        if self.stopping.is_none() && closing && pid.is_some() {
+            self.stopping = Some(Instant::now());
             let why = match &start {
                 Some(StartResult::TimedOut { waited, .. }) => {
                     format!("not ready after {}; ", format_duration(*waited))
@@ -88,12 +89,16 @@ impl Reporter {
         }
         if !self.killing && (state == State::Killing || matches!(end, Some(End::Killed(_)))) {
             self.killing = true;
+            // The real time since the stop: a second request kills before the grace ends.
+            let waited = self.stopping.map_or(Duration::ZERO, |at| at.elapsed());
+            let waited =
+                Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
             self.line(
                 pod,
                 "killing",
                 &format!(
                     "still running after {}; sending SIGKILL to its process group",
-                    format_duration(self.grace)
+                    format_duration(waited)
                 ),
                 &[],
             );

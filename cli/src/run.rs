@@ -10,11 +10,18 @@ use crate::args::RunOptions;
 use crate::exit;
 use crate::report::Reporter;
 use crate::sd_notify::Supervisor;
+use crate::signals::{StopRequest, StopSignals};
 
 enum Wake {
     Changed(u64),
     Signal(Option<i32>),
+    /// Nobody reads podvisor's standard output any more.
+    StdoutClosed,
 }
+
+/// podvisor's status when the reader of its standard output went away: 128 + SIGPIPE, as
+/// a shell pipeline's writer would end.
+const STDOUT_CLOSED: i32 = 141;
 
 /// Runs the pod to its end and returns podvisor's exit status.
 pub fn run(options: RunOptions) -> i32 {
@@ -53,13 +60,33 @@ pub fn run(options: RunOptions) -> i32 {
         let mut signals = signals;
         pod.start();
         let mut seen = 0;
-        let mut requested: Option<i32> = None;
+        let mut stops = StopSignals::default();
+        let mut stdout_closed = false;
         let mut told_ready = false;
         loop {
             let changed = async { Wake::Changed(pod.changed(seen).await.0) };
             let signal =
                 async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
-            match future::or(changed, signal).await {
+            let closed = async {
+                if stdout_closed {
+                    future::pending::<()>().await;
+                }
+                podvisor::forward::closed(podvisor::core::Stream::Stdout).await;
+                Wake::StdoutClosed
+            };
+            match future::or(future::or(changed, signal), closed).await {
+                Wake::StdoutClosed => {
+                    stdout_closed = true;
+                    reporter.note(
+                        &pod,
+                        "closing",
+                        "closing: nobody reads podvisor's standard output any more",
+                    );
+                    if let Some(s) = &supervisor {
+                        s.notify("STOPPING=1");
+                    }
+                    pod.close_nowait(None);
+                }
                 Wake::Changed(count) => {
                     seen = count;
                     reporter.update(&pod);
@@ -77,24 +104,27 @@ pub fn run(options: RunOptions) -> i32 {
                     if number == Os::Int as i32 || number == Os::Term as i32 =>
                 {
                     let name = Signal::from_raw(number).map_or(number.to_string(), |s| s.name());
-                    if requested.is_none() {
-                        requested = Some(number);
-                        reporter.note(
-                            &pod,
-                            "closing",
-                            &format!("closing on SIG{name} (again to kill at once)"),
-                        );
-                        if let Some(s) = &supervisor {
-                            s.notify("STOPPING=1");
+                    match stops.receive(number, std::time::Instant::now()) {
+                        StopRequest::Close => {
+                            reporter.note(
+                                &pod,
+                                "closing",
+                                &format!("closing on SIG{name} (again to kill at once)"),
+                            );
+                            if let Some(s) = &supervisor {
+                                s.notify("STOPPING=1");
+                            }
+                            pod.close_nowait(None);
                         }
-                        pod.close_nowait(None);
-                    } else {
-                        reporter.note(
-                            &pod,
-                            "killing",
-                            &format!("second SIG{name}: killing its process group"),
-                        );
-                        pod.close_nowait(Some(Duration::ZERO));
+                        StopRequest::Copy => {}
+                        StopRequest::Kill => {
+                            reporter.note(
+                                &pod,
+                                "killing",
+                                &format!("second SIG{name}: killing its process group"),
+                            );
+                            pod.close_nowait(Some(Duration::ZERO));
+                        }
                     }
                 }
                 Wake::Signal(Some(number)) => {
@@ -114,7 +144,9 @@ pub fn run(options: RunOptions) -> i32 {
                 reporter.failure(&pod, &error);
             }
         }
+        let requested = stops.first().map(|(signal, _)| signal);
         match start {
+            Some(_) if stdout_closed => STDOUT_CLOSED,
             Some(start) => exit::exit_code(&start, pod.end(), requested),
             None => exit::USAGE,
         }

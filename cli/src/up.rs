@@ -13,11 +13,14 @@ use podvisor::{Deployment, DeploymentConfig, PodConfig, PodSet, Signal, StartRes
 use crate::exit;
 use crate::file::{self, PlannedPod};
 use crate::report::quote;
+use crate::signals::{StopRequest, StopSignals};
 
 enum Wake {
     Changed(u64),
     Signal(Option<i32>),
     Redraw,
+    /// Nobody reads podvisor's standard output any more.
+    StdoutClosed,
 }
 
 /// On a terminal, one live status line under the log while the deployment starts or
@@ -174,7 +177,8 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
                 }
             }
         };
-        let mut requested: Option<i32> = None;
+        let mut stops = StopSignals::default();
+        let mut stdout_closed = false;
         let mut was_ready = false;
         let mut last_state = DeploymentState::Created;
         loop {
@@ -194,8 +198,24 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
                     future::pending::<Wake>().await
                 }
             };
-            match future::or(future::or(changed, signal), redraw).await {
+            let closed = async {
+                if stdout_closed {
+                    future::pending::<()>().await;
+                }
+                podvisor::forward::closed(podvisor::core::Stream::Stdout).await;
+                Wake::StdoutClosed
+            };
+            match future::or(future::or(future::or(changed, signal), redraw), closed).await {
                 Wake::Redraw => {}
+                Wake::StdoutClosed => {
+                    stdout_closed = true;
+                    say(
+                        "deployment",
+                        "closing",
+                        "closing: nobody reads podvisor's standard output any more",
+                    );
+                    deployment.close_nowait(None);
+                }
                 Wake::Changed(count) => {
                     seen = count;
                     report_members(&mut shown);
@@ -233,21 +253,24 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
                     if number == Os::Int as i32 || number == Os::Term as i32 =>
                 {
                     let name = Signal::from_raw(number).map_or(number.to_string(), |s| s.name());
-                    if requested.is_none() {
-                        requested = Some(number);
-                        say(
-                            "deployment",
-                            "closing",
-                            &format!("closing on SIG{name} (again to kill at once)"),
-                        );
-                        deployment.close_nowait(None);
-                    } else {
-                        say(
-                            "deployment",
-                            "killing",
-                            &format!("second SIG{name}: killing every pod"),
-                        );
-                        deployment.close_nowait(Some(Duration::ZERO));
+                    match stops.receive(number, Instant::now()) {
+                        StopRequest::Close => {
+                            say(
+                                "deployment",
+                                "closing",
+                                &format!("closing on SIG{name} (again to kill at once)"),
+                            );
+                            deployment.close_nowait(None);
+                        }
+                        StopRequest::Copy => {}
+                        StopRequest::Kill => {
+                            say(
+                                "deployment",
+                                "killing",
+                                &format!("second SIG{name}: killing every pod"),
+                            );
+                            deployment.close_nowait(Some(Duration::ZERO));
+                        }
                     }
                 }
                 Wake::Signal(Some(number)) => {
@@ -269,7 +292,9 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
         // The deployment's state and its members' are read one after the other: report
         // what the last members' snapshot may have missed.
         report_members(&mut shown);
+        let requested = stops.first().map(|(signal, _)| signal);
         let code = match deployment.failure() {
+            _ if stdout_closed => 141,
             Some(failure) => {
                 if json {
                     say(failure.member(), "failed", "");

@@ -1,0 +1,103 @@
+//! Running the built `podvisor` binary in tests: its stderr lines as they come, signals,
+//! its exit status.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+pub const PODVISOR: &str = env!("CARGO_BIN_EXE_podvisor");
+
+/// A running `podvisor`.
+pub struct Running {
+    pub child: Child,
+    stderr: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+/// Starts `podvisor ARGS` with stdin from /dev/null, stdout piped, stderr read line by line.
+pub fn spawn(args: &[&str]) -> Running {
+    spawn_with(args, Stdio::piped())
+}
+
+/// Like [`spawn`], with podvisor's stdout set to `stdout`.
+pub fn spawn_with(args: &[&str], stdout: Stdio) -> Running {
+    let mut child = Command::new(PODVISOR)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Running {
+        child,
+        stderr: rx,
+        seen: Vec::new(),
+    }
+}
+
+impl Running {
+    /// Waits (generously) for a stderr line containing `text`.
+    pub fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(100)) {
+                let found = line.contains(text);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!("no line containing {text:?}; saw {:?}", self.seen);
+    }
+
+    /// Sends `signal` (a name for kill(1)) to podvisor.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for podvisor's exit status; kills it and fails if it hangs.
+    pub fn exit_within(&mut self, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return status.code().expect("podvisor exits, it is not killed");
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "podvisor still running after {limit:?}; saw {:?}",
+                    self.seen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the end; returns the status, the stderr lines and the stdout bytes.
+    pub fn finish_bytes(mut self) -> (i32, Vec<String>, Vec<u8>) {
+        let mut stdout = Vec::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_end(&mut stdout).unwrap();
+        }
+        let code = self.exit_within(Duration::from_secs(60));
+        (code, self.seen, stdout)
+    }
+}
