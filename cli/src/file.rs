@@ -406,6 +406,25 @@ oneshot = true
         assert!(plan.pods[2].template.one_shot);
     }
 
+    /// 20 000 pods, each depending on the one before, in well under the size limit:
+    /// parsing and validation must stay linear (the duplicate-name and dependency
+    /// lookups used to compare every pod with every other). No timing assertion; the
+    /// figures are measured with the release build.
+    #[test]
+    fn twenty_thousand_pods_in_a_chain_parse() {
+        let mut text = String::from("[pod.p0]\ncommand=[\"x\"]\n");
+        for i in 1..20_000 {
+            text.push_str(&format!(
+                "[pod.p{i}]\ncommand=[\"x\"]\ndepends_on=[\"p{}\"]\n",
+                i - 1
+            ));
+        }
+        assert!(text.len() <= 1 << 20, "{}", text.len());
+        let plan = parse("big.toml", &text).unwrap();
+        assert_eq!(plan.pods.len(), 20_000);
+        assert_eq!(plan.pods[19_999].template.depends_on[0].on, "p19998");
+    }
+
     #[test]
     fn every_kind_of_error_names_file_line_column_key_and_expectation() {
         let cases = [
