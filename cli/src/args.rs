@@ -290,6 +290,14 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (&["--grace", "10", "--", "x"], "add one, e.g. 10s"),
             (&["--timeout-ready"], "needs a value"),
+            (
+                &["--timeout-ready", "0.0000000001s", "x"],
+                "--timeout-ready: duration \"0.0000000001s\" is under 1ms",
+            ),
+            (
+                &["--grace=0.5ms", "x"],
+                "--grace: duration \"0.5ms\" is under 1ms",
+            ),
             (&["--ready", "tcp:80", "x"], "--ready"),
             (
                 &["--ready", "none", "--ready", "notify", "x"],

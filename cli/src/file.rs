@@ -429,6 +429,9 @@ oneshot = true
     fn every_kind_of_error_names_file_line_column_key_and_expectation() {
         let cases = [
             ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "add one"),
+            ("[pod.a]\ncommand = [\"x\"]\ngrace = \"0.1ms\"\n", 3, "pod a: key grace", "smallest duration is 1ms"),
+            ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"1e-9s\"\n", 3, "key timeout_ready", "unknown unit"),
+            ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"0.0000000001s\"\n", 3, "pod a: key timeout_ready", "smallest duration is 1ms"),
             ("[pod.a]\ncommand = [\"x\"]\ncolour = \"red\"\n", 3, "colour", "expected"),
             ("[pod.a]\n", 1, "command", "missing"),
             ("[pod.a]\ncommand = []\n", 2, "key command", "non-empty"),

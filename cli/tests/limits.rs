@@ -1,0 +1,82 @@
+//! Config input that must be refused, through the built binary: each is a usage error
+//! (125) at `podvisor check` time, before anything runs, with a message that names the
+//! place, the key and what was expected. Never a panic, never unbounded reading.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const PODVISOR: &str = env!("CARGO_BIN_EXE_podvisor");
+
+fn dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("podvisor-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// podvisor's exit status, stdout and stderr.
+fn podvisor(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(PODVISOR)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output
+            .status
+            .code()
+            .expect("podvisor exits, it is not killed"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `podvisor check` of a file holding `text` must fail with 125 and a message on one line
+/// that contains every needle; returns that message.
+fn refused(name: &str, text: impl AsRef<[u8]>, needles: &[&str]) -> String {
+    let path = write(name, text);
+    let (code, stdout, stderr) = podvisor(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 125, "{name}: {stdout}{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{name}: {needle:?} not in {stderr}"
+        );
+    }
+    stderr
+}
+
+#[test]
+fn durations_under_a_millisecond_are_refused_in_files_and_on_the_command_line() {
+    refused(
+        "tiny-timeout.toml",
+        "[pod.a]\ncommand = [\"true\"]\ntimeout_ready = \"0.0000000001s\"\n",
+        &[
+            "tiny-timeout.toml:3:17: pod a: key timeout_ready:",
+            "smallest duration is 1ms",
+        ],
+    );
+    refused(
+        "tiny-grace.toml",
+        "[pod.a]\ncommand = [\"true\"]\ngrace = \"0.5ms\"\n",
+        &["tiny-grace.toml:3:9: pod a: key grace:", "under 1ms"],
+    );
+    for args in [
+        &["run", "--timeout-ready", "0.0000000001s", "--", "true"][..],
+        &["run", "--grace=0.1ms", "--", "true"],
+    ] {
+        let (code, _, stderr) = podvisor(args);
+        assert_eq!(code, 125, "{args:?}: {stderr}");
+        assert!(stderr.contains("smallest duration is 1ms"), "{stderr}");
+    }
+    // An explicit zero keeps its meaning (no limit).
+    let (code, _, stderr) = podvisor(&["run", "--timeout-ready", "0s", "--", "true"]);
+    assert_eq!(code, 0, "{stderr}");
+}
