@@ -15,6 +15,10 @@ use toml::Spanned;
 
 use crate::duration::parse_duration;
 
+/// The most replicas of one pod: each is a process with its own descriptors and memory,
+/// and a typo such as `replicas = 1000000000` must be refused, not attempted.
+pub const MAX_REPLICAS: u32 = 10_000;
+
 /// A problem with the deployment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileError {
@@ -311,12 +315,12 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         let span = replicas.span();
         let n = u32::try_from(*replicas.get_ref())
             .ok()
-            .filter(|&n| n > 0)
+            .filter(|&n| (1..=MAX_REPLICAS).contains(&n))
             .ok_or_else(|| {
                 at.at(
                     span,
                     format!(
-                        "pod {name}: key replicas: expected a whole number from 1 up, got {}",
+                        "pod {name}: key replicas: expected a whole number from 1 to {MAX_REPLICAS}, got {}",
                         replicas.get_ref()
                     ),
                 )
@@ -426,6 +430,13 @@ oneshot = true
     }
 
     #[test]
+    fn ten_thousand_replicas_is_the_most() {
+        let plan = parse("f.toml", "[pod.a]\ncommand = [\"x\"]\nreplicas = 10000\n").unwrap();
+        assert_eq!(plan.pods[0].template.replicas, MAX_REPLICAS);
+        assert_eq!(MAX_REPLICAS, 10_000);
+    }
+
+    #[test]
     fn every_kind_of_error_names_file_line_column_key_and_expectation() {
         let cases = [
             ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "add one"),
@@ -436,7 +447,10 @@ oneshot = true
             ("[pod.a]\n", 1, "command", "missing"),
             ("[pod.a]\ncommand = []\n", 2, "key command", "non-empty"),
             ("[pod.a]\ncommand = [\"x\"]\nready = \"tcp:80\"\n", 3, "key ready", "HOST:PORT"),
-            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 0\n", 3, "key replicas", "from 1 up"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 0\n", 3, "key replicas", "from 1 to 10000, got 0"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 10001\n", 3, "pod a: key replicas", "from 1 to 10000, got 10001"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 1000000000\n", 3, "key replicas", "from 1 to 10000"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = -1\n", 3, "key replicas", "from 1 to 10000"),
             ("[pod.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n", 3, "key restart", "on-failure"),
             ("[pod.a]\ncommand = [\"x\"]\nstop_signal = \"TREM\"\n", 3, "key stop_signal", "unknown signal"),
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = { b = \"soon\" }\n[pod.b]\ncommand = [\"y\"]\n", 3, "depends_on.b", "expected started"),

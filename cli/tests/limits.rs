@@ -80,3 +80,21 @@ fn durations_under_a_millisecond_are_refused_in_files_and_on_the_command_line() 
     let (code, _, stderr) = podvisor(&["run", "--timeout-ready", "0s", "--", "true"]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn replicas_above_ten_thousand_are_refused_by_check_and_up() {
+    let text = "[pod.a]\ncommand = [\"true\"]\nreplicas = 1000000000\n";
+    refused(
+        "replicas.toml",
+        text,
+        &[
+            "replicas.toml:3:12: pod a: key replicas:",
+            "expected a whole number from 1 to 10000, got 1000000000",
+        ],
+    );
+    // `up` refuses it the same way instead of aborting on an allocation failure.
+    let path = write("replicas-up.toml", text);
+    let (code, _, stderr) = podvisor(&["up", path.to_str().unwrap()]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(stderr.contains("from 1 to 10000"), "{stderr}");
+}
