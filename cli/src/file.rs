@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fs::File;
+use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +16,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::duration::parse_duration;
+
+/// The largest deployment file read: 1 MiB.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
 
 /// The most replicas of one pod: each is a process with its own descriptors and memory,
 /// and a typo such as `replicas = 1000000000` must be refused, not attempted.
@@ -177,14 +182,47 @@ impl Locator<'_> {
     }
 }
 
-/// Reads and checks `path`.
+/// Reads and checks `path`. At most [`MAX_FILE_BYTES`] are read, whatever `path` is (a
+/// device such as `/dev/zero` or a pipe has no size to look at first).
 pub fn load(path: &Path) -> Result<Plan, FileError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+    let whole = |message: String| FileError {
         path: shown.clone(),
         line: 0,
         column: 0,
-        message: format!("cannot read the deployment file: {e}"),
+        message,
+    };
+    let cannot_read = |e: std::io::Error| whole(format!("cannot read the deployment file: {e}"));
+    let too_large = || {
+        whole(format!(
+            "the deployment file is larger than 1 MiB; expected at most {MAX_FILE_BYTES} bytes"
+        ))
+    };
+    let file = File::open(path).map_err(cannot_read)?;
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > MAX_FILE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let prefix = std::str::from_utf8(&e.as_bytes()[..valid]).unwrap_or_default();
+        let at = Locator {
+            path: &shown,
+            text: prefix,
+        };
+        at.at(
+            valid..valid,
+            "the deployment file is not valid UTF-8 here; expected UTF-8 text (TOML)".into(),
+        )
     })?;
     parse(&shown, &text)
 }
@@ -423,7 +461,7 @@ oneshot = true
                 i - 1
             ));
         }
-        assert!(text.len() <= 1 << 20, "{}", text.len());
+        assert!(text.len() <= MAX_FILE_BYTES, "{}", text.len());
         let plan = parse("big.toml", &text).unwrap();
         assert_eq!(plan.pods.len(), 20_000);
         assert_eq!(plan.pods[19_999].template.depends_on[0].on, "p19998");

@@ -98,3 +98,64 @@ fn replicas_above_ten_thousand_are_refused_by_check_and_up() {
     assert_eq!(code, 125, "{stderr}");
     assert!(stderr.contains("from 1 to 10000"), "{stderr}");
 }
+
+/// `podvisor check FILE` with its address space limited to 1 GiB, so that reading without
+/// a bound ends in an allocation failure rather than in the machine's memory running out.
+fn check_with_memory_limit(file: &str) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(PODVISOR);
+    command.args(["check", file]).stdin(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            use rustix::process::{setrlimit, Resource, Rlimit};
+            let limit = Some(1 << 30);
+            setrlimit(
+                Resource::As,
+                Rlimit {
+                    current: limit,
+                    maximum: limit,
+                },
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_file_over_one_mebibyte_is_refused_without_reading_it_all() {
+    // A regular file one byte too long: refused from its size.
+    let mut text = String::from("[pod.a]\ncommand = [\"true\"]\n");
+    let padding = (1 << 20) - text.len();
+    text.push_str(&"#".repeat(padding - 1));
+    text.push('\n');
+    assert_eq!(text.len(), 1 << 20);
+    let exact = write("exact.toml", &text);
+    let (code, stdout, stderr) = podvisor(&["check", exact.to_str().unwrap()]);
+    assert_eq!(code, 0, "exactly 1 MiB is accepted: {stderr}");
+    assert!(stdout.contains("1 pods: a"), "{stdout}");
+    text.push('\n');
+    let message = refused("big.toml", &text, &["big.toml: ", "larger than 1 MiB"]);
+    assert!(message.contains("1048576 bytes"), "{message}");
+    // Not a regular file, and endless: read with the bound, refused at once.
+    let (code, stderr) = check_with_memory_limit("/dev/zero");
+    assert_eq!(code, Some(125), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero: ") && stderr.contains("larger than 1 MiB"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_the_first_bad_byte() {
+    refused(
+        "latin1.toml",
+        b"[pod.a]\ncommand = [\"caf\xe9\"]\n",
+        &["latin1.toml:2:16: ", "not valid UTF-8"],
+    );
+}
