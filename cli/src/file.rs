@@ -34,17 +34,71 @@ pub struct FileError {
 }
 
 impl fmt::Display for FileError {
+    /// Control characters (a file name's, a key's quoted by the TOML parser) are shown
+    /// escaped: they never reach the terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = printable(&self.path);
+        let message = printable(&self.message);
         if self.line == 0 {
-            write!(f, "{}: {}", self.path, self.message)
+            write!(f, "{path}: {message}")
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path, self.line, self.column, self.message
-            )
+            write!(f, "{path}:{}:{}: {message}", self.line, self.column)
         }
     }
+}
+
+/// `text` with its control characters escaped as Rust does (`\u{1b}`, `\n`).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// The longest pod name: a DNS label's length, short enough for every message and prefix.
+pub const MAX_NAME_CHARS: usize = 63;
+
+/// Checks a pod's name: 1 to 63 characters of `A-Z a-z 0-9 _ . -`, so that it can be
+/// printed anywhere as it is. The error quotes the name (escaped, shortened).
+pub fn check_pod_name(name: &str) -> Result<(), String> {
+    const EXPECTED: &str = "expected 1 to 63 characters of A-Z, a-z, 0-9, '_', '.' and '-'";
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let shown = || {
+        let mut shown = format!(
+            "{:?}",
+            name.chars().take(MAX_NAME_CHARS + 1).collect::<String>()
+        );
+        if name.chars().nth(MAX_NAME_CHARS + 1).is_some() {
+            shown.push('…');
+        }
+        shown
+    };
+    if name.is_empty() {
+        return Err(format!("pod name \"\" is empty; {EXPECTED}"));
+    }
+    if let Some(bad) = name.chars().find(|&c| !allowed(c)) {
+        return Err(format!(
+            "pod name {}: {bad:?} is not allowed; {EXPECTED}",
+            shown()
+        ));
+    }
+    if name.len() > MAX_NAME_CHARS {
+        return Err(format!(
+            "pod name {} has {} characters; {EXPECTED}",
+            shown(),
+            name.len()
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -249,6 +303,7 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
     let mut pods = Vec::new();
     let mut headers: BTreeMap<String, Range<usize>> = BTreeMap::new();
     for (name, pod) in entries {
+        check_pod_name(&name).map_err(|e| at.at(pod.span(), e))?;
         headers.insert(name.clone(), pod.span());
         let planned = plan_pod(&at, &name, pod.into_inner())?;
         spec = spec.pod(planned.template.clone());
@@ -472,6 +527,64 @@ oneshot = true
         let plan = parse("f.toml", "[pod.a]\ncommand = [\"x\"]\nreplicas = 10000\n").unwrap();
         assert_eq!(plan.pods[0].template.replicas, MAX_REPLICAS);
         assert_eq!(MAX_REPLICAS, 10_000);
+    }
+
+    #[test]
+    fn pod_names_are_up_to_63_characters_of_a_safe_set() {
+        let longest = "a".repeat(63);
+        let text =
+            format!("[pod.{longest}]\ncommand = [\"x\"]\n[pod.\"A-Z_0.9\"]\ncommand = [\"x\"]\n");
+        let plan = parse("f.toml", &text).unwrap();
+        assert_eq!(plan.pods[0].template.name, longest);
+        let cases = [
+            // Terminal escape codes must not reach the terminal, even in the error.
+            ("[pod.\"a\\u001b[31mred\"]\ncommand = [\"x\"]\n", "pod name \"a\\u{1b}[31mred\": '\\u{1b}' is not allowed"),
+            ("[pod.\"a\\u009b31m\"]\ncommand = [\"x\"]\n", "'\\u{9b}' is not allowed"),
+            ("[pod.\"a b\"]\ncommand = [\"x\"]\n", "pod name \"a b\": ' ' is not allowed"),
+            ("[pod.\"a/b\"]\ncommand = [\"x\"]\n", "'/' is not allowed"),
+            ("[pod.\"caf\u{e9}\"]\ncommand = [\"x\"]\n", "'\u{e9}' is not allowed"),
+            ("[pod.\"\"]\ncommand = [\"x\"]\n", "pod name \"\" is empty"),
+            ("[pod.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\ncommand = [\"x\"]\n", "has 64 characters"),
+        ];
+        for (text, needle) in cases {
+            let e = error(text);
+            let shown = e.to_string();
+            assert_eq!((e.line, e.column), (1, 1), "{text:?}: {shown}");
+            assert!(shown.starts_with("podvisor.toml:1:1: "), "{shown}");
+            assert!(shown.contains(needle), "{text:?}: {shown}");
+            assert!(
+                shown.contains("expected 1 to 63 characters of A-Z, a-z, 0-9, '_', '.' and '-'"),
+                "{shown}"
+            );
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        }
+        // A very long name is shortened in the message.
+        let long = format!("[pod.{}]\ncommand = [\"x\"]\n", "b".repeat(100_000));
+        let shown = error(&long).to_string();
+        assert!(
+            shown.len() < 400 && shown.contains("has 100000 characters"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_any_message_are_escaped() {
+        // An unknown key is named by the TOML parser's own message.
+        let e = error("[pod.a]\ncommand = [\"x\"]\n\"\\u001b[2J\" = 1\n");
+        let shown = e.to_string();
+        assert_eq!(e.line, 3, "{shown}");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}[2J"), "{shown:?}");
+        let e = FileError {
+            path: "a\u{1b}]0;title\u{7}.toml".into(),
+            line: 0,
+            column: 0,
+            message: "tab\tnew\nline\u{9b}".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "a\\u{1b}]0;title\\u{7}.toml: tab\\tnew\\nline\\u{9b}"
+        );
     }
 
     #[test]

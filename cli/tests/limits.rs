@@ -159,3 +159,36 @@ fn a_file_that_is_not_utf8_is_refused_at_the_first_bad_byte() {
         &["latin1.toml:2:16: ", "not valid UTF-8"],
     );
 }
+
+#[test]
+fn pod_names_with_terminal_codes_are_refused_and_never_printed_raw() {
+    let message = refused(
+        "names.toml",
+        "[pod.\"web\\u001b[2J\\u001b]0;owned\\u0007\"]\ncommand = [\"true\"]\n",
+        &[
+            "names.toml:1:1: pod name \"web\\u{1b}[2J\\u{1b}]0;owned\\u{7}\": '\\u{1b}' is not allowed",
+            "expected 1 to 63 characters of A-Z, a-z, 0-9, '_', '.' and '-'",
+        ],
+    );
+    assert!(!message.contains('\x1b'), "{message:?}");
+    refused(
+        "long-name.toml",
+        format!("[pod.{}]\ncommand = [\"true\"]\n", "x".repeat(64)),
+        &["long-name.toml:1:1: pod name", "has 64 characters"],
+    );
+    // run --name: the same rule.
+    let (code, _, stderr) = podvisor(&["run", "--name", "web\x1b[2J", "--", "true"]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(
+        stderr.contains("--name: pod name \"web\\u{1b}[2J\": '\\u{1b}' is not allowed")
+            && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
+    // run without --name: the program's own name, escaped in every message.
+    let (code, _, stderr) = podvisor(&["run", "--", "/nonexistent/odd\x1b[2Jname"]);
+    assert_eq!(code, 127, "{stderr}");
+    assert!(
+        stderr.contains("pod odd\\u{1b}[2Jname failed to start") && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
+}
