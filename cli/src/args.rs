@@ -311,6 +311,17 @@ mod tests {
     }
 
     #[test]
+    fn env_splits_at_the_first_equals_sign() {
+        // The name ends at the first '=': a name can never hold one.
+        let options = run(&["--env", "A=B=x", "--env=C=", "y"]).unwrap();
+        let shown = format!("{:?}", options.config);
+        assert!(
+            shown.contains(r#"("A", "B=x")"#) && shown.contains(r#"("C", "")"#),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn errors_are_specific() {
         let cases: &[(&[&str], &str)] = &[
             (&["--grace", "10", "--", "x"], "add one, e.g. 10s"),
@@ -330,6 +341,7 @@ mod tests {
             ),
             (&["--stop-signal", "TREM", "x"], "unknown signal"),
             (&["--env", "=x", "y"], "KEY=VALUE"),
+            (&["--env", "A", "y"], "expected KEY=VALUE with a non-empty KEY"),
             (&["--bogus", "x"], "unknown option \"--bogus\""),
             (&["--json=yes", "x"], "takes no value"),
             (&["--name", "x"], "missing COMMAND"),

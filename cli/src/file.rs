@@ -138,14 +138,14 @@ enum DependsOn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPod {
-    command: Spanned<Vec<String>>,
+    command: Spanned<Vec<Spanned<String>>>,
     ready: Option<Spanned<OneOrMany>>,
     timeout_ready: Option<Spanned<DurationValue>>,
     grace: Option<Spanned<DurationValue>>,
     stop_signal: Option<Spanned<String>>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    cwd: Option<Spanned<String>>,
     depends_on: Option<Spanned<DependsOn>>,
     replicas: Option<Spanned<i64>>,
     restart: Option<Spanned<String>>,
@@ -351,22 +351,78 @@ fn duration(
     parse_duration(&text).map_err(|e| at.at(span, format!("pod {pod}: key {key}: {e}")))
 }
 
+/// What a string with a NUL byte was expected to be: a C string cannot hold one, so no
+/// program, argument, variable or path can.
+const NO_NUL: &str = "expected text without NUL (\\u0000)";
+
 fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, FileError> {
     let command_span = raw.command.span();
-    let mut command = raw.command.into_inner().into_iter();
-    let program = command.next().filter(|p| !p.is_empty()).ok_or_else(|| {
-        at.at(
-            command_span.clone(),
+    let command = raw.command.into_inner();
+    if command.first().is_none_or(|p| p.get_ref().is_empty()) {
+        return Err(at.at(
+            command_span,
             format!(
                 "pod {name}: key command: expected a non-empty array of strings, the program first"
             ),
-        )
-    })?;
+        ));
+    }
+    for (i, element) in command.iter().enumerate() {
+        if element.get_ref().contains('\0') {
+            return Err(at.at(
+                element.span(),
+                format!(
+                    "pod {name}: key command: element {} contains a NUL byte; {NO_NUL}",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    let mut env = Vec::with_capacity(raw.env.len());
+    for (key, value) in raw.env {
+        let problem = if key.get_ref().is_empty() {
+            Some("is empty")
+        } else if key.get_ref().contains('=') {
+            Some("contains '='")
+        } else if key.get_ref().contains('\0') {
+            Some("contains a NUL byte")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(at.at(
+                key.span(),
+                format!(
+                    "pod {name}: key env: variable name {:?} {problem}; expected a non-empty name without '=' or NUL",
+                    key.get_ref()
+                ),
+            ));
+        }
+        if value.get_ref().contains('\0') {
+            return Err(at.at(
+                value.span(),
+                format!(
+                    "pod {name}: key env.{}: the value contains a NUL byte; {NO_NUL}",
+                    key.get_ref()
+                ),
+            ));
+        }
+        env.push((key.into_inner(), value.into_inner()));
+    }
+    let mut cwd = None;
+    if let Some(path) = raw.cwd {
+        if path.get_ref().contains('\0') {
+            return Err(at.at(
+                path.span(),
+                format!("pod {name}: key cwd: the path contains a NUL byte; {NO_NUL}"),
+            ));
+        }
+        cwd = Some(path.into_inner());
+    }
     let mut planned = PlannedPod {
         template: PodTemplate::new(name),
-        command: std::iter::once(program).chain(command).collect(),
-        env: raw.env.into_iter().collect(),
-        cwd: raw.cwd,
+        command: command.into_iter().map(Spanned::into_inner).collect(),
+        env,
+        cwd,
         ready: Vec::new(),
         timeout_ready: None,
         grace: None,
@@ -375,10 +431,20 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
     let mut ready_span = None;
     if let Some(ready) = raw.ready {
         ready_span = Some(ready.span());
+        let span = ready.span();
         let checks = match ready.into_inner() {
             OneOrMany::One(one) => vec![one],
             OneOrMany::Many(many) => many,
         };
+        if let Some(i) = checks.iter().position(|c| c.contains('\0')) {
+            return Err(at.at(
+                span,
+                format!(
+                    "pod {name}: key ready: check {} contains a NUL byte; {NO_NUL}",
+                    i + 1
+                ),
+            ));
+        }
         planned.ready = checks.into_iter().filter(|c| c != "none").collect();
     }
     if let Some(value) = raw.timeout_ready {
@@ -584,6 +650,78 @@ oneshot = true
         assert_eq!(
             e.to_string(),
             "a\\u{1b}]0;title\\u{7}.toml: tab\\tnew\\nline\\u{9b}"
+        );
+    }
+
+    #[test]
+    fn nul_bytes_and_bad_environment_names_are_refused() {
+        let cases = [
+            (
+                "[pod.a]\ncommand = [\"x\\u0000y\"]\n",
+                2,
+                12,
+                "pod a: key command: element 1 contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\", \"--flag\",\n  \"a\\u0000\"]\n",
+                3,
+                3,
+                "pod a: key command: element 3 contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\nenv = { \"A=B\" = \"x\" }\n",
+                3,
+                9,
+                "pod a: key env: variable name \"A=B\" contains '='",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\nenv = { \"\" = \"x\" }\n",
+                3,
+                9,
+                "pod a: key env: variable name \"\" is empty",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\n[pod.a.env]\n\"A\\u0000\" = \"x\"\n",
+                4,
+                1,
+                "pod a: key env: variable name \"A\\0\" contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\nenv = { A = \"x\\u0000\" }\n",
+                3,
+                13,
+                "pod a: key env.A: the value contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\ncwd = \"/tmp\\u0000\"\n",
+                3,
+                7,
+                "pod a: key cwd: the path contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\nready = [\"notify\", \"exec:true\\u0000\"]\n",
+                3,
+                9,
+                "pod a: key ready: check 2 contains a NUL byte",
+            ),
+        ];
+        for (text, line, column, needle) in cases {
+            let e = error(text);
+            let shown = e.to_string();
+            assert_eq!((e.line, e.column), (line, column), "{text:?}: {shown}");
+            assert!(shown.contains(needle), "{text:?}: {shown}");
+            assert!(!shown.contains('\0'), "{shown:?}");
+        }
+        // A value may hold '=' and a name anything else.
+        let plan = parse(
+            "f.toml",
+            "[pod.a]\ncommand = [\"x\"]\nenv = { A = \"B=x\", \"a.b-c\" = \"\" }\n",
+        )
+        .unwrap();
+        let config = plan.pods[0].config(str::to_string).unwrap();
+        assert!(
+            format!("{config:?}").contains(r#"("A", "B=x")"#),
+            "{config:?}"
         );
     }
 

@@ -192,3 +192,39 @@ fn pod_names_with_terminal_codes_are_refused_and_never_printed_raw() {
         "{stderr:?}"
     );
 }
+
+#[test]
+fn nul_bytes_and_bad_environment_names_are_refused_by_check_and_up() {
+    refused(
+        "nul.toml",
+        "[pod.a]\ncommand = [\"echo\", \"a\\u0000b\"]\n",
+        &[
+            "nul.toml:2:20: pod a: key command: element 2 contains a NUL byte",
+            "expected text without NUL",
+        ],
+    );
+    let text = "[pod.a]\ncommand = [\"true\"]\nenv = { \"A=B\" = \"x\" }\n";
+    refused(
+        "env-equals.toml",
+        text,
+        &["env-equals.toml:3:9: pod a: key env: variable name \"A=B\" contains '='"],
+    );
+    let path = write("env-equals-up.toml", text);
+    let (code, _, stderr) = podvisor(&["up", path.to_str().unwrap()]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(stderr.contains("contains '='"), "{stderr}");
+    refused(
+        "env-empty.toml",
+        "[pod.a]\ncommand = [\"true\"]\nenv = { \"\" = \"x\" }\n",
+        &["env-empty.toml:3:9: pod a: key env: variable name \"\" is empty"],
+    );
+    refused(
+        "env-nul.toml",
+        "[pod.a]\ncommand = [\"true\"]\nenv = { A = \"x\\u0000\" }\n",
+        &["env-nul.toml:3:13: pod a: key env.A: the value contains a NUL byte"],
+    );
+    // run --env: the name ends at the first '=', so the value keeps the rest.
+    let (code, stdout, stderr) =
+        podvisor(&["run", "--env", "A=B=x", "--", "sh", "-c", "echo \"$A\""]);
+    assert_eq!((code, stdout.as_str()), (0, "B=x\n"), "{stderr}");
+}
