@@ -7,6 +7,7 @@ use podvisor::core::deployment::RestartPolicy;
 use podvisor::{PodConfig, Readiness, Signal};
 
 use crate::duration::parse_duration;
+use crate::file::{check_pod_name, printable};
 
 pub const USAGE: &str = "\
 podvisor: take a command (or a deployment of them) through its life: start, wait until it
@@ -19,7 +20,8 @@ Usage:
   podvisor --help | --version
 
 Options of run:
-  --name NAME             name used in messages (default: the program's name)
+  --name NAME             name used in messages (default: the program's name); up to 63
+                          characters of A-Z, a-z, 0-9, '_', '.' and '-'
   --ready PROBE           none (default), notify, stdout:TEXT, stderr:TEXT, tcp:HOST:PORT,
                           http://HOST:PORT/PATH, file:PATH, exec:COMMAND; repeatable, all
                           must hold
@@ -159,7 +161,11 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
             }
         };
         match option.as_str() {
-            "--name" => name = Some(value("NAME")?),
+            "--name" => {
+                let given = value("NAME")?;
+                check_pod_name(&given).map_err(|e| format!("--name: {e}"))?;
+                name = Some(given);
+            }
             "--ready" => {
                 let probe = value("PROBE")?;
                 if probe == "none" {
@@ -225,8 +231,13 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
         .next()
         .ok_or("missing COMMAND; usage: podvisor run [OPTIONS] -- COMMAND [ARGS...]")?;
     let mut config = PodConfig::new(program).args(command);
-    if let Some(name) = name {
-        config = config.name(name);
+    match name {
+        Some(name) => config = config.name(name),
+        None => {
+            // The program's file name, which may hold anything: shown escaped.
+            let default = printable(config.get_name()).into_owned();
+            config = config.name(default);
+        }
     }
     for check in ready {
         config = config.ready(check);
@@ -286,10 +297,43 @@ mod tests {
     }
 
     #[test]
+    fn names_follow_the_pod_name_rule_and_a_default_name_is_made_printable() {
+        let longest = "a".repeat(63);
+        let options = run(&["--name", &longest, "x"]).unwrap();
+        assert_eq!(options.config.get_name(), longest);
+        let options = run(&["--name", "web-1.a_b", "x"]).unwrap();
+        assert_eq!(options.config.get_name(), "web-1.a_b");
+        // Without --name, the program's file name, whatever it is, escaped.
+        let options = run(&["--", "/bin/odd\u{1b}[2Jname"]).unwrap();
+        assert_eq!(options.config.get_name(), "odd\\u{1b}[2Jname");
+        let options = run(&["--", "/usr/bin/my program"]).unwrap();
+        assert_eq!(options.config.get_name(), "my program");
+    }
+
+    #[test]
+    fn env_splits_at_the_first_equals_sign() {
+        // The name ends at the first '=': a name can never hold one.
+        let options = run(&["--env", "A=B=x", "--env=C=", "y"]).unwrap();
+        let shown = format!("{:?}", options.config);
+        assert!(
+            shown.contains(r#"("A", "B=x")"#) && shown.contains(r#"("C", "")"#),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn errors_are_specific() {
         let cases: &[(&[&str], &str)] = &[
             (&["--grace", "10", "--", "x"], "add one, e.g. 10s"),
             (&["--timeout-ready"], "needs a value"),
+            (
+                &["--timeout-ready", "0.0000000001s", "x"],
+                "--timeout-ready: duration \"0.0000000001s\" is under 1ms",
+            ),
+            (
+                &["--grace=0.5ms", "x"],
+                "--grace: duration \"0.5ms\" is under 1ms",
+            ),
             (&["--ready", "tcp:80", "x"], "--ready"),
             (
                 &["--ready", "none", "--ready", "notify", "x"],
@@ -297,10 +341,21 @@ mod tests {
             ),
             (&["--stop-signal", "TREM", "x"], "unknown signal"),
             (&["--env", "=x", "y"], "KEY=VALUE"),
+            (&["--env", "A", "y"], "expected KEY=VALUE with a non-empty KEY"),
             (&["--bogus", "x"], "unknown option \"--bogus\""),
             (&["--json=yes", "x"], "takes no value"),
             (&["--name", "x"], "missing COMMAND"),
             (&["--restart", "sometimes", "x"], "unknown policy"),
+            (
+                &["--name", "web\u{1b}[31m", "x"],
+                "--name: pod name \"web\\u{1b}[31m\": '\\u{1b}' is not allowed; expected 1 to 63 characters",
+            ),
+            (&["--name", "my web", "x"], "' ' is not allowed"),
+            (&["--name=", "x"], "is empty"),
+            (
+                &["--name", &"n".repeat(64), "x"],
+                "has 64 characters; expected 1 to 63",
+            ),
         ];
         for (args, needle) in cases {
             let error = run(args).unwrap_err();

@@ -1,7 +1,11 @@
 //! Durations on the command line and in files: `250ms`, `10s`, `2m`, `1m30s`, `1h`; `0`
-//! is the one bare number accepted.
+//! is the one bare number accepted. Apart from zero, nothing under 1 ms.
 
 use std::time::Duration;
+
+/// The shortest duration accepted other than 0: anything shorter would be rounded away
+/// (to "no limit" for `timeout_ready`) or meaningless to a timer.
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
 
 /// Parses a duration; the error says what was wrong and what is expected.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -20,6 +24,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     let mut total = Duration::ZERO;
+    // Whether any part is above zero: "0s" is an explicit zero, "0.0000001s" is not.
+    let mut some_part_nonzero = false;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest
@@ -31,6 +37,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let number: f64 = rest[..digits]
             .parse()
             .map_err(|_| format!("duration {text:?}: {:?} is not a number", &rest[..digits]))?;
+        some_part_nonzero |= number > 0.0;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -58,6 +65,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total = total
             .checked_add(part)
             .ok_or_else(|| format!("duration {text:?} is out of range"))?;
+    }
+    if some_part_nonzero && total < MIN_DURATION {
+        return Err(format!(
+            "duration {text:?} is under 1ms; the smallest duration is 1ms, or 0"
+        ));
     }
     Ok(total)
 }
@@ -111,6 +123,23 @@ mod tests {
         assert!(parse_duration("99999999999999999999h")
             .unwrap_err()
             .contains("out of range"));
+    }
+
+    #[test]
+    fn refuses_durations_under_a_millisecond_but_not_an_explicit_zero() {
+        for tiny in ["0.0000000001s", "0.5ms", "0.00001m", "0s0.1ms"] {
+            let error = parse_duration(tiny).unwrap_err();
+            assert!(
+                error.contains("smallest duration is 1ms"),
+                "{tiny}: {error}"
+            );
+            assert!(error.contains(&format!("{tiny:?}")), "{error}");
+        }
+        for zero in ["0", "0s", "0ms", "0.0s", "0m0s"] {
+            assert_eq!(parse_duration(zero), Ok(Duration::ZERO), "{zero}");
+        }
+        assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_duration("0.001s"), Ok(Duration::from_millis(1)));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fs::File;
+use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +17,13 @@ use toml::Spanned;
 
 use crate::duration::parse_duration;
 
+/// The largest deployment file read: 1 MiB.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// The most replicas of one pod: each is a process with its own descriptors and memory,
+/// and a typo such as `replicas = 1000000000` must be refused, not attempted.
+pub const MAX_REPLICAS: u32 = 10_000;
+
 /// A problem with the deployment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileError {
@@ -25,17 +34,71 @@ pub struct FileError {
 }
 
 impl fmt::Display for FileError {
+    /// Control characters (a file name's, a key's quoted by the TOML parser) are shown
+    /// escaped: they never reach the terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = printable(&self.path);
+        let message = printable(&self.message);
         if self.line == 0 {
-            write!(f, "{}: {}", self.path, self.message)
+            write!(f, "{path}: {message}")
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path, self.line, self.column, self.message
-            )
+            write!(f, "{path}:{}:{}: {message}", self.line, self.column)
         }
     }
+}
+
+/// `text` with its control characters escaped as Rust does (`\u{1b}`, `\n`).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// The longest pod name: a DNS label's length, short enough for every message and prefix.
+pub const MAX_NAME_CHARS: usize = 63;
+
+/// Checks a pod's name: 1 to 63 characters of `A-Z a-z 0-9 _ . -`, so that it can be
+/// printed anywhere as it is. The error quotes the name (escaped, shortened).
+pub fn check_pod_name(name: &str) -> Result<(), String> {
+    const EXPECTED: &str = "expected 1 to 63 characters of A-Z, a-z, 0-9, '_', '.' and '-'";
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let shown = || {
+        let mut shown = format!(
+            "{:?}",
+            name.chars().take(MAX_NAME_CHARS + 1).collect::<String>()
+        );
+        if name.chars().nth(MAX_NAME_CHARS + 1).is_some() {
+            shown.push('…');
+        }
+        shown
+    };
+    if name.is_empty() {
+        return Err(format!("pod name \"\" is empty; {EXPECTED}"));
+    }
+    if let Some(bad) = name.chars().find(|&c| !allowed(c)) {
+        return Err(format!(
+            "pod name {}: {bad:?} is not allowed; {EXPECTED}",
+            shown()
+        ));
+    }
+    if name.len() > MAX_NAME_CHARS {
+        return Err(format!(
+            "pod name {} has {} characters; {EXPECTED}",
+            shown(),
+            name.len()
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -75,14 +138,14 @@ enum DependsOn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPod {
-    command: Spanned<Vec<String>>,
+    command: Spanned<Vec<Spanned<String>>>,
     ready: Option<Spanned<OneOrMany>>,
     timeout_ready: Option<Spanned<DurationValue>>,
     grace: Option<Spanned<DurationValue>>,
     stop_signal: Option<Spanned<String>>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    cwd: Option<Spanned<String>>,
     depends_on: Option<Spanned<DependsOn>>,
     replicas: Option<Spanned<i64>>,
     restart: Option<Spanned<String>>,
@@ -173,14 +236,47 @@ impl Locator<'_> {
     }
 }
 
-/// Reads and checks `path`.
+/// Reads and checks `path`. At most [`MAX_FILE_BYTES`] are read, whatever `path` is (a
+/// device such as `/dev/zero` or a pipe has no size to look at first).
 pub fn load(path: &Path) -> Result<Plan, FileError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+    let whole = |message: String| FileError {
         path: shown.clone(),
         line: 0,
         column: 0,
-        message: format!("cannot read the deployment file: {e}"),
+        message,
+    };
+    let cannot_read = |e: std::io::Error| whole(format!("cannot read the deployment file: {e}"));
+    let too_large = || {
+        whole(format!(
+            "the deployment file is larger than 1 MiB; expected at most {MAX_FILE_BYTES} bytes"
+        ))
+    };
+    let file = File::open(path).map_err(cannot_read)?;
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > MAX_FILE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let prefix = std::str::from_utf8(&e.as_bytes()[..valid]).unwrap_or_default();
+        let at = Locator {
+            path: &shown,
+            text: prefix,
+        };
+        at.at(
+            valid..valid,
+            "the deployment file is not valid UTF-8 here; expected UTF-8 text (TOML)".into(),
+        )
     })?;
     parse(&shown, &text)
 }
@@ -207,6 +303,7 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
     let mut pods = Vec::new();
     let mut headers: BTreeMap<String, Range<usize>> = BTreeMap::new();
     for (name, pod) in entries {
+        check_pod_name(&name).map_err(|e| at.at(pod.span(), e))?;
         headers.insert(name.clone(), pod.span());
         let planned = plan_pod(&at, &name, pod.into_inner())?;
         spec = spec.pod(planned.template.clone());
@@ -254,22 +351,78 @@ fn duration(
     parse_duration(&text).map_err(|e| at.at(span, format!("pod {pod}: key {key}: {e}")))
 }
 
+/// What a string with a NUL byte was expected to be: a C string cannot hold one, so no
+/// program, argument, variable or path can.
+const NO_NUL: &str = "expected text without NUL (\\u0000)";
+
 fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, FileError> {
     let command_span = raw.command.span();
-    let mut command = raw.command.into_inner().into_iter();
-    let program = command.next().filter(|p| !p.is_empty()).ok_or_else(|| {
-        at.at(
-            command_span.clone(),
+    let command = raw.command.into_inner();
+    if command.first().is_none_or(|p| p.get_ref().is_empty()) {
+        return Err(at.at(
+            command_span,
             format!(
                 "pod {name}: key command: expected a non-empty array of strings, the program first"
             ),
-        )
-    })?;
+        ));
+    }
+    for (i, element) in command.iter().enumerate() {
+        if element.get_ref().contains('\0') {
+            return Err(at.at(
+                element.span(),
+                format!(
+                    "pod {name}: key command: element {} contains a NUL byte; {NO_NUL}",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    let mut env = Vec::with_capacity(raw.env.len());
+    for (key, value) in raw.env {
+        let problem = if key.get_ref().is_empty() {
+            Some("is empty")
+        } else if key.get_ref().contains('=') {
+            Some("contains '='")
+        } else if key.get_ref().contains('\0') {
+            Some("contains a NUL byte")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(at.at(
+                key.span(),
+                format!(
+                    "pod {name}: key env: variable name {:?} {problem}; expected a non-empty name without '=' or NUL",
+                    key.get_ref()
+                ),
+            ));
+        }
+        if value.get_ref().contains('\0') {
+            return Err(at.at(
+                value.span(),
+                format!(
+                    "pod {name}: key env.{}: the value contains a NUL byte; {NO_NUL}",
+                    key.get_ref()
+                ),
+            ));
+        }
+        env.push((key.into_inner(), value.into_inner()));
+    }
+    let mut cwd = None;
+    if let Some(path) = raw.cwd {
+        if path.get_ref().contains('\0') {
+            return Err(at.at(
+                path.span(),
+                format!("pod {name}: key cwd: the path contains a NUL byte; {NO_NUL}"),
+            ));
+        }
+        cwd = Some(path.into_inner());
+    }
     let mut planned = PlannedPod {
         template: PodTemplate::new(name),
-        command: std::iter::once(program).chain(command).collect(),
-        env: raw.env.into_iter().collect(),
-        cwd: raw.cwd,
+        command: command.into_iter().map(Spanned::into_inner).collect(),
+        env,
+        cwd,
         ready: Vec::new(),
         timeout_ready: None,
         grace: None,
@@ -278,10 +431,20 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
     let mut ready_span = None;
     if let Some(ready) = raw.ready {
         ready_span = Some(ready.span());
+        let span = ready.span();
         let checks = match ready.into_inner() {
             OneOrMany::One(one) => vec![one],
             OneOrMany::Many(many) => many,
         };
+        if let Some(i) = checks.iter().position(|c| c.contains('\0')) {
+            return Err(at.at(
+                span,
+                format!(
+                    "pod {name}: key ready: check {} contains a NUL byte; {NO_NUL}",
+                    i + 1
+                ),
+            ));
+        }
         planned.ready = checks.into_iter().filter(|c| c != "none").collect();
     }
     if let Some(value) = raw.timeout_ready {
@@ -311,12 +474,12 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         let span = replicas.span();
         let n = u32::try_from(*replicas.get_ref())
             .ok()
-            .filter(|&n| n > 0)
+            .filter(|&n| (1..=MAX_REPLICAS).contains(&n))
             .ok_or_else(|| {
                 at.at(
                     span,
                     format!(
-                        "pod {name}: key replicas: expected a whole number from 1 up, got {}",
+                        "pod {name}: key replicas: expected a whole number from 1 to {MAX_REPLICAS}, got {}",
                         replicas.get_ref()
                     ),
                 )
@@ -406,15 +569,177 @@ oneshot = true
         assert!(plan.pods[2].template.one_shot);
     }
 
+    /// 20 000 pods, each depending on the one before, in well under the size limit:
+    /// parsing and validation must stay linear (the duplicate-name and dependency
+    /// lookups used to compare every pod with every other). No timing assertion; the
+    /// figures are measured with the release build.
+    #[test]
+    fn twenty_thousand_pods_in_a_chain_parse() {
+        let mut text = String::from("[pod.p0]\ncommand=[\"x\"]\n");
+        for i in 1..20_000 {
+            text.push_str(&format!(
+                "[pod.p{i}]\ncommand=[\"x\"]\ndepends_on=[\"p{}\"]\n",
+                i - 1
+            ));
+        }
+        assert!(text.len() <= MAX_FILE_BYTES, "{}", text.len());
+        let plan = parse("big.toml", &text).unwrap();
+        assert_eq!(plan.pods.len(), 20_000);
+        assert_eq!(plan.pods[19_999].template.depends_on[0].on, "p19998");
+    }
+
+    #[test]
+    fn ten_thousand_replicas_is_the_most() {
+        let plan = parse("f.toml", "[pod.a]\ncommand = [\"x\"]\nreplicas = 10000\n").unwrap();
+        assert_eq!(plan.pods[0].template.replicas, MAX_REPLICAS);
+        assert_eq!(MAX_REPLICAS, 10_000);
+    }
+
+    #[test]
+    fn pod_names_are_up_to_63_characters_of_a_safe_set() {
+        let longest = "a".repeat(63);
+        let text =
+            format!("[pod.{longest}]\ncommand = [\"x\"]\n[pod.\"A-Z_0.9\"]\ncommand = [\"x\"]\n");
+        let plan = parse("f.toml", &text).unwrap();
+        assert_eq!(plan.pods[0].template.name, longest);
+        let cases = [
+            // Terminal escape codes must not reach the terminal, even in the error.
+            ("[pod.\"a\\u001b[31mred\"]\ncommand = [\"x\"]\n", "pod name \"a\\u{1b}[31mred\": '\\u{1b}' is not allowed"),
+            ("[pod.\"a\\u009b31m\"]\ncommand = [\"x\"]\n", "'\\u{9b}' is not allowed"),
+            ("[pod.\"a b\"]\ncommand = [\"x\"]\n", "pod name \"a b\": ' ' is not allowed"),
+            ("[pod.\"a/b\"]\ncommand = [\"x\"]\n", "'/' is not allowed"),
+            ("[pod.\"caf\u{e9}\"]\ncommand = [\"x\"]\n", "'\u{e9}' is not allowed"),
+            ("[pod.\"\"]\ncommand = [\"x\"]\n", "pod name \"\" is empty"),
+            ("[pod.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\ncommand = [\"x\"]\n", "has 64 characters"),
+        ];
+        for (text, needle) in cases {
+            let e = error(text);
+            let shown = e.to_string();
+            assert_eq!((e.line, e.column), (1, 1), "{text:?}: {shown}");
+            assert!(shown.starts_with("podvisor.toml:1:1: "), "{shown}");
+            assert!(shown.contains(needle), "{text:?}: {shown}");
+            assert!(
+                shown.contains("expected 1 to 63 characters of A-Z, a-z, 0-9, '_', '.' and '-'"),
+                "{shown}"
+            );
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        }
+        // A very long name is shortened in the message.
+        let long = format!("[pod.{}]\ncommand = [\"x\"]\n", "b".repeat(100_000));
+        let shown = error(&long).to_string();
+        assert!(
+            shown.len() < 400 && shown.contains("has 100000 characters"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_any_message_are_escaped() {
+        // An unknown key is named by the TOML parser's own message.
+        let e = error("[pod.a]\ncommand = [\"x\"]\n\"\\u001b[2J\" = 1\n");
+        let shown = e.to_string();
+        assert_eq!(e.line, 3, "{shown}");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}[2J"), "{shown:?}");
+        let e = FileError {
+            path: "a\u{1b}]0;title\u{7}.toml".into(),
+            line: 0,
+            column: 0,
+            message: "tab\tnew\nline\u{9b}".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "a\\u{1b}]0;title\\u{7}.toml: tab\\tnew\\nline\\u{9b}"
+        );
+    }
+
+    #[test]
+    fn nul_bytes_and_bad_environment_names_are_refused() {
+        let cases = [
+            (
+                "[pod.a]\ncommand = [\"x\\u0000y\"]\n",
+                2,
+                12,
+                "pod a: key command: element 1 contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\", \"--flag\",\n  \"a\\u0000\"]\n",
+                3,
+                3,
+                "pod a: key command: element 3 contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\nenv = { \"A=B\" = \"x\" }\n",
+                3,
+                9,
+                "pod a: key env: variable name \"A=B\" contains '='",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\nenv = { \"\" = \"x\" }\n",
+                3,
+                9,
+                "pod a: key env: variable name \"\" is empty",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\n[pod.a.env]\n\"A\\u0000\" = \"x\"\n",
+                4,
+                1,
+                "pod a: key env: variable name \"A\\0\" contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\nenv = { A = \"x\\u0000\" }\n",
+                3,
+                13,
+                "pod a: key env.A: the value contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\ncwd = \"/tmp\\u0000\"\n",
+                3,
+                7,
+                "pod a: key cwd: the path contains a NUL byte",
+            ),
+            (
+                "[pod.a]\ncommand = [\"x\"]\nready = [\"notify\", \"exec:true\\u0000\"]\n",
+                3,
+                9,
+                "pod a: key ready: check 2 contains a NUL byte",
+            ),
+        ];
+        for (text, line, column, needle) in cases {
+            let e = error(text);
+            let shown = e.to_string();
+            assert_eq!((e.line, e.column), (line, column), "{text:?}: {shown}");
+            assert!(shown.contains(needle), "{text:?}: {shown}");
+            assert!(!shown.contains('\0'), "{shown:?}");
+        }
+        // A value may hold '=' and a name anything else.
+        let plan = parse(
+            "f.toml",
+            "[pod.a]\ncommand = [\"x\"]\nenv = { A = \"B=x\", \"a.b-c\" = \"\" }\n",
+        )
+        .unwrap();
+        let config = plan.pods[0].config(str::to_string).unwrap();
+        assert!(
+            format!("{config:?}").contains(r#"("A", "B=x")"#),
+            "{config:?}"
+        );
+    }
+
     #[test]
     fn every_kind_of_error_names_file_line_column_key_and_expectation() {
         let cases = [
             ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "add one"),
+            ("[pod.a]\ncommand = [\"x\"]\ngrace = \"0.1ms\"\n", 3, "pod a: key grace", "smallest duration is 1ms"),
+            ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"1e-9s\"\n", 3, "key timeout_ready", "unknown unit"),
+            ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"0.0000000001s\"\n", 3, "pod a: key timeout_ready", "smallest duration is 1ms"),
             ("[pod.a]\ncommand = [\"x\"]\ncolour = \"red\"\n", 3, "colour", "expected"),
             ("[pod.a]\n", 1, "command", "missing"),
             ("[pod.a]\ncommand = []\n", 2, "key command", "non-empty"),
             ("[pod.a]\ncommand = [\"x\"]\nready = \"tcp:80\"\n", 3, "key ready", "HOST:PORT"),
-            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 0\n", 3, "key replicas", "from 1 up"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 0\n", 3, "key replicas", "from 1 to 10000, got 0"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 10001\n", 3, "pod a: key replicas", "from 1 to 10000, got 10001"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = 1000000000\n", 3, "key replicas", "from 1 to 10000"),
+            ("[pod.a]\ncommand = [\"x\"]\nreplicas = -1\n", 3, "key replicas", "from 1 to 10000"),
             ("[pod.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n", 3, "key restart", "on-failure"),
             ("[pod.a]\ncommand = [\"x\"]\nstop_signal = \"TREM\"\n", 3, "key stop_signal", "unknown signal"),
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = { b = \"soon\" }\n[pod.b]\ncommand = [\"y\"]\n", 3, "depends_on.b", "expected started"),

@@ -1,6 +1,7 @@
 //! What a deployment is made of — [`DeploymentSpec`] and its [`PodTemplate`]s — and the
 //! validation that runs before anything starts.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -69,6 +70,8 @@ impl DeploymentSpec {
         if self.templates.is_empty() {
             return Err(DeploymentError::NoPods);
         }
+        // Name → index, built once: lookups stay linear in the number of pods.
+        let mut index_of: HashMap<&str, usize> = HashMap::with_capacity(self.templates.len());
         for (index, template) in self.templates.iter().enumerate() {
             let name = &template.name;
             if name.is_empty() {
@@ -77,7 +80,7 @@ impl DeploymentSpec {
             if name.contains('/') {
                 return Err(DeploymentError::SlashInName { name: name.clone() });
             }
-            if self.templates[..index].iter().any(|t| &t.name == name) {
+            if index_of.insert(name, index).is_some() {
                 return Err(DeploymentError::DuplicateName { name: name.clone() });
             }
         }
@@ -86,18 +89,16 @@ impl DeploymentSpec {
             if template.replicas == 0 {
                 return Err(DeploymentError::ZeroReplicas { pod: pod.clone() });
             }
-            for (i, dependency) in template.depends_on.iter().enumerate() {
-                let Some(target) = self.position(&dependency.on) else {
+            let mut seen = HashSet::with_capacity(template.depends_on.len());
+            for dependency in &template.depends_on {
+                let Some(&target) = index_of.get(dependency.on.as_str()) else {
                     return Err(DeploymentError::UnknownDependency {
                         pod: pod.clone(),
                         dependency: dependency.on.clone(),
                         known: self.templates.iter().map(|t| t.name.clone()).collect(),
                     });
                 };
-                if template.depends_on[..i]
-                    .iter()
-                    .any(|d| d.on == dependency.on)
-                {
+                if !seen.insert(dependency.on.as_str()) {
                     return Err(DeploymentError::DuplicateDependency {
                         pod: pod.clone(),
                         dependency: dependency.on.clone(),
@@ -122,7 +123,7 @@ impl DeploymentSpec {
                     problem,
                 })?;
         }
-        if let Some(cycle) = self.find_cycle() {
+        if let Some(cycle) = self.find_cycle(&index_of) {
             return Err(DeploymentError::Cycle {
                 pods: cycle
                     .into_iter()
@@ -136,7 +137,7 @@ impl DeploymentSpec {
     /// The first dependency cycle, as template indices `a, b, …, a` (first and last the
     /// same), found by a depth-first search in declaration order. Dependencies must all
     /// be known.
-    fn find_cycle(&self) -> Option<Vec<usize>> {
+    fn find_cycle(&self, index_of: &HashMap<&str, usize>) -> Option<Vec<usize>> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
             New,
@@ -150,7 +151,7 @@ impl DeploymentSpec {
             .map(|t| {
                 t.depends_on
                     .iter()
-                    .filter_map(|d| self.position(&d.on))
+                    .filter_map(|d| index_of.get(d.on.as_str()).copied())
                     .collect()
             })
             .collect();
