@@ -39,6 +39,40 @@ pub struct Replica {
     template: String,
     index: u32,
     port: Cell<Option<u16>>,
+    ports: Arc<PortBook>,
+}
+
+/// The ports a deployment's replicas were given, so that none is given twice: the kernel
+/// hands out a port it just freed again as readily as any other.
+#[derive(Debug, Default)]
+pub(crate) struct PortBook {
+    given: Mutex<std::collections::BTreeSet<u16>>,
+}
+
+impl PortBook {
+    /// Attempts at finding a port not given yet before giving up (with 0).
+    const ATTEMPTS: usize = 512;
+
+    /// A port free on 127.0.0.1 now and not given to another replica of the deployment; 0
+    /// if none was found. Ports already given that the kernel offers again are held open
+    /// while looking further, so the kernel moves on.
+    fn give(&self) -> u16 {
+        let mut given = self.given.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = Vec::new();
+        for _ in 0..Self::ATTEMPTS {
+            let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", 0)) else {
+                return 0;
+            };
+            let Ok(port) = listener.local_addr().map(|a| a.port()) else {
+                return 0;
+            };
+            if given.insert(port) {
+                return port;
+            }
+            held.push(listener);
+        }
+        0
+    }
 }
 
 impl Replica {
@@ -58,15 +92,14 @@ impl Replica {
     }
 
     /// A TCP port that was free on 127.0.0.1 when first asked for, the same for every
-    /// restart of this replica. 0 if none could be found. (Another process may take the
-    /// port between the check and the pod's bind; the pod then fails to start.)
+    /// restart of this replica, and never the port of another replica of the deployment.
+    /// 0 if none could be found. (Another process may take the port between the check and
+    /// the pod's bind; the pod then fails to start.)
     pub fn port(&self) -> u16 {
         if let Some(port) = self.port.get() {
             return port;
         }
-        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|listener| listener.local_addr())
-            .map_or(0, |address| address.port());
+        let port = self.ports.give();
         self.port.set(Some(port));
         port
     }
@@ -349,6 +382,7 @@ struct Slot {
 struct Inner {
     machine: DeploymentMachine,
     slots: Vec<Slot>,
+    ports: Arc<PortBook>,
     requests: VecDeque<Request>,
     work: bool,
     driver_waker: Option<Waker>,
@@ -439,8 +473,9 @@ impl Deployment {
         let machine = DeploymentMachine::new(spec).map_err(DeploymentConfigError::Deployment)?;
         let makers: Vec<MakeConfig> = config.sets.iter().map(|s| s.make.clone()).collect();
         let mut slots = Vec::with_capacity(machine.members().len());
+        let ports = Arc::new(PortBook::default());
         for member in machine.members() {
-            let (pod, port) = build_pod(&machine, &makers, member, None)?;
+            let (pod, port) = build_pod(&machine, &makers, member, None, &ports)?;
             slots.push(Slot {
                 pod: None,
                 observer: None,
@@ -453,6 +488,7 @@ impl Deployment {
             inner: Mutex::new(Inner {
                 machine,
                 slots,
+                ports,
                 requests: VecDeque::new(),
                 work: false,
                 driver_waker: None,
@@ -681,6 +717,7 @@ fn build_pod(
     makers: &[MakeConfig],
     member: &crate::core::deployment::Member,
     port: Option<u16>,
+    ports: &Arc<PortBook>,
 ) -> Result<(Pod, Option<u16>), DeploymentConfigError> {
     let template = &machine.spec().templates[member.template()];
     let replica = Replica {
@@ -688,6 +725,7 @@ fn build_pod(
         template: template.name.clone(),
         index: member.replica(),
         port: Cell::new(port),
+        ports: ports.clone(),
     };
     let make = &makers[member.template()];
     let config = catch_unwind(AssertUnwindSafe(|| make(&replica))).map_err(|_| {
@@ -822,6 +860,7 @@ fn perform(
                     makers,
                     inner.machine.member(member),
                     inner.slots[i].port,
+                    &inner.ports,
                 )
                 .map(|(pod, port)| {
                     inner.slots[i].port = port;

@@ -413,3 +413,24 @@ fn close_before_start_and_drop_leave_nothing_behind() {
         .iter()
         .all(|&p| !alive(p))));
 }
+
+#[test]
+fn no_two_replicas_get_the_same_port() {
+    let ports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ports.clone();
+    let set = PodSet::from_fn("web", move |replica| {
+        let port = replica.port();
+        seen.lock().unwrap().push(port);
+        // Asked again (as a restart does), the same port.
+        assert_eq!(replica.expand("{port}"), port.to_string());
+        PodConfig::new("true")
+    })
+    .replicas(3000);
+    let _deployment = Deployment::new(DeploymentConfig::new().pod(set)).unwrap();
+    let mut ports = ports.lock().unwrap().clone();
+    assert_eq!(ports.len(), 3000);
+    assert!(!ports.contains(&0));
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 3000, "ports handed out twice");
+}
