@@ -114,6 +114,8 @@ pub(crate) struct Driver {
     timer: Timer,
     timer_at: Option<Instant>,
     pgid: Option<u32>,
+    /// The pod's cgroup, when cgroups can be used here.
+    cgroup: Option<crate::cgroup::PodCgroup>,
     /// The runtime of a thread pod, for cancelling it.
     thread: Option<Arc<CancelSlot>>,
     /// Put before forwarded lines.
@@ -138,6 +140,7 @@ impl Driver {
             timer: Timer::never(),
             timer_at: None,
             pgid: None,
+            cgroup: None,
             probes: Vec::new(),
         }
     }
@@ -197,11 +200,27 @@ impl Driver {
                     Vec::new()
                 }
                 Action::SweepGroup { .. } => {
-                    // Record what outlived the leader (orphaned zombies excepted), then kill it.
-                    if let Some(pgid) = self.pgid.filter(|&g| os::group_exists(g)) {
-                        self.shared.set_leftovers(os::group_members(pgid).len());
+                    // Record what outlived the leader (orphaned zombies excepted), then kill
+                    // it: the group, and the cgroup with whatever left the group.
+                    let mut left: Vec<u32> = match self.pgid.filter(|&g| os::group_exists(g)) {
+                        Some(pgid) => os::group_members(pgid),
+                        None => Vec::new(),
+                    };
+                    if let Some(cgroup) = &self.cgroup {
+                        left.extend(cgroup.members());
+                        left.sort_unstable();
+                        left.dedup();
+                    }
+                    if !left.is_empty() {
+                        self.shared.set_leftovers(left.len());
                     }
                     self.signal_group(Signal::KILL);
+                    if let Some(cgroup) = &self.cgroup {
+                        cgroup.kill();
+                    }
+                    if let Some(pgid) = self.pgid {
+                        crate::keeper::forget_group(pgid);
+                    }
                     Vec::new()
                 }
                 Action::StartProbe { check, attempt, .. } => {
@@ -343,7 +362,15 @@ impl Driver {
             command.env("NOTIFY_SOCKET", socket.path());
             self.notify = Some(socket);
         }
-        os::prepare_command(&mut command, config.death_signal);
+        crate::keeper::ensure();
+        let cgroup = crate::cgroup::PodCgroup::new();
+        os::prepare_command(
+            &mut command,
+            config.death_signal,
+            cgroup
+                .as_ref()
+                .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.procs())),
+        );
         let mut command = async_process::Command::from(command);
         command.stdin(match config.stdin {
             Input::Null => Stdio::null(),
@@ -354,7 +381,10 @@ impl Driver {
         // podvisor reaps and kills through the core's actions, never implicitly on drop.
         command.kill_on_drop(false);
         let mut child = command.spawn()?;
+        crate::reaper::claim(child.id());
         self.pgid = Some(child.id());
+        self.cgroup = cgroup;
+        crate::keeper::watch_group(child.id());
         self.shared.set_pid(child.id());
         self.stdout = child
             .stdout
@@ -530,6 +560,9 @@ impl Driver {
             return false;
         };
         self.status = None;
+        if let Some(pid) = self.pgid {
+            crate::reaper::release(pid);
+        }
         self.drain_buffered();
         let status = match result {
             Ok(status) => match (status.code(), status.signal()) {

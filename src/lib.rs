@@ -62,6 +62,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_code)]
 
+mod cgroup;
 mod config;
 pub mod core;
 mod deployment;
@@ -70,11 +71,13 @@ mod executor;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+mod keeper;
 mod notify_socket;
 mod os;
 mod output;
 mod pod;
 mod probe;
+pub mod reaper;
 pub mod runtime;
 
 pub use crate::config::{ConfigError, Input, Output, PodConfig, Readiness};

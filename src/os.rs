@@ -143,23 +143,54 @@ pub(crate) fn group_exists(pgid: u32) -> bool {
         .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
 }
 
-/// Makes the child its own process group leader and, with `death_signal`, asks the kernel
-/// to SIGKILL it when the thread that spawned it ends (podvisor spawns from its long-lived
-/// driver thread, so this fires when the supervising process dies). The death signal needs
-/// a `pre_exec` hook, which makes the standard library fork instead of using
-/// `posix_spawn`: about 0.2 ms more per spawn.
-pub(crate) fn prepare_command(command: &mut Command, death_signal: bool) {
+/// Makes the child its own process group leader; with `cgroup_procs` (a pod cgroup's
+/// `cgroup.procs`, opened before the fork) makes it join that cgroup before it can start
+/// anything; and with `death_signal` asks the kernel to SIGKILL it when the thread that
+/// spawned it ends (podvisor spawns from its long-lived driver thread, so this fires when
+/// the supervising process dies). Either needs a `pre_exec` hook, which makes the standard
+/// library fork instead of using `posix_spawn`: about 0.2 ms more per spawn.
+pub(crate) fn prepare_command(
+    command: &mut Command,
+    death_signal: bool,
+    cgroup_procs: Option<std::os::fd::RawFd>,
+) {
     command.process_group(0);
-    if !death_signal {
+    if !death_signal && cgroup_procs.is_none() {
         return;
     }
-    #[cfg(target_os = "linux")]
-    // SAFETY: the closure only makes one async-signal-safe system call (prctl).
+    // SAFETY: the closure makes only async-signal-safe system calls (write, prctl) and
+    // allocates nothing; the descriptor stays open in the parent until the spawn returns.
     unsafe {
-        command.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(RawSignal::KILL))
-                .map_err(io::Error::from)
+        command.pre_exec(move || {
+            if let Some(fd) = cgroup_procs {
+                // Writing 0 moves the writer. A failure leaves the pod outside (as
+                // without cgroups), it does not stop it.
+                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                let _ = rustix::io::write(fd, b"0");
+            }
+            #[cfg(target_os = "linux")]
+            if death_signal {
+                rustix::process::set_parent_process_death_signal(Some(RawSignal::KILL))
+                    .map_err(io::Error::from)?;
+            }
+            Ok(())
         });
+    }
+}
+
+/// Eight random bytes from the kernel (for names nobody can guess), or the time and pid
+/// mixed if `/dev/urandom` cannot be read.
+pub(crate) fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => u64::from_ne_bytes(bytes),
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ (u64::from(std::process::id()) << 32)
+        }
     }
 }
 

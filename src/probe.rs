@@ -231,12 +231,13 @@ impl ExecAttempt {
     fn spawn(command: &str) -> io::Result<ExecAttempt> {
         let mut std_command = std::process::Command::new("sh");
         std_command.args(["-c", command]);
-        os::prepare_command(&mut std_command, true);
+        os::prepare_command(&mut std_command, true, None);
         let child = async_process::Command::from(std_command)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
+        crate::reaper::claim(child.id());
         Ok(ExecAttempt { child, done: false })
     }
 
@@ -252,6 +253,7 @@ impl Drop for ExecAttempt {
         if !self.done {
             let _ = os::signal_group(self.child.id(), Signal::KILL);
         }
+        crate::reaper::release(self.child.id());
     }
 }
 

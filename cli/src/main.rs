@@ -12,6 +12,12 @@ mod signals;
 mod up;
 
 fn main() {
+    // As a container's entrypoint (PID 1), or when asked, reap the orphans given to us.
+    if std::process::id() == 1 || std::env::var_os("PODVISOR_SUBREAPER").is_some_and(|v| v == "1") {
+        if let Err(e) = podvisor::reaper::enable() {
+            eprintln!("podvisor: cannot reap orphans: {e}");
+        }
+    }
     let code = match args::parse(std::env::args_os().skip(1).collect()) {
         Ok(args::Command::Help) => {
             println!("{}", args::USAGE);

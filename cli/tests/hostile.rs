@@ -111,7 +111,9 @@ fn a_signal_sent_to_podvisor_and_its_group_together_is_one_request() {
     ]);
     run.wait_for("ready after");
     let pid = run.child.id() as i32;
-    for _ in 0..2 {
+    // Two deliveries, not one coalesced pending signal: the second comes 20 ms later.
+    for gap in [0, 20] {
+        std::thread::sleep(Duration::from_millis(gap));
         rustix::process::kill_process(
             rustix::process::Pid::from_raw(pid).unwrap(),
             rustix::process::Signal::TERM,

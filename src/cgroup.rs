@@ -1,0 +1,183 @@
+//! A cgroup (v2) per pod, so that every process a pod created — including those that left
+//! its process group with `setsid` — can be found and killed, at close and after podvisor
+//! itself died.
+//!
+//! The cgroups live under a directory of this podvisor's own,
+//! `<podvisor's cgroup>/podvisor-<pid>-<random>/pod-<n>`. A child joins its pod's cgroup
+//! between fork and exec (it writes `0` to `cgroup.procs`, one async-signal-safe `write` on
+//! a descriptor opened before the fork), so nothing it starts can be outside. When cgroup2
+//! is not mounted, or the directory cannot be made (no permission, read-only), pods run
+//! without one: process groups and the keeper's list of them are then all there is (see
+//! [`crate::keeper`]).
+//!
+//! Directories of podvisors that are gone are killed and removed when the next podvisor
+//! makes its own.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use rustix::fs::{Mode, OFlags};
+
+/// The directory of this podvisor's cgroups, made on first use; `None` when cgroups cannot
+/// be used here.
+pub(crate) fn base() -> Option<&'static Path> {
+    static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BASE.get_or_init(|| make_base().ok()).as_deref()
+}
+
+fn make_base() -> io::Result<PathBuf> {
+    let own = own_cgroup_dir()?;
+    remove_stale(&own);
+    let pid = std::process::id();
+    for _ in 0..16 {
+        let dir = own.join(format!("podvisor-{pid}-{:016x}", crate::os::random_u64()));
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free cgroup name"))
+}
+
+/// The directory of podvisor's own cgroup in the cgroup2 hierarchy, found through
+/// `/proc/self/mountinfo` (cgroup2 may be mounted anywhere, e.g. `/sys/fs/cgroup/unified`
+/// in hybrid mode) and `/proc/self/cgroup`.
+fn own_cgroup_dir() -> io::Result<PathBuf> {
+    let cgroup = fs::read_to_string("/proc/self/cgroup")?;
+    let own = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not in a cgroup2 hierarchy"))?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    for line in mountinfo.lines() {
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        if after.split_whitespace().next() != Some("cgroup2") {
+            continue;
+        }
+        let fields: Vec<&str> = before.split_whitespace().collect();
+        let (Some(root), Some(mount)) = (fields.get(3), fields.get(4)) else {
+            continue;
+        };
+        // The mount shows the hierarchy from `root`; our path is relative to the top.
+        let Some(rest) = own.strip_prefix(root.trim_end_matches('/')) else {
+            continue;
+        };
+        let dir = Path::new(mount).join(rest.trim_start_matches('/'));
+        if dir.join("cgroup.procs").exists() {
+            return Ok(dir);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "cgroup2 is not mounted",
+    ))
+}
+
+/// Kills and removes the cgroups of podvisors that are gone (their keeper could not).
+fn remove_stale(own: &Path) {
+    let Ok(entries) = fs::read_dir(own) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("podvisor-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let _ = fs::write(dir.join("cgroup.kill"), "1");
+        remove_tree(&dir);
+    }
+}
+
+/// Removes `dir` and the cgroups under it; those still populated stay.
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// One pod's cgroup.
+#[derive(Debug)]
+pub(crate) struct PodCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, opened for the child to join between fork and exec.
+    procs: OwnedFd,
+}
+
+impl PodCgroup {
+    /// A new cgroup for one pod, or `None` when cgroups cannot be used here.
+    pub(crate) fn new() -> Option<PodCgroup> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let base = base()?;
+        let dir = base.join(format!("pod-{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
+        fs::create_dir(&dir).ok()?;
+        let procs = rustix::fs::open(
+            dir.join("cgroup.procs"),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        match procs {
+            Ok(procs) => Some(PodCgroup { dir, procs }),
+            Err(_) => {
+                let _ = fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+
+    /// The descriptor a child writes `0` to, to join.
+    pub(crate) fn procs(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
+    }
+
+    /// The processes in the cgroup that have not exited.
+    pub(crate) fn members(&self) -> Vec<u32> {
+        let Ok(text) = fs::read_to_string(self.dir.join("cgroup.procs")) else {
+            return Vec::new();
+        };
+        text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+
+    /// SIGKILL to every process in the cgroup, wherever its process group or session.
+    pub(crate) fn kill(&self) {
+        if fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
+            // Before Linux 5.14 there is no cgroup.kill: signal the members one by one.
+            for pid in self.members() {
+                if let Some(pid) = i32::try_from(pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        // Fails while killed members are still on their way out; the keeper removes what
+        // is left when podvisor exits.
+        let _ = fs::remove_dir(&self.dir);
+    }
+}

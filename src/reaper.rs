@@ -1,0 +1,119 @@
+//! Reaping orphans, when podvisor is PID 1 (a container's entrypoint) or a subreaper.
+//!
+//! Orphaned processes are given to PID 1, or to the nearest ancestor that declared itself a
+//! child subreaper; when they end, they stay zombies until that process waits for them. A
+//! podvisor in that role must reap them, or a long-running container runs out of pids.
+//! But it must not take the status of a child it waits for itself (a pod's leader, a probe
+//! command, the keeper): async-process waits for those by pid, and a status taken from it
+//! would be a lost outcome. So podvisor keeps the list of the children it spawned, and on
+//! every SIGCHLD reaps the zombie children that are not on it — by pid, never with
+//! `waitpid(-1)`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use futures_lite::StreamExt;
+use rustix::process::{Pid, WaitOptions};
+
+/// The children podvisor spawned and waits for itself.
+static OURS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// `pid` is a child podvisor waits for itself: never reap it here.
+pub(crate) fn claim(pid: u32) {
+    OURS.lock().unwrap_or_else(|e| e.into_inner()).insert(pid);
+}
+
+/// `pid` was waited for (or will be by async-process in the background).
+pub(crate) fn release(pid: u32) {
+    OURS.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
+}
+
+/// Makes this process reap orphans: it becomes a child subreaper (unless it is PID 1,
+/// which is one already), and from then on every zombie child it did not spawn through
+/// podvisor is reaped as soon as SIGCHLD says one ended. The command calls it when it runs
+/// as PID 1.
+///
+/// A program that spawns children of its own outside podvisor and waits for them by pid
+/// must not call this: their statuses would be taken.
+///
+/// Errors if the subreaper role cannot be taken (a system without it).
+///
+/// # Examples
+///
+/// ```no_run
+/// if std::process::id() == 1 {
+///     podvisor::reaper::enable().expect("reaping orphans");
+/// }
+/// ```
+pub fn enable() -> std::io::Result<()> {
+    if std::process::id() != 1 {
+        #[cfg(target_os = "linux")]
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+        #[cfg(not(target_os = "linux"))]
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no child subreaper on this system",
+        ));
+    }
+    if ENABLED.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    let mut signals = async_signal::Signals::new([async_signal::Signal::Child])?;
+    crate::executor::spawn(async move {
+        reap_orphans();
+        while signals.next().await.is_some() {
+            reap_orphans();
+        }
+    });
+    Ok(())
+}
+
+/// Reaps every zombie child that podvisor did not spawn itself.
+fn reap_orphans() {
+    let me = std::process::id();
+    for pid in zombie_children(me) {
+        if OURS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&pid)
+        {
+            continue;
+        }
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG);
+        }
+    }
+}
+
+/// The zombie children of `parent`, from `/proc`.
+fn zombie_children(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut zombies = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if state == Some("Z") && ppid == Some(parent) {
+            zombies.push(pid);
+        }
+    }
+    zombies
+}
