@@ -7,6 +7,8 @@
 //! - kill escalation: SIGKILL after the grace period, overshoot (target: < 5 ms, never
 //!   before);
 //! - TCP probe: child listens → ready observed (target: median < 5 ms);
+//! - under flood: the same SIGKILL overshoot and another pod's start→ready while two pods
+//!   run `yes` (target: a few ms);
 //! - 1,000 pods started, ready and closed: wall time (target < 3 s) and supervisor memory
 //!   per pod (target < 64 KiB).
 
@@ -185,6 +187,66 @@ fn kill_escalation(rounds: usize) {
     );
 }
 
+/// Two pods running `yes` (output captured) while the same measurements run beside them:
+/// SIGKILL overshoot of a pod that ignores SIGTERM, and start→ready of a notify pod.
+fn under_flood(rounds: usize) {
+    let floods: Vec<Pod> = (0..2)
+        .map(|i| {
+            Pod::new(
+                PodConfig::new("yes")
+                    .name(format!("flood{i}"))
+                    .grace(Duration::from_millis(100)),
+            )
+            .unwrap()
+        })
+        .collect();
+    for pod in &floods {
+        pod.start_and_wait_blocking().unwrap();
+    }
+    let grace = Duration::from_millis(200);
+    let mut overshoot = Vec::new();
+    let mut ready = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..rounds {
+        baseline.push(baseline_notify());
+        let stubborn = Pod::new(
+            PodConfig::new("sh")
+                .args([
+                    "-c",
+                    "trap '' TERM; exec \"$0\" \"$@\"",
+                    FIXTURE,
+                    "print",
+                    "armed",
+                    "forever",
+                ])
+                .ready(Readiness::Stdout("armed".into()))
+                .grace(grace),
+        )
+        .unwrap();
+        stubborn.start_and_wait_blocking().unwrap();
+        let start = Instant::now();
+        let end = stubborn.close_blocking();
+        assert!(matches!(end, End::Killed(_)));
+        overshoot.push(start.elapsed().saturating_sub(grace));
+        ready.push(podvisor_ready(
+            PodConfig::new(FIXTURE)
+                .args(["notify", "READY=1", "forever"])
+                .ready(Readiness::Notify),
+        ));
+    }
+    for pod in &floods {
+        pod.close_blocking();
+    }
+    println!(
+        "under flood (2 pods running `yes`): SIGKILL overshoot median {:>7.3} ms, max {:>7.3} ms; another pod's start→ready median {:>7.3} ms, max {:>7.3} ms (std::process baseline beside the same flood: median {:>7.3} ms)",
+        median(overshoot.clone()).as_secs_f64() * 1e3,
+        overshoot.iter().max().unwrap().as_secs_f64() * 1e3,
+        median(ready.clone()).as_secs_f64() * 1e3,
+        ready.iter().max().unwrap().as_secs_f64() * 1e3,
+        median(baseline).as_secs_f64() * 1e3,
+    );
+}
+
 fn tcp_probe(rounds: usize) {
     let mut latencies = Vec::new();
     for _ in 0..rounds {
@@ -292,6 +354,7 @@ fn main() {
     start_to_ready(rounds);
     exit_detection(rounds);
     kill_escalation(if full { 10 } else { 1 });
+    under_flood(if full { 10 } else { 1 });
     tcp_probe(rounds);
     many_pods(if full { 1000 } else { 20 });
 }

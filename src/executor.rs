@@ -74,7 +74,14 @@ fn queue() -> &'static Arc<Queue> {
 fn run(queue: Arc<Queue>) {
     async_io::block_on(std::future::poll_fn(|cx| {
         *queue.thread_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
-        for _ in 0..BATCH {
+        // Only the tasks queued now: a task that wakes itself (a pod with more output to
+        // read) runs again after the reactor had a turn, so other pods' events, timers and
+        // signals are seen between its turns.
+        let queued = queue.ready.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if queued == 0 {
+            return Poll::<()>::Pending;
+        }
+        for _ in 0..queued.min(BATCH) {
             let Some(task) = queue
                 .ready
                 .lock()
