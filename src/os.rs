@@ -194,13 +194,30 @@ pub(crate) fn random_u64() -> u64 {
     }
 }
 
-/// The pids of the processes in group `pgid` that are not zombies, read from `/proc`
-/// (Linux). Orphaned zombies wait for PID 1 to reap them and are not counted.
-pub fn group_members(pgid: u32) -> Vec<u32> {
+/// One process as `/proc/PID/stat` shows it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProcStat {
+    pub(crate) pid: u32,
+    /// The state letter (`R`, `S`, `Z`, …).
+    pub(crate) state: char,
+    pub(crate) ppid: u32,
+    pub(crate) pgid: u32,
+}
+
+impl ProcStat {
+    /// Exited and waiting to be reaped (or being removed).
+    pub(crate) fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Every process in `/proc` (Linux; empty elsewhere), read one by one (a process may be
+/// gone between the listing and its read: it is skipped).
+pub(crate) fn processes() -> Vec<ProcStat> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut members = Vec::new();
+    let mut all = Vec::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -217,13 +234,29 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
             continue;
         };
         let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let _ppid = fields.next();
-        let group = fields.next().and_then(|g| g.parse::<u32>().ok());
-        if group == Some(pgid) && state != Some("Z") && state != Some("X") {
-            members.push(pid);
+        let state = fields.next().and_then(|s| s.chars().next());
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        let pgid = fields.next().and_then(|g| g.parse::<u32>().ok());
+        if let (Some(state), Some(ppid), Some(pgid)) = (state, ppid, pgid) {
+            all.push(ProcStat {
+                pid,
+                state,
+                ppid,
+                pgid,
+            });
         }
     }
+    all
+}
+
+/// The pids of the processes in group `pgid` that are not zombies, read from `/proc`
+/// (Linux). Orphaned zombies wait for PID 1 to reap them and are not counted.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members: Vec<u32> = processes()
+        .into_iter()
+        .filter(|p| p.pgid == pgid && !p.is_zombie())
+        .map(|p| p.pid)
+        .collect();
     members.sort_unstable();
     members
 }

@@ -90,30 +90,9 @@ fn reap_orphans() {
 
 /// The zombie children of `parent`, from `/proc`.
 fn zombie_children(parent: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut zombies = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-        if state == Some("Z") && ppid == Some(parent) {
-            zombies.push(pid);
-        }
-    }
-    zombies
+    crate::os::processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent && p.state == 'Z')
+        .map(|p| p.pid)
+        .collect()
 }

@@ -1,87 +1,13 @@
 //! End-to-end tests of `podvisor run`: the built binary, real children, real signals.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PODVISOR: &str = env!("CARGO_BIN_EXE_podvisor");
+mod support;
 
-struct Running {
-    child: Child,
-    stderr: Receiver<String>,
-    seen: Vec<String>,
-}
+use support::{spawn, PODVISOR};
 
-fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(PODVISOR)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    Running {
-        child,
-        stderr: rx,
-        seen: Vec::new(),
-    }
-}
-
-impl Running {
-    /// Waits (generously) for a stderr line containing `text`.
-    fn wait_for(&mut self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(100)) {
-                let found = line.contains(text);
-                self.seen.push(line);
-                if found {
-                    return;
-                }
-            }
-        }
-        panic!("no line containing {text:?}; saw {:?}", self.seen);
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn finish(mut self) -> (i32, Vec<String>, String) {
-        let status = self.child.wait().unwrap();
-        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
-            self.seen.push(line);
-        }
-        let mut stdout = String::new();
-        use std::io::Read;
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .unwrap();
-        (
-            status.code().expect("podvisor exits, it is not killed"),
-            self.seen,
-            stdout,
-        )
-    }
-}
-
-/// Whether process `pid` is gone (or a zombie) within `limit` (polled: a generous bound).
 fn gone_within(pid: u32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
@@ -244,35 +170,6 @@ fn sigkill_after_the_grace_period_is_137() {
     let (code, lines, _) = run.finish();
     assert_eq!(code, 137, "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("SIGKILL")), "{lines:?}");
-}
-
-#[test]
-fn second_sigint_kills_at_once() {
-    let mut run = spawn(&[
-        "run",
-        "--grace",
-        "60s",
-        "--ready",
-        "stdout:armed",
-        "--",
-        "sh",
-        "-c",
-        "trap '' TERM; echo armed; while :; do sleep 0.1; done",
-    ]);
-    run.wait_for("ready after");
-    let start = Instant::now();
-    run.signal("INT");
-    run.wait_for("closing on SIGINT");
-    // A copy within 100 ms would count as the same request.
-    std::thread::sleep(Duration::from_millis(300));
-    run.signal("INT");
-    let (code, lines, _) = run.finish();
-    assert_eq!(code, 137, "{lines:?}");
-    assert!(
-        start.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        start.elapsed()
-    );
 }
 
 #[test]

@@ -91,6 +91,12 @@ impl Running {
         }
     }
 
+    /// Waits for the end; returns the status, the stderr lines and stdout as text.
+    pub fn finish(self) -> (i32, Vec<String>, String) {
+        let (code, lines, stdout) = self.finish_bytes();
+        (code, lines, String::from_utf8_lossy(&stdout).into_owned())
+    }
+
     /// Waits for the end; returns the status, the stderr lines and the stdout bytes.
     pub fn finish_bytes(mut self) -> (i32, Vec<String>, Vec<u8>) {
         let mut stdout = Vec::new();
