@@ -1,6 +1,23 @@
 //! `podvisor`: run one pod (`podvisor run`), with the exit status of the table in
 //! `podvisor --help`.
 
+/// `eprintln!` that never panics: podvisor's stderr may be a pipe whose reader is gone,
+/// and losing a message must not take the pods' supervisor down with it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see `say!`).
+macro_rules! say_partial {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod duration;
 mod exit;
@@ -15,7 +32,7 @@ fn main() {
     // As a container's entrypoint (PID 1), or when asked, reap the orphans given to us.
     if std::process::id() == 1 || std::env::var_os("PODVISOR_SUBREAPER").is_some_and(|v| v == "1") {
         if let Err(e) = podvisor::reaper::enable() {
-            eprintln!("podvisor: cannot reap orphans: {e}");
+            say!("podvisor: cannot reap orphans: {e}");
         }
     }
     let code = match args::parse(std::env::args_os().skip(1).collect()) {
@@ -41,7 +58,7 @@ fn main() {
                 0
             }
             Err(e) => {
-                eprintln!("podvisor: {e}");
+                say!("podvisor: {e}");
                 exit::USAGE
             }
         },
@@ -50,7 +67,7 @@ fn main() {
             0
         }
         Err(message) => {
-            eprintln!("podvisor: {message}\nTry 'podvisor --help' for more information.");
+            say!("podvisor: {message}\nTry 'podvisor --help' for more information.");
             exit::USAGE
         }
     };

@@ -127,7 +127,7 @@ impl Reporter {
         if self.json {
             self.line(pod, "failed", "", &[("error", quote(&error.to_string()))]);
         } else {
-            eprintln!("podvisor: {error}");
+            say!("podvisor: {error}");
         }
     }
 
@@ -150,9 +150,9 @@ impl Reporter {
                 let _ = write!(out, ",{}:{value}", quote(key));
             }
             out.push('}');
-            eprintln!("{out}");
+            say!("{out}");
         } else {
-            eprintln!("podvisor: {} {text}", pod.name());
+            say!("podvisor: {} {text}", pod.name());
         }
     }
 }

@@ -33,7 +33,7 @@ pub fn run(options: RunOptions) -> i32 {
         return match podvisor::Deployment::new(podvisor::DeploymentConfig::new().pod(set)) {
             Ok(deployment) => crate::up::drive(deployment, options.json),
             Err(e) => {
-                eprintln!("podvisor: {e}");
+                say!("podvisor: {e}");
                 exit::USAGE
             }
         };
@@ -42,7 +42,7 @@ pub fn run(options: RunOptions) -> i32 {
     let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("podvisor: cannot handle signals: {e}");
+            say!("podvisor: cannot handle signals: {e}");
             return exit::USAGE;
         }
     };
@@ -50,7 +50,7 @@ pub fn run(options: RunOptions) -> i32 {
     let pod = match Pod::new(options.config) {
         Ok(pod) => pod,
         Err(e) => {
-            eprintln!("podvisor: {e}");
+            say!("podvisor: {e}");
             return exit::USAGE;
         }
     };

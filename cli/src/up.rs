@@ -36,7 +36,7 @@ struct Live {
 impl Live {
     fn clear(&mut self) {
         if self.shown {
-            eprint!("\r\x1b[K");
+            say_partial!("\r\x1b[K");
             self.shown = false;
         }
     }
@@ -71,7 +71,7 @@ impl Live {
                 .collect::<String>()
                 + "…";
         }
-        eprint!("\r\x1b[K{text}");
+        say_partial!("\r\x1b[K{text}");
         let _ = std::io::Write::flush(&mut std::io::stderr());
         self.shown = true;
     }
@@ -96,7 +96,7 @@ fn deployment_config(pods: Vec<PlannedPod>) -> DeploymentConfig {
             // placeholders; a failure here would need a placeholder to expand into
             // something unparsable (a port of 0 when none is free).
             pod.config(|s| replica.expand(s)).unwrap_or_else(|e| {
-                eprintln!("podvisor: pod {}: {e}", replica.name());
+                say!("podvisor: pod {}: {e}", replica.name());
                 PodConfig::new("/nonexistent/podvisor-config-error").name(replica.name())
             })
         })
@@ -119,14 +119,14 @@ pub fn up(path: &Path, json: bool) -> i32 {
     let plan = match file::load(path) {
         Ok(plan) => plan,
         Err(e) => {
-            eprintln!("podvisor: {e}");
+            say!("podvisor: {e}");
             return exit::USAGE;
         }
     };
     match Deployment::new(deployment_config(plan.pods)) {
         Ok(deployment) => drive(deployment, json),
         Err(e) => {
-            eprintln!("podvisor: {}: {e}", path.display());
+            say!("podvisor: {}: {e}", path.display());
             exit::USAGE
         }
     }
@@ -140,7 +140,7 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
     let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("podvisor: cannot handle signals: {e}");
+            say!("podvisor: cannot handle signals: {e}");
             return exit::USAGE;
         }
     };
@@ -154,14 +154,14 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
     let say = |pod: &str, event: &str, text: &str| {
         live.borrow_mut().clear();
         if json {
-            eprintln!(
+            say!(
                 "{{\"time\":{:.6},\"pod\":{},\"event\":{}}}",
                 begin.elapsed().as_secs_f64(),
                 quote(pod),
                 quote(event)
             );
         } else {
-            eprintln!("podvisor: {pod} {text}");
+            say!("podvisor: {pod} {text}");
         }
     };
     future::block_on(async {
@@ -299,7 +299,7 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
                 if json {
                     say(failure.member(), "failed", "");
                 }
-                eprintln!("podvisor: {failure}");
+                say!("podvisor: {failure}");
                 match failure.cause() {
                     Cause::Start(start) => exit::exit_code(start, None, None),
                     Cause::Ended(end) => exit::exit_code(

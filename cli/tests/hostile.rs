@@ -184,3 +184,17 @@ fn a_line_that_arrived_while_podvisor_was_stopped_counts_before_the_deadline() {
     let code = run.exit_within(Duration::from_secs(20));
     assert_eq!(code, 0, "{:?}", run.seen);
 }
+
+#[test]
+fn a_closed_stderr_does_not_crash_podvisor() {
+    let mut child = std::process::Command::new(support::PODVISOR)
+        .args(["run", "--", "sh", "-c", "sleep 0.5; echo oops >&2; exit 3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
