@@ -24,6 +24,10 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 /// and a typo such as `replicas = 1000000000` must be refused, not attempted.
 pub const MAX_REPLICAS: u32 = 10_000;
 
+/// At most this many pods in a deployment, all replicas counted (each holds about four
+/// descriptors and a thread's share of the driver).
+pub const MAX_PODS: u64 = 100_000;
+
 /// A problem with the deployment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileError {
@@ -302,10 +306,22 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
     let mut spec = DeploymentSpec::new();
     let mut pods = Vec::new();
     let mut headers: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    let mut total: u64 = 0;
     for (name, pod) in entries {
         check_pod_name(&name).map_err(|e| at.at(pod.span(), e))?;
         headers.insert(name.clone(), pod.span());
+        let span = pod.span();
         let planned = plan_pod(&at, &name, pod.into_inner())?;
+        total += u64::from(planned.template.replicas);
+        if total > MAX_PODS {
+            return Err(at.at(
+                span,
+                format!(
+                    "pod {name}: the deployment has {total} pods with this one's replicas; \
+                     expected at most {MAX_PODS} in all"
+                ),
+            ));
+        }
         spec = spec.pod(planned.template.clone());
         pods.push(planned);
     }
@@ -590,6 +606,19 @@ oneshot = true
 
     #[test]
     fn ten_thousand_replicas_is_the_most() {
+        // Eleven pods of 10000 replicas: the eleventh passes the total.
+        let text: String = (0..11)
+            .map(|i| format!("[pod.p{i}]\ncommand = [\"x\"]\nreplicas = 10000\n"))
+            .collect();
+        let error = parse("f.toml", &text).unwrap_err();
+        assert_eq!((error.line, error.column), (31, 1), "{error}");
+        assert!(
+            error
+                .message
+                .contains("pod p10: the deployment has 110000 pods")
+                && error.message.contains("at most 100000 in all"),
+            "{error}"
+        );
         let plan = parse("f.toml", "[pod.a]\ncommand = [\"x\"]\nreplicas = 10000\n").unwrap();
         assert_eq!(plan.pods[0].template.replicas, MAX_REPLICAS);
         assert_eq!(MAX_REPLICAS, 10_000);
