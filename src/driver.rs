@@ -17,7 +17,8 @@ use futures_lite::io::AsyncRead;
 
 use crate::config::{Host, Input, Output};
 use crate::core::{
-    Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind, Stream, Time,
+    Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind, State, Stream,
+    Time,
 };
 use crate::forward;
 use crate::notify_socket::NotifySocket;
@@ -235,6 +236,11 @@ impl Driver {
                     Vec::new()
                 }
                 Action::StateChanged { state } => {
+                    if state == State::Ended {
+                        // Nothing is read after the end: remove the notify socket and its
+                        // directory before anyone can learn of the end (and exit).
+                        self.notify = None;
+                    }
                     self.shared.publish(state);
                     Vec::new()
                 }
@@ -321,6 +327,8 @@ impl Driver {
         match self.try_spawn() {
             Ok(()) => Ok(()),
             Err(error) => {
+                // No process will use the notify socket: remove it and its directory now.
+                self.notify = None;
                 let kind = match error.kind() {
                     io::ErrorKind::NotFound => SpawnErrorKind::NotFound,
                     io::ErrorKind::PermissionDenied => SpawnErrorKind::PermissionDenied,
