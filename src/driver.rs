@@ -390,6 +390,9 @@ impl Driver {
         command.kill_on_drop(false);
         let mut child = command.spawn()?;
         crate::reaper::claim(child.id());
+        if let Some(socket) = self.notify.as_mut() {
+            socket.set_leader(child.id());
+        }
         self.pgid = Some(child.id());
         self.cgroup = cgroup;
         crate::keeper::watch_group(child.id());
@@ -416,8 +419,12 @@ impl Driver {
                 return progressed;
             };
             match socket.poll_recv(cx) {
+                Poll::Ready(Ok(datagram)) if !datagram.from_pod => {
+                    self.shared.count_notify_from_outside();
+                    progressed = true;
+                }
                 Poll::Ready(Ok(datagram)) => {
-                    let datagram = datagram.to_vec();
+                    let datagram = datagram.bytes.to_vec();
                     self.feed_input(Event::Notify {
                         generation,
                         datagram: &datagram,
@@ -543,7 +550,11 @@ impl Driver {
             let Some(Ok(Some(datagram))) = self.notify.as_mut().map(|s| s.try_recv()) else {
                 break;
             };
-            let datagram = datagram.to_vec();
+            if !datagram.from_pod {
+                self.shared.count_notify_from_outside();
+                continue;
+            }
+            let datagram = datagram.bytes.to_vec();
             self.feed_input(Event::Notify {
                 generation,
                 datagram: &datagram,

@@ -1,5 +1,11 @@
-//! The per-pod notify socket: a Unix datagram socket in a private directory, passed to the
-//! child as `NOTIFY_SOCKET`, speaking systemd's `sd_notify` format.
+//! The per-pod notify socket: a Unix datagram socket in a directory of its own, passed to
+//! the child as `NOTIFY_SOCKET`, speaking systemd's `sd_notify` format.
+//!
+//! Who may notify is decided by the sender's credentials, not by file modes (as systemd
+//! does): the directory (mode 0711, an unpredictable name) and the socket (0777) let a pod
+//! that changed its uid reach the socket, and each datagram is taken only if the kernel's
+//! `SCM_CREDENTIALS` name a process of the pod ([`is_pod_member`]); others are counted and
+//! dropped.
 
 use std::io::{self, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -38,23 +44,48 @@ const NAME_TRIES: usize = 64;
 /// Stale directories are looked for at the first bind and then at most this often.
 const CLEAN_EVERY: Duration = Duration::from_secs(1);
 
+/// The directory: others may pass through it to the socket, not list it.
+const DIR_MODE: u32 = 0o711;
+
+/// The socket: anyone may write (a pod may change its uid); the credentials decide.
+const SOCKET_MODE: u32 = 0o777;
+
+/// How far up the parent chain a sender is followed to the pod's leader.
+const MAX_ANCESTRY: usize = 256;
+
 #[derive(Debug)]
 pub(crate) struct NotifySocket {
     dir: PathBuf,
     path: PathBuf,
     socket: Async<UnixDatagram>,
     buf: Vec<u8>,
+    /// The pod's leader (and process group), once spawned.
+    leader: Option<u32>,
+}
+
+/// One datagram received, and whether its sender is one of the pod's processes.
+#[derive(Debug)]
+pub(crate) struct Datagram<'a> {
+    /// The bytes (cut at the buffer's size).
+    pub(crate) bytes: &'a [u8],
+    /// Whether the sender is a member of the pod ([`is_pod_member`]); a datagram from
+    /// outside is to be counted and otherwise ignored.
+    pub(crate) from_pod: bool,
 }
 
 impl NotifySocket {
     /// Binds a new socket in a fresh directory with an unpredictable name under
     /// `$XDG_RUNTIME_DIR` or the temporary directory, cleaning stale directories of dead
-    /// podvisors there first (now and then).
+    /// podvisors there first (now and then). As root, `$XDG_RUNTIME_DIR` is used only if
+    /// other users may pass through it: a pod that drops its privileges must still reach
+    /// the socket.
     pub(crate) fn bind() -> io::Result<NotifySocket> {
+        let root = rustix::process::geteuid().is_root();
         let bases = [
             std::env::var_os("XDG_RUNTIME_DIR")
                 .filter(|d| !d.is_empty())
-                .map(PathBuf::from),
+                .map(PathBuf::from)
+                .filter(|d| !root || open_to_others(d)),
             Some(std::env::temp_dir()),
             Some(PathBuf::from("/tmp")),
         ];
@@ -94,7 +125,7 @@ impl NotifySocket {
                 }
                 Err(e) => return Err(e),
             }
-            let socket = match UnixDatagram::bind(&path).and_then(Async::new) {
+            let socket = match open_up_and_bind(&dir, &path) {
                 Ok(socket) => socket,
                 Err(e) => {
                     let _ = std::fs::remove_file(&path);
@@ -107,6 +138,7 @@ impl NotifySocket {
                 path,
                 socket,
                 buf: vec![0; MAX_DATAGRAM],
+                leader: None,
             });
         }
         Err(last_error.unwrap_or_else(|| io::Error::other("no name for the notify directory")))
@@ -117,12 +149,24 @@ impl NotifySocket {
         &self.path
     }
 
+    /// From now on, datagrams are taken from the processes of the pod led by `leader` (its
+    /// pid and process group id); before, from no one.
+    pub(crate) fn set_leader(&mut self, leader: u32) {
+        self.leader = Some(leader);
+    }
+
     /// The next datagram, if one is waiting; registers for a wake-up otherwise.
-    /// File descriptors passed along (systemd-notify's barrier) are closed at once.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+    /// File descriptors passed along (systemd-notify's barrier) are closed at once, after
+    /// the sender was checked (a sender waiting on the barrier is still alive then).
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Datagram<'_>>> {
         loop {
             match self.try_recv_len() {
-                Ok(Some(n)) => return Poll::Ready(Ok(&self.buf[..n])),
+                Ok(Some((n, from_pod))) => {
+                    return Poll::Ready(Ok(Datagram {
+                        bytes: &self.buf[..n],
+                        from_pod,
+                    }))
+                }
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -135,12 +179,16 @@ impl NotifySocket {
     }
 
     /// The next datagram already queued, without waiting.
-    pub(crate) fn try_recv(&mut self) -> io::Result<Option<&[u8]>> {
-        Ok(self.try_recv_len()?.map(|n| &self.buf[..n]))
+    pub(crate) fn try_recv(&mut self) -> io::Result<Option<Datagram<'_>>> {
+        Ok(self.try_recv_len()?.map(|(n, from_pod)| Datagram {
+            bytes: &self.buf[..n],
+            from_pod,
+        }))
     }
 
-    fn try_recv_len(&mut self) -> io::Result<Option<usize>> {
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+    fn try_recv_len(&mut self) -> io::Result<Option<(usize, bool)>> {
+        let mut space =
+            [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8), ScmCredentials(1))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [IoSliceMut::new(&mut self.buf)];
         match recvmsg(
@@ -150,14 +198,23 @@ impl NotifySocket {
             RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
         ) {
             Ok(message) => {
-                // Dropping the received descriptors closes them, which releases a sender
-                // waiting on the barrier.
+                let mut sender = None;
+                let mut fds = Vec::new();
                 for item in control.drain() {
-                    if let RecvAncillaryMessage::ScmRights(fds) = item {
-                        fds.for_each(drop);
+                    match item {
+                        RecvAncillaryMessage::ScmCredentials(credentials) => {
+                            // The kernel's pid of the sender, in this PID namespace.
+                            sender = Some(credentials.pid.as_raw_nonzero().get());
+                        }
+                        RecvAncillaryMessage::ScmRights(received) => fds.extend(received),
+                        _ => {}
                     }
                 }
-                Ok(Some(message.bytes.min(self.buf.len())))
+                // Checked while a barrier sender still waits for its descriptor to close.
+                let from_pod = is_pod_member(sender, self.leader);
+                // Closing the received descriptors releases a sender waiting on the barrier.
+                drop(fds);
+                Ok(Some((message.bytes.min(self.buf.len()), from_pod)))
             }
             Err(rustix::io::Errno::AGAIN) => Ok(None),
             Err(rustix::io::Errno::INTR) => Ok(None),
@@ -171,6 +228,67 @@ impl Drop for NotifySocket {
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+/// Whether a datagram whose `SCM_CREDENTIALS` name `sender` comes from the pod led by
+/// `leader` (systemd's `NotifyAccess=all`, limited to the pod's own processes): the
+/// leader; a process in the leader's process group; a descendant of the leader (followed
+/// up the parent chain, so one that left the group with `setsid` still counts); or
+/// podvisor's own pid, which only podvisor itself or a privileged sender can claim (as
+/// root, `systemd-notify` reports its parent's pid, and a leader's parent is podvisor). A
+/// sender that is gone (and reaped) by the time the datagram is read, an orphan reparented
+/// away from the pod, pid 0 (a sender in a PID namespace not visible here) or no
+/// credentials at all: not the pod's.
+pub(crate) fn is_pod_member(sender: Option<i32>, leader: Option<u32>) -> bool {
+    let (Some(sender), Some(leader)) = (sender, leader) else {
+        return false;
+    };
+    let Some(sender) = u32::try_from(sender).ok().filter(|&p| p > 0) else {
+        return false;
+    };
+    if sender == leader || sender == std::process::id() {
+        return true;
+    }
+    let mut pid = sender;
+    for _ in 0..MAX_ANCESTRY {
+        let Some(stat) = os::proc_stat(pid) else {
+            return false;
+        };
+        if stat.pgid == leader || stat.ppid == leader {
+            return true;
+        }
+        if stat.ppid <= 1 || stat.ppid == pid {
+            return false;
+        }
+        pid = stat.ppid;
+    }
+    false
+}
+
+/// Whether users other than the owner may pass through directory `dir`.
+fn open_to_others(dir: &Path) -> bool {
+    rustix::fs::stat(dir).is_ok_and(|st| st.st_mode & 0o001 != 0)
+}
+
+/// Opens the fresh directory `dir` to others (mode [`DIR_MODE`], whatever the umask) and
+/// binds the socket at `path` in it with SO_PASSCRED and mode [`SOCKET_MODE`].
+fn open_up_and_bind(dir: &Path, path: &Path) -> io::Result<Async<UnixDatagram>> {
+    let dir_fd = rustix::fs::openat(
+        CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::fchmod(&dir_fd, Mode::from_raw_mode(DIR_MODE))?;
+    let socket = UnixDatagram::bind(path)?;
+    rustix::net::sockopt::set_socket_passcred(&socket, true)?;
+    rustix::fs::chmodat(
+        &dir_fd,
+        SOCKET_NAME,
+        Mode::from_raw_mode(SOCKET_MODE),
+        AtFlags::empty(),
+    )?;
+    Async::new(socket)
 }
 
 /// `podvisor-<pid>-<start time>-<16 random hex digits>` for this process.
@@ -309,6 +427,7 @@ pub(crate) fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     /// A fresh private directory for one test.
     fn scratch(test: &str) -> PathBuf {
@@ -388,6 +507,91 @@ mod tests {
         assert!(!owner_gone(me, None));
         assert!(!owner_gone(1, None));
         assert!(owner_gone(u32::MAX - 1, None));
+    }
+
+    #[test]
+    fn pod_membership_by_pid() {
+        let me = std::process::id();
+        // A pod of our own making: a leader with a child in its group and a grandchild
+        // in a session of its own.
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sh -c 'setsid sleep 30 & wait' & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = leader.id();
+        let mut members = Vec::new();
+        let start = Instant::now();
+        while members.len() < 3 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+            members = descendants(pgid);
+        }
+        assert_eq!(members.len(), 3, "{members:?}");
+        let outside = |pid: Option<i32>| !is_pod_member(pid, Some(pgid));
+        for pid in &members {
+            assert!(is_pod_member(Some(*pid as i32), Some(pgid)), "{pid}");
+        }
+        assert!(members
+            .iter()
+            .any(|&p| os::proc_stat(p).is_some_and(|s| s.pgid != pgid)));
+        assert!(is_pod_member(Some(pgid as i32), Some(pgid)));
+        assert!(is_pod_member(Some(me as i32), Some(pgid)));
+        assert!(outside(None));
+        assert!(outside(Some(0)));
+        assert!(outside(Some(-5)));
+        assert!(outside(Some(1)));
+        assert!(outside(Some(i32::MAX)));
+        assert!(!is_pod_member(Some(pgid as i32), None));
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_raw(pgid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+        for pid in members {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+        }
+        leader.wait().unwrap();
+    }
+
+    /// The processes under `root` (by parent pid).
+    fn descendants(root: u32) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut frontier = vec![root];
+        while let Some(parent) = frontier.pop() {
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
+                if os::proc_stat(pid).is_some_and(|s| s.ppid == parent && s.state != 'Z') {
+                    found.push(pid);
+                    frontier.push(pid);
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_directory_is_open_to_pass_through_and_the_socket_to_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let socket = NotifySocket::bind().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(socket.path().parent().unwrap()), DIR_MODE);
+        assert_eq!(mode(socket.path()), SOCKET_MODE);
+        assert!(rustix::net::sockopt::socket_passcred(socket.socket.get_ref()).unwrap());
+    }
+
+    #[test]
+    fn as_root_a_base_closed_to_others_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = scratch("closed");
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(!open_to_others(&base));
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert!(open_to_others(&base));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

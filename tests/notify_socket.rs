@@ -252,3 +252,151 @@ fn stale_directories_of_dead_podvisors_are_cleaned_and_nothing_else() {
     }
     let _ = std::fs::remove_file(&link);
 }
+
+/// Whether the privilege-dropping tests can run here; prints why not otherwise.
+fn can_drop_privileges() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: not root, so a pod cannot change its uid");
+        return false;
+    }
+    for program in ["setpriv", "systemd-notify"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            println!("skipped: {program} is not installed");
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn a_pod_that_drops_privileges_can_notify() {
+    let _turn = serial();
+    if !can_drop_privileges() {
+        return;
+    }
+    let drop_to_nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    // systemd-notify as the leader itself, and run by the pod's shell.
+    let commands: [&[&str]; 2] = [
+        &["systemd-notify", "--ready", "--status=unprivileged"],
+        &[
+            "sh",
+            "-c",
+            "systemd-notify --ready --status=unprivileged && exec sleep 3600",
+        ],
+    ];
+    for command in commands {
+        let pod = Pod::new(
+            PodConfig::new("setpriv")
+                .args(drop_to_nobody)
+                .args(command)
+                .ready(Readiness::Notify)
+                .timeout_ready(Some(Duration::from_secs(10))),
+        )
+        .unwrap();
+        futures_lite::future::block_on(pod.start_and_wait())
+            .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+        assert_eq!(pod.status_text().as_deref(), Some("unprivileged"));
+        futures_lite::future::block_on(pod.close());
+    }
+    assert_eq!(our_dirs(), Vec::<String>::new());
+}
+
+#[test]
+fn a_datagram_from_outside_the_pod_is_ignored_and_counted() {
+    let _turn = serial();
+    let pod = Pod::new(
+        fixture(&["env", "NOTIFY_SOCKET", "forever"])
+            .ready(Readiness::Notify)
+            .timeout_ready(Some(Duration::from_secs(2))),
+    )
+    .unwrap();
+    pod.start();
+    let socket = socket_of(&pod);
+    // A process that is not the pod's (a child of this test process) knows the path and
+    // may write to the socket, but is not listened to.
+    let status = std::process::Command::new(support::FIXTURE)
+        .args(["notify", "READY=1\\nSTATUS=from outside"])
+        .env("NOTIFY_SOCKET", &socket)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let error = futures_lite::future::block_on(pod.wait_ready()).unwrap_err();
+    assert!(matches!(error, StartError::TimedOut { .. }), "{error}");
+    assert_eq!(pod.status_text(), None);
+    assert_eq!(pod.notify_counters().from_outside, 1);
+    futures_lite::future::block_on(pod.join());
+}
+
+#[test]
+fn a_grandchild_in_another_session_counts() {
+    let _turn = serial();
+    // The pod's shell runs a shell that runs, in a session of its own (so in another
+    // process group), a program that reports ready: it is still the pod's.
+    let grandchild = "import os, socket, time\n\
+        print('grandchild', os.getpid(), os.getpgid(0), os.getsid(0), flush=True)\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+        time.sleep(3600)\n";
+    let pod = Pod::new(
+        PodConfig::new("sh")
+            .args([
+                "-c",
+                r#"sh -c 'setsid python3 -c "$GRANDCHILD" & wait' & exec sleep 3600"#,
+            ])
+            .env("GRANDCHILD", grandchild)
+            .ready(Readiness::Notify)
+            .timeout_ready(Some(Duration::from_secs(10))),
+    )
+    .unwrap();
+    let started = futures_lite::future::block_on(pod.start_and_wait());
+    let mut line = None;
+    eventually(Duration::from_secs(5), || {
+        line = pod
+            .last_lines()
+            .iter()
+            .find(|l| l.starts_with("grandchild "))
+            .cloned();
+        line.is_some()
+    });
+    let ids: Vec<u32> = line
+        .as_deref()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let leader = pod.pid().unwrap();
+    futures_lite::future::block_on(pod.close());
+    // It left the pod's group, so the close does not reach it: end it here.
+    if let Some(&pid) = ids.first() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    started.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids.len(), 3, "{line:?}");
+    assert_ne!(ids[1], leader, "the grandchild is still in the pod's group");
+    assert_eq!(ids[1], ids[0], "the grandchild leads a group of its own");
+}
+
+#[test]
+fn systemd_notify_as_the_leader_counts_also_as_root() {
+    // As root, systemd-notify reports its parent's pid, which for a leader is podvisor's.
+    let _turn = serial();
+    let pod = Pod::new(
+        PodConfig::new("sh")
+            .args(["-c", "exec systemd-notify --ready --status=leader"])
+            .ready(Readiness::Notify)
+            .timeout_ready(Some(Duration::from_secs(10))),
+    )
+    .unwrap();
+    futures_lite::future::block_on(pod.start_and_wait()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pod.status_text().as_deref(), Some("leader"));
+    assert_eq!(pod.notify_counters().from_outside, 0);
+    futures_lite::future::block_on(pod.join());
+}
