@@ -31,8 +31,8 @@ pub enum Readiness {
     /// the race, as under systemd.
     ///
     /// The socket lives in a directory of its own with an unpredictable name
-    /// (`podvisor-<pid>-<start time>-<random>`) under `$XDG_RUNTIME_DIR`, or the temporary
-    /// directory (also as root when `$XDG_RUNTIME_DIR` is closed to other users); the
+    /// (`podvisor-<pid>-<start time>-<random>`) under `$XDG_RUNTIME_DIR` or the temporary
+    /// directory (as root, whichever other users may pass through comes first); the
     /// directory is 0711 and the socket 0777, so a pod that drops its privileges can still
     /// notify. It is removed when the pod ends (before the end is published) or fails to
     /// spawn; directories left by a podvisor that died are removed by the next one.

@@ -76,21 +76,26 @@ pub(crate) struct Datagram<'a> {
 impl NotifySocket {
     /// Binds a new socket in a fresh directory with an unpredictable name under
     /// `$XDG_RUNTIME_DIR` or the temporary directory, cleaning stale directories of dead
-    /// podvisors there first (now and then). As root, `$XDG_RUNTIME_DIR` is used only if
-    /// other users may pass through it: a pod that drops its privileges must still reach
-    /// the socket.
+    /// podvisors there first (now and then). As root, a base that other users may pass
+    /// through is preferred (`$XDG_RUNTIME_DIR` is usually closed): a pod that drops its
+    /// privileges must still reach the socket.
     pub(crate) fn bind() -> io::Result<NotifySocket> {
-        let root = rustix::process::geteuid().is_root();
-        let bases = [
+        let mut bases: Vec<PathBuf> = [
             std::env::var_os("XDG_RUNTIME_DIR")
                 .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .filter(|d| !root || open_to_others(d)),
+                .map(PathBuf::from),
             Some(std::env::temp_dir()),
             Some(PathBuf::from("/tmp")),
-        ];
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if rustix::process::geteuid().is_root() {
+            // Those others may pass through first, in their order.
+            bases.sort_by_key(|base| !open_to_others(base));
+        }
         let mut last_error = None;
-        for base in bases.into_iter().flatten() {
+        for base in bases {
             clean_stale_now_and_then(&base);
             match NotifySocket::bind_in(&base, &mut std::iter::from_fn(|| random_name().ok())) {
                 Ok(socket) => return Ok(socket),
@@ -295,8 +300,22 @@ fn open_up_and_bind(dir: &Path, path: &Path) -> io::Result<Async<UnixDatagram>> 
 fn random_name() -> io::Result<String> {
     let bytes = os::random_bytes()?;
     let random: String = bytes[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let start = os::own_proc_stat().map_or(0, |s| s.start_time);
-    Ok(format!("{PREFIX}{}-{start}-{random}", std::process::id()))
+    let me = std::process::id();
+    Ok(format!("{PREFIX}{me}-{}-{random}", own_start_time(me)))
+}
+
+/// This process's start time (0 if unknown), read once per pid.
+fn own_start_time(me: u32) -> u64 {
+    static KNOWN: Mutex<Option<(u32, u64)>> = Mutex::new(None);
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    match *known {
+        Some((pid, start)) if pid == me => start,
+        _ => {
+            let start = os::own_proc_stat().map_or(0, |s| s.start_time);
+            *known = Some((me, start));
+            start
+        }
+    }
 }
 
 /// Cleans `base` at the first call and then at most every [`CLEAN_EVERY`] (a scan per
