@@ -18,13 +18,14 @@ pub enum Readiness {
     /// **Who may notify** is decided by the sender's credentials (`SCM_CREDENTIALS`), not
     /// by file modes — systemd's `NotifyAccess=all` limited to the pod's own processes. A
     /// datagram counts when its sender is the pod's leader, a process in the leader's
-    /// process group, or a descendant of the leader (followed up the parent chain, so one
-    /// that left the group with `setsid` still counts); a pid of podvisor's own is taken as
-    /// well (only a privileged sender can claim it: `systemd-notify` run as root reports
+    /// process group, a descendant of the leader (followed up the parent chain, so one
+    /// that left the group with `setsid` still counts), or a process in the pod's cgroup
+    /// where pods get one (so a daemon that double-forked away still counts); a pid of
+    /// podvisor's own is taken as well (only a privileged sender can claim it: `systemd-notify` run as root reports
     /// its parent's pid, and a leader's parent is podvisor). Everything else — another
     /// process, pid 0 (a sender in a PID namespace not visible to podvisor), a sender that
     /// is already gone and reaped when the datagram is read, an orphan reparented away
-    /// from the pod — is ignored and counted in
+    /// from a pod without a cgroup — is ignored and counted in
     /// [`Pod::notify_counters`](crate::Pod::notify_counters). A sender other than the
     /// leader must still be running when podvisor reads its datagram: `systemd-notify`
     /// waits for that (`BARRIER=1`), a fire-and-forget sender that exits at once may lose

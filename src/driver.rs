@@ -391,7 +391,7 @@ impl Driver {
         let mut child = command.spawn()?;
         crate::reaper::claim(child.id());
         if let Some(socket) = self.notify.as_mut() {
-            socket.set_leader(child.id());
+            socket.set_pod(child.id(), cgroup.as_ref().map(|c| c.procs_path()));
         }
         self.pgid = Some(child.id());
         self.cgroup = cgroup;

@@ -61,6 +61,8 @@ pub(crate) struct NotifySocket {
     buf: Vec<u8>,
     /// The pod's leader (and process group), once spawned.
     leader: Option<u32>,
+    /// The pod's cgroup's `cgroup.procs`, when it has a cgroup.
+    cgroup_procs: Option<PathBuf>,
 }
 
 /// One datagram received, and whether its sender is one of the pod's processes.
@@ -97,7 +99,7 @@ impl NotifySocket {
         let mut last_error = None;
         for base in bases {
             clean_stale_now_and_then(&base);
-            match NotifySocket::bind_in(&base, &mut std::iter::from_fn(|| random_name().ok())) {
+            match NotifySocket::bind_in(&base, &mut std::iter::repeat_with(random_name)) {
                 Ok(socket) => return Ok(socket),
                 Err(e) => last_error = Some(e),
             }
@@ -144,6 +146,7 @@ impl NotifySocket {
                 socket,
                 buf: vec![0; MAX_DATAGRAM],
                 leader: None,
+                cgroup_procs: None,
             });
         }
         Err(last_error.unwrap_or_else(|| io::Error::other("no name for the notify directory")))
@@ -155,9 +158,11 @@ impl NotifySocket {
     }
 
     /// From now on, datagrams are taken from the processes of the pod led by `leader` (its
-    /// pid and process group id); before, from no one.
-    pub(crate) fn set_leader(&mut self, leader: u32) {
+    /// pid and process group id) whose cgroup, if it has one, lists its processes in
+    /// `cgroup_procs`; before, from no one.
+    pub(crate) fn set_pod(&mut self, leader: u32, cgroup_procs: Option<PathBuf>) {
         self.leader = Some(leader);
+        self.cgroup_procs = cgroup_procs;
     }
 
     /// The next datagram, if one is waiting; registers for a wake-up otherwise.
@@ -216,7 +221,7 @@ impl NotifySocket {
                     }
                 }
                 // Checked while a barrier sender still waits for its descriptor to close.
-                let from_pod = is_pod_member(sender, self.leader);
+                let from_pod = is_pod_member(sender, self.leader, self.cgroup_procs.as_deref());
                 // Closing the received descriptors releases a sender waiting on the barrier.
                 drop(fds);
                 Ok(Some((message.bytes.min(self.buf.len()), from_pod)))
@@ -238,13 +243,18 @@ impl Drop for NotifySocket {
 /// Whether a datagram whose `SCM_CREDENTIALS` name `sender` comes from the pod led by
 /// `leader` (systemd's `NotifyAccess=all`, limited to the pod's own processes): the
 /// leader; a process in the leader's process group; a descendant of the leader (followed
-/// up the parent chain, so one that left the group with `setsid` still counts); or
-/// podvisor's own pid, which only podvisor itself or a privileged sender can claim (as
-/// root, `systemd-notify` reports its parent's pid, and a leader's parent is podvisor). A
-/// sender that is gone (and reaped) by the time the datagram is read, an orphan reparented
-/// away from the pod, pid 0 (a sender in a PID namespace not visible here) or no
-/// credentials at all: not the pod's.
-pub(crate) fn is_pod_member(sender: Option<i32>, leader: Option<u32>) -> bool {
+/// up the parent chain, so one that left the group with `setsid` still counts); a process
+/// in the pod's cgroup (listed in `cgroup_procs`: also an orphan reparented away from the
+/// pod); or podvisor's own pid, which only podvisor itself or a privileged sender can
+/// claim (as root, `systemd-notify` reports its parent's pid, and a leader's parent is
+/// podvisor). A sender that is gone (and reaped) by the time the datagram is read, an
+/// orphan reparented away from a pod without a cgroup, pid 0 (a sender in a PID namespace
+/// not visible here) or no credentials at all: not the pod's.
+pub(crate) fn is_pod_member(
+    sender: Option<i32>,
+    leader: Option<u32>,
+    cgroup_procs: Option<&Path>,
+) -> bool {
     let (Some(sender), Some(leader)) = (sender, leader) else {
         return false;
     };
@@ -254,7 +264,12 @@ pub(crate) fn is_pod_member(sender: Option<i32>, leader: Option<u32>) -> bool {
     if sender == leader || sender == std::process::id() {
         return true;
     }
-    let mut pid = sender;
+    descends_from(sender, leader) || cgroup_procs.is_some_and(|procs| lists(procs, sender))
+}
+
+/// Whether `pid`, or one of its ancestors, is `leader` or in its process group.
+fn descends_from(pid: u32, leader: u32) -> bool {
+    let mut pid = pid;
     for _ in 0..MAX_ANCESTRY {
         let Some(stat) = os::proc_stat(pid) else {
             return false;
@@ -268,6 +283,12 @@ pub(crate) fn is_pod_member(sender: Option<i32>, leader: Option<u32>) -> bool {
         pid = stat.ppid;
     }
     false
+}
+
+/// Whether the `cgroup.procs` file at `procs` lists `pid`.
+fn lists(procs: &Path, pid: u32) -> bool {
+    std::fs::read_to_string(procs)
+        .is_ok_and(|text| text.lines().any(|l| l.trim().parse() == Ok(pid)))
 }
 
 /// Whether users other than the owner may pass through directory `dir`.
@@ -297,11 +318,13 @@ fn open_up_and_bind(dir: &Path, path: &Path) -> io::Result<Async<UnixDatagram>> 
 }
 
 /// `podvisor-<pid>-<start time>-<16 random hex digits>` for this process.
-fn random_name() -> io::Result<String> {
-    let bytes = os::random_bytes()?;
-    let random: String = bytes[..8].iter().map(|b| format!("{b:02x}")).collect();
+fn random_name() -> String {
     let me = std::process::id();
-    Ok(format!("{PREFIX}{me}-{}-{random}", own_start_time(me)))
+    format!(
+        "{PREFIX}{me}-{}-{:016x}",
+        own_start_time(me),
+        os::random_u64()
+    )
 }
 
 /// This process's start time (0 if unknown), read once per pid.
@@ -490,7 +513,7 @@ mod tests {
 
     #[test]
     fn names_are_unpredictable_and_claim_this_process() {
-        let (a, b) = (random_name().unwrap(), random_name().unwrap());
+        let (a, b) = (random_name(), random_name());
         assert_ne!(a, b);
         let start = os::own_proc_stat().unwrap().start_time;
         assert_eq!(claimed_owner(&a), Some((std::process::id(), Some(start))));
@@ -546,21 +569,27 @@ mod tests {
             members = descendants(pgid);
         }
         assert_eq!(members.len(), 3, "{members:?}");
-        let outside = |pid: Option<i32>| !is_pod_member(pid, Some(pgid));
+        let outside = |pid: Option<i32>| !is_pod_member(pid, Some(pgid), None);
         for pid in &members {
-            assert!(is_pod_member(Some(*pid as i32), Some(pgid)), "{pid}");
+            assert!(is_pod_member(Some(*pid as i32), Some(pgid), None), "{pid}");
         }
         assert!(members
             .iter()
             .any(|&p| os::proc_stat(p).is_some_and(|s| s.pgid != pgid)));
-        assert!(is_pod_member(Some(pgid as i32), Some(pgid)));
-        assert!(is_pod_member(Some(me as i32), Some(pgid)));
+        assert!(is_pod_member(Some(pgid as i32), Some(pgid), None));
+        assert!(is_pod_member(Some(me as i32), Some(pgid), None));
         assert!(outside(None));
         assert!(outside(Some(0)));
         assert!(outside(Some(-5)));
         assert!(outside(Some(1)));
         assert!(outside(Some(i32::MAX)));
-        assert!(!is_pod_member(Some(pgid as i32), None));
+        assert!(!is_pod_member(Some(pgid as i32), None, None));
+        // A process listed in the pod's cgroup, wherever its parent.
+        let procs = std::env::temp_dir().join(format!("notify-unit-{me}-procs"));
+        std::fs::write(&procs, "7\n1\n").unwrap();
+        assert!(is_pod_member(Some(1), Some(pgid), Some(&procs)));
+        assert!(!is_pod_member(Some(2), Some(pgid), Some(&procs)));
+        std::fs::remove_file(&procs).unwrap();
         let _ = rustix::process::kill_process_group(
             rustix::process::Pid::from_raw(pgid as i32).unwrap(),
             rustix::process::Signal::KILL,

@@ -265,25 +265,6 @@ fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
     })
 }
 
-/// Sixteen random bytes from the kernel (`getrandom`, else `/dev/urandom`).
-pub(crate) fn random_bytes() -> io::Result<[u8; 16]> {
-    let mut bytes = [0u8; 16];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => break,
-        }
-    }
-    if filled < bytes.len() {
-        use std::io::Read;
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    }
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,10 +292,5 @@ mod tests {
             me.ppid,
             rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
         );
-    }
-
-    #[test]
-    fn random_bytes_differ() {
-        assert_ne!(random_bytes().unwrap(), random_bytes().unwrap());
     }
 }

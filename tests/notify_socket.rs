@@ -400,3 +400,49 @@ fn systemd_notify_as_the_leader_counts_also_as_root() {
     assert_eq!(pod.notify_counters().from_outside, 0);
     futures_lite::future::block_on(pod.join());
 }
+
+#[test]
+fn an_orphan_of_the_pod_in_its_cgroup_counts() {
+    // A daemon that double-forked and left the session: its parent is no longer the pod's,
+    // but the pod's cgroup (where cgroups can be used) still holds it.
+    let _turn = serial();
+    let notifier = "import os, socket, time\n\
+        print('orphan', os.getpid(), os.getppid(), flush=True)\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+        time.sleep(3600)\n";
+    let pod = Pod::new(
+        PodConfig::new("sh")
+            .args([
+                "-c",
+                r#"(setsid python3 -c "$NOTIFIER" &); exec sleep 3600"#,
+            ])
+            .env("NOTIFIER", notifier)
+            .ready(Readiness::Notify)
+            .timeout_ready(Some(Duration::from_secs(5))),
+    )
+    .unwrap();
+    pod.start();
+    let leader = loop {
+        if let Some(pid) = pod.pid() {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let cgroup = std::fs::read_to_string(format!("/proc/{leader}/cgroup")).unwrap_or_default();
+    let in_a_cgroup = cgroup
+        .lines()
+        .any(|l| l.starts_with("0::") && l.contains(&format!("/podvisor-{}-", std::process::id())));
+    let started = futures_lite::future::block_on(pod.wait_ready());
+    let lines = pod.last_lines();
+    // The close sweeps the cgroup, orphan included.
+    futures_lite::future::block_on(pod.close());
+    if !in_a_cgroup {
+        println!("skipped: pods get no cgroup here ({cgroup:?})");
+        return;
+    }
+    started.unwrap_or_else(|e| panic!("{e}; {lines:?}"));
+    let orphan = lines.iter().find(|l| l.starts_with("orphan ")).unwrap();
+    let ppid: u32 = orphan.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_ne!(ppid, leader, "{orphan}: not an orphan");
+}
