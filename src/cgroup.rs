@@ -150,6 +150,11 @@ impl PodCgroup {
         self.procs.as_fd()
     }
 
+    /// The cgroup's `cgroup.procs` file: the processes in it.
+    pub(crate) fn procs_path(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+
     /// The processes in the cgroup that have not exited.
     pub(crate) fn members(&self) -> Vec<u32> {
         let Ok(text) = fs::read_to_string(self.dir.join("cgroup.procs")) else {

@@ -14,6 +14,33 @@ use crate::Signal;
 pub enum Readiness {
     /// `READY=1` on the notify socket named by `NOTIFY_SOCKET` (systemd's protocol; works
     /// with `systemd-notify --ready`, libsystemd's `sd_notify` and the `sd-notify` crates).
+    ///
+    /// **Who may notify** is decided by the sender's credentials (`SCM_CREDENTIALS`), not
+    /// by file modes — systemd's `NotifyAccess=all` limited to the pod's own processes. A
+    /// datagram counts when its sender is the pod's leader, a process in the leader's
+    /// process group, a descendant of the leader (followed up the parent chain, so one
+    /// that left the group with `setsid` still counts), or a process in the pod's cgroup
+    /// where pods get one (so a daemon that double-forked away still counts); a pid of
+    /// podvisor's own is taken as well (only a privileged sender can claim it: `systemd-notify` run as root reports
+    /// its parent's pid, and a leader's parent is podvisor). Everything else — another
+    /// process, pid 0 (a sender in a PID namespace not visible to podvisor), a sender that
+    /// is already gone and reaped when the datagram is read, an orphan reparented away
+    /// from a pod without a cgroup — is ignored and counted in
+    /// [`Pod::notify_counters`](crate::Pod::notify_counters). A sender other than the
+    /// leader must still be running when podvisor reads its datagram: `systemd-notify`
+    /// waits for that (`BARRIER=1`), a fire-and-forget sender that exits at once may lose
+    /// the race, as under systemd.
+    ///
+    /// The socket lives in a directory of its own with an unpredictable name
+    /// (`podvisor-<pid>-<start time>-<random>`) under `$XDG_RUNTIME_DIR` or the temporary
+    /// directory (as root, whichever other users may pass through comes first); the
+    /// directory is 0711 and the socket 0777, so a pod that drops its privileges can still
+    /// notify. It is removed when the pod ends (before the end is published) or fails to
+    /// spawn; directories left by a podvisor that died are removed by the next one.
+    ///
+    /// Within a datagram, each line is a field: a malformed line (not UTF-8, a NUL byte,
+    /// no `=`, a bad number such as `MAINPID=-5`) is ignored and counted, the valid fields
+    /// are still taken.
     Notify,
     /// A line on standard output containing this text. Programs that block-buffer their
     /// output into a pipe (C stdio, Python) must be run unbuffered for the line to arrive

@@ -17,7 +17,8 @@ use futures_lite::io::AsyncRead;
 
 use crate::config::{Host, Input, Output};
 use crate::core::{
-    Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind, Stream, Time,
+    Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind, State, Stream,
+    Time,
 };
 use crate::forward;
 use crate::notify_socket::NotifySocket;
@@ -235,6 +236,11 @@ impl Driver {
                     Vec::new()
                 }
                 Action::StateChanged { state } => {
+                    if state == State::Ended {
+                        // Nothing is read after the end: remove the notify socket and its
+                        // directory before anyone can learn of the end (and exit).
+                        self.notify = None;
+                    }
                     self.shared.publish(state);
                     Vec::new()
                 }
@@ -321,6 +327,8 @@ impl Driver {
         match self.try_spawn() {
             Ok(()) => Ok(()),
             Err(error) => {
+                // No process will use the notify socket: remove it and its directory now.
+                self.notify = None;
                 let kind = match error.kind() {
                     io::ErrorKind::NotFound => SpawnErrorKind::NotFound,
                     io::ErrorKind::PermissionDenied => SpawnErrorKind::PermissionDenied,
@@ -382,6 +390,9 @@ impl Driver {
         command.kill_on_drop(false);
         let mut child = command.spawn()?;
         crate::reaper::claim(child.id());
+        if let Some(socket) = self.notify.as_mut() {
+            socket.set_pod(child.id(), cgroup.as_ref().map(|c| c.procs_path()));
+        }
         self.pgid = Some(child.id());
         self.cgroup = cgroup;
         crate::keeper::watch_group(child.id());
@@ -408,8 +419,12 @@ impl Driver {
                 return progressed;
             };
             match socket.poll_recv(cx) {
+                Poll::Ready(Ok(datagram)) if !datagram.from_pod => {
+                    self.shared.count_notify_from_outside();
+                    progressed = true;
+                }
                 Poll::Ready(Ok(datagram)) => {
-                    let datagram = datagram.to_vec();
+                    let datagram = datagram.bytes.to_vec();
                     self.feed_input(Event::Notify {
                         generation,
                         datagram: &datagram,
@@ -535,7 +550,11 @@ impl Driver {
             let Some(Ok(Some(datagram))) = self.notify.as_mut().map(|s| s.try_recv()) else {
                 break;
             };
-            let datagram = datagram.to_vec();
+            if !datagram.from_pod {
+                self.shared.count_notify_from_outside();
+                continue;
+            }
+            let datagram = datagram.bytes.to_vec();
             self.feed_input(Event::Notify {
                 generation,
                 datagram: &datagram,

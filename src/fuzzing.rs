@@ -20,6 +20,8 @@ pub const DATAGRAMS: &[&[u8]] = &[
     b"MAINPID=4242",
     b"READY=1\ngarbage",
     b"\xff\xfe",
+    b"READY=1\nSTATUS=\xff\xfe odd\nno equals sign\nMAINPID=-5",
+    b"STATUS=half\0\nERRNO=x\nX_PODVISOR_STARTED=1\n=1",
 ];
 
 /// Lines a scripted child may print.
@@ -308,13 +310,40 @@ pub fn run_bytes(data: &[u8]) -> Result<(), Violation> {
     run(spec, &ops, None)
 }
 
-/// Parses arbitrary bytes as a notify datagram (the `notify_datagram` fuzz target) and
-/// checks that the parser never panics and that what it accepts round-trips its fields.
+/// Parses arbitrary bytes as a notify datagram (the `notify_datagram` fuzz target): the
+/// parser never panics and agrees with the checker's own model of the format on every
+/// field and on the number of malformed lines.
 pub fn notify_datagram(data: &[u8]) {
-    if let Ok(message) = crate::core::notify::parse(data) {
-        let text = std::str::from_utf8(data).expect("accepted datagrams are UTF-8");
-        assert_eq!(message.ready, text.split('\n').any(|l| l == "READY=1"));
-    }
+    let message = crate::core::notify::parse(data);
+    let model = crate::core::model_datagram(data);
+    let got = (
+        message.ready,
+        message.started,
+        message.stopping,
+        message.barrier,
+        message.status,
+        message.errno,
+        message.main_pid,
+        message.extend_timeout,
+        u64::from(message.malformed),
+    );
+    let expected = (
+        model.ready,
+        model.started,
+        model.stopping,
+        model.barrier,
+        model.status.as_deref(),
+        model.errno,
+        model.main_pid,
+        model.extend,
+        model.malformed,
+    );
+    assert_eq!(got, expected, "datagram {data:?}");
+    assert_eq!(message.malformed == 0, message.first_error.is_none());
+    assert_eq!(
+        message.ready,
+        data.split(|&b| b == b'\n').any(|l| l == b"READY=1")
+    );
 }
 
 /// Parses arbitrary text as a readiness check (the `readiness_spec` fuzz target): never

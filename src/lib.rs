@@ -87,5 +87,5 @@ pub use crate::deployment::{
     MemberStatus, PodSet, Replica,
 };
 pub use crate::os::{group_members, Signal};
-pub use crate::pod::{FailureReason, Pod, PodStatus, StartError};
+pub use crate::pod::{FailureReason, NotifyCounters, Pod, PodStatus, StartError};
 pub use crate::probe::HttpTarget;

@@ -260,3 +260,70 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
     members.sort_unstable();
     members
 }
+
+/// What podvisor reads from `/proc/<pid>/stat` (Linux).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// Field 3: `R`, `S`, `Z` …
+    pub(crate) state: char,
+    /// Field 4: the parent's pid.
+    pub(crate) ppid: u32,
+    /// Field 5: the process group.
+    pub(crate) pgid: u32,
+    /// Field 22: when the process started, in clock ticks since boot; with the pid, it
+    /// names one process for good (pids are reused, start times of one pid are not).
+    pub(crate) start_time: u64,
+}
+
+/// `/proc/<pid>/stat` of `pid`, or `None` when there is no such process (or no `/proc`).
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
+    parse_proc_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `/proc/self/stat` of this process.
+pub(crate) fn own_proc_stat() -> Option<ProcStat> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
+    // Fields after the command name (which may hold spaces and parentheses).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 of proc(5).
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgid: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_of_a_command_with_spaces_and_parentheses() {
+        let stat = "42 (a) b (c) S 7 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 123456 1 2 3";
+        assert_eq!(
+            parse_proc_stat(stat),
+            Some(ProcStat {
+                state: 'S',
+                ppid: 7,
+                pgid: 42,
+                start_time: 123456
+            })
+        );
+        assert_eq!(parse_proc_stat("42 (x) S 7"), None);
+    }
+
+    #[test]
+    fn own_stat_matches_our_pid_stat() {
+        let me = proc_stat(std::process::id()).unwrap();
+        assert_eq!(own_proc_stat(), Some(me));
+        assert_eq!(
+            me.ppid,
+            rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+        );
+    }
+}

@@ -52,6 +52,7 @@ pub(crate) struct Inner {
     last_lines: LastLines,
     version: u64,
     leftovers: usize,
+    notify_from_outside: u64,
 }
 
 /// State shared by a pod's handle and its driver.
@@ -143,6 +144,10 @@ impl Shared {
 
     pub(crate) fn set_leftovers(&self, count: usize) {
         self.lock().leftovers = count;
+    }
+
+    pub(crate) fn count_notify_from_outside(&self) {
+        self.lock().notify_from_outside += 1;
     }
 
     pub(crate) fn push_lines<'a>(&self, lines: impl Iterator<Item = &'a [u8]>) {
@@ -262,6 +267,7 @@ impl Pod {
                 last_lines: LastLines::new(config.last_lines),
                 version: 0,
                 leftovers: 0,
+                notify_from_outside: 0,
             }),
             changed: Notifier::new(),
         });
@@ -448,6 +454,18 @@ impl Pod {
         self.shared.lock().seen.status_text.clone()
     }
 
+    /// What was ignored on the pod's notify socket so far: datagrams from processes that
+    /// are not the pod's, and malformed lines (see [`NotifyCounters`]).
+    pub fn notify_counters(&self) -> NotifyCounters {
+        let inner = self.shared.lock();
+        let stats = inner.machine.stats();
+        NotifyCounters {
+            from_outside: inner.notify_from_outside,
+            malformed_datagrams: stats.malformed_notify,
+            malformed_lines: stats.malformed_notify_fields,
+        }
+    }
+
     fn start_error(&self, result: StartResult) -> Result<(), StartError> {
         let inner = self.shared.lock();
         let name = self.name.clone();
@@ -512,6 +530,22 @@ pub struct PodStatus {
     pub end: Option<End>,
     /// The process id, once spawned.
     pub pid: Option<u32>,
+}
+
+/// What a pod's notify socket ignored: see [`Pod::notify_counters`].
+///
+/// A datagram is taken only from the pod's own processes, told by the sender's
+/// credentials (see [`Readiness::Notify`](crate::Readiness::Notify)); within a datagram,
+/// a malformed line is ignored on its own and the valid fields are still taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NotifyCounters {
+    /// Datagrams dropped because their sender is not one of the pod's processes.
+    pub from_outside: u64,
+    /// Datagrams taken in which at least one line was malformed.
+    pub malformed_datagrams: u64,
+    /// Malformed lines ignored (not UTF-8, a NUL byte, no `=`, a bad number).
+    pub malformed_lines: u64,
 }
 
 /// Why a start failed to spawn or set up.

@@ -68,6 +68,20 @@ proptest! {
             prop_assert!(false, "{}", v);
         }
     }
+
+    /// The notify parser agrees with the checker's own model of the format, on datagrams
+    /// built from the pieces that matter (keys, `=`, newlines, NUL, bytes that are not
+    /// UTF-8, signs and digits).
+    #[test]
+    fn notify_parser_agrees_with_the_model(
+        pieces in prop::collection::vec(prop::sample::select(vec![
+            &b"READY"[..], b"STATUS", b"MAINPID", b"ERRNO", b"EXTEND_TIMEOUT_USEC",
+            b"X_PODVISOR_STARTED", b"STOPPING", b"BARRIER", b"=", b"\n", b"1", b"-5", b"+7",
+            b"\0", b"\xff", b"\xe2\x82", b"\xe2\x82\xac", b"x", b" ",
+        ]), 0..24)
+    ) {
+        podvisor::fuzzing::notify_datagram(&pieces.concat());
+    }
 }
 
 /// The suite bites: each deliberately wrong machine is caught within a bounded number of

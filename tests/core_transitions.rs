@@ -124,18 +124,39 @@ fn notify_ready_makes_the_pod_ready() {
 }
 
 #[test]
-fn malformed_notify_is_counted_and_ignored() {
+fn malformed_notify_fields_are_counted_and_ignored() {
     let mut pod = spawned(spec(1000, 100).check(Check::Notify));
     step(
         &mut pod,
         Event::Notify {
             generation: G,
-            datagram: b"READY=1\ngarbage",
+            datagram: b"STATUS=\xff\xfe\ngarbage\n=1",
         },
         ms(10),
     );
     assert_eq!(pod.machine.state(), State::Started);
+    assert_eq!(pod.machine.status_text(), None);
     assert_eq!(pod.machine.stats().malformed_notify, 1);
+    assert_eq!(pod.machine.stats().malformed_notify_fields, 3);
+}
+
+#[test]
+fn valid_fields_are_honoured_beside_malformed_ones() {
+    let mut pod = spawned(spec(1000, 100).check(Check::Notify));
+    let actions = step(
+        &mut pod,
+        Event::Notify {
+            generation: G,
+            datagram:
+                b"READY=1\nSTATUS=\xff\xfe odd\nno equals sign\nMAINPID=-5\nSTATUS=up\0x\nERRNO=7",
+        },
+        ms(10),
+    );
+    assert_eq!(actions, vec![changed(State::Ready)]);
+    assert_eq!(pod.machine.errno(), Some(7));
+    assert_eq!(pod.machine.main_pid(), None);
+    assert_eq!(pod.machine.stats().malformed_notify, 1);
+    assert_eq!(pod.machine.stats().malformed_notify_fields, 4);
 }
 
 #[test]

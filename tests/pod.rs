@@ -531,3 +531,27 @@ fn notify_barrier_descriptors_are_closed() {
         pod.close().await;
     });
 }
+
+#[test]
+fn odd_fields_do_not_drop_a_notify_datagram() {
+    // READY=1 in one datagram with a non-UTF-8 STATUS=, a line without '=' and a negative
+    // MAINPID: systemd honours the valid field, and so must podvisor.
+    on_every_executor(|| async {
+        let pod = Pod::new(
+            PodConfig::new("python3")
+                .args([
+                    "-c",
+                    "import os, socket, time\n\
+                     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+                     s.sendto(b'READY=1\\nSTATUS=\\xff\\xfe odd\\nno equals sign\\nMAINPID=-5\\n', os.environ['NOTIFY_SOCKET'])\n\
+                     time.sleep(3600)\n",
+                ])
+                .ready(Readiness::Notify)
+                .timeout_ready(secs(10)),
+        )
+        .unwrap();
+        pod.start_and_wait().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pod.state(), State::Ready);
+        pod.close().await;
+    });
+}

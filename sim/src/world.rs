@@ -473,6 +473,12 @@ impl World {
                         line: ready_line,
                     },
                     Readiness::Probe => Event::Tick,
+                    // A process with malformed notify lines sends them beside READY=1
+                    // too: the valid field must still count.
+                    _ if self.procs[i].malformed => Event::Notify {
+                        generation,
+                        datagram: b"READY=1\nSTATUS=\xff\xfe serving\nno equals sign\nMAINPID=-5",
+                    },
                     _ => Event::Notify {
                         generation,
                         datagram: b"READY=1\nSTATUS=serving",
@@ -481,7 +487,7 @@ impl World {
             }
             WorldEvent::Malformed => Event::Notify {
                 generation,
-                datagram: b"READY=1\n\xff\xfe garbage",
+                datagram: b"\xff\xfe garbage\nREADY\nREADY=1\0\n=1\nSTATUS=odd fields",
             },
             WorldEvent::Extend(by) => {
                 let text = format!("EXTEND_TIMEOUT_USEC={}", by.as_micros());

@@ -5,14 +5,14 @@
 //! written as a plain record of what happened (when the start was asked, whether the
 //! process exists, which checks succeeded, when the stop signal went out …) from which
 //! the expected state, start result and end follow directly; it shares no code with the
-//! machine except the notify datagram parser.
+//! machine, not even the notify datagram parser (the model reads datagrams with its own
+//! [`model_datagram`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use super::event::{Action, Event, ExitStatus, Generation, GroupSignal};
-use super::notify;
 use super::outcome::{CheckSet, End, StartFailure, StartResult};
 use super::pod::PodMachine;
 use super::spec::{Check, PodSpec, StartedBy};
@@ -99,6 +99,9 @@ pub struct Checker {
     terminal_before_step: bool,
     last_state_changed: Option<State>,
     probes_allowed: CheckSet,
+    /// Notify datagrams of this generation with a malformed line, and such lines.
+    malformed_datagrams: u64,
+    malformed_lines: u64,
 }
 
 impl Checker {
@@ -136,6 +139,8 @@ impl Checker {
             terminal_before_step: false,
             last_state_changed: None,
             probes_allowed: CheckSet::EMPTY,
+            malformed_datagrams: 0,
+            malformed_lines: 0,
         }
     }
 
@@ -185,6 +190,20 @@ impl Checker {
         self.expect_spawn = false;
         self.now = self.now.max(now);
         let now = self.now;
+        if let Event::Notify {
+            generation,
+            datagram,
+        } = *event
+        {
+            // Counted whatever the state: malformed lines are never acted on.
+            if generation == self.generation {
+                let malformed = model_datagram(datagram).malformed;
+                if malformed > 0 {
+                    self.malformed_datagrams += 1;
+                    self.malformed_lines += malformed;
+                }
+            }
+        }
 
         self.timers(now);
         // Probe attempts may start from timers that fire before the event, or because of
@@ -289,13 +308,11 @@ impl Checker {
                 generation,
                 datagram,
             } if ours(&generation) => {
-                let Ok(message) = notify::parse(datagram) else {
-                    return;
-                };
+                let message = model_datagram(datagram);
                 if !self.alive() {
                     return;
                 }
-                if let Some(status) = message.status {
+                if let Some(status) = &message.status {
                     self.status_text = Some(cut_status(status).to_owned());
                 }
                 if message.errno.is_some() {
@@ -304,7 +321,7 @@ impl Checker {
                 if !self.waiting() || self.closing {
                     return;
                 }
-                if let (Some(extend), Some(deadline)) = (message.extend_timeout, self.deadline) {
+                if let (Some(extend), Some(deadline)) = (message.extend, self.deadline) {
                     if let Some(extended) = now.checked_add(extend) {
                         self.deadline = Some(deadline.max(extended));
                     }
@@ -557,6 +574,21 @@ impl Checker {
             }
         }
         self.check_start_result(machine.start_result(), now)?;
+        let stats = machine.stats();
+        if (stats.malformed_notify, stats.malformed_notify_fields)
+            != (self.malformed_datagrams, self.malformed_lines)
+        {
+            return Self::violation(
+                "malformed-notify",
+                format!(
+                    "{now}: machine counted {} malformed datagrams with {} malformed lines, the history has {} with {}",
+                    stats.malformed_notify,
+                    stats.malformed_notify_fields,
+                    self.malformed_datagrams,
+                    self.malformed_lines
+                ),
+            );
+        }
         if machine.end() != self.expected_end {
             return Self::violation(
                 "end",
@@ -653,6 +685,92 @@ impl Checker {
             )
         }
     }
+}
+
+/// What the model takes from one notify datagram.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ModelDatagram {
+    pub(crate) ready: bool,
+    pub(crate) started: bool,
+    pub(crate) stopping: bool,
+    pub(crate) barrier: bool,
+    pub(crate) status: Option<String>,
+    pub(crate) errno: Option<i32>,
+    pub(crate) main_pid: Option<u32>,
+    pub(crate) extend: Option<Duration>,
+    pub(crate) malformed: u64,
+}
+
+/// The design's rule for notify datagrams (DESIGN §4 and §6), written out apart from the
+/// machine's parser: the datagram is cut at every `\n`; an empty piece is nothing; a piece
+/// is one field `KEY=VALUE`, split at its first `=`, with a non-empty key, no NUL byte and
+/// valid UTF-8, whose value is a number where the key is `ERRNO` (i32), `MAINPID` (u32) or
+/// `EXTEND_TIMEOUT_USEC` (u64, microseconds). Any other piece is malformed: counted, and
+/// without effect. Flags are set by the value `1` only; the last valid `STATUS=` wins.
+pub(crate) fn model_datagram(datagram: &[u8]) -> ModelDatagram {
+    let mut model = ModelDatagram::default();
+    let mut rest = datagram;
+    while !rest.is_empty() {
+        let (piece, after) = match rest.iter().position(|&b| b == b'\n') {
+            Some(at) => (&rest[..at], &rest[at + 1..]),
+            None => (rest, &[][..]),
+        };
+        rest = after;
+        if piece.is_empty() {
+            continue;
+        }
+        let Some(eq) = piece.iter().position(|&b| b == b'=') else {
+            model.malformed += 1;
+            continue;
+        };
+        if eq == 0 || piece.contains(&0) {
+            model.malformed += 1;
+            continue;
+        }
+        let (Ok(key), Ok(value)) = (
+            String::from_utf8(piece[..eq].to_vec()),
+            String::from_utf8(piece[eq + 1..].to_vec()),
+        ) else {
+            model.malformed += 1;
+            continue;
+        };
+        let valid = match key.as_str() {
+            "READY" => {
+                model.ready = model.ready || value == "1";
+                true
+            }
+            "X_PODVISOR_STARTED" => {
+                model.started = model.started || value == "1";
+                true
+            }
+            "STOPPING" => {
+                model.stopping = model.stopping || value == "1";
+                true
+            }
+            "BARRIER" => {
+                model.barrier = model.barrier || value == "1";
+                true
+            }
+            "STATUS" => {
+                model.status = Some(value);
+                true
+            }
+            "ERRNO" => value.parse::<i32>().map(|n| model.errno = Some(n)).is_ok(),
+            "MAINPID" => value
+                .parse::<u32>()
+                .map(|n| model.main_pid = Some(n))
+                .is_ok(),
+            "EXTEND_TIMEOUT_USEC" => value
+                .parse::<u64>()
+                .map(|n| model.extend = Some(Duration::from_micros(n)))
+                .is_ok(),
+            _ => true,
+        };
+        if !valid {
+            model.malformed += 1;
+        }
+    }
+    model
 }
 
 /// The first 4096 bytes of `status`, cut back to a character boundary.

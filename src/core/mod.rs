@@ -36,6 +36,7 @@ mod pod;
 mod spec;
 mod time;
 
+pub(crate) use check::model_datagram;
 pub use check::{CheckedPod, Checker, Violation};
 pub use event::{Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind};
 pub use outcome::{CheckSet, End, StartFailure, StartResult};

@@ -1,8 +1,10 @@
 //! The systemd `sd_notify` datagram format: newline-separated `KEY=VALUE` lines.
 //!
-//! Unknown keys are skipped, as systemd does. A datagram is *malformed* — and then ignored
-//! as a whole — when it is not UTF-8, contains a NUL byte, has a non-empty line without
-//! `=` or with an empty key, or gives a known numeric key a value that is not a number.
+//! Each line is a field on its own, as systemd reads them: unknown keys are skipped, and a
+//! *malformed* field is ignored and counted while the other fields of the same datagram are
+//! still honoured. A line is malformed when it is not UTF-8, contains a NUL byte, has no
+//! `=` or an empty key, or gives a known numeric key (`ERRNO`, `MAINPID`,
+//! `EXTEND_TIMEOUT_USEC`) a value that is not a number in range. Empty lines are skipped.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 /// The key a child-hosted runtime sends once its setup succeeded.
 pub const STARTED_KEY: &str = "X_PODVISOR_STARTED";
 
-/// The fields of one datagram that podvisor acts on.
+/// The fields of one datagram that podvisor acts on, and how many lines were malformed.
 ///
 /// # Examples
 ///
@@ -18,11 +20,18 @@ pub const STARTED_KEY: &str = "X_PODVISOR_STARTED";
 /// use podvisor::core::notify;
 /// use std::time::Duration;
 ///
-/// let m = notify::parse(b"READY=1\nSTATUS=listening on :80\nEXTEND_TIMEOUT_USEC=5000000\n").unwrap();
+/// let m = notify::parse(b"READY=1\nSTATUS=listening on :80\nEXTEND_TIMEOUT_USEC=5000000\n");
 /// assert!(m.ready);
 /// assert_eq!(m.status, Some("listening on :80"));
 /// assert_eq!(m.extend_timeout, Some(Duration::from_secs(5)));
-/// assert!(notify::parse(b"READY").is_err());
+/// assert_eq!(m.malformed, 0);
+///
+/// // One odd field does not drop the others.
+/// let m = notify::parse(b"READY=1\nSTATUS=\xff\xfe\nno equals sign\nMAINPID=-5");
+/// assert!(m.ready);
+/// assert_eq!((m.status, m.main_pid), (None, None));
+/// assert_eq!(m.malformed, 3);
+/// assert_eq!(m.first_error, Some(notify::NotifyError::NotUtf8 { line: 2 }));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NotifyMessage<'a> {
@@ -34,7 +43,7 @@ pub struct NotifyMessage<'a> {
     pub started: bool,
     /// `BARRIER=1` (the sender waits until the file descriptor it passed is closed).
     pub barrier: bool,
-    /// `STATUS=…` (the last one, if repeated).
+    /// `STATUS=…` (the last valid one, if repeated).
     pub status: Option<&'a str>,
     /// `ERRNO=…`.
     pub errno: Option<i32>,
@@ -42,15 +51,25 @@ pub struct NotifyMessage<'a> {
     pub main_pid: Option<u32>,
     /// `EXTEND_TIMEOUT_USEC=…`.
     pub extend_timeout: Option<Duration>,
+    /// How many lines were malformed (and ignored).
+    pub malformed: u32,
+    /// Why the first malformed line was, if any was.
+    pub first_error: Option<NotifyError>,
 }
 
-/// Why a datagram was rejected.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why one line of a datagram was ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotifyError {
-    /// The datagram is not valid UTF-8.
-    NotUtf8,
-    /// The datagram contains a NUL byte.
-    Nul,
+    /// Line `line` (1-based) is not valid UTF-8.
+    NotUtf8 {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// Line `line` (1-based) contains a NUL byte.
+    Nul {
+        /// 1-based line number.
+        line: usize,
+    },
     /// Line `line` (1-based) is not `KEY=VALUE`.
     NotKeyValue {
         /// 1-based line number.
@@ -58,6 +77,8 @@ pub enum NotifyError {
     },
     /// A numeric key has a value that is not a number in range.
     BadNumber {
+        /// 1-based line number.
+        line: usize,
         /// The key.
         key: &'static str,
     },
@@ -66,15 +87,17 @@ pub enum NotifyError {
 impl fmt::Display for NotifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NotifyError::NotUtf8 => write!(f, "notify datagram is not UTF-8"),
-            NotifyError::Nul => write!(f, "notify datagram contains a NUL byte"),
+            NotifyError::NotUtf8 { line } => write!(f, "notify datagram line {line} is not UTF-8"),
+            NotifyError::Nul { line } => {
+                write!(f, "notify datagram line {line} contains a NUL byte")
+            }
             NotifyError::NotKeyValue { line } => {
                 write!(f, "notify datagram line {line} is not KEY=VALUE")
             }
-            NotifyError::BadNumber { key } => {
+            NotifyError::BadNumber { line, key } => {
                 write!(
                     f,
-                    "notify datagram key {key} has a value that is not a number in range"
+                    "notify datagram line {line}: key {key} has a value that is not a number in range"
                 )
             }
         }
@@ -83,43 +106,53 @@ impl fmt::Display for NotifyError {
 
 impl std::error::Error for NotifyError {}
 
-/// Parses one datagram.
-pub fn parse(datagram: &[u8]) -> Result<NotifyMessage<'_>, NotifyError> {
-    if datagram.contains(&0) {
-        return Err(NotifyError::Nul);
-    }
-    let text = std::str::from_utf8(datagram).map_err(|_| NotifyError::NotUtf8)?;
+/// Parses one datagram: every valid field is taken, every malformed line is counted in
+/// [`NotifyMessage::malformed`] and otherwise ignored. Never fails.
+pub fn parse(datagram: &[u8]) -> NotifyMessage<'_> {
     let mut message = NotifyMessage::default();
-    for (index, line) in text.split('\n').enumerate() {
+    for (index, line) in datagram.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(NotifyError::NotKeyValue { line: index + 1 });
-        };
-        if key.is_empty() {
-            return Err(NotifyError::NotKeyValue { line: index + 1 });
-        }
-        match key {
-            "READY" => message.ready |= value == "1",
-            "STOPPING" => message.stopping |= value == "1",
-            "BARRIER" => message.barrier |= value == "1",
-            STARTED_KEY => message.started |= value == "1",
-            "STATUS" => message.status = Some(value),
-            "ERRNO" => message.errno = Some(number(value, "ERRNO")?),
-            "MAINPID" => message.main_pid = Some(number(value, "MAINPID")?),
-            "EXTEND_TIMEOUT_USEC" => {
-                let usec: u64 = number(value, "EXTEND_TIMEOUT_USEC")?;
-                message.extend_timeout = Some(Duration::from_micros(usec));
-            }
-            _ => {}
+        if let Err(error) = field(&mut message, line, index + 1) {
+            message.malformed = message.malformed.saturating_add(1);
+            message.first_error.get_or_insert(error);
         }
     }
-    Ok(message)
+    message
 }
 
-fn number<T: std::str::FromStr>(value: &str, key: &'static str) -> Result<T, NotifyError> {
-    value.parse().map_err(|_| NotifyError::BadNumber { key })
+/// Takes one non-empty line into `message`, or says why it is malformed (then `message`
+/// is unchanged).
+fn field<'a>(
+    message: &mut NotifyMessage<'a>,
+    line: &'a [u8],
+    number: usize,
+) -> Result<(), NotifyError> {
+    if line.contains(&0) {
+        return Err(NotifyError::Nul { line: number });
+    }
+    let text = std::str::from_utf8(line).map_err(|_| NotifyError::NotUtf8 { line: number })?;
+    let (key, value) = text
+        .split_once('=')
+        .filter(|(key, _)| !key.is_empty())
+        .ok_or(NotifyError::NotKeyValue { line: number })?;
+    let bad = |key| NotifyError::BadNumber { line: number, key };
+    match key {
+        "READY" => message.ready |= value == "1",
+        "STOPPING" => message.stopping |= value == "1",
+        "BARRIER" => message.barrier |= value == "1",
+        STARTED_KEY => message.started |= value == "1",
+        "STATUS" => message.status = Some(value),
+        "ERRNO" => message.errno = Some(value.parse().map_err(|_| bad("ERRNO"))?),
+        "MAINPID" => message.main_pid = Some(value.parse().map_err(|_| bad("MAINPID"))?),
+        "EXTEND_TIMEOUT_USEC" => {
+            let usec: u64 = value.parse().map_err(|_| bad("EXTEND_TIMEOUT_USEC"))?;
+            message.extend_timeout = Some(Duration::from_micros(usec));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -130,44 +163,70 @@ mod tests {
     fn parses_every_known_key() {
         let m = parse(
             b"READY=1\nSTOPPING=1\nX_PODVISOR_STARTED=1\nBARRIER=1\nSTATUS=a=b\nERRNO=2\nMAINPID=42\nEXTEND_TIMEOUT_USEC=7\nOTHER=x",
-        )
-        .unwrap();
+        );
         assert!(m.ready && m.stopping && m.started && m.barrier);
         assert_eq!(m.status, Some("a=b"));
         assert_eq!(m.errno, Some(2));
         assert_eq!(m.main_pid, Some(42));
         assert_eq!(m.extend_timeout, Some(Duration::from_micros(7)));
+        assert_eq!((m.malformed, m.first_error), (0, None));
     }
 
     #[test]
     fn ready_needs_exactly_one() {
-        assert!(!parse(b"READY=0").unwrap().ready);
-        assert!(!parse(b"READY=yes").unwrap().ready);
-        assert_eq!(parse(b"").unwrap(), NotifyMessage::default());
+        assert!(!parse(b"READY=0").ready);
+        assert!(!parse(b"READY=yes").ready);
+        assert_eq!(parse(b""), NotifyMessage::default());
+        assert_eq!(parse(b"\n\n"), NotifyMessage::default());
     }
 
     #[test]
-    fn rejects_malformed_datagrams() {
+    fn malformed_lines_are_counted_and_the_rest_honoured() {
+        let m = parse(b"READY=1\nSTATUS=\xff\xfe odd\nno equals sign\nMAINPID=-5\n");
+        assert!(m.ready);
+        assert_eq!(m.status, None);
+        assert_eq!(m.main_pid, None);
+        assert_eq!(m.malformed, 3);
+        assert_eq!(m.first_error, Some(NotifyError::NotUtf8 { line: 2 }));
+
+        let m = parse(b"STATUS=good\nSTATUS=bad\0\nREADY=1\0\nERRNO=x\nEXTEND_TIMEOUT_USEC=soon");
+        assert!(!m.ready);
+        assert_eq!(m.status, Some("good"));
+        assert_eq!((m.errno, m.extend_timeout), (None, None));
+        assert_eq!(m.malformed, 4);
+        assert_eq!(m.first_error, Some(NotifyError::Nul { line: 2 }));
+    }
+
+    #[test]
+    fn each_kind_of_malformed_line() {
+        let first = |d: &[u8]| parse(d).first_error;
         assert_eq!(
-            parse(b"READY=1\nnonsense"),
-            Err(NotifyError::NotKeyValue { line: 2 })
+            first(b"READY=1\nnonsense"),
+            Some(NotifyError::NotKeyValue { line: 2 })
         );
-        assert_eq!(parse(b"=1"), Err(NotifyError::NotKeyValue { line: 1 }));
-        assert_eq!(parse(b"READY=1\0"), Err(NotifyError::Nul));
-        assert_eq!(parse(&[0xff, b'=']), Err(NotifyError::NotUtf8));
+        assert_eq!(first(b"=1"), Some(NotifyError::NotKeyValue { line: 1 }));
+        assert_eq!(first(b"READY=1\0"), Some(NotifyError::Nul { line: 1 }));
+        assert_eq!(first(&[0xff, b'=']), Some(NotifyError::NotUtf8 { line: 1 }));
         assert_eq!(
-            parse(b"MAINPID=-1"),
-            Err(NotifyError::BadNumber { key: "MAINPID" })
+            first(b"MAINPID=-1"),
+            Some(NotifyError::BadNumber {
+                line: 1,
+                key: "MAINPID"
+            })
         );
         assert_eq!(
-            parse(b"EXTEND_TIMEOUT_USEC=soon"),
-            Err(NotifyError::BadNumber {
+            first(b"\nEXTEND_TIMEOUT_USEC=soon"),
+            Some(NotifyError::BadNumber {
+                line: 2,
                 key: "EXTEND_TIMEOUT_USEC"
             })
         );
         assert_eq!(
-            parse(b"ERRNO=x"),
-            Err(NotifyError::BadNumber { key: "ERRNO" })
+            first(b"ERRNO=x"),
+            Some(NotifyError::BadNumber {
+                line: 1,
+                key: "ERRNO"
+            })
         );
         assert!(NotifyError::NotKeyValue { line: 2 }
             .to_string()

@@ -18,8 +18,11 @@ const MAX_STATUS_LEN: usize = 4096;
 pub struct Stats {
     /// Events that did not fit the state or generation.
     pub ignored: u64,
-    /// Notify datagrams rejected as malformed.
+    /// Notify datagrams with at least one malformed line (their valid fields were still
+    /// taken).
     pub malformed_notify: u64,
+    /// Malformed notify lines, each ignored on its own.
+    pub malformed_notify_fields: u64,
     /// Times `handle` was given a `now` earlier than a previous one (it then uses the
     /// latest `now` it has seen).
     pub time_went_back: u64,
@@ -413,13 +416,11 @@ impl PodMachine {
     }
 
     fn on_notify(&mut self, datagram: &[u8], now: Time) {
-        let message = match notify::parse(datagram) {
-            Ok(message) => message,
-            Err(_) => {
-                self.stats.malformed_notify += 1;
-                return;
-            }
-        };
+        let message = notify::parse(datagram);
+        if message.malformed > 0 {
+            self.stats.malformed_notify += 1;
+            self.stats.malformed_notify_fields += u64::from(message.malformed);
+        }
         if !self.spawned || self.state == State::Ended {
             return self.ignore();
         }
