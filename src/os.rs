@@ -194,16 +194,6 @@ pub(crate) fn random_u64() -> u64 {
     }
 }
 
-/// One process as `/proc/PID/stat` shows it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ProcStat {
-    pub(crate) pid: u32,
-    /// The state letter (`R`, `S`, `Z`, …).
-    pub(crate) state: char,
-    pub(crate) ppid: u32,
-    pub(crate) pgid: u32,
-}
-
 impl ProcStat {
     /// Exited and waiting to be reaped (or being removed).
     pub(crate) fn is_zombie(&self) -> bool {
@@ -211,42 +201,18 @@ impl ProcStat {
     }
 }
 
-/// Every process in `/proc` (Linux; empty elsewhere), read one by one (a process may be
-/// gone between the listing and its read: it is skipped).
-pub(crate) fn processes() -> Vec<ProcStat> {
+/// Every process in `/proc` with its pid (Linux; empty elsewhere), read one by one (a
+/// process may be gone between the listing and its read: it is skipped).
+pub(crate) fn processes() -> Vec<(u32, ProcStat)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut all = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command name (which may hold spaces and parentheses).
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next());
-        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-        let pgid = fields.next().and_then(|g| g.parse::<u32>().ok());
-        if let (Some(state), Some(ppid), Some(pgid)) = (state, ppid, pgid) {
-            all.push(ProcStat {
-                pid,
-                state,
-                ppid,
-                pgid,
-            });
-        }
-    }
-    all
+    dir.flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((pid, proc_stat(pid)?))
+        })
+        .collect()
 }
 
 /// The pids of the processes in group `pgid` that are not zombies, read from `/proc`
@@ -254,8 +220,8 @@ pub(crate) fn processes() -> Vec<ProcStat> {
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let mut members: Vec<u32> = processes()
         .into_iter()
-        .filter(|p| p.pgid == pgid && !p.is_zombie())
-        .map(|p| p.pid)
+        .filter(|(_, p)| p.pgid == pgid && !p.is_zombie())
+        .map(|(pid, _)| pid)
         .collect();
     members.sort_unstable();
     members

@@ -92,7 +92,7 @@ fn reap_orphans() {
 fn zombie_children(parent: u32) -> Vec<u32> {
     crate::os::processes()
         .into_iter()
-        .filter(|p| p.ppid == parent && p.state == 'Z')
-        .map(|p| p.pid)
+        .filter(|(_, p)| p.ppid == parent && p.state == 'Z')
+        .map(|(pid, _)| pid)
         .collect()
 }
