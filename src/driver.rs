@@ -27,6 +27,7 @@ use crate::output::{ChunkReader, LineSplitter};
 use crate::pod::{Request, Shared, ThreadMessage};
 use crate::probe::Attempt;
 use crate::runtime::CancelSlot;
+use crate::spawner::Answer;
 use crate::{PodConfig, Signal};
 
 /// A child's output pipe.
@@ -91,6 +92,9 @@ impl Lines {
     }
 }
 
+/// What the spawning thread answers: the child and its cgroup.
+type SpawnAnswer = io::Result<(async_process::Child, Option<crate::cgroup::PodCgroup>)>;
+
 type StatusFuture = Pin<Box<dyn Future<Output = io::Result<std::process::ExitStatus>> + Send>>;
 
 /// Environment variables a pod never inherits: they describe podvisor's own supervisor.
@@ -121,6 +125,8 @@ pub(crate) struct Driver {
     thread: Option<Arc<CancelSlot>>,
     /// Put before forwarded lines.
     prefix: String,
+    /// A process being spawned on the spawning thread, for this generation.
+    spawning: Option<(Generation, Answer<SpawnAnswer>)>,
     /// Probe attempts in flight: (attempt number, attempt).
     probes: Vec<(u64, Attempt)>,
 }
@@ -142,6 +148,7 @@ impl Driver {
             timer_at: None,
             pgid: None,
             cgroup: None,
+            spawning: None,
             probes: Vec::new(),
         }
     }
@@ -182,8 +189,10 @@ impl Driver {
                     let answer = self.spawn(generation);
                     let now = self.now();
                     match answer {
-                        Ok(()) => self.shared.handle(Event::Spawned { generation }, now),
-                        Err(error) => self
+                        // A process: the answer comes from the spawning thread.
+                        None => Vec::new(),
+                        Some(Ok(())) => self.shared.handle(Event::Spawned { generation }, now),
+                        Some(Err(error)) => self
                             .shared
                             .handle(Event::SpawnFailed { generation, error }, now),
                     }
@@ -323,29 +332,48 @@ impl Driver {
         }
     }
 
-    fn spawn(&mut self, _generation: Generation) -> Result<(), SpawnError> {
-        match self.try_spawn() {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                // No process will use the notify socket: remove it and its directory now.
-                self.notify = None;
-                let kind = match error.kind() {
-                    io::ErrorKind::NotFound => SpawnErrorKind::NotFound,
-                    io::ErrorKind::PermissionDenied => SpawnErrorKind::PermissionDenied,
-                    _ => SpawnErrorKind::Other,
-                };
-                let errno = error.raw_os_error();
-                self.shared.set_spawn_error(error.to_string());
-                Err(SpawnError { kind, errno })
+    /// Starts the pod's runtime: a thread pod at once (`Some` answer); a process on the
+    /// spawning thread (`None`: [`Driver::poll_spawn`] feeds the answer), unless preparing
+    /// it already failed.
+    fn spawn(&mut self, generation: Generation) -> Option<Result<(), SpawnError>> {
+        let prepared = match &self.config.host {
+            Host::Thread(factory) => {
+                let factory = factory.clone();
+                return Some(self.spawn_thread(factory).map_err(|e| self.spawn_failed(e)));
             }
+            Host::Command => self.prepare_command(),
+        };
+        match prepared {
+            Ok(command) => {
+                let config = &self.config;
+                let (death_signal, stdin) = (config.death_signal, config.stdin);
+                let (stdout, stderr) =
+                    (config.output(Stream::Stdout), config.output(Stream::Stderr));
+                let answer = Answer::spawn(move || {
+                    spawn_process(command, death_signal, stdin, stdout, stderr)
+                });
+                self.spawning = Some((generation, answer));
+                None
+            }
+            Err(error) => Some(Err(self.spawn_failed(error))),
         }
     }
 
-    fn try_spawn(&mut self) -> io::Result<()> {
-        if let Host::Thread(factory) = &self.config.host {
-            let factory = factory.clone();
-            return self.spawn_thread(factory);
-        }
+    fn spawn_failed(&mut self, error: io::Error) -> SpawnError {
+        // No process will use the notify socket: remove it and its directory now.
+        self.notify = None;
+        let kind = match error.kind() {
+            io::ErrorKind::NotFound => SpawnErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied => SpawnErrorKind::PermissionDenied,
+            _ => SpawnErrorKind::Other,
+        };
+        let errno = error.raw_os_error();
+        self.shared.set_spawn_error(error.to_string());
+        SpawnError { kind, errno }
+    }
+
+    /// The command to spawn, with its environment and notify socket.
+    fn prepare_command(&mut self) -> io::Result<std::process::Command> {
         let config = &self.config;
         let mut command = std::process::Command::new(&config.program);
         command.args(&config.args);
@@ -370,26 +398,34 @@ impl Driver {
             command.env("NOTIFY_SOCKET", socket.path());
             self.notify = Some(socket);
         }
-        crate::keeper::ensure();
-        let cgroup = crate::cgroup::PodCgroup::new();
-        os::prepare_command(
-            &mut command,
-            config.death_signal,
-            cgroup
-                .as_ref()
-                .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.procs())),
-        );
-        let mut command = async_process::Command::from(command);
-        command.stdin(match config.stdin {
-            Input::Null => Stdio::null(),
-            Input::Inherit => Stdio::inherit(),
-        });
-        command.stdout(stdio(config.output(Stream::Stdout)));
-        command.stderr(stdio(config.output(Stream::Stderr)));
-        // podvisor reaps and kills through the core's actions, never implicitly on drop.
-        command.kill_on_drop(false);
-        let mut child = command.spawn()?;
-        crate::reaper::claim(child.id());
+        Ok(command)
+    }
+
+    /// Feeds the spawning thread's answer once it is there. Returns whether it was.
+    fn poll_spawn(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some((generation, answer)) = &self.spawning else {
+            return false;
+        };
+        let generation = *generation;
+        let Poll::Ready(result) = answer.poll(cx) else {
+            return false;
+        };
+        self.spawning = None;
+        match result {
+            Ok((child, cgroup)) => {
+                self.adopt(child, cgroup);
+                self.feed(Event::Spawned { generation });
+            }
+            Err(error) => {
+                let error = self.spawn_failed(error);
+                self.feed(Event::SpawnFailed { generation, error });
+            }
+        }
+        true
+    }
+
+    /// Takes over a child the spawning thread started.
+    fn adopt(&mut self, mut child: async_process::Child, cgroup: Option<crate::cgroup::PodCgroup>) {
         if let Some(socket) = self.notify.as_mut() {
             socket.set_pod(child.id(), cgroup.as_ref().map(|c| c.procs_path()));
         }
@@ -406,12 +442,16 @@ impl Driver {
             .take()
             .map(|p| OutputPipe::new(Box::new(p) as Pipe));
         self.status = Some(Box::pin(child.status()));
-        Ok(())
     }
 
     /// Feeds the datagrams waiting on the notify socket, at most [`NOTIFY_BUDGET`]; sets
     /// `more` if it stopped with some left. Returns whether any arrived.
     fn poll_notify(&mut self, cx: &mut Context<'_>, more: &mut bool) -> bool {
+        if self.spawning.is_some() {
+            // Datagrams wait in the socket until the spawn's answer says who the pod is:
+            // the child may send before its spawn has returned.
+            return false;
+        }
         let generation = self.shared.generation();
         let mut progressed = false;
         for _ in 0..NOTIFY_BUDGET {
@@ -654,9 +694,11 @@ impl Future for Driver {
         let mut budget = [OUTPUT_BUDGET, OUTPUT_BUDGET];
         for _ in 0..PASSES {
             let mut more = false;
-            // Input first: what was buffered when the driver woke is taken in before the
+            // The spawn's answer first (the notify socket needs to know the pod's pid);
+            // then input: what was buffered when the driver woke is taken in before the
             // deadlines are judged.
-            let mut progressed = this.poll_notify(cx, &mut more);
+            let mut progressed = this.poll_spawn(cx);
+            progressed |= this.poll_notify(cx, &mut more);
             progressed |= this.poll_output(cx, Stream::Stdout, &mut budget[0], false);
             progressed |= this.poll_output(cx, Stream::Stderr, &mut budget[1], false);
             progressed |= this.poll_probes(cx);
@@ -692,6 +734,38 @@ impl Future for Driver {
         cx.waker().wake_by_ref();
         Poll::Pending
     }
+}
+
+/// On the spawning thread: the pod's cgroup, then fork and exec. The child is registered
+/// as one podvisor waits for itself before the orphan reaper can look at it.
+fn spawn_process(
+    command: std::process::Command,
+    death_signal: bool,
+    stdin: Input,
+    stdout: Output,
+    stderr: Output,
+) -> io::Result<(async_process::Child, Option<crate::cgroup::PodCgroup>)> {
+    let mut command = command;
+    crate::keeper::ensure();
+    let cgroup = crate::cgroup::PodCgroup::new();
+    os::prepare_command(
+        &mut command,
+        death_signal,
+        cgroup
+            .as_ref()
+            .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.procs())),
+    );
+    let mut command = async_process::Command::from(command);
+    command.stdin(match stdin {
+        Input::Null => Stdio::null(),
+        Input::Inherit => Stdio::inherit(),
+    });
+    command.stdout(self::stdio(stdout));
+    command.stderr(self::stdio(stderr));
+    // podvisor reaps and kills through the core's actions, never implicitly on drop.
+    command.kill_on_drop(false);
+    let child = crate::reaper::spawn_claimed(|| command.spawn())?;
+    Ok((child, cgroup))
 }
 
 fn stdio(output: Output) -> Stdio {

@@ -79,6 +79,7 @@ mod pod;
 mod probe;
 pub mod reaper;
 pub mod runtime;
+mod spawner;
 
 pub use crate::config::{ConfigError, Input, Output, PodConfig, Readiness};
 pub use crate::core::{End, ExitStatus, StartResult, State};

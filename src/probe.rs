@@ -232,12 +232,12 @@ impl ExecAttempt {
         let mut std_command = std::process::Command::new("sh");
         std_command.args(["-c", command]);
         os::prepare_command(&mut std_command, true, None);
-        let child = async_process::Command::from(std_command)
+        let mut command = async_process::Command::from(std_command);
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        crate::reaper::claim(child.id());
+            .stderr(Stdio::null());
+        let child = crate::reaper::spawn_claimed(|| command.spawn())?;
         Ok(ExecAttempt { child, done: false })
     }
 

@@ -21,6 +21,20 @@ static OURS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
+/// Held while a child is spawned and claimed, so the orphan reaper cannot take a child
+/// that died before it was claimed.
+static SPAWNING: Mutex<()> = Mutex::new(());
+
+/// Spawns a child with `spawn` and claims it, as one step for the orphan reaper.
+pub(crate) fn spawn_claimed(
+    spawn: impl FnOnce() -> std::io::Result<async_process::Child>,
+) -> std::io::Result<async_process::Child> {
+    let _spawning = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+    let child = spawn()?;
+    claim(child.id());
+    Ok(child)
+}
+
 /// `pid` is a child podvisor waits for itself: never reap it here.
 pub(crate) fn claim(pid: u32) {
     OURS.lock().unwrap_or_else(|e| e.into_inner()).insert(pid);
@@ -73,6 +87,7 @@ pub fn enable() -> std::io::Result<()> {
 
 /// Reaps every zombie child that podvisor did not spawn itself.
 fn reap_orphans() {
+    let _spawning = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
     let me = std::process::id();
     for pid in zombie_children(me) {
         if OURS

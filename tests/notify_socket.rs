@@ -434,7 +434,12 @@ fn an_orphan_of_the_pod_in_its_cgroup_counts() {
         .lines()
         .any(|l| l.starts_with("0::") && l.contains(&format!("/podvisor-{}-", std::process::id())));
     let started = futures_lite::future::block_on(pod.wait_ready());
-    let lines = pod.last_lines();
+    // The orphan's line and its datagram travel apart: wait for the line.
+    let mut lines = pod.last_lines();
+    eventually(Duration::from_secs(10), || {
+        lines = pod.last_lines();
+        lines.iter().any(|l| l.starts_with("orphan "))
+    });
     // The close sweeps the cgroup, orphan included.
     futures_lite::future::block_on(pod.close());
     if !in_a_cgroup {

@@ -1,0 +1,77 @@
+//! podvisor's spawning thread: children are forked and executed there, not on the driver
+//! thread.
+//!
+//! A spawn blocks the thread that makes it until the child has executed its program: the
+//! fork copies the page tables, and joining a pod's cgroup waits for an RCU grace period,
+//! which takes milliseconds on a busy machine. On the driver thread, that would hold up
+//! every other pod's events, timers and signals. The spawning thread is started once and
+//! never ends, because the parent-death signal fires when the thread that spawned a child
+//! ends.
+
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on the spawning thread (or here, if that thread cannot be started).
+fn run(job: Job) {
+    static JOBS: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (sender, receiver) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("podvisor-spawn".into())
+            .spawn(move || {
+                while let Ok(job) = receiver.recv() {
+                    job();
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(sender))
+    });
+    let job = match jobs {
+        Some(sender) => match sender.lock().unwrap_or_else(|e| e.into_inner()).send(job) {
+            Ok(()) => return,
+            Err(returned) => returned.0,
+        },
+        None => job,
+    };
+    job();
+}
+
+/// The answer of a job run on the spawning thread, awaited by a driver.
+pub(crate) struct Answer<T> {
+    slot: Arc<Mutex<(Option<T>, Option<Waker>)>>,
+}
+
+impl<T: Send + 'static> Answer<T> {
+    /// Runs `work` on the spawning thread; its result is polled with [`Answer::poll`].
+    pub(crate) fn spawn(work: impl FnOnce() -> T + Send + 'static) -> Answer<T> {
+        let slot: Arc<Mutex<(Option<T>, Option<Waker>)>> = Arc::new(Mutex::new((None, None)));
+        let for_job = slot.clone();
+        run(Box::new(move || {
+            let result = work();
+            let waker = {
+                let mut slot = for_job.lock().unwrap_or_else(|e| e.into_inner());
+                slot.0 = Some(result);
+                slot.1.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }));
+        Answer { slot }
+    }
+
+    /// The result once the job has run.
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<T> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.0.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                slot.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
