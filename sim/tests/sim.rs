@@ -232,6 +232,13 @@ fn command_line_exit_codes() {
         out.contains("replay: podvisor-sim --seed") && out.contains("--mutation missed-reap"),
         "{out}"
     );
+    let caught = status(&["--seeds", "1000", "--mutation", "drain-until-empty"]);
+    assert_eq!(caught.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&caught.stdout);
+    assert!(
+        out.contains("late (tolerance") && out.contains("--mutation drain-until-empty"),
+        "{out}"
+    );
     let same = status(&["--seeds", "50", "--check-determinism"]);
     assert_eq!(same.status.code(), Some(0));
     let caught = status(&[
