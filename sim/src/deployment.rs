@@ -326,7 +326,8 @@ impl World {
     }
 
     /// After healing and quiet: the deployment and every pod ended, within the sum over
-    /// the templates of their longest grace period (+ε each) after the heal.
+    /// the templates of their longest grace period (+ε and twice the deadline tolerance
+    /// each) after the heal.
     pub(crate) fn deployment_liveness(&self, heal_at: Time) -> Result<(), Failure> {
         let Some(link) = &self.deployment else {
             return Ok(());
@@ -349,7 +350,13 @@ impl World {
                 )));
             }
         }
-        let budget: Duration = link.template_grace.iter().map(|g| *g + EPSILON).sum();
+        // Per level: its grace, ε, and the close and the kill each within the tolerance.
+        let tolerance = self.deadline_tolerance();
+        let budget: Duration = link
+            .template_grace
+            .iter()
+            .map(|g| *g + EPSILON + tolerance * 2)
+            .sum();
         let bound = heal_at.checked_add(budget + EPSILON).unwrap_or(Time::MAX);
         if link.ended_at.is_some_and(|t| t > bound) {
             return Err(liveness(format!(

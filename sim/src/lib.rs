@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod deployment;
+pub mod driver;
 pub mod report;
 pub mod rng;
 pub mod swarm;

@@ -8,7 +8,8 @@ use std::process::exit;
 use std::time::Instant;
 
 use podvisor_sim::report::{
-    batch, mutation_name, replay_command, Coverage, DEPLOYMENT_MUTATIONS, MUTATIONS,
+    batch, driver_mutation_name, mutation_name, replay_command, Coverage, DEPLOYMENT_MUTATIONS,
+    DRIVER_MUTATIONS, MUTATIONS,
 };
 use podvisor_sim::{run, FailureKind, RunConfig};
 
@@ -22,6 +23,8 @@ usage: podvisor-sim [--seeds N] [--start S] [--pods K] [--mutation NAME] [--chec
                        one-shot jobs and restart policies, run by the deployment machine
   --mutation NAME      run a deliberately wrong core: kill-one-tick-early,
                        exited-early-as-failed-to-start, deadline-from-spawn, missed-reap;
+                       or a wrong driver model: timers-before-input, input-at-wake-time,
+                       drain-until-empty;
                        with --deployments: ready-means-started, close-all-at-once,
                        restart-after-close, ignore-budget
   --check-determinism  run every seed twice and compare trace hashes
@@ -33,6 +36,7 @@ struct Options {
     one: Option<u64>,
     pods: usize,
     mutation: Option<podvisor::core::Mutation>,
+    driver_mutation: Option<podvisor_sim::driver::DriverMutation>,
     deployments: bool,
     deployment_mutation: Option<podvisor::core::deployment::DeploymentMutation>,
     determinism: bool,
@@ -46,6 +50,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         one: None,
         pods: 1,
         mutation: None,
+        driver_mutation: None,
         deployments: false,
         deployment_mutation: None,
         determinism: false,
@@ -73,10 +78,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 let names: Vec<&str> = MUTATIONS
                     .iter()
                     .map(|(n, _)| *n)
+                    .chain(DRIVER_MUTATIONS.iter().map(|(n, _)| *n))
                     .chain(DEPLOYMENT_MUTATIONS.iter().map(|(n, _)| *n))
                     .collect();
                 if let Some((_, m)) = MUTATIONS.iter().find(|(n, _)| n == name) {
                     o.mutation = Some(*m);
+                } else if let Some((_, m)) = DRIVER_MUTATIONS.iter().find(|(n, _)| n == name) {
+                    o.driver_mutation = Some(*m);
                 } else if let Some((_, m)) = DEPLOYMENT_MUTATIONS.iter().find(|(n, _)| n == name) {
                     o.deployment_mutation = Some(*m);
                 } else {
@@ -135,6 +143,7 @@ fn main_with(o: &Options) -> i32 {
             swarm: None,
             trace: true,
             deployment: o.deployments.then_some(o.deployment_mutation),
+            driver_mutation: o.driver_mutation,
         };
         let report = run(&config);
         println!("seed {seed}: {:?}", report.swarm);
@@ -169,6 +178,7 @@ fn main_with(o: &Options) -> i32 {
                 swarm: None,
                 trace: false,
                 deployment: o.deployments.then_some(o.deployment_mutation),
+                driver_mutation: o.driver_mutation,
             };
             let (a, b) = (run(&config), run(&config));
             if a.trace_hash != b.trace_hash {
@@ -192,6 +202,7 @@ fn main_with(o: &Options) -> i32 {
         o.seeds,
         o.pods,
         o.mutation,
+        o.driver_mutation,
         o.deployments.then_some(o.deployment_mutation),
         &mut coverage,
     );
@@ -207,10 +218,10 @@ fn main_with(o: &Options) -> i32 {
     println!(
         "{} seeds ({what}{}) in {elapsed:.2} s: {:.0} seeds/s",
         coverage.seeds,
-        o.mutation.map_or(String::new(), |m| format!(
-            ", mutation {}",
-            mutation_name(m)
-        )),
+        o.mutation
+            .map(mutation_name)
+            .or(o.driver_mutation.map(driver_mutation_name))
+            .map_or(String::new(), |m| format!(", mutation {m}")),
         coverage.seeds as f64 / elapsed.max(1e-9)
     );
     match result {

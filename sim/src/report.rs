@@ -6,6 +6,7 @@ use podvisor::core::deployment::DeploymentMutation;
 use podvisor::core::Mutation;
 
 use crate::deployment::DEPLOYMENT_OUTCOMES;
+use crate::driver::{DriverMutation, DRIVER_SITUATIONS};
 use crate::swarm::FAULTS;
 use crate::world::{run, Failure, RunConfig, RunReport, ENDS, START_RESULTS};
 
@@ -19,7 +20,9 @@ pub struct Coverage {
     /// Per end (see `ENDS`).
     pub ends: [u64; 4],
     /// Per fault (see `FAULTS`).
-    pub faults: [u64; 15],
+    pub faults: [u64; FAULTS.len()],
+    /// Per driver situation (see `DRIVER_SITUATIONS`).
+    pub situations: [u64; DRIVER_SITUATIONS.len()],
     /// Deployment worlds run.
     pub deployment_seeds: u64,
     /// Per deployment outcome (see `DEPLOYMENT_OUTCOMES`).
@@ -38,6 +41,9 @@ impl Coverage {
         }
         for (i, count) in self.faults.iter_mut().enumerate() {
             *count += u64::from(report.faults >> i & 1);
+        }
+        for (i, count) in self.situations.iter_mut().enumerate() {
+            *count += u64::from(report.situations >> i & 1);
         }
         if report.deployment {
             self.deployment_seeds += 1;
@@ -65,6 +71,12 @@ impl Coverage {
                 .zip(self.faults)
                 .filter(|(f, _)| !(only_deployments && **f == crate::swarm::Fault::EarlyClose))
                 .map(|(f, c)| ("fault", f.name(), c)),
+        );
+        rows.extend(
+            DRIVER_SITUATIONS
+                .iter()
+                .zip(self.situations)
+                .map(|(n, c)| ("driver", *n, c)),
         );
         if self.deployment_seeds > 0 {
             rows.extend(
@@ -117,6 +129,9 @@ pub fn replay_command(config: &RunConfig) -> String {
     if let Some(m) = config.mutation {
         let _ = write!(command, " --mutation {}", mutation_name(m));
     }
+    if let Some(m) = config.driver_mutation {
+        let _ = write!(command, " --mutation {}", driver_mutation_name(m));
+    }
     match config.deployment {
         Some(Some(m)) => {
             let _ = write!(
@@ -138,6 +153,7 @@ pub fn batch(
     count: u64,
     pods: usize,
     mutation: Option<Mutation>,
+    driver_mutation: Option<DriverMutation>,
     deployment: Option<Option<DeploymentMutation>>,
     coverage: &mut Coverage,
 ) -> Result<(), Box<SeedFailure>> {
@@ -149,6 +165,7 @@ pub fn batch(
             swarm: None,
             trace: false,
             deployment,
+            driver_mutation,
         };
         let report = run(&config);
         coverage.add(&report);
@@ -178,6 +195,38 @@ pub const MUTATIONS: [(&str, Mutation); 4] = [
     ("missed-reap", Mutation::MissedReap),
 ];
 
+/// The driver-model mutations, by name.
+pub const DRIVER_MUTATIONS: [(&str, DriverMutation); 3] = [
+    ("timers-before-input", DriverMutation::TimersBeforeInput),
+    ("input-at-wake-time", DriverMutation::InputAtWakeTime),
+    ("drain-until-empty", DriverMutation::DrainUntilEmpty),
+];
+
+/// The name of a driver-model mutation.
+pub fn driver_mutation_name(m: DriverMutation) -> &'static str {
+    DRIVER_MUTATIONS
+        .iter()
+        .find(|(_, x)| *x == m)
+        .map_or("?", |(n, _)| n)
+}
+
+/// The first seed in `0..limit` that catches the driver-model `mutation`, if any.
+pub fn first_driver_catch(mutation: DriverMutation, pods: usize, limit: u64) -> Option<u64> {
+    (0..limit).find(|&seed| {
+        run(&RunConfig {
+            seed,
+            pods,
+            mutation: None,
+            swarm: None,
+            trace: false,
+            deployment: None,
+            driver_mutation: Some(mutation),
+        })
+        .result
+        .is_err()
+    })
+}
+
 /// The deployment mutations, by name.
 pub const DEPLOYMENT_MUTATIONS: [(&str, DeploymentMutation); 4] = [
     ("ready-means-started", DeploymentMutation::ReadyMeansStarted),
@@ -204,6 +253,7 @@ pub fn first_deployment_catch(mutation: DeploymentMutation, limit: u64) -> Optio
             swarm: None,
             trace: false,
             deployment: Some(Some(mutation)),
+            driver_mutation: None,
         })
         .result
         .is_err()
@@ -228,6 +278,7 @@ pub fn first_catch(mutation: Mutation, pods: usize, limit: u64) -> Option<u64> {
             swarm: None,
             trace: false,
             deployment: None,
+            driver_mutation: None,
         })
         .result
         .is_err()
@@ -256,6 +307,7 @@ pub fn fuzz_seed(data: &[u8]) {
         swarm: Some(swarm),
         trace: false,
         deployment: (data.get(14).copied().unwrap_or(0) & 1 == 1).then_some(None),
+        driver_mutation: None,
     });
     if let Err(failure) = report.result {
         panic!(

@@ -39,10 +39,16 @@ pub enum Fault {
     EarlyClose,
     /// Events sharing one instant are delivered in a random order.
     SameInstant,
+    /// The process writes output in floods (bursts of thousands of lines, sometimes with
+    /// its readiness line inside), often just before a deadline.
+    FloodOutput,
+    /// The supervisor is paused (SIGSTOP, a starved CPU) while input arrives; on resume
+    /// its clock has jumped, often past a deadline.
+    SupervisorPaused,
 }
 
 /// Every fault, in a fixed order.
-pub const FAULTS: [Fault; 15] = [
+pub const FAULTS: [Fault; 17] = [
     Fault::SpawnFailure,
     Fault::CrashInSetup,
     Fault::ExitBeforeReady,
@@ -58,6 +64,8 @@ pub const FAULTS: [Fault; 15] = [
     Fault::ExtendTimeout,
     Fault::EarlyClose,
     Fault::SameInstant,
+    Fault::FloodOutput,
+    Fault::SupervisorPaused,
 ];
 
 impl Fault {
@@ -79,6 +87,8 @@ impl Fault {
             Fault::ExtendTimeout => "extend-timeout",
             Fault::EarlyClose => "early-close",
             Fault::SameInstant => "same-instant",
+            Fault::FloodOutput => "flood-output",
+            Fault::SupervisorPaused => "supervisor-paused",
         }
     }
 }

@@ -11,6 +11,7 @@ use podvisor::core::{
     ProbeSchedule, SpawnError, SpawnErrorKind, StartResult, StartedBy, State, Stream, Time,
 };
 
+use crate::driver::{DriverMutation, Inbox, INPUT_COST};
 use crate::rng::Rng;
 use crate::swarm::{Fault, Swarm, FAULTS};
 
@@ -37,6 +38,8 @@ pub struct RunConfig {
     /// Run a deployment world (with a deliberately wrong deployment machine, if `Some`
     /// inside) instead of independent pods.
     pub deployment: Option<Option<podvisor::core::deployment::DeploymentMutation>>,
+    /// A deliberately wrong driver model, if any.
+    pub driver_mutation: Option<DriverMutation>,
 }
 
 /// How a run failed.
@@ -76,6 +79,8 @@ pub struct RunReport {
     pub ends: u32,
     /// Bit per fault some pod got (see [`FAULTS`]).
     pub faults: u32,
+    /// Bit per driver situation reached (see [`crate::driver::DRIVER_SITUATIONS`]).
+    pub situations: u32,
     /// Steps taken.
     pub steps: u64,
     /// Deployment worlds: bit per deployment result and member state reached (see
@@ -125,6 +130,8 @@ pub(crate) struct Process {
     flaps: bool,
     close_at: Option<(Duration, Option<Duration>)>,
     second_close: Option<(Duration, Option<Duration>)>,
+    /// Floods of output: when, and how many lines.
+    floods: Vec<(Time, u64)>,
     // What happened.
     alive: bool,
     ready_reached: bool,
@@ -151,6 +158,14 @@ pub(crate) enum WorldEvent {
     },
     Tick,
     Heal,
+    /// The process writes this many lines of output at once.
+    Flood(u64),
+    /// Lines of output in a pipe (input only).
+    Lines(u64),
+    /// The readiness line in a pipe (input only).
+    ReadyLine,
+    /// A driver comes back: it yielded with input left, or the supervisor resumes.
+    Wake,
     /// Deployment worlds: start the deployment.
     DeploymentStart,
     /// Deployment worlds: the deployment's timer.
@@ -159,6 +174,10 @@ pub(crate) enum WorldEvent {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+fn plus(t: Time, d: Duration) -> Time {
+    t.checked_add(d).unwrap_or(Time::MAX)
 }
 
 /// One simulated world.
@@ -175,6 +194,12 @@ pub(crate) struct World {
     pub(crate) trace: Option<Vec<String>>,
     pub(crate) faults: u32,
     pub(crate) healed: bool,
+    /// Per pod, the input its driver has not taken in yet.
+    pub(crate) inboxes: Vec<Inbox>,
+    /// When the supervisor is paused: `[from, until)`.
+    pub(crate) pauses: Vec<(Time, Time)>,
+    pub(crate) driver_mutation: Option<DriverMutation>,
+    pub(crate) situations: u32,
     /// The deployment that owns the pods, in deployment worlds.
     pub(crate) deployment: Option<Box<crate::deployment::DeploymentLink>>,
 }
@@ -274,6 +299,7 @@ impl World {
             flaps: false,
             close_at: None,
             second_close: None,
+            floods: Vec::new(),
             alive: false,
             ready_reached: false,
             grandchildren_alive: false,
@@ -345,36 +371,158 @@ impl World {
         })?;
         let i = self.pods.len();
         self.pods.push(pod);
+        self.inboxes.push(Inbox::default());
+        // The pod starts now when a deployment started it, else at a random moment of the
+        // first second.
+        let start = if managed {
+            self.now
+        } else {
+            plus(Time::ZERO, ms(self.rng.range(0, 1_000)))
+        };
+        self.draw_floods(&mut proc, start, timeout, grace, managed);
+        self.draw_pause(&mut proc, start, timeout, grace);
+        self.schedule(start, i, WorldEvent::Start);
         if managed {
-            let now = self.now;
-            self.schedule(now, i, WorldEvent::Start);
             self.procs.push(proc);
             return Ok(i);
         }
-        // The pod starts at a random moment of the first second.
-        let start = ms(self.rng.range(0, 1_000));
-        self.schedule(
-            Time::ZERO.checked_add(start).unwrap_or(Time::MAX),
-            i,
-            WorldEvent::Start,
-        );
         if let Some((at, g)) = proc.close_at {
-            let at = if at.is_zero() { start } else { start + at };
-            self.schedule(
-                Time::ZERO.checked_add(at).unwrap_or(Time::MAX),
-                i,
-                WorldEvent::Close(g),
-            );
+            self.schedule(plus(start, at), i, WorldEvent::Close(g));
         }
         if let Some((at, g)) = proc.second_close {
-            self.schedule(
-                Time::ZERO.checked_add(start + at).unwrap_or(Time::MAX),
-                i,
-                WorldEvent::Close(g),
-            );
+            self.schedule(plus(start, at), i, WorldEvent::Close(g));
         }
         self.procs.push(proc);
         Ok(i)
+    }
+
+    /// Flood-output fault: one to three floods of thousands of lines, each aimed so that
+    /// reading it spans an instant that matters while it still matters — the ready
+    /// deadline, the probes before ready, the readiness line (which then sits inside the
+    /// flood), SIGKILL after a close the process ignores — or at random.
+    fn draw_floods(
+        &mut self,
+        proc: &mut Process,
+        start: Time,
+        timeout: Option<Duration>,
+        grace: Duration,
+        managed: bool,
+    ) {
+        if !self.fault(Fault::FloodOutput) {
+            return;
+        }
+        let base = if proc.runtime {
+            proc.started_after
+        } else {
+            Duration::ZERO
+        };
+        let ready = proc.ready_after.map(|r| plus(start, base + r));
+        let deadline = timeout.map(|t| plus(start, t));
+        let outlives_grace = proc.ignores_term || proc.term_delay > grace;
+        let mut aims = Vec::with_capacity(4);
+        if let Some(deadline) = deadline.filter(|d| ready.is_none_or(|r| r >= *d)) {
+            aims.push(deadline);
+        }
+        if let Some(ready) = ready {
+            if proc.readiness == Readiness::Output {
+                aims.push(ready);
+            }
+            if matches!(proc.readiness, Readiness::Probe | Readiness::NotifyAndProbe) {
+                let probing = ready.saturating_duration_since(start);
+                aims.push(plus(
+                    start,
+                    ms(self.rng.range(0, probing.as_millis() as u64)),
+                ));
+            }
+        }
+        if outlives_grace && !managed {
+            aims.push(plus(Time::ZERO, HEAL_AT + grace));
+        }
+        if let Some((at, g)) = proc.close_at.filter(|_| outlives_grace) {
+            aims.push(plus(start, at + g.unwrap_or(grace)));
+        }
+        for _ in 0..self.rng.range(1, 3) {
+            let lines = self.rng.range(1_500, 12_000);
+            let aim = match aims.get(self.rng.below(aims.len() as u64 + 1) as usize) {
+                Some(aim) => *aim,
+                None => plus(start, ms(self.rng.range(0, 5_000))),
+            };
+            // Reading the flood takes `lines` × INPUT_COST: start it up to that long before.
+            let span = INPUT_COST.as_nanos() as u64 * lines;
+            let lead = Duration::from_nanos(self.rng.range(0, span));
+            let at = aim.checked_sub(lead).unwrap_or(Time::ZERO).max(start);
+            proc.floods.push((at, lines));
+        }
+    }
+
+    /// Supervisor-paused fault: a pause across an instant that matters — the ready
+    /// deadline, SIGKILL after an early close — or at random; often with the input that
+    /// decides the start (the readiness signal, or the exit) arriving during the pause,
+    /// just before the deadline.
+    fn draw_pause(
+        &mut self,
+        proc: &mut Process,
+        start: Time,
+        timeout: Option<Duration>,
+        grace: Duration,
+    ) {
+        if !self.swarm.roll(Fault::SupervisorPaused, &mut self.rng) {
+            return;
+        }
+        let deadline = timeout.map(|t| plus(start, t));
+        let kill = proc
+            .close_at
+            .map(|(at, g)| plus(start, at + g.unwrap_or(grace)));
+        let aim = match self.rng.below(3) {
+            0 => deadline,
+            1 => kill.or(deadline),
+            _ => None,
+        };
+        let aim = aim.unwrap_or_else(|| plus(start, ms(self.rng.range(0, 3_000))));
+        let from = aim
+            .checked_sub(ms(self.rng.range(1, 1_500)))
+            .unwrap_or(Time::ZERO);
+        let until = plus(aim, ms(self.rng.range(1, 2_000)));
+        // Healing finds the supervisor awake, so liveness keeps its bound.
+        let latest = plus(Time::ZERO, HEAL_AT - Duration::from_secs(1));
+        if from <= self.now || until >= latest {
+            return;
+        }
+        self.pauses.push((from, until));
+        self.mark_fault(Fault::SupervisorPaused);
+        self.note(|| format!("{from} the supervisor will be paused until {until}"));
+        let (Some(deadline), true) = (deadline, Some(aim) == deadline) else {
+            return;
+        };
+        // The spawn answers within 3 ms of the start: aim 4 ms inside the window.
+        let base = if proc.runtime {
+            proc.started_after
+        } else {
+            Duration::ZERO
+        };
+        let (Some(lo), Some(hi)) = (
+            from.checked_add(ms(4)).map(|t| t.max(plus(start, base))),
+            deadline.checked_sub(ms(4)),
+        ) else {
+            return;
+        };
+        if lo >= hi {
+            return;
+        }
+        let arrival = plus(
+            lo,
+            Duration::from_nanos(self.rng.below(hi.as_nanos() - lo.as_nanos())),
+        );
+        let after = arrival.saturating_duration_since(plus(start, base));
+        match self.rng.below(4) {
+            0 | 1 => proc.ready_after = Some(after),
+            2 => {
+                // Before it is ready: the exit decides the start.
+                proc.exit = Some((after, self.status()));
+                proc.ready_after = proc.ready_after.filter(|r| *r > after);
+            }
+            _ => {}
+        }
     }
 
     fn status(&mut self) -> ExitStatus {
@@ -387,9 +535,11 @@ impl World {
     }
 
     /// The process of pod `i` was spawned at `now`: schedule what it will do.
-    fn spawned(&mut self, i: usize) {
-        let now = self.now;
+    fn spawned(&mut self, i: usize, now: Time) {
         let at = |d: Duration| now.checked_add(d).unwrap_or(Time::MAX);
+        for (when, lines) in std::mem::take(&mut self.procs[i].floods) {
+            self.schedule(when.max(now), i, WorldEvent::Flood(lines));
+        }
         let p = &mut self.procs[i];
         let (runtime, setup_crash, started_after, ready_after, exit) = (
             p.runtime,
@@ -439,11 +589,69 @@ impl World {
         }
     }
 
-    /// Delivers one world event to pod `i`.
-    fn deliver(&mut self, i: usize, event: WorldEvent) -> Result<(), Failure> {
+    /// An event for pod `i` happens at `at`: the process model moves on (it exists, is
+    /// ready, writes, exits), and whatever the supervisor learns from it is buffered for
+    /// its driver, which is then woken.
+    pub(crate) fn arrive(&mut self, i: usize, at: Time, event: WorldEvent) -> Result<(), Failure> {
+        let inbox = &mut self.inboxes[i];
+        match event {
+            WorldEvent::Wake => inbox.wake_at = None,
+            WorldEvent::Tick => {}
+            WorldEvent::Start | WorldEvent::Close(_) | WorldEvent::Heal => {
+                inbox.requests.push_back(event)
+            }
+            WorldEvent::SpawnAnswer => {
+                if self.procs[i].spawn_fail.is_none() {
+                    // The process exists before the core hears of it: signals the core
+                    // sends in answer (a close that came during the spawn) reach it.
+                    self.procs[i].alive = true;
+                    self.procs[i].grandchildren_alive = self.procs[i].grandchildren;
+                    self.spawned(i, at);
+                }
+                self.inboxes[i].push(at, event);
+            }
+            WorldEvent::Ready => {
+                self.procs[i].ready_reached = true;
+                match self.procs[i].readiness {
+                    // A probe finds out by itself.
+                    Readiness::Probe => return Ok(()),
+                    Readiness::Output => {
+                        if inbox.write(at, WorldEvent::ReadyLine) {
+                            self.note(|| {
+                                format!("{at} pod{i} readiness line held back by a full pipe")
+                            });
+                        }
+                    }
+                    _ => inbox.push(at, event),
+                }
+            }
+            WorldEvent::Flood(lines) => {
+                if !self.procs[i].alive {
+                    return Ok(());
+                }
+                self.note(|| format!("{at} pod{i} writes {lines} lines"));
+                if self.inboxes[i].write(at, WorldEvent::Lines(lines)) {
+                    self.situation(0);
+                }
+            }
+            WorldEvent::Exit(_) => {
+                if !self.procs[i].alive {
+                    return Ok(());
+                }
+                self.procs[i].alive = false;
+                inbox.writer_gone();
+                inbox.push(at, event);
+            }
+            _ => inbox.push(at, event),
+        }
+        self.poke(i)
+    }
+
+    /// Feeds what `event` tells the supervisor to pod `i`'s machine at `at`.
+    pub(crate) fn feed(&mut self, i: usize, event: &WorldEvent, at: Time) -> Result<(), Failure> {
         let generation: Generation = self.pods[i].machine.generation();
         let ready_line: &[u8] = b"server listening on :8080";
-        let core_event: Event<'_> = match &event {
+        let core_event: Event<'_> = match event {
             WorldEvent::Start => Event::Start,
             WorldEvent::Close(grace) => Event::Close { grace: *grace },
             WorldEvent::Heal => Event::Close { grace: None },
@@ -452,39 +660,33 @@ impl World {
                     generation,
                     error: SpawnError { kind, errno: None },
                 },
-                None => {
-                    // The process exists before the core hears of it: signals the core
-                    // sends in answer (a close that came during the spawn) reach it.
-                    self.procs[i].alive = true;
-                    self.procs[i].grandchildren_alive = self.procs[i].grandchildren;
-                    Event::Spawned { generation }
-                }
+                None => Event::Spawned { generation },
             },
             WorldEvent::Started => Event::Notify {
                 generation,
                 datagram: b"X_PODVISOR_STARTED=1",
             },
-            WorldEvent::Ready => {
-                self.procs[i].ready_reached = true;
-                match self.procs[i].readiness {
-                    Readiness::Output => Event::OutputLine {
-                        generation,
-                        stream: Stream::Stdout,
-                        line: ready_line,
-                    },
-                    Readiness::Probe => Event::Tick,
-                    // A process with malformed notify lines sends them beside READY=1
-                    // too: the valid field must still count.
-                    _ if self.procs[i].malformed => Event::Notify {
-                        generation,
-                        datagram: b"READY=1\nSTATUS=\xff\xfe serving\nno equals sign\nMAINPID=-5",
-                    },
-                    _ => Event::Notify {
-                        generation,
-                        datagram: b"READY=1\nSTATUS=serving",
-                    },
-                }
-            }
+            // A process with malformed notify lines sends them beside READY=1 too: the
+            // valid field must still count.
+            WorldEvent::Ready if self.procs[i].malformed => Event::Notify {
+                generation,
+                datagram: b"READY=1\nSTATUS=\xff\xfe serving\nno equals sign\nMAINPID=-5",
+            },
+            WorldEvent::Ready => Event::Notify {
+                generation,
+                datagram: b"READY=1\nSTATUS=serving",
+            },
+            WorldEvent::ReadyLine => Event::OutputLine {
+                generation,
+                stream: Stream::Stdout,
+                line: ready_line,
+            },
+            // A run of lines that do not match stands for all of them.
+            WorldEvent::Lines(_) => Event::OutputLine {
+                generation,
+                stream: Stream::Stdout,
+                line: b"GET /health 200 0.3ms",
+            },
             WorldEvent::Malformed => Event::Notify {
                 generation,
                 datagram: b"\xff\xfe garbage\nREADY\nREADY=1\0\n=1\nSTATUS=odd fields",
@@ -497,19 +699,14 @@ impl World {
                         generation,
                         datagram: text.as_bytes(),
                     },
-                    &event,
+                    event,
+                    at,
                 );
             }
-            WorldEvent::Exit(status) => {
-                if !self.procs[i].alive {
-                    return Ok(());
-                }
-                self.procs[i].alive = false;
-                Event::Exited {
-                    generation,
-                    status: *status,
-                }
-            }
+            WorldEvent::Exit(status) => Event::Exited {
+                generation,
+                status: *status,
+            },
             WorldEvent::LateNotify => Event::Notify {
                 generation,
                 datagram: b"READY=1",
@@ -519,14 +716,22 @@ impl World {
                 attempt: *attempt,
                 ok: *ok,
             },
-            WorldEvent::Tick => Event::Tick,
-            WorldEvent::DeploymentStart | WorldEvent::DeploymentTick => Event::Tick,
+            WorldEvent::Tick
+            | WorldEvent::Wake
+            | WorldEvent::Flood(_)
+            | WorldEvent::DeploymentStart
+            | WorldEvent::DeploymentTick => Event::Tick,
         };
-        self.handle(i, core_event, &event)
+        self.handle(i, core_event, event, at)
     }
 
-    fn handle(&mut self, i: usize, event: Event<'_>, cause: &WorldEvent) -> Result<(), Failure> {
-        let now = self.now;
+    fn handle(
+        &mut self,
+        i: usize,
+        event: Event<'_>,
+        cause: &WorldEvent,
+        now: Time,
+    ) -> Result<(), Failure> {
         fnv(&mut self.hash, now.as_nanos());
         fnv(&mut self.hash, i as u64);
         fnv(&mut self.hash, discriminant(cause));
@@ -620,6 +825,10 @@ fn discriminant(event: &WorldEvent) -> u64 {
         WorldEvent::Heal => 12,
         WorldEvent::DeploymentStart => 13,
         WorldEvent::DeploymentTick => 14,
+        WorldEvent::Flood(n) => 15 + n * 32,
+        WorldEvent::Lines(n) => 16 + n * 32,
+        WorldEvent::ReadyLine => 17,
+        WorldEvent::Wake => 18,
     }
 }
 
@@ -663,13 +872,13 @@ pub fn run(config: &RunConfig) -> RunReport {
         faults: 0,
         healed: false,
         deployment: None,
+        inboxes: Vec::with_capacity(config.pods),
+        pauses: Vec::new(),
+        driver_mutation: config.driver_mutation,
+        situations: 0,
     };
     if swarm.has(Fault::SameInstant) {
-        let i = FAULTS
-            .iter()
-            .position(|f| *f == Fault::SameInstant)
-            .unwrap_or(0);
-        world.faults |= 1 << i;
+        world.mark_fault(Fault::SameInstant);
     }
     let mut steps = 0;
     let result = (|| {
@@ -711,19 +920,21 @@ pub fn run(config: &RunConfig) -> RunReport {
             world.now = world.now.max(at);
             let event = world.payloads[payload as usize].clone();
             if pod == crate::deployment::DEPLOYMENT {
+                if let Some(resume) = world.paused() {
+                    world.schedule(resume, pod, event);
+                    continue;
+                }
                 world.deliver_to_deployment(event)?;
                 continue;
             }
-            let spawn_answer = matches!(event, WorldEvent::SpawnAnswer);
-            world.deliver(pod, event)?;
-            if spawn_answer && world.procs[pod].spawn_fail.is_none() {
-                world.spawned(pod);
-            }
+            world.arrive(pod, at, event)?;
         }
         if world.deployment.is_some() {
             return world.deployment_liveness(heal_at);
         }
-        // Liveness after healing: every pod ended, within its grace (+ε) of the heal.
+        // Liveness after healing: every pod ended, within its grace (+ε) of the heal, and
+        // the close and the kill each within the deadline tolerance.
+        let tolerance = world.deadline_tolerance();
         for (i, pod) in world.pods.iter().enumerate() {
             let proc = &world.procs[i];
             if pod.machine.state() != State::Ended {
@@ -736,13 +947,13 @@ pub fn run(config: &RunConfig) -> RunReport {
                 });
             }
             let bound = heal_at
-                .checked_add(pod.machine.spec().grace + EPSILON)
+                .checked_add(pod.machine.spec().grace + EPSILON + tolerance * 2)
                 .unwrap_or(Time::MAX);
             if proc.ended_at.is_some_and(|t| t > bound) {
                 return Err(Failure {
                     kind: FailureKind::Liveness,
                     message: format!(
-                        "pod{i} ended at {:?}, later than heal + grace + ε = {bound}",
+                        "pod{i} ended at {:?}, later than heal + grace + ε + 2 × tolerance = {bound}",
                         proc.ended_at
                     ),
                 });
@@ -775,6 +986,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         start_results,
         ends,
         faults: world.faults,
+        situations: world.situations,
         steps,
         deployment_outcomes: world.deployment.as_ref().map_or(0, |d| d.outcomes()),
         deployment: config.deployment.is_some(),

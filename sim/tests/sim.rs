@@ -2,11 +2,12 @@
 //! outcome and fault is reached, every deliberately wrong core is caught, and the CLI's
 //! exit codes.
 
+use podvisor_sim::driver::DriverMutation;
 use podvisor_sim::report::{
-    batch, first_catch, first_deployment_catch, fuzz_seed, Coverage, DEPLOYMENT_MUTATIONS,
-    MUTATIONS,
+    batch, first_catch, first_deployment_catch, first_driver_catch, fuzz_seed, Coverage,
+    DEPLOYMENT_MUTATIONS, DRIVER_MUTATIONS, MUTATIONS,
 };
-use podvisor_sim::swarm::Swarm;
+use podvisor_sim::swarm::{Fault, Swarm, FAULTS};
 use podvisor_sim::{run, RunConfig};
 use proptest::prelude::*;
 
@@ -18,13 +19,14 @@ fn config(seed: u64, pods: usize) -> RunConfig {
         swarm: None,
         trace: false,
         deployment: None,
+        driver_mutation: None,
     }
 }
 
 #[test]
 fn a_block_of_single_pod_seeds_passes_with_full_coverage() {
     let mut coverage = Coverage::default();
-    if let Err(failed) = batch(0, 5_000, 1, None, None, &mut coverage) {
+    if let Err(failed) = batch(0, 5_000, 1, None, None, None, &mut coverage) {
         panic!(
             "seed {} failed: {}\nreplay: {}",
             failed.report.seed, failed.failure.message, failed.replay
@@ -36,12 +38,21 @@ fn a_block_of_single_pod_seeds_passes_with_full_coverage() {
         "reached by fewer than 1% of seeds: {thin:?}\n{}",
         coverage.table()
     );
+    for fault in [Fault::FloodOutput, Fault::SupervisorPaused] {
+        let i = FAULTS.iter().position(|f| *f == fault).unwrap();
+        assert!(
+            coverage.faults[i] * 20 >= coverage.seeds,
+            "{} reached by fewer than 5% of seeds\n{}",
+            fault.name(),
+            coverage.table()
+        );
+    }
 }
 
 #[test]
 fn a_block_of_eight_pod_seeds_passes() {
     let mut coverage = Coverage::default();
-    if let Err(failed) = batch(1_000_000, 500, 8, None, None, &mut coverage) {
+    if let Err(failed) = batch(1_000_000, 500, 8, None, None, None, &mut coverage) {
         panic!(
             "seed {} failed: {}\nreplay: {}",
             failed.report.seed, failed.failure.message, failed.replay
@@ -77,6 +88,110 @@ fn every_wrong_core_is_caught_within_ten_thousand_seeds() {
 }
 
 #[test]
+fn every_wrong_driver_model_is_caught_within_ten_thousand_seeds() {
+    for (name, mutation) in DRIVER_MUTATIONS {
+        let seed = first_driver_catch(mutation, 1, 10_000);
+        assert!(
+            seed.is_some(),
+            "driver mutation {name} survived 10,000 seeds"
+        );
+    }
+}
+
+/// Worlds with one fault only, at full rate.
+fn only(fault: Fault, seed: u64, driver_mutation: Option<DriverMutation>) -> RunConfig {
+    let bit = FAULTS.iter().position(|f| *f == fault).unwrap();
+    RunConfig {
+        swarm: Some(Swarm {
+            enabled: 1 << bit,
+            rate: 100,
+        }),
+        driver_mutation,
+        ..config(seed, 1)
+    }
+}
+
+#[test]
+fn judging_deadlines_before_buffered_input_is_caught_and_changes_the_outcome() {
+    // Seeds where the supervisor is paused across the ready deadline while the readiness
+    // signal or the exit arrives: judging the deadline first is caught, and the right
+    // driver model gives the start the history calls for, not a time-out.
+    let (mut ready, mut exited_early) = (0, 0);
+    for seed in 0..2_000 {
+        let wrong = run(&only(
+            Fault::SupervisorPaused,
+            seed,
+            Some(DriverMutation::TimersBeforeInput),
+        ));
+        let Err(failure) = wrong.result else { continue };
+        assert!(
+            failure.message.contains("was still buffered"),
+            "seed {seed}: {}",
+            failure.message
+        );
+        let right = run(&only(Fault::SupervisorPaused, seed, None));
+        assert!(right.result.is_ok(), "seed {seed}: {:?}", right.result);
+        // Start-result bits: ready 1, exited-early 4, timed-out 8.
+        if failure.message.contains("(ReadyLine)") || failure.message.contains("(Ready)") {
+            ready += u32::from(right.start_results == 1);
+        }
+        if failure.message.contains("(Exit(") {
+            exited_early += u32::from(right.start_results == 4);
+        }
+    }
+    assert!(ready >= 5, "only {ready} paused seeds ended Ready");
+    assert!(
+        exited_early >= 5,
+        "only {exited_early} paused seeds ended ExitedEarly"
+    );
+}
+
+#[test]
+fn dating_input_at_the_wake_up_is_caught() {
+    let seed = (0..2_000).find(|&seed| {
+        run(&only(
+            Fault::SupervisorPaused,
+            seed,
+            Some(DriverMutation::InputAtWakeTime),
+        ))
+        .result
+        .is_err()
+    });
+    assert!(
+        seed.is_some(),
+        "input dated at the wake-up survived 2,000 paused seeds"
+    );
+}
+
+#[test]
+fn reading_a_flood_without_a_bound_makes_deadlines_late() {
+    let mut caught = 0;
+    for seed in 0..2_000 {
+        assert!(
+            run(&only(Fault::FloodOutput, seed, None)).result.is_ok(),
+            "seed {seed} with floods failed with the bounded driver"
+        );
+        let wrong = run(&only(
+            Fault::FloodOutput,
+            seed,
+            Some(DriverMutation::DrainUntilEmpty),
+        ));
+        if let Err(failure) = wrong.result {
+            assert!(
+                failure.message.contains("late (tolerance"),
+                "{}",
+                failure.message
+            );
+            caught += 1;
+        }
+    }
+    assert!(
+        caught >= 20,
+        "unbounded reading caught in only {caught} of 2,000 seeds"
+    );
+}
+
+#[test]
 fn fuzz_body_runs_on_stable() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/sim_seed");
     let mut inputs: Vec<Vec<u8>> = vec![vec![], vec![0; 14], vec![0xff; 14], (0u8..32).collect()];
@@ -94,8 +209,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_swarm_settings_hold_the_invariants(seed in any::<u64>(), enabled in 0u32..(1 << 15), rate in 0u8..=100, pods in 1usize..5) {
-        let report = run(&RunConfig { seed, pods, mutation: None, swarm: Some(Swarm { enabled, rate }), trace: false, deployment: None });
+    fn any_swarm_settings_hold_the_invariants(seed in any::<u64>(), enabled in 0u32..(1 << podvisor_sim::swarm::FAULTS.len()), rate in 0u8..=100, pods in 1usize..5) {
+        let report = run(&RunConfig { seed, pods, mutation: None, swarm: Some(Swarm { enabled, rate }), trace: false, deployment: None, driver_mutation: None });
         if let Err(failure) = report.result {
             prop_assert!(false, "seed {} {:?}: {:?}: {}", seed, report.swarm, failure.kind, failure.message);
         }
@@ -115,6 +230,13 @@ fn command_line_exit_codes() {
     let out = String::from_utf8_lossy(&caught.stdout);
     assert!(
         out.contains("replay: podvisor-sim --seed") && out.contains("--mutation missed-reap"),
+        "{out}"
+    );
+    let caught = status(&["--seeds", "1000", "--mutation", "drain-until-empty"]);
+    assert_eq!(caught.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&caught.stdout);
+    assert!(
+        out.contains("late (tolerance") && out.contains("--mutation drain-until-empty"),
         "{out}"
     );
     let same = status(&["--seeds", "50", "--check-determinism"]);
@@ -147,7 +269,7 @@ fn command_line_exit_codes() {
 #[test]
 fn a_block_of_deployment_worlds_passes_with_full_coverage() {
     let mut coverage = Coverage::default();
-    if let Err(failed) = batch(0, 3_000, 1, None, Some(None), &mut coverage) {
+    if let Err(failed) = batch(0, 3_000, 1, None, None, Some(None), &mut coverage) {
         panic!(
             "seed {} failed: {}\nreplay: {}",
             failed.report.seed, failed.failure.message, failed.replay
