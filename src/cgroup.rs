@@ -11,7 +11,8 @@
 //! [`crate::keeper`]).
 //!
 //! Directories of podvisors that are gone are killed and removed when the next podvisor
-//! makes its own.
+//! makes its own. `PODVISOR_CGROUPS=off` in podvisor's environment switches cgroups off
+//! (for a system where podvisor must not write cgroups, or to measure without them).
 
 use std::fs;
 use std::io;
@@ -30,6 +31,11 @@ pub(crate) fn base() -> Option<&'static Path> {
 }
 
 fn make_base() -> io::Result<PathBuf> {
+    if std::env::var_os("PODVISOR_CGROUPS").is_some_and(|v| v == "off") {
+        return Err(io::Error::other(
+            "cgroups switched off by PODVISOR_CGROUPS=off",
+        ));
+    }
     let own = own_cgroup_dir()?;
     remove_stale(&own);
     let pid = std::process::id();
