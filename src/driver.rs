@@ -528,14 +528,21 @@ impl Driver {
             let Some(pipe) = self.pipe(stream) else {
                 return progressed;
             };
-            match pipe.reader.poll_chunk(cx) {
-                Poll::Ready(Some(chunk)) => {
-                    *budget = budget.saturating_sub(chunk.len());
-                    if raw {
-                        pipe.unsent.extend_from_slice(chunk);
-                    }
-                    pipe.lines.push(chunk, &mut |line| lines.push(line));
+            let OutputPipe {
+                reader,
+                lines: splitter,
+                unsent,
+                ..
+            } = pipe;
+            let read = reader.poll_chunk(cx, |chunk| {
+                if raw {
+                    unsent.extend_from_slice(chunk);
                 }
+                splitter.push(chunk, &mut |line| lines.push(line));
+                chunk.len()
+            });
+            match read {
+                Poll::Ready(Some(n)) => *budget = budget.saturating_sub(n),
                 Poll::Ready(None) => {
                     pipe.ended = true;
                     pipe.lines.finish(&mut |line| lines.push(line));

@@ -15,35 +15,47 @@ pub(crate) const MAX_LINE: usize = 4096;
 /// Largest chunk read from a pipe at once.
 pub(crate) const CHUNK: usize = 16 * 1024;
 
-/// Reads an async byte stream in chunks of at most [`CHUNK`] bytes.
+/// Reads an async byte stream in chunks of at most [`CHUNK`] bytes, into one buffer per
+/// thread (all pods are read on the driver thread: a buffer per pod would cost each pod
+/// its size in memory).
 #[derive(Debug)]
 pub(crate) struct ChunkReader<R> {
     reader: Option<R>,
-    buf: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHUNK]);
 }
 
 impl<R: AsyncRead + Unpin> ChunkReader<R> {
     pub(crate) fn new(reader: R) -> Self {
         ChunkReader {
             reader: Some(reader),
-            buf: vec![0; CHUNK],
         }
     }
 
-    /// The next chunk as it came; `Ready(None)` at the end of the stream (or on a read
-    /// error, after which nothing more can be read).
-    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<&[u8]>> {
+    /// Reads the next chunk and hands it to `take` as it came; `Ready(None)` at the end of
+    /// the stream (or on a read error, after which nothing more can be read).
+    pub(crate) fn poll_chunk<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Poll<Option<T>> {
         let Some(reader) = self.reader.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(reader).poll_read(cx, &mut self.buf) {
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                self.reader = None;
-                Poll::Ready(None)
+        let read = SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            match Pin::new(reader).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(None),
+                Poll::Ready(Ok(n)) => Poll::Ready(Some(take(&buf[..n]))),
+                Poll::Pending => Poll::Pending,
             }
-            Poll::Ready(Ok(n)) => Poll::Ready(Some(&self.buf[..n])),
-            Poll::Pending => Poll::Pending,
+        });
+        if let Poll::Ready(None) = read {
+            self.reader = None;
         }
+        read
     }
 }
 
@@ -136,8 +148,8 @@ mod tests {
         let mut reader = ChunkReader::new(input);
         let mut bytes = Vec::new();
         block_on(std::future::poll_fn(|cx| loop {
-            match reader.poll_chunk(cx) {
-                Poll::Ready(Some(chunk)) => bytes.extend_from_slice(chunk),
+            match reader.poll_chunk(cx, |chunk| bytes.extend_from_slice(chunk)) {
+                Poll::Ready(Some(())) => {}
                 Poll::Ready(None) => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
             }
