@@ -198,3 +198,27 @@ fn a_closed_stderr_does_not_crash_podvisor() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(3), "{status:?}");
 }
+
+#[test]
+fn in_a_deployment_a_flooding_pod_delays_no_other_pods_deadline() {
+    let dir = std::env::temp_dir().join(format!("podvisor-flood-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("flood.toml");
+    std::fs::write(
+        &file,
+        "[pod.flood]\ncommand = [\"yes\"]\ngrace = \"1s\"\n\n\
+         [pod.late]\ncommand = [\"sleep\", \"60\"]\nready = \"notify\"\ntimeout_ready = \"1s\"\n",
+    )
+    .unwrap();
+    let mut up = spawn_with(&["up", file.to_str().unwrap()], Stdio::null());
+    let code = up.exit_within(Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 124, "{:?}", up.seen);
+    assert!(
+        up.seen
+            .iter()
+            .any(|l| l.contains("late/0 was not ready after 1s")),
+        "{:?}",
+        up.seen
+    );
+}
