@@ -1,6 +1,10 @@
 //! Close time of a deployment of N independent pods whose children ignore SIGTERM, grace
 //! 200 ms: every level closes in parallel, so the target is ≈ grace + 50 ms for every N.
 //!
+//! Start time of N replicas of `sleep` until the deployment is ready, beside spawning the same
+//! N processes with `std::process` in the same run (target ≤ 1.2× at every N, with the
+//! containment of "nothing outlives podvisor" on: a cgroup per pod where possible).
+//!
 //! `cargo bench --bench deployment` prints one line per N.
 
 use std::time::{Duration, Instant};
@@ -27,7 +31,55 @@ fn close_time(n: u32) -> Duration {
     start.elapsed()
 }
 
+/// (podvisor's time to "deployment ready", the raw spawn time) for N replicas of `sleep`.
+fn start_time(n: u32) -> (Duration, Duration) {
+    let start = Instant::now();
+    let mut children: Vec<std::process::Child> = (0..n)
+        .map(|_| {
+            std::process::Command::new("sleep")
+                .arg("600")
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .expect("sleep")
+        })
+        .collect();
+    let raw = start.elapsed();
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let config = DeploymentConfig::new()
+        .pod(PodSet::new("sleeper", PodConfig::new("sleep").arg("600").grace(GRACE)).replicas(n));
+    let start = Instant::now();
+    let deployment = Deployment::new(config).expect("valid deployment");
+    deployment.start_and_wait_blocking().expect("ready");
+    let ready = start.elapsed();
+    let _ = deployment.close_blocking();
+    (ready, raw)
+}
+
 fn main() {
+    let start_sizes: &[u32] = if std::env::args().any(|a| a == "--bench") {
+        &[20, 100, 1000]
+    } else {
+        &[3]
+    };
+    for &n in start_sizes {
+        let mut runs: Vec<(Duration, Duration)> = (0..3).map(|_| start_time(n)).collect();
+        runs.sort_by(|a, b| {
+            (a.0.as_secs_f64() / a.1.as_secs_f64())
+                .total_cmp(&(b.0.as_secs_f64() / b.1.as_secs_f64()))
+        });
+        let (ready, raw) = runs[1];
+        println!(
+            "start of {n:>4} pods to ready: {:>8.1} ms, {n} raw spawns {:>8.1} ms, ratio {:.2}× (median of 3; range {:.2}–{:.2}×; target ≤ 1.2×)",
+            ready.as_secs_f64() * 1e3,
+            raw.as_secs_f64() * 1e3,
+            ready.as_secs_f64() / raw.as_secs_f64(),
+            runs[0].0.as_secs_f64() / runs[0].1.as_secs_f64(),
+            runs[2].0.as_secs_f64() / runs[2].1.as_secs_f64(),
+        );
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let rounds = if full { 5 } else { 1 };
     let sizes: &[u32] = if full { &[1, 10, 100] } else { &[1, 3] };

@@ -382,6 +382,8 @@ struct Slot {
 struct Inner {
     machine: DeploymentMachine,
     slots: Vec<Slot>,
+    /// The members whose `dirty` is set, in the order they changed.
+    dirty: Vec<usize>,
     ports: Arc<PortBook>,
     requests: VecDeque<Request>,
     work: bool,
@@ -488,6 +490,7 @@ impl Deployment {
             inner: Mutex::new(Inner {
                 machine,
                 slots,
+                dirty: Vec::new(),
                 ports,
                 requests: VecDeque::new(),
                 work: false,
@@ -760,7 +763,9 @@ async fn watch(shared: Arc<Shared>, member: usize, pod: Arc<Pod>) {
                 .as_ref()
                 .is_some_and(|current| Arc::ptr_eq(current, &pod))
             {
-                inner.slots[member].dirty = true;
+                if !std::mem::replace(&mut inner.slots[member].dirty, true) {
+                    inner.dirty.push(member);
+                }
             }
         });
         if state == State::Ended {
@@ -786,10 +791,11 @@ async fn drive(shared: Arc<Shared>, makers: Vec<MakeConfig>, epoch: Instant) {
                     Request::Close(grace) => DeploymentEvent::Close { grace },
                 })
                 .collect();
-            for slot in &mut inner.slots {
-                if !std::mem::take(&mut slot.dirty) {
-                    continue;
-                }
+            // Only the members whose pod changed: looking at all of them on every change
+            // would make starting N pods cost N².
+            for i in std::mem::take(&mut inner.dirty) {
+                let slot = &mut inner.slots[i];
+                slot.dirty = false;
                 if let (Some(pod), Some(observer)) = (&slot.pod, &mut slot.observer) {
                     // End first: a pod that has an end has its start result too.
                     let end = pod.end();
