@@ -758,14 +758,12 @@ async fn watch(shared: Arc<Shared>, member: usize, pod: Arc<Pod>) {
         let (version, state) = pod.changed(seen).await;
         seen = version;
         shared.wake_driver(|inner| {
-            if inner.slots[member]
+            let current = inner.slots[member]
                 .pod
                 .as_ref()
-                .is_some_and(|current| Arc::ptr_eq(current, &pod))
-            {
-                if !std::mem::replace(&mut inner.slots[member].dirty, true) {
-                    inner.dirty.push(member);
-                }
+                .is_some_and(|current| Arc::ptr_eq(current, &pod));
+            if current && !std::mem::replace(&mut inner.slots[member].dirty, true) {
+                inner.dirty.push(member);
             }
         });
         if state == State::Ended {
