@@ -321,6 +321,11 @@ impl PodConfig {
         self
     }
 
+    /// The grace period.
+    pub fn get_grace(&self) -> Duration {
+        self.grace
+    }
+
     /// The stop signal.
     pub fn get_stop_signal(&self) -> Signal {
         self.stop_signal

@@ -23,6 +23,7 @@ use crate::core::deployment::{
     MemberState, PodObserver, PodTemplate, RestartPolicy,
 };
 use crate::core::{End, SpawnError, SpawnErrorKind, StartFailure, StartResult, State, Time};
+use crate::events::{EventKind, EventLog, Events};
 use crate::pod::{FailureReason, Pod, StartError};
 
 type MakeConfig = Arc<dyn Fn(&Replica) -> PodConfig + Send + Sync>;
@@ -384,6 +385,8 @@ struct Inner {
     slots: Vec<Slot>,
     /// The members whose `dirty` is set, in the order they changed.
     dirty: Vec<usize>,
+    /// The deployment's event stream (its pods append theirs to it too).
+    events: Arc<EventLog>,
     ports: Arc<PortBook>,
     requests: VecDeque<Request>,
     work: bool,
@@ -476,8 +479,9 @@ impl Deployment {
         let makers: Vec<MakeConfig> = config.sets.iter().map(|s| s.make.clone()).collect();
         let mut slots = Vec::with_capacity(machine.members().len());
         let ports = Arc::new(PortBook::default());
+        let events = EventLog::new();
         for member in machine.members() {
-            let (pod, port) = build_pod(&machine, &makers, member, None, &ports)?;
+            let (pod, port) = build_pod(&machine, &makers, member, None, &ports, &events)?;
             slots.push(Slot {
                 pod: None,
                 observer: None,
@@ -491,6 +495,7 @@ impl Deployment {
                 machine,
                 slots,
                 dirty: Vec::new(),
+                events,
                 ports,
                 requests: VecDeque::new(),
                 work: false,
@@ -629,6 +634,14 @@ impl Deployment {
         futures_lite::future::block_on(self.join_timeout(timeout))
     }
 
+    /// The deployment's events from its creation on, in order (see [`crate::events`]):
+    /// its pods' (started, ready, stopping, killing, ended), its members' state changes
+    /// and its own, in the order they happened. The stream ends after the deployment's
+    /// end.
+    pub fn events(&self) -> Events {
+        self.shared.lock().events.subscribe()
+    }
+
     /// The deployment's state.
     pub fn state(&self) -> DeploymentState {
         self.shared.lock().machine.state()
@@ -721,6 +734,7 @@ fn build_pod(
     member: &crate::core::deployment::Member,
     port: Option<u16>,
     ports: &Arc<PortBook>,
+    events: &Arc<EventLog>,
 ) -> Result<(Pod, Option<u16>), DeploymentConfigError> {
     let template = &machine.spec().templates[member.template()];
     let replica = Replica {
@@ -744,9 +758,11 @@ fn build_pod(
     if let Some(port) = port {
         config = config.env("PODVISOR_PORT", port.to_string());
     }
-    let pod = Pod::new(config).map_err(|error| DeploymentConfigError::Pod {
-        member: replica.name.clone(),
-        error,
+    let pod = Pod::in_deployment(config, Some(events.clone())).map_err(|error| {
+        DeploymentConfigError::Pod {
+            member: replica.name.clone(),
+            error,
+        }
     })?;
     Ok((pod, port))
 }
@@ -865,6 +881,7 @@ fn perform(
                     inner.machine.member(member),
                     inner.slots[i].port,
                     &inner.ports,
+                    &inner.events,
                 )
                 .map(|(pod, port)| {
                     inner.slots[i].port = port;
@@ -906,6 +923,26 @@ fn perform(
             }
             false
         }
-        DeploymentAction::MemberChanged { .. } | DeploymentAction::StateChanged { .. } => true,
+        DeploymentAction::MemberChanged { member, state } => {
+            let m = inner.machine.member(member);
+            inner.events.append(
+                m.name(),
+                EventKind::Member {
+                    state,
+                    restarts: m.restarts(),
+                    end: m.end(),
+                },
+            );
+            true
+        }
+        DeploymentAction::StateChanged { state } => {
+            inner
+                .events
+                .append("deployment", EventKind::Deployment { state });
+            if state == DeploymentState::Ended {
+                inner.events.close();
+            }
+            true
+        }
     }
 }

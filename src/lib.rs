@@ -67,6 +67,7 @@ mod config;
 pub mod core;
 mod deployment;
 mod driver;
+pub mod events;
 mod executor;
 pub mod forward;
 #[doc(hidden)]

@@ -15,6 +15,7 @@ use crate::core::{
     StartResult, State, Time,
 };
 use crate::driver::Driver;
+use crate::events::{EventKind, EventLog, Events};
 use crate::output::LastLines;
 
 pub(crate) enum Request {
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     version: u64,
     leftovers: usize,
     notify_from_outside: u64,
+    /// When the stop was published (the core's time), for the time until SIGKILL.
+    stopped_at: Option<Time>,
 }
 
 /// State shared by a pod's handle and its driver.
@@ -60,6 +63,12 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     changed: Notifier,
     generation: Generation,
+    /// The pod's own event stream.
+    events: Arc<EventLog>,
+    /// The event stream of the deployment the pod belongs to, if any.
+    deployment_events: Option<Arc<EventLog>>,
+    name: String,
+    stop_signal: crate::Signal,
 }
 
 impl Shared {
@@ -82,9 +91,64 @@ impl Shared {
     }
 
     /// Makes `state` (and the outcome so far) visible to handles and wakes their waiters.
+    /// Appends an event to the pod's stream (and its deployment's).
+    fn append(&self, kind: EventKind) {
+        if let Some(log) = &self.deployment_events {
+            log.append(&self.name, kind.clone());
+        }
+        self.events.append(&self.name, kind);
+    }
+
+    /// The event for a move to `state` (published, so a state seen once).
+    fn transition(&self, inner: &mut Inner, state: State) -> Option<EventKind> {
+        let now = inner.machine.now();
+        match state {
+            State::Ready => match inner.machine.start_result() {
+                Some(StartResult::Ready { after }) => Some(EventKind::Ready { after: *after }),
+                _ => None,
+            },
+            State::Stopping => {
+                inner.stopped_at = Some(now);
+                let grace = inner
+                    .machine
+                    .kill_deadline()
+                    .map_or(inner.machine.spec().grace, |at| {
+                        at.saturating_duration_since(now)
+                    });
+                let not_ready_after = match inner.machine.start_result() {
+                    Some(StartResult::TimedOut { waited, .. }) => Some(*waited),
+                    _ => None,
+                };
+                Some(EventKind::Stopping {
+                    signal: self.stop_signal,
+                    grace,
+                    not_ready_after,
+                })
+            }
+            State::Killing => Some(EventKind::Killing {
+                after: inner
+                    .stopped_at
+                    .map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
+            }),
+            State::Ended => Some(EventKind::Ended {
+                start: inner.machine.start_result().cloned(),
+                end: inner.machine.end().unwrap_or(End::NeverSpawned),
+            }),
+            _ => None,
+        }
+    }
+
     pub(crate) fn publish(&self, state: State) {
         {
             let mut inner = self.lock();
+            if inner.seen.state != state {
+                if let Some(kind) = self.transition(&mut inner, state) {
+                    self.append(kind);
+                }
+                if state == State::Ended {
+                    self.events.close();
+                }
+            }
             inner.seen = Snapshot {
                 state,
                 start_result: inner.machine.start_result().cloned(),
@@ -136,6 +200,7 @@ impl Shared {
 
     pub(crate) fn set_pid(&self, pid: u32) {
         self.lock().pid = Some(pid);
+        self.append(EventKind::Started { pid });
     }
 
     pub(crate) fn set_spawn_error(&self, message: String) {
@@ -243,6 +308,14 @@ impl fmt::Debug for Pod {
 impl Pod {
     /// A pod for `config`, not started yet.
     pub fn new(config: PodConfig) -> Result<Pod, ConfigError> {
+        Pod::in_deployment(config, None)
+    }
+
+    /// A pod whose events also go to `deployment_events`.
+    pub(crate) fn in_deployment(
+        config: PodConfig,
+        deployment_events: Option<Arc<EventLog>>,
+    ) -> Result<Pod, ConfigError> {
         let spec = config.core_spec()?;
         let machine = PodMachine::new(spec).map_err(|error| ConfigError::Spec {
             name: config.name.clone(),
@@ -268,8 +341,13 @@ impl Pod {
                 version: 0,
                 leftovers: 0,
                 notify_from_outside: 0,
+                stopped_at: None,
             }),
             changed: Notifier::new(),
+            events: EventLog::new(),
+            deployment_events,
+            name: config.name.clone(),
+            stop_signal: config.stop_signal,
         });
         let pod = Pod {
             shared: shared.clone(),
@@ -416,6 +494,12 @@ impl Pod {
             end: inner.seen.end,
             pid: inner.pid,
         }
+    }
+
+    /// The pod's events from its creation on, in order (see [`crate::events`]): started,
+    /// ready, stopping, killing, ended. The stream ends after the pod's end.
+    pub fn events(&self) -> Events {
+        self.shared.events.subscribe()
     }
 
     /// The current state.

@@ -1,7 +1,6 @@
 //! Command-line parsing (no parser crate: the grammar is small and the errors are ours).
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use podvisor::core::deployment::RestartPolicy;
 use podvisor::{PodConfig, Readiness, Signal};
@@ -67,7 +66,6 @@ pub enum Command {
 pub struct RunOptions {
     pub config: PodConfig,
     pub json: bool,
-    pub grace: Duration,
     pub restart: RestartPolicy,
 }
 
@@ -258,7 +256,6 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
     Ok(RunOptions {
         config,
         json,
-        grace,
         restart,
     })
 }
@@ -266,6 +263,7 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn run(args: &[&str]) -> Result<RunOptions, String> {
         let mut all = vec![OsString::from("run")];
@@ -289,7 +287,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(options.config.get_name(), "web");
-        assert_eq!(options.grace, Duration::from_secs(2));
+        assert_eq!(options.config.get_grace(), Duration::from_secs(2));
         assert!(options.json);
         assert_eq!(options.config.get_program(), "sleep");
         let options = run(&["--ready", "tcp:localhost:80", "--ready", "notify", "true"]).unwrap();

@@ -1,149 +1,182 @@
-//! One line on stderr per state change of a pod, as text or JSON.
+//! Lines on stderr from a pod's or a deployment's event stream, as text or JSON: one
+//! reporter for `run` and `up`, reading events in the order they happened.
+//!
+//! JSON lines (`--json`) are objects with `time` (seconds since podvisor started the pod
+//! or deployment), `pod` (the pod's name, or `deployment`), `event`, and per event:
+//! `pid` (started), `after` (ready, seconds), `status` (how a pod ended, as podvisor's exit
+//! status would show it: N or 128+S).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use podvisor::{End, Pod, StartResult, State};
+use podvisor::core::deployment::{DeploymentState, MemberState};
+use podvisor::events::{EventKind, LifecycleEvent};
+use podvisor::End;
 
 use crate::duration::format_duration;
 
-/// Reports the milestones of one pod, each once, in order, even when several happen between
-/// two looks (state changes are coalesced by the pod).
+/// Which command reports: `run` words a pod's stop in full, `up` tersely, and `up` reports
+/// ends as its members' states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// `podvisor run`.
+    Run,
+    /// `podvisor up`.
+    Up,
+}
+
+/// Writes the lines of a stream of events.
 #[derive(Debug)]
 pub struct Reporter {
     json: bool,
+    style: Style,
     begin: Instant,
-    grace: Duration,
-    stop_signal: String,
-    started: bool,
-    ready: bool,
-    /// When the stop was first seen.
-    stopping: Option<Instant>,
-    killing: bool,
-    ended: bool,
 }
 
 impl Reporter {
-    pub fn new(json: bool, grace: Duration, stop_signal: String) -> Reporter {
+    pub fn new(json: bool, style: Style) -> Reporter {
         Reporter {
             json,
+            style,
             begin: Instant::now(),
-            grace,
-            stop_signal,
-            started: false,
-            ready: false,
-            stopping: None,
-            killing: false,
-            ended: false,
         }
     }
 
-    /// Reports whatever `pod` reached since the last call.
-    pub fn update(&mut self, pod: &Pod) {
-        // One consistent look: a state of Ended always comes with its end.
-        let podvisor::PodStatus {
-            state,
-            start_result: start,
-            end,
-            pid,
-        } = pod.status();
-        if !self.started && pid.is_some() {
-            self.started = true;
-            let pid = pid.unwrap_or_default();
-            self.line(
+    /// The line of `event`, if it has one in this style.
+    pub fn event(&self, event: &LifecycleEvent) {
+        let pod = event.source.as_str();
+        let at = event.at;
+        match &event.kind {
+            EventKind::Started { pid } => self.line(
+                at,
                 pod,
                 "started",
                 &format!("started (pid {pid})"),
                 &[("pid", pid.to_string())],
-            );
-        }
-        if let (false, Some(StartResult::Ready { after })) = (self.ready, &start) {
-            self.ready = true;
-            self.line(
+            ),
+            EventKind::Ready { after } => self.line(
+                at,
                 pod,
                 "ready",
                 &format!("ready after {}", format_duration(*after)),
                 &[("after", format!("{:.6}", after.as_secs_f64()))],
-            );
-        }
-        let closing = matches!(state, State::Stopping | State::Killing)
-            || matches!(end, Some(End::Closed(_) | End::Killed(_)));
-        if self.stopping.is_none() && closing && pid.is_some() {
-            self.stopping = Some(Instant::now());
-            let why = match &start {
-                Some(StartResult::TimedOut { waited, .. }) => {
-                    format!("not ready after {}; ", format_duration(*waited))
-                }
-                _ => String::new(),
-            };
-            self.line(
-                pod,
-                "stopping",
-                &format!(
-                    "{why}stopping (SIG{} to its process group, grace {})",
-                    self.stop_signal,
-                    format_duration(self.grace)
-                ),
-                &[],
-            );
-        }
-        if !self.killing && (state == State::Killing || matches!(end, Some(End::Killed(_)))) {
-            self.killing = true;
-            // The real time since the stop: a second request kills before the grace ends.
-            let waited = self.stopping.map_or(Duration::ZERO, |at| at.elapsed());
-            let waited =
-                Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
-            self.line(
-                pod,
-                "killing",
-                &format!(
-                    "still running after {}; sending SIGKILL to its process group",
-                    format_duration(waited)
-                ),
-                &[],
-            );
-        }
-        if let (false, Some(end)) = (self.ended, end) {
-            self.ended = true;
-            if end == End::NeverSpawned {
-                return;
+            ),
+            EventKind::Stopping {
+                signal,
+                grace,
+                not_ready_after,
+            } => {
+                let text = match self.style {
+                    Style::Up => "stopping".to_string(),
+                    Style::Run => {
+                        let why = not_ready_after.map_or(String::new(), |waited| {
+                            format!("not ready after {}; ", format_duration(waited))
+                        });
+                        format!(
+                            "{why}stopping ({signal} to its process group, grace {})",
+                            format_duration(*grace)
+                        )
+                    }
+                };
+                self.line(at, pod, "stopping", &text, &[]);
             }
-            let (event, text, status) = match end {
-                End::Exited(s) => ("exited", format!("exited ({s})"), Some(s)),
-                End::Closed(s) => ("closed", format!("stopped ({s})"), Some(s)),
-                End::Killed(s) => ("killed", format!("killed ({s})"), Some(s)),
-                End::NeverSpawned => return,
-            };
-            let mut fields = Vec::new();
-            if let Some(status) = status {
-                fields.push(("status", crate::exit::of_status(status).to_string()));
+            EventKind::Killing { after } if self.style == Style::Run => {
+                let after =
+                    Duration::from_millis(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+                self.line(
+                    at,
+                    pod,
+                    "killing",
+                    &format!(
+                        "still running after {}; sending SIGKILL to its process group",
+                        format_duration(after)
+                    ),
+                    &[],
+                );
             }
-            self.line(pod, event, &text, &fields);
+            EventKind::Ended { end, .. } if self.style == Style::Run => {
+                let (name, text, status) = match end {
+                    End::Exited(s) => ("exited", format!("exited ({s})"), s),
+                    End::Closed(s) => ("closed", format!("stopped ({s})"), s),
+                    End::Killed(s) => ("killed", format!("killed ({s})"), s),
+                    _ => return,
+                };
+                let status = crate::exit::of_status(*status).to_string();
+                self.line(at, pod, name, &text, &[("status", status)]);
+            }
+            EventKind::Member {
+                state,
+                restarts,
+                end,
+            } if self.style == Style::Up => {
+                let text = match state {
+                    MemberState::Waiting => "waiting for its dependencies".to_string(),
+                    MemberState::BackingOff => format!("backing off (restart #{})", restarts + 1),
+                    MemberState::Succeeded | MemberState::CrashLooping | MemberState::Ended => {
+                        match end.and_then(|e| e.status()) {
+                            Some(status) => format!("{} ({status})", state.name()),
+                            None => state.name().to_string(),
+                        }
+                    }
+                    _ => return,
+                };
+                let fields: Vec<(&str, String)> = end
+                    .and_then(|e| e.status())
+                    .map(|s| ("status", crate::exit::of_status(s).to_string()))
+                    .into_iter()
+                    .collect();
+                self.line(at, pod, state.name(), &text, &fields);
+            }
+            EventKind::Deployment { state } => match state {
+                DeploymentState::Ready => self.line(
+                    at,
+                    "deployment",
+                    "ready",
+                    &format!("ready after {:.3}s", at.as_secs_f64()),
+                    &[],
+                ),
+                DeploymentState::Stopping => self.line(
+                    at,
+                    "deployment",
+                    "stopping",
+                    "stopping (pods close in reverse dependency order)",
+                    &[],
+                ),
+                _ => {}
+            },
+            EventKind::Lagged { missed } => self.line(
+                at,
+                "podvisor",
+                "lagged",
+                &format!("lagged: {missed} events were lost"),
+                &[("missed", missed.to_string())],
+            ),
+            _ => {}
         }
     }
 
-    /// Reports why the start failed (one line, then the last output lines).
-    pub fn failure(&self, pod: &Pod, error: &podvisor::StartError) {
+    /// Why the start failed (one line; the error's text carries the last output lines).
+    pub fn failure(&self, pod: &str, error: &dyn std::fmt::Display) {
         if self.json {
-            self.line(pod, "failed", "", &[("error", quote(&error.to_string()))]);
+            self.note(pod, "failed", "", &[("error", quote(&error.to_string()))]);
         } else {
             say!("podvisor: {error}");
         }
     }
 
-    /// A free-form note (`closing on SIGINT`).
-    pub fn note(&self, pod: &Pod, event: &str, text: &str) {
-        self.line(pod, event, text, &[]);
+    /// A line that is not an event of the stream (`closing on SIGINT`), timed now.
+    pub fn note(&self, pod: &str, event: &str, text: &str, fields: &[(&str, String)]) {
+        self.line(self.begin.elapsed(), pod, event, text, fields);
     }
 
-    fn line(&self, pod: &Pod, event: &str, text: &str, fields: &[(&str, String)]) {
+    fn line(&self, at: Duration, pod: &str, event: &str, text: &str, fields: &[(&str, String)]) {
         if self.json {
             let mut out = String::new();
             let _ = write!(
                 out,
                 "{{\"time\":{:.6},\"pod\":{},\"event\":{}",
-                self.begin.elapsed().as_secs_f64(),
-                quote(pod.name()),
+                at.as_secs_f64(),
+                quote(pod),
                 quote(event)
             );
             for (key, value) in fields {
@@ -152,7 +185,7 @@ impl Reporter {
             out.push('}');
             say!("{out}");
         } else {
-            say!("podvisor: {} {text}", pod.name());
+            say!("podvisor: {pod} {text}");
         }
     }
 }

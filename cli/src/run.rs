@@ -4,16 +4,18 @@ use std::time::Duration;
 
 use async_signal::{Signal as Os, Signals};
 use futures_lite::{future, StreamExt};
-use podvisor::{Pod, Signal, State};
+use podvisor::events::EventKind;
+use podvisor::{Pod, Signal};
 
 use crate::args::RunOptions;
 use crate::exit;
-use crate::report::Reporter;
+use crate::report::{Reporter, Style};
 use crate::sd_notify::Supervisor;
 use crate::signals::{StopRequest, StopSignals};
 
 enum Wake {
-    Changed(u64),
+    /// The pod's next event; `None` once it ended.
+    Event(Option<podvisor::events::LifecycleEvent>),
     Signal(Option<i32>),
     /// Nobody reads podvisor's standard output any more.
     StdoutClosed,
@@ -46,7 +48,6 @@ pub fn run(options: RunOptions) -> i32 {
             return exit::USAGE;
         }
     };
-    let stop_signal = options.config.get_stop_signal().name();
     let pod = match Pod::new(options.config) {
         Ok(pod) => pod,
         Err(e) => {
@@ -55,16 +56,16 @@ pub fn run(options: RunOptions) -> i32 {
         }
     };
     let supervisor = Supervisor::from_env();
-    let mut reporter = Reporter::new(options.json, options.grace, stop_signal);
+    let reporter = Reporter::new(options.json, Style::Run);
+    let name = pod.name().to_string();
     future::block_on(async {
         let mut signals = signals;
+        let mut events = pod.events();
         pod.start();
-        let mut seen = 0;
         let mut stops = StopSignals::default();
         let mut stdout_closed = false;
-        let mut told_ready = false;
         loop {
-            let changed = async { Wake::Changed(pod.changed(seen).await.0) };
+            let changed = async { Wake::Event(events.next().await) };
             let signal =
                 async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
             let closed = async {
@@ -78,26 +79,23 @@ pub fn run(options: RunOptions) -> i32 {
                 Wake::StdoutClosed => {
                     stdout_closed = true;
                     reporter.note(
-                        &pod,
+                        &name,
                         "closing",
                         "closing: nobody reads podvisor's standard output any more",
+                        &[],
                     );
                     if let Some(s) = &supervisor {
                         s.notify("STOPPING=1");
                     }
                     pod.close_nowait(None);
                 }
-                Wake::Changed(count) => {
-                    seen = count;
-                    reporter.update(&pod);
-                    if !told_ready && pod.state() == State::Ready {
-                        told_ready = true;
+                Wake::Event(None) => break,
+                Wake::Event(Some(event)) => {
+                    reporter.event(&event);
+                    if matches!(event.kind, EventKind::Ready { .. }) {
                         if let Some(s) = &supervisor {
                             s.notify("READY=1\nSTATUS=ready");
                         }
-                    }
-                    if pod.state() == State::Ended {
-                        break;
                     }
                 }
                 Wake::Signal(Some(number))
@@ -107,9 +105,10 @@ pub fn run(options: RunOptions) -> i32 {
                     match stops.receive(number, std::time::Instant::now()) {
                         StopRequest::Close => {
                             reporter.note(
-                                &pod,
+                                pod.name(),
                                 "closing",
                                 &format!("closing on SIG{name} (again to kill at once)"),
+                                &[],
                             );
                             if let Some(s) = &supervisor {
                                 s.notify("STOPPING=1");
@@ -119,9 +118,10 @@ pub fn run(options: RunOptions) -> i32 {
                         StopRequest::Copy => {}
                         StopRequest::Kill => {
                             reporter.note(
-                                &pod,
+                                pod.name(),
                                 "killing",
                                 &format!("second SIG{name}: killing its process group"),
+                                &[],
                             );
                             pod.close_nowait(Some(Duration::ZERO));
                         }
@@ -135,13 +135,10 @@ pub fn run(options: RunOptions) -> i32 {
                 Wake::Signal(None) => {}
             }
         }
-        // The pod's state, start result and end are read one after the other: report what
-        // the last look may have missed.
-        reporter.update(&pod);
         let start = pod.start_result();
         if let Err(error) = pod.wait_ready_nowait().unwrap_or(Ok(())) {
             if !matches!(error, podvisor::StartError::Cancelled { .. }) {
-                reporter.failure(&pod, &error);
+                reporter.failure(pod.name(), &error);
             }
         }
         let requested = stops.first().map(|(signal, _)| signal);

@@ -10,13 +10,16 @@ use futures_lite::{future, StreamExt};
 use podvisor::core::deployment::{Cause, DeploymentState, MemberState};
 use podvisor::{Deployment, DeploymentConfig, PodConfig, PodSet, Signal, StartResult};
 
+use podvisor::events::EventKind;
+
 use crate::exit;
 use crate::file::{self, PlannedPod};
-use crate::report::quote;
+use crate::report::{Reporter, Style};
 use crate::signals::{StopRequest, StopSignals};
 
 enum Wake {
-    Changed(u64),
+    /// The deployment's next event; `None` once it ended.
+    Event(Option<podvisor::events::LifecycleEvent>),
     Signal(Option<i32>),
     Redraw,
     /// Nobody reads podvisor's standard output any more.
@@ -145,44 +148,25 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
         }
     };
     let supervisor = crate::sd_notify::Supervisor::from_env();
-    let begin = Instant::now();
     let live = std::cell::RefCell::new(Live {
         enabled: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         shown: false,
         since: BTreeMap::new(),
     });
+    let reporter = Reporter::new(json, Style::Up);
     let say = |pod: &str, event: &str, text: &str| {
         live.borrow_mut().clear();
-        if json {
-            say!(
-                "{{\"time\":{:.6},\"pod\":{},\"event\":{}}}",
-                begin.elapsed().as_secs_f64(),
-                quote(pod),
-                quote(event)
-            );
-        } else {
-            say!("podvisor: {pod} {text}");
-        }
+        reporter.note(pod, event, text, &[]);
     };
     future::block_on(async {
         let mut signals = signals;
+        let mut events = deployment.events();
         deployment.start();
-        let mut seen = 0;
-        let mut shown: BTreeMap<String, Seen> = BTreeMap::new();
-        let report_members = |shown: &mut BTreeMap<String, Seen>| {
-            for member in deployment.members() {
-                let seen_member = shown.entry(member.name.clone()).or_default();
-                for (event, text) in milestones(seen_member, &member) {
-                    say(&member.name, event, &text);
-                }
-            }
-        };
         let mut stops = StopSignals::default();
         let mut stdout_closed = false;
         let mut was_ready = false;
-        let mut last_state = DeploymentState::Created;
         loop {
-            let changed = async { Wake::Changed(deployment.changed(seen).await.0) };
+            let changed = async { Wake::Event(events.next().await) };
             let signal =
                 async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
             let animating = live.borrow().enabled
@@ -216,37 +200,27 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
                     );
                     deployment.close_nowait(None);
                 }
-                Wake::Changed(count) => {
-                    seen = count;
-                    report_members(&mut shown);
-                    let state = deployment.state();
-                    if state != last_state {
-                        last_state = state;
-                        match state {
-                            DeploymentState::Ready => {
-                                was_ready = true;
-                                say(
-                                    "deployment",
-                                    "ready",
-                                    &format!("ready after {:.3}s", begin.elapsed().as_secs_f64()),
-                                );
-                                if let Some(s) = &supervisor {
-                                    s.notify("READY=1\nSTATUS=ready");
-                                }
+                Wake::Event(None) => break,
+                Wake::Event(Some(event)) => {
+                    live.borrow_mut().clear();
+                    reporter.event(&event);
+                    match event.kind {
+                        EventKind::Deployment {
+                            state: DeploymentState::Ready,
+                        } => {
+                            was_ready = true;
+                            if let Some(s) = &supervisor {
+                                s.notify("READY=1\nSTATUS=ready");
                             }
-                            DeploymentState::Stopping => {
-                                say(
-                                    "deployment",
-                                    "stopping",
-                                    "stopping (pods close in reverse dependency order)",
-                                );
-                                if let Some(s) = &supervisor {
-                                    s.notify("STOPPING=1");
-                                }
-                            }
-                            DeploymentState::Ended => break,
-                            _ => {}
                         }
+                        EventKind::Deployment {
+                            state: DeploymentState::Stopping,
+                        } => {
+                            if let Some(s) = &supervisor {
+                                s.notify("STOPPING=1");
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 Wake::Signal(Some(number))
@@ -289,9 +263,6 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
                 live.borrow_mut().clear();
             }
         }
-        // The deployment's state and its members' are read one after the other: report
-        // what the last members' snapshot may have missed.
-        report_members(&mut shown);
         let requested = stops.first().map(|(signal, _)| signal);
         let code = match deployment.failure() {
             _ if stdout_closed => 141,
@@ -321,70 +292,6 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
         );
         code
     })
-}
-
-/// What has been reported of one member's current pod.
-#[derive(Default)]
-struct Seen {
-    pid: Option<u32>,
-    ready: bool,
-    state: Option<MemberState>,
-}
-
-/// The lines `member` calls for since `seen`, in order: a new pod started (with its pid),
-/// it became ready (once per pod), and each state after that (stopping, backing off,
-/// succeeded, crash-looping, ended). Several changes between two looks all get a line.
-fn milestones(seen: &mut Seen, member: &podvisor::MemberStatus) -> Vec<(&'static str, String)> {
-    let mut lines = Vec::new();
-    if member.pid.is_some() && member.pid != seen.pid {
-        *seen = Seen {
-            pid: member.pid,
-            ..Seen::default()
-        };
-        lines.push((
-            "started",
-            format!("started (pid {})", member.pid.unwrap_or_default()),
-        ));
-    }
-    if let (false, Some(StartResult::Ready { after }), Some(_)) =
-        (seen.ready, &member.start_result, seen.pid)
-    {
-        seen.ready = true;
-        lines.push((
-            "ready",
-            format!("ready after {}", crate::duration::format_duration(*after)),
-        ));
-    }
-    if seen.state != Some(member.state) {
-        seen.state = Some(member.state);
-        let text = match member.state {
-            MemberState::Waiting => Some("waiting for its dependencies".to_string()),
-            MemberState::Stopping => Some("stopping".to_string()),
-            MemberState::BackingOff => {
-                Some(format!("backing off (restart #{})", member.restarts + 1))
-            }
-            MemberState::Succeeded | MemberState::CrashLooping | MemberState::Ended => {
-                Some(match member.end {
-                    Some(end) if end.status().is_some() => {
-                        format!("{} ({})", member.state.name(), end_text(end))
-                    }
-                    _ => member.state.name().to_string(),
-                })
-            }
-            MemberState::Starting | MemberState::Started | MemberState::Ready => None,
-        };
-        if let Some(text) = text {
-            lines.push((member.state.name(), text));
-        }
-    }
-    lines
-}
-
-fn end_text(end: podvisor::End) -> String {
-    match end.status() {
-        Some(status) => status.to_string(),
-        None => end.name().to_string(),
-    }
 }
 
 /// Sends `signal` to the process group of every running member.
