@@ -351,6 +351,7 @@ impl std::error::Error for DeploymentStartError {}
 
 /// A member of a deployment as seen at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemberStatus {
     /// Its name, `template/replica`.
     pub name: String,

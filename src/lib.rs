@@ -83,6 +83,9 @@ pub mod runtime;
 mod spawner;
 
 pub use crate::config::{ConfigError, Input, Output, PodConfig, Readiness};
+pub use crate::core::deployment::{
+    Backoff, Cause, Condition, DeploymentState, MemberState, RestartPolicy,
+};
 pub use crate::core::{End, ExitStatus, StartResult, State};
 pub use crate::deployment::{
     Deployment, DeploymentConfig, DeploymentConfigError, DeploymentFailure, DeploymentStartError,
@@ -91,3 +94,11 @@ pub use crate::deployment::{
 pub use crate::os::{group_members, Signal};
 pub use crate::pod::{FailureReason, NotifyCounters, Pod, PodStatus, StartError};
 pub use crate::probe::HttpTarget;
+
+// Handles are shared between threads and tasks; keep it so.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pod>();
+    send_sync::<Deployment>();
+    send_sync::<events::Events>();
+};

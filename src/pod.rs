@@ -605,6 +605,7 @@ impl Drop for Pod {
 
 /// One consistent look at a pod: see [`Pod::status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PodStatus {
     /// The state.
     pub state: State,

@@ -10,10 +10,7 @@ pub const TIMED_OUT: i32 = 124;
 
 /// `N` for an exit code, `128 + S` for a signal.
 pub fn of_status(status: ExitStatus) -> i32 {
-    match status {
-        ExitStatus::Code(code) => code,
-        ExitStatus::Signal(signal) => 128 + signal,
-    }
+    status.shell_status()
 }
 
 /// The status for a pod that started as `start` and ended as `end`; `requested` is the
@@ -37,7 +34,11 @@ pub fn exit_code(start: &StartResult, end: Option<End>, requested: Option<i32>) 
                 of_status(status)
             }
             Some(End::NeverSpawned) | None => 0,
+            // An end this command does not know yet: a failure without a status.
+            Some(_) => 1,
         },
+        // A start result this command does not know yet: a failure.
+        _ => 1,
     }
 }
 

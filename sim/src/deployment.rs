@@ -311,6 +311,9 @@ impl World {
                         Condition::Started => matches!(pod.state(), State::Started | State::Ready),
                         Condition::Ready => pod.state() == State::Ready,
                         Condition::Succeeded => false,
+                        other => {
+                            unreachable!("a condition the simulator does not model: {other:?}")
+                        }
                     };
                 if !met {
                     return Some(format!(

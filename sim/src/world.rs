@@ -788,6 +788,16 @@ impl World {
                 self.schedule(at, i, WorldEvent::ProbeAnswer { attempt, ok });
             }
             Action::CancelProbe { .. } | Action::StateChanged { .. } => {}
+            other @ Action::SignalGroup { .. } | other @ Action::SweepGroup { .. } => {
+                self.react_to_group(i, other)
+            }
+            other => unreachable!("an action the simulator does not model: {other:?}"),
+        }
+    }
+
+    /// The world's answer to a signal or a sweep of the group.
+    fn react_to_group(&mut self, i: usize, action: Action) {
+        match action {
             Action::SignalGroup { signal, .. } => match signal {
                 GroupSignal::Stop => {
                     if self.procs[i].alive && !self.procs[i].ignores_term {
@@ -805,6 +815,7 @@ impl World {
                 }
             },
             Action::SweepGroup { .. } => self.procs[i].grandchildren_alive = false,
+            _ => {}
         }
     }
 }
@@ -840,6 +851,7 @@ fn action_code(action: &Action) -> u64 {
         Action::SignalGroup { signal, .. } => 104 + *signal as u64 * 1000,
         Action::SweepGroup { .. } => 105,
         Action::StateChanged { state } => 106 + *state as u64 * 1000,
+        other => unreachable!("an action the simulator does not model: {other:?}"),
     }
 }
 

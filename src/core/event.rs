@@ -22,6 +22,7 @@ impl fmt::Display for Generation {
 
 /// How a process ended, as the OS reported it when it was reaped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ExitStatus {
     /// It exited with this code.
     Code(i32),
@@ -33,6 +34,21 @@ impl ExitStatus {
     /// True for `Code(0)`.
     pub fn success(self) -> bool {
         self == ExitStatus::Code(0)
+    }
+
+    /// As a shell shows it in `$?`: `N` for an exit code, `128 + S` for a signal.
+    ///
+    /// ```
+    /// use podvisor::ExitStatus;
+    ///
+    /// assert_eq!(ExitStatus::Code(3).shell_status(), 3);
+    /// assert_eq!(ExitStatus::Signal(15).shell_status(), 143);
+    /// ```
+    pub fn shell_status(self) -> i32 {
+        match self {
+            ExitStatus::Code(code) => code,
+            ExitStatus::Signal(signal) => 128 + signal,
+        }
     }
 }
 
@@ -73,6 +89,7 @@ pub enum SpawnErrorKind {
 /// a cancelled attempt), is ignored and counted in
 /// [`Stats::ignored`](crate::core::Stats::ignored).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// Only time has passed (a timer the caller armed from `poll_timeout` fired).
     Tick,
@@ -144,6 +161,7 @@ pub enum GroupSignal {
 /// An output of [`PodMachine::poll_action`](crate::core::PodMachine::poll_action): what the
 /// driver must do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Spawn the process in its own process group, then report [`Event::Spawned`] or
     /// [`Event::SpawnFailed`] with this generation.

@@ -58,6 +58,7 @@ pub use time::Time;
 ///   any of them ─────────────────► Ended (process reaped, or never spawned)
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// Not started yet.
     Created,

@@ -7,6 +7,7 @@ use super::event::{ExitStatus, SpawnError};
 
 /// How a start ended. Set once per generation, never changed afterwards.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartResult {
     /// All readiness checks succeeded before the deadline.
     Ready {
@@ -69,6 +70,7 @@ pub enum StartFailure {
 /// How the process of a generation ended. Set once, when the pod reaches
 /// [`State::Ended`](crate::core::State::Ended).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum End {
     /// There never was a process (spawn failed, or closed before spawning).
     NeverSpawned,

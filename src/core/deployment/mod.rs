@@ -124,6 +124,7 @@ impl fmt::Display for MemberId {
 ///                                                       └─► Ended
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum MemberState {
     /// Not running: waiting for the deployment's start or for its dependencies.
     Waiting,
@@ -185,6 +186,7 @@ impl MemberState {
 
 /// Where the deployment as a whole is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum DeploymentState {
     /// Not started.
     Created,

@@ -268,6 +268,7 @@ pub struct Dependency {
 ///
 /// A one-shot pod that succeeded meets every condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Condition {
     /// Its process runs (it reported started), ready or not.
     Started,
@@ -290,6 +291,7 @@ impl fmt::Display for Condition {
 /// When a pod that ended by itself is started again. Nothing restarts once the
 /// deployment is closing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RestartPolicy {
     /// Never. A long-running pod that ends takes the deployment down.
     #[default]
