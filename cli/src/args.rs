@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn errors_are_specific() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--grace", "10", "--", "x"], "add one, e.g. 10s"),
+            (&["--grace", "10", "--", "x"], "did you mean 10s?"),
             (&["--timeout-ready"], "needs a value"),
             (
                 &["--timeout-ready", "0.0000000001s", "x"],

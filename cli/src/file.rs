@@ -529,11 +529,14 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                 for (dependency, condition) in map {
                     let span = span.clone();
                     let condition = match condition.as_str() {
-                        "started" => Condition::Started,
-                        "ready" => Condition::Ready,
-                        "succeeded" | "completed" => Condition::Succeeded,
+                        // Compose's names are understood too.
+                        "started" | "service_started" => Condition::Started,
+                        "ready" | "healthy" | "service_healthy" => Condition::Ready,
+                        "succeeded" | "completed" | "service_completed_successfully" => {
+                            Condition::Succeeded
+                        }
                         other => {
-                            return Err(at.at(span, format!("pod {name}: key depends_on.{dependency}: unknown condition {other:?}; expected started, ready or succeeded")))
+                            return Err(at.at(span, format!("pod {name}: key depends_on.{dependency}: unknown condition {other:?}; expected started, ready or succeeded (or compose's service_started, service_healthy, service_completed_successfully)")))
                         }
                     };
                     template = template.depends_on(dependency, condition);
@@ -602,6 +605,33 @@ oneshot = true
         let plan = parse("big.toml", &text).unwrap();
         assert_eq!(plan.pods.len(), 20_000);
         assert_eq!(plan.pods[19_999].template.depends_on[0].on, "p19998");
+    }
+
+    #[test]
+    fn compose_condition_names_are_understood() {
+        let plan = parse(
+            "f.toml",
+            "[pod.db]\ncommand = [\"x\"]\n[pod.job]\ncommand = [\"x\"]\noneshot = true\n\
+             [pod.web]\ncommand = [\"x\"]\n\
+             depends_on = { db = \"service_healthy\", job = \"service_completed_successfully\" }\n\
+             [pod.side]\ncommand = [\"x\"]\ndepends_on = { db = \"service_started\" }\n",
+        )
+        .unwrap();
+        let conditions: Vec<Condition> = plan
+            .pods
+            .iter()
+            .flat_map(|p| p.template.depends_on.iter().map(|d| d.condition))
+            .collect();
+        assert_eq!(
+            conditions,
+            [Condition::Ready, Condition::Succeeded, Condition::Started]
+        );
+        let error = parse(
+            "f.toml",
+            "[pod.db]\ncommand = [\"x\"]\n[pod.web]\ncommand = [\"x\"]\ndepends_on = { db = \"service_up\" }\n",
+        )
+        .unwrap_err();
+        assert!(error.message.contains("service_healthy"), "{error}");
     }
 
     #[test]
@@ -757,7 +787,7 @@ oneshot = true
     #[test]
     fn every_kind_of_error_names_file_line_column_key_and_expectation() {
         let cases = [
-            ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "add one"),
+            ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "did you mean 10s?"),
             ("[pod.a]\ncommand = [\"x\"]\ngrace = \"0.1ms\"\n", 3, "pod a: key grace", "smallest duration is 1ms"),
             ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"1e-9s\"\n", 3, "key timeout_ready", "unknown unit"),
             ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"0.0000000001s\"\n", 3, "pod a: key timeout_ready", "smallest duration is 1ms"),
