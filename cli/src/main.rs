@@ -36,8 +36,8 @@ fn main() {
         }
     }
     let code = match args::parse(std::env::args_os().skip(1).collect()) {
-        Ok(args::Command::Help) => {
-            println!("{}", args::USAGE);
+        Ok(args::Command::Help(topic)) => {
+            println!("{}", args::help(topic));
             0
         }
         Ok(args::Command::Version) => {
@@ -62,10 +62,6 @@ fn main() {
                 exit::USAGE
             }
         },
-        Err(message) if message == "HELP" => {
-            println!("{}", args::USAGE);
-            0
-        }
         Err(message) => {
             say!("podvisor: {message}\nTry 'podvisor --help' for more information.");
             exit::USAGE
