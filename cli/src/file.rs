@@ -139,10 +139,46 @@ enum DependsOn {
     Conditions(BTreeMap<String, String>),
 }
 
+/// `command`: an array (the program and its arguments, executed directly) or a string
+/// (run by `sh -c`, so it may use the shell's syntax).
+enum CommandValue {
+    Shell(String),
+    Exec(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for CommandValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CommandValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of strings (the program first) or a string run by sh -c")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<CommandValue, E> {
+                Ok(CommandValue::Shell(text.to_string()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CommandValue, A::Error> {
+                let mut elements = Vec::new();
+                while let Some(element) = seq.next_element::<Spanned<String>>()? {
+                    elements.push(element);
+                }
+                Ok(CommandValue::Exec(elements))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPod {
-    command: Spanned<Vec<Spanned<String>>>,
+    command: Spanned<CommandValue>,
     ready: Option<Spanned<OneOrMany>>,
     timeout_ready: Option<Spanned<DurationValue>>,
     grace: Option<Spanned<DurationValue>>,
@@ -373,7 +409,23 @@ const NO_NUL: &str = "expected text without NUL (\\u0000)";
 
 fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, FileError> {
     let command_span = raw.command.span();
-    let command = raw.command.into_inner();
+    let command = match raw.command.into_inner() {
+        CommandValue::Exec(command) => command,
+        CommandValue::Shell(line) => {
+            if line.trim().is_empty() {
+                return Err(at.at(
+                    command_span,
+                    format!("pod {name}: key command: expected a non-empty command line"),
+                ));
+            }
+            let span = command_span.clone();
+            vec![
+                Spanned::new(span.clone(), "sh".to_string()),
+                Spanned::new(span.clone(), "-c".to_string()),
+                Spanned::new(span, line),
+            ]
+        }
+    };
     if command.first().is_none_or(|p| p.get_ref().is_empty()) {
         return Err(at.at(
             command_span,
@@ -608,6 +660,35 @@ oneshot = true
     }
 
     #[test]
+    fn a_command_string_runs_under_sh() {
+        let plan = parse(
+            "f.toml",
+            "[pod.a]\ncommand = \"python3 app.py --port {port} | tee log\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.pods[0].command,
+            ["sh", "-c", "python3 app.py --port {port} | tee log"]
+        );
+        let config = plan.pods[0]
+            .config(|s| s.replace("{port}", "8080"))
+            .unwrap();
+        assert_eq!(config.get_program(), "sh");
+        for (text, expected) in [
+            (
+                "[pod.a]\ncommand = \"  \"\n",
+                "expected a non-empty command line",
+            ),
+            ("[pod.a]\ncommand = 3\n", "or a string run by sh -c"),
+            ("[pod.a]\ncommand = \"a\\u0000b\"\n", "contains a NUL byte"),
+        ] {
+            let error = parse("f.toml", text).unwrap_err();
+            assert!(error.message.contains(expected), "{text}: {error}");
+            assert_eq!(error.line, 2, "{error}");
+        }
+    }
+
+    #[test]
     fn compose_condition_names_are_understood() {
         let plan = parse(
             "f.toml",
@@ -804,7 +885,7 @@ oneshot = true
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = { b = \"soon\" }\n[pod.b]\ncommand = [\"y\"]\n", 3, "depends_on.b", "expected started"),
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"zz\"]\n", 1, "zz", ""),
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[pod.b]\ncommand = [\"y\"]\ndepends_on = [\"a\"]\n", 1, "a", "b"),
-            ("[pod.a]\ncommand = \"x\"\n", 2, "", "sequence"),
+            ("[pod.a]\ncommand = 3\n", 2, "", "or a string run by sh -c"),
             ("[pod.a\ncommand = [\"x\"]\n", 1, "", ""),
         ];
         for (text, line, needle1, needle2) in cases {
