@@ -250,6 +250,9 @@ pub struct Plan {
 struct Locator<'a> {
     path: &'a str,
     text: &'a str,
+    /// The deployment file's directory, when it is a file: relative paths are resolved
+    /// from it, and directories and programs are checked to exist.
+    dir: Option<&'a Path>,
 }
 
 impl Locator<'_> {
@@ -312,18 +315,30 @@ pub fn load(path: &Path) -> Result<Plan, FileError> {
         let at = Locator {
             path: &shown,
             text: prefix,
+            dir: None,
         };
         at.at(
             valid..valid,
             "the deployment file is not valid UTF-8 here; expected UTF-8 text (TOML)".into(),
         )
     })?;
-    parse(&shown, &text)
+    let dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    parse_in(&shown, &text, dir.as_deref())
 }
 
 /// Parses and checks a deployment file's text.
+#[cfg(test)]
 pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
-    let at = Locator { path, text };
+    parse_in(path, text, None)
+}
+
+/// Parses and checks a deployment file's text; with `dir` (the file's directory), relative
+/// paths are resolved from it, a pod's `cwd` defaults to it, and the directories and
+/// programs are checked to exist.
+pub fn parse_in(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, FileError> {
+    let at = Locator { path, text, dir };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let message = e.message().trim_end().to_string();
         match e.span() {
@@ -407,6 +422,71 @@ fn duration(
 /// program, argument, variable or path can.
 const NO_NUL: &str = "expected text without NUL (\\u0000)";
 
+/// The pod's working directory resolved from the file's directory `dir` (its default),
+/// checked to exist, with its program checked to be found.
+fn resolve_cwd(
+    at: &Locator<'_>,
+    name: &str,
+    dir: &Path,
+    cwd: Option<Spanned<String>>,
+    command: &[Spanned<String>],
+    command_span: &Range<usize>,
+    env: &[(String, String)],
+) -> Result<String, FileError> {
+    let (resolved, span) = match &cwd {
+        Some(given) => (dir.join(given.get_ref()), given.span()),
+        None => (dir.to_path_buf(), command_span.clone()),
+    };
+    let shown = resolved.display().to_string();
+    // Placeholders are filled per replica: what they make is checked when the pod starts.
+    if !shown.contains('{') && !resolved.is_dir() {
+        return Err(at.at(
+            span,
+            format!(
+                "pod {name}: key cwd: directory {shown} does not exist; expected an existing \
+                 directory (a relative cwd is resolved from the deployment file's directory {})",
+                dir.display()
+            ),
+        ));
+    }
+    let program = command.first().map_or("", |p| p.get_ref().as_str());
+    if !shown.contains('{') && !program.contains('{') {
+        let found = if program.contains('/') {
+            is_executable(&resolved.join(program))
+        } else {
+            let path = env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| std::ffi::OsString::from(v))
+                .or_else(|| std::env::var_os("PATH"))
+                .unwrap_or_default();
+            std::env::split_paths(&path).any(|d| is_executable(&d.join(program)))
+        };
+        if !found {
+            let how = if program.contains('/') {
+                format!("a program path with / is resolved from the pod's cwd {shown}")
+            } else {
+                "it is looked up in PATH".to_string()
+            };
+            return Err(at.at(
+                command.first().map_or(command_span.clone(), |p| p.span()),
+                format!(
+                    "pod {name}: key command: program {program:?} is not found or not \
+                     executable; expected an executable program ({how})"
+                ),
+            ));
+        }
+    }
+    Ok(shown)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, FileError> {
     let command_span = raw.command.span();
     let command = match raw.command.into_inner() {
@@ -484,8 +564,20 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                 format!("pod {name}: key cwd: the path contains a NUL byte; {NO_NUL}"),
             ));
         }
-        cwd = Some(path.into_inner());
+        cwd = Some(path);
     }
+    let cwd = match at.dir {
+        Some(dir) => Some(resolve_cwd(
+            at,
+            name,
+            dir,
+            cwd,
+            &command,
+            &command_span,
+            &env,
+        )?),
+        None => cwd.map(Spanned::into_inner),
+    };
     let mut planned = PlannedPod {
         template: PodTemplate::new(name),
         command: command.into_iter().map(Spanned::into_inner).collect(),
@@ -657,6 +749,63 @@ oneshot = true
         let plan = parse("big.toml", &text).unwrap();
         assert_eq!(plan.pods.len(), 20_000);
         assert_eq!(plan.pods[19_999].template.depends_on[0].on, "p19998");
+    }
+
+    #[test]
+    fn paths_are_resolved_from_the_files_directory_and_checked() {
+        let dir = std::env::temp_dir().join(format!("podvisor-file-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let script = dir.join("data/app.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ok = parse_in(
+            "f.toml",
+            "[pod.a]\ncommand = [\"./app.sh\"]\ncwd = \"data\"\n[pod.b]\ncommand = \"echo hi\"\n",
+            Some(&dir),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.pods[0].cwd.as_deref(),
+            Some(dir.join("data").to_str().unwrap())
+        );
+        // Without a cwd, the file's directory.
+        assert_eq!(ok.pods[1].cwd.as_deref(), Some(dir.to_str().unwrap()));
+        let cases = [
+            (
+                "[pod.a]\ncommand = [\"true\"]\ncwd = \"missing\"\n",
+                (3, 7),
+                "key cwd: directory",
+            ),
+            (
+                "[pod.a]\ncommand = [\"./nope.sh\"]\ncwd = \"data\"\n",
+                (2, 12),
+                "program \"./nope.sh\" is not found",
+            ),
+            (
+                "[pod.a]\ncommand = [\"podvisor-no-such-program\"]\n",
+                (2, 12),
+                "it is looked up in PATH",
+            ),
+            (
+                "[pod.a]\ncommand = [\"true\"]\nenv = { PATH = \"/nonexistent\" }\n",
+                (2, 12),
+                "is not found",
+            ),
+        ];
+        for (text, (line, column), expected) in cases {
+            let error = parse_in("f.toml", text, Some(&dir)).unwrap_err();
+            assert!(error.message.contains(expected), "{text}: {error}");
+            assert_eq!((error.line, error.column), (line, column), "{error}");
+        }
+        // Placeholders are left for the start.
+        assert!(parse_in(
+            "f.toml",
+            "[pod.a]\ncommand = [\"true\"]\ncwd = \"run-{replica}\"\n",
+            Some(&dir)
+        )
+        .is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
