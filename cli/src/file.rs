@@ -7,7 +7,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use podvisor::core::deployment::{Condition, DeploymentSpec, PodTemplate, RestartPolicy};
@@ -15,6 +15,7 @@ use podvisor::{PodConfig, Readiness, Signal};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::dotenv::{self, Vars};
 use crate::duration::parse_duration;
 
 /// The largest deployment file read: 1 MiB.
@@ -113,6 +114,13 @@ struct RawFile {
 }
 
 #[derive(Deserialize)]
+#[serde(untagged, expecting = "a path or an array of paths")]
+enum PathOrPaths {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
 #[serde(untagged, expecting = "a readiness check string or an array of them")]
 enum OneOrMany {
     One(String),
@@ -185,6 +193,7 @@ struct RawPod {
     stop_signal: Option<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
+    env_file: Option<Spanned<PathOrPaths>>,
     cwd: Option<Spanned<String>>,
     depends_on: Option<Spanned<DependsOn>>,
     replicas: Option<Spanned<i64>>,
@@ -253,6 +262,24 @@ struct Locator<'a> {
     /// The deployment file's directory, when it is a file: relative paths are resolved
     /// from it, and directories and programs are checked to exist.
     dir: Option<&'a Path>,
+    /// Variables for `$VAR` interpolation.
+    vars: &'a Vars,
+}
+
+impl Locator<'_> {
+    /// `value` with its variables replaced; an error points at it.
+    fn interpolate(
+        &self,
+        pod: &str,
+        key: &str,
+        value: Spanned<String>,
+    ) -> Result<Spanned<String>, FileError> {
+        let span = value.span();
+        match dotenv::interpolate(value.get_ref(), self.vars) {
+            Ok(text) => Ok(Spanned::new(span, text)),
+            Err(e) => Err(self.at(span, format!("pod {pod}: key {key}: {e}"))),
+        }
+    }
 }
 
 impl Locator<'_> {
@@ -312,10 +339,12 @@ pub fn load(path: &Path) -> Result<Plan, FileError> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let prefix = std::str::from_utf8(&e.as_bytes()[..valid]).unwrap_or_default();
+        let no_vars = Vars::new();
         let at = Locator {
             path: &shown,
             text: prefix,
             dir: None,
+            vars: &no_vars,
         };
         at.at(
             valid..valid,
@@ -338,7 +367,13 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
 /// paths are resolved from it, a pod's `cwd` defaults to it, and the directories and
 /// programs are checked to exist.
 pub fn parse_in(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, FileError> {
-    let at = Locator { path, text, dir };
+    let vars = variables(dir)?;
+    let at = Locator {
+        path,
+        text,
+        dir,
+        vars: &vars,
+    };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let message = e.message().trim_end().to_string();
         match e.span() {
@@ -421,6 +456,30 @@ fn duration(
 /// What a string with a NUL byte was expected to be: a C string cannot hold one, so no
 /// program, argument, variable or path can.
 const NO_NUL: &str = "expected text without NUL (\\u0000)";
+
+/// The variables for interpolation: a `.env` file beside the deployment file, overridden
+/// by podvisor's own environment (compose's rule).
+fn variables(dir: Option<&Path>) -> Result<Vars, FileError> {
+    let mut vars = Vars::new();
+    if let Some(dir) = dir {
+        let path = dir.join(".env");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let pairs = dotenv::parse(&text).map_err(|(line, message)| FileError {
+                path: path.display().to_string(),
+                line,
+                column: 1,
+                message: format!("{message}; expected KEY=VALUE lines"),
+            })?;
+            vars.extend(pairs);
+        }
+    }
+    for (key, value) in std::env::vars_os() {
+        if let (Some(key), Some(value)) = (key.to_str(), value.to_str()) {
+            vars.insert(key.to_string(), value.to_string());
+        }
+    }
+    Ok(vars)
+}
 
 /// The pod's working directory resolved from the file's directory `dir` (its default),
 /// checked to exist, with its program checked to be found.
@@ -506,6 +565,10 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             ]
         }
     };
+    let command = command
+        .into_iter()
+        .map(|element| at.interpolate(name, "command", element))
+        .collect::<Result<Vec<_>, _>>()?;
     if command.first().is_none_or(|p| p.get_ref().is_empty()) {
         return Err(at.at(
             command_span,
@@ -526,7 +589,41 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         }
     }
     let mut env = Vec::with_capacity(raw.env.len());
+    if let Some(files) = raw.env_file {
+        let span = files.span();
+        let files = match files.into_inner() {
+            PathOrPaths::One(one) => vec![one],
+            PathOrPaths::Many(many) => many,
+        };
+        for file in files {
+            let file = at.interpolate(name, "env_file", Spanned::new(span.clone(), file))?;
+            let path = match at.dir {
+                Some(dir) => dir.join(file.get_ref()),
+                None => PathBuf::from(file.get_ref()),
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                at.at(
+                    span.clone(),
+                    format!(
+                        "pod {name}: key env_file: cannot read {}: {e}; expected a .env file (relative to the deployment file's directory)",
+                        path.display()
+                    ),
+                )
+            })?;
+            let pairs = dotenv::parse(&text).map_err(|(line, message)| {
+                at.at(
+                    span.clone(),
+                    format!(
+                        "pod {name}: key env_file: {}:{line}: {message}; expected KEY=VALUE lines",
+                        path.display()
+                    ),
+                )
+            })?;
+            env.extend(pairs);
+        }
+    }
     for (key, value) in raw.env {
+        let value = at.interpolate(name, &format!("env.{}", key.get_ref()), value)?;
         let problem = if key.get_ref().is_empty() {
             Some("is empty")
         } else if key.get_ref().contains('=') {
@@ -558,6 +655,7 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
     }
     let mut cwd = None;
     if let Some(path) = raw.cwd {
+        let path = at.interpolate(name, "cwd", path)?;
         if path.get_ref().contains('\0') {
             return Err(at.at(
                 path.span(),
@@ -596,6 +694,13 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             OneOrMany::One(one) => vec![one],
             OneOrMany::Many(many) => many,
         };
+        let checks = checks
+            .into_iter()
+            .map(|c| {
+                at.interpolate(name, "ready", Spanned::new(span.clone(), c))
+                    .map(Spanned::into_inner)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(i) = checks.iter().position(|c| c.contains('\0')) {
             return Err(at.at(
                 span,
@@ -805,6 +910,78 @@ oneshot = true
             Some(&dir)
         )
         .is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn variables_env_files_and_dollar_dollar() {
+        let dir = std::env::temp_dir().join(format!("podvisor-vars-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(".env"),
+            "PODVISOR_TEST_FROM_DOTENV=dotenv\nPATH=/overridden-by-the-environment\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("app.env"),
+            "# settings\nA=from-file\nB=\"two words\"\n",
+        )
+        .unwrap();
+        let text = "[pod.a]\n\
+            command = [\"sh\", \"-c\", \"echo $$HOME ${PODVISOR_TEST_FROM_DOTENV} ${PODVISOR_TEST_UNSET:-dflt}\"]\n\
+            env_file = \"app.env\"\n\
+            env = { B = \"table wins\", C = \"$PODVISOR_TEST_FROM_DOTENV\" }\n";
+        let plan = parse_in("f.toml", text, Some(&dir)).unwrap();
+        let pod = &plan.pods[0];
+        assert_eq!(pod.command[2], "echo $HOME dotenv dflt");
+        let env: Vec<(&str, &str)> = pod
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("A", "from-file"),
+                ("B", "two words"),
+                ("B", "table wins"),
+                ("C", "dotenv")
+            ]
+        );
+        for (text, (line, column), expected) in [
+            (
+                "[pod.a]\ncommand = [\"echo\", \"$PODVISOR_TEST_UNSET\"]\n",
+                (2, 20),
+                "pod a: key command: variable PODVISOR_TEST_UNSET is not set",
+            ),
+            (
+                "[pod.a]\ncommand = [\"true\"]\nenv = { X = \"${NEED:?set NEED to the token}\" }\n",
+                (3, 13),
+                "key env.X: variable NEED is not set: set NEED to the token",
+            ),
+            (
+                "[pod.a]\ncommand = [\"true\"]\nenv_file = \"missing.env\"\n",
+                (3, 12),
+                "key env_file: cannot read",
+            ),
+            (
+                "[pod.a]\ncommand = \"echo $1\"\n",
+                (2, 11),
+                "write $$ for a literal $",
+            ),
+        ] {
+            let error = parse_in("f.toml", text, Some(&dir)).unwrap_err();
+            assert!(error.message.contains(expected), "{text}: {error}");
+            assert_eq!((error.line, error.column), (line, column), "{error}");
+        }
+        std::fs::write(dir.join("bad.env"), "A=1\noops\n").unwrap();
+        let error = parse_in(
+            "f.toml",
+            "[pod.a]\ncommand = [\"true\"]\nenv_file = [\"app.env\", \"bad.env\"]\n",
+            Some(&dir),
+        )
+        .unwrap_err();
+        assert!(error.message.contains("bad.env:2:"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

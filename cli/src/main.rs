@@ -27,6 +27,7 @@ macro_rules! say_partial {
 }
 
 mod args;
+mod dotenv;
 mod duration;
 mod exit;
 mod file;

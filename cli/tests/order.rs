@@ -14,10 +14,11 @@ fn printed_order_is_the_true_order_of_the_close() {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("log");
     let file = dir.join("chain.toml");
-    // Each pod appends "NAME term" when SIGTERM arrives and "NAME exit" as it exits.
+    // Each pod appends "NAME term" when SIGTERM arrives and "NAME exit" as it exits
+    // (`$$` is a literal `$` in a deployment file).
     let pod = |deps: &str, replicas: u32| {
         format!(
-            "command = [\"sh\", \"-c\", \"trap 'echo $PODVISOR_POD term >> {log}; sleep 0.2; echo $PODVISOR_POD exit >> {log}; exit 0' TERM; echo up; while :; do sleep 0.05; done\"]\nready = \"stdout:up\"\nreplicas = {replicas}\n{deps}\n",
+            "command = [\"sh\", \"-c\", \"trap 'echo $$PODVISOR_POD term >> {log}; sleep 0.2; echo $$PODVISOR_POD exit >> {log}; exit 0' TERM; echo up; while :; do sleep 0.05; done\"]\nready = \"stdout:up\"\nreplicas = {replicas}\n{deps}\n",
             log = log.display()
         )
     };

@@ -52,13 +52,16 @@ fn as_pid1_pods_keep_their_own_statuses_while_orphans_are_reaped() {
         // 15 orphans each, then an exit with a code of its own (SIGTERM is ignored, so a
         // pod that is closed meanwhile still ends with its code).
         text.push_str(&format!(
-            "[pod.p{i}]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; for i in $(seq 15); do (true &); done; sleep 1; exit {}\"]\ngrace = \"20s\"\n\n",
+            "[pod.p{i}]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; for i in $$(seq 15); do (true &); done; sleep 1; exit {}\"]\ngrace = \"20s\"\n\n",
             10 + i
         ));
     }
     text.push_str(&format!(
         "[pod.count]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; sleep 2.5; {}\"]\ngrace = \"20s\"\n",
-        COUNT_ZOMBIES.replace('\\', "\\\\").replace('"', "\\\"")
+        COUNT_ZOMBIES
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('$', "$$")
     ));
     std::fs::write(&file, text).unwrap();
     let result = as_pid1(&["up", file.to_str().unwrap()]);
