@@ -35,7 +35,7 @@ impl Member {
         &self.name
     }
 
-    /// The index of its template in [`DeploymentSpec::templates`].
+    /// The index of its template in [`DeploymentSpec::templates`](crate::core::deployment::DeploymentSpec::templates).
     pub fn template(&self) -> usize {
         self.template
     }

@@ -5,7 +5,7 @@
 //!
 //! The machine decides *when* each pod starts, restarts and closes; it does not run
 //! pods. Each member (one replica of a [`PodTemplate`], named `name/i`) is modelled at
-//! the level of its outcomes — started, its [`StartResult`], its [`End`] — which is
+//! the level of its outcomes — started, its [`StartResult`](crate::core::StartResult), its [`End`](crate::core::End) — which is
 //! exactly what a pod driver (or a [`PodMachine`](crate::core::PodMachine) in the
 //! simulator) reports. So the pod-level decisions (ready deadlines, SIGKILL escalation)
 //! stay in one place, each pod keeps its own machine, and the deployment driver can be
@@ -15,7 +15,7 @@
 //! The calling rule is the pod machine's: **after every [`DeploymentMachine::handle`],
 //! drain [`DeploymentMachine::poll_action`] until it returns `None`, then arm a timer for
 //! [`DeploymentMachine::poll_timeout`] and call `handle(DeploymentEvent::Tick, now)` when
-//! it fires.** Every event about a pod carries the member and the [`Generation`] from
+//! it fires.** Every event about a pod carries the member and the [`Generation`](crate::core::Generation) from
 //! the [`DeploymentAction::StartPod`] that started it; events about an older generation
 //! are ignored and counted.
 //!

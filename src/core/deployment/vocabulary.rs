@@ -9,7 +9,7 @@ use crate::core::outcome::{End, StartFailure, StartResult};
 
 use super::spec::RestartPolicy;
 
-/// A member of a deployment: an index into [`DeploymentMachine::members`], in declaration
+/// A member of a deployment: an index into [`DeploymentMachine::members`](crate::core::deployment::DeploymentMachine::members), in declaration
 /// order of the templates, replicas in order (`db/0`, `web/0`, `web/1`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MemberId(pub usize);
@@ -121,7 +121,7 @@ impl DeploymentState {
     }
 }
 
-/// An input to [`DeploymentMachine::handle`].
+/// An input to [`DeploymentMachine::handle`](crate::core::deployment::DeploymentMachine::handle).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeploymentEvent {
     /// Only time has passed (the timer armed from `poll_timeout` fired).
@@ -161,7 +161,7 @@ pub enum DeploymentEvent {
     },
 }
 
-/// An output of [`DeploymentMachine::poll_action`]: what the driver must do now.
+/// An output of [`DeploymentMachine::poll_action`](crate::core::deployment::DeploymentMachine::poll_action): what the driver must do now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeploymentAction {
     /// Create and start a fresh pod for the member; report its events with `generation`.
