@@ -16,6 +16,7 @@ Usage:
   podvisor run [OPTIONS] -- COMMAND [ARGS...]
   podvisor up [--json] [FILE]  run a deployment file (default podvisor.toml)
   podvisor check [FILE]        validate a deployment file (default podvisor.toml)
+  podvisor help [run|up|check]  (or COMMAND --help) for one command's options and an example
   podvisor --help | --version
 
 Options of run:
@@ -43,11 +44,128 @@ out; 125 podvisor usage error; 126/127 command cannot be executed/not found; 1 e
 before ready with status 0; 128+N closed by signal N before ready; otherwise the command's
 status (N, or 128+S if killed by signal S).";
 
+/// Which help text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topic {
+    /// Everything.
+    All,
+    /// `podvisor run`.
+    Run,
+    /// `podvisor up`.
+    Up,
+    /// `podvisor check`.
+    Check,
+}
+
+/// The help text of `topic`.
+pub fn help(topic: Topic) -> &'static str {
+    match topic {
+        Topic::All => USAGE,
+        Topic::Run => RUN_USAGE,
+        Topic::Up => UP_USAGE,
+        Topic::Check => CHECK_USAGE,
+    }
+}
+
+const RUN_USAGE: &str = "\
+podvisor run: take one command through its life: start it, wait until it is ready, close it
+gracefully on SIGINT/SIGTERM (a second one kills), reap everything.
+
+Usage:
+  podvisor run [OPTIONS] -- COMMAND [ARGS...]
+
+Options:
+  -n, --name NAME         name used in messages (default: the program's name)
+  -r, --ready PROBE       none (default), notify, stdout:TEXT, stderr:TEXT, tcp:HOST:PORT,
+                          http://HOST:PORT/PATH, file:PATH, exec:COMMAND; repeatable, all
+                          must hold
+  -t, --timeout-ready DUR time allowed to become ready (default 600s; 0 = no limit)
+  -g, --grace DUR         time between the stop signal and SIGKILL (default 10s)
+  -s, --stop-signal SIG   signal that asks the command to stop (default TERM)
+  -e, --env KEY=VALUE     set a variable for the command (repeatable)
+      --env-clear         start the command from an empty environment
+      --restart POLICY    no (default), on-failure or always
+      --json              report events as JSON lines on stderr
+  -h, --help              this text
+
+Example:
+  podvisor run -n web -r http://127.0.0.1:8000/ -g 5s -- python3 -m http.server 8000";
+
+const UP_USAGE: &str = "\
+podvisor up: run a deployment file: pods started in dependency order, closed in reverse
+order on SIGINT/SIGTERM or when a pod that is neither one-shot nor restarted ends.
+
+Usage:
+  podvisor up [--json] [FILE]      FILE defaults to podvisor.toml
+
+Options:
+      --json              report events as JSON lines on stderr
+  -h, --help              this text
+
+Example:
+  podvisor up examples/podvisor.toml";
+
+const CHECK_USAGE: &str = "\
+podvisor check: validate a deployment file without running anything; every error names
+the file, line and column, the key and what was expected.
+
+Usage:
+  podvisor check [FILE]            FILE defaults to podvisor.toml
+
+Options:
+  -h, --help              this text
+
+Example:
+  podvisor check examples/podvisor.toml";
+
+/// The closest of `known` to `given`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let current = row[j + 1];
+                row[j + 1] = (previous + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(current + 1);
+                previous = current;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .map(|k| (distance(given, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn suggestion(given: &str, known: &[&str]) -> String {
+    did_you_mean(given, known).map_or(String::new(), |k| format!("; did you mean {k}?"))
+}
+
+const RUN_OPTIONS: &[&str] = &[
+    "--name",
+    "--ready",
+    "--timeout-ready",
+    "--grace",
+    "--stop-signal",
+    "--env",
+    "--env-clear",
+    "--restart",
+    "--json",
+    "--help",
+];
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    /// Print the usage.
-    Help,
+    /// Print the usage: of everything, or of one subcommand.
+    Help(Topic),
     /// Print the version.
     Version,
     /// Run one pod.
@@ -81,18 +199,41 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         return Err("missing command; expected run, up or check".into());
     };
     match text(&first)? {
-        "-h" | "--help" | "help" => Ok(Command::Help),
+        "-h" | "--help" => Ok(Command::Help(Topic::All)),
+        "help" => match args.next().as_ref().map(text).transpose()? {
+            None => Ok(Command::Help(Topic::All)),
+            Some("run") => Ok(Command::Help(Topic::Run)),
+            Some("up") => Ok(Command::Help(Topic::Up)),
+            Some("check") => Ok(Command::Help(Topic::Check)),
+            Some(other) => Err(format!(
+                "no help on {other:?}; expected run, up or check{}",
+                suggestion(other, &["run", "up", "check"])
+            )),
+        },
         "-V" | "--version" => Ok(Command::Version),
-        "run" => parse_run(args.collect()).map(|o| Command::Run(Box::new(o))),
-        "check" => parse_file_arg("check", args.collect()).map(Command::Check),
+        "run" => parse_run(args.collect()).map(|o| match o {
+            Some(o) => Command::Run(Box::new(o)),
+            None => Command::Help(Topic::Run),
+        }),
+        "check" => {
+            let rest: Vec<OsString> = args.collect();
+            if rest.iter().any(|a| a == "-h" || a == "--help") {
+                return Ok(Command::Help(Topic::Check));
+            }
+            parse_file_arg("check", rest).map(Command::Check)
+        }
         "up" => {
             let mut rest: Vec<OsString> = args.collect();
+            if rest.iter().any(|a| a == "-h" || a == "--help") {
+                return Ok(Command::Help(Topic::Up));
+            }
             let json = rest.iter().any(|a| a == "--json");
             rest.retain(|a| a != "--json");
             parse_file_arg("up", rest).map(|file| Command::Up { file, json })
         }
         other => Err(format!(
-            "unknown command {other:?}; expected run, up or check"
+            "unknown command {other:?}; expected run, up or check{}",
+            suggestion(other, &["run", "up", "check", "help"])
         )),
     }
 }
@@ -110,13 +251,15 @@ fn parse_file_arg(command: &str, args: Vec<OsString>) -> Result<std::path::PathB
     }
     if file.to_str().is_some_and(|f| f.starts_with('-')) {
         return Err(format!(
-            "unknown option {file:?} for {command}; usage: podvisor {command} [FILE]"
+            "unknown option {file:?} for {command}{}; usage: podvisor {command} [FILE]",
+            suggestion(file.to_str().unwrap_or_default(), &["--json", "--help"])
         ));
     }
     Ok(file)
 }
 
-fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
+/// `run`'s options; `None` when help was asked for.
+fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut name = None;
     let mut ready: Vec<Readiness> = Vec::new();
     let mut none = false;
@@ -148,6 +291,16 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
         let (option, inline) = match flag.split_once('=') {
             Some((o, v)) if o.starts_with("--") => (o.to_string(), Some(v.to_string())),
             _ => (flag.clone(), None),
+        };
+        // Short flags stand for their long names.
+        let option = match option.as_str() {
+            "-n" => "--name".to_string(),
+            "-r" => "--ready".to_string(),
+            "-t" => "--timeout-ready".to_string(),
+            "-g" => "--grace".to_string(),
+            "-s" => "--stop-signal".to_string(),
+            "-e" => "--env".to_string(),
+            _ => option,
         };
         let mut value = |what: &str| -> Result<String, String> {
             match inline.clone() {
@@ -209,10 +362,11 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
                 }
             }
             "--json" => json = true,
-            "-h" | "--help" => return Err("HELP".into()),
+            "-h" | "--help" => return Ok(None),
             other => {
                 return Err(format!(
-                    "unknown option {other:?} for run; see podvisor --help"
+                    "unknown option {other:?} for run{}; see podvisor run --help",
+                    suggestion(other, RUN_OPTIONS)
                 ))
             }
         }
@@ -253,11 +407,11 @@ fn parse_run(args: Vec<OsString>) -> Result<RunOptions, String> {
         .stdout(podvisor::Output::Forward)
         .stderr(podvisor::Output::Forward)
         .forward_prefix("");
-    Ok(RunOptions {
+    Ok(Some(RunOptions {
         config,
         json,
         restart,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -272,6 +426,66 @@ mod tests {
             Command::Run(options) => Ok(*options),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn parsed(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn every_subcommand_has_its_own_help() {
+        for (args, topic) in [
+            (&["run", "--help"][..], Topic::Run),
+            (&["run", "-h"], Topic::Run),
+            (&["up", "--help"], Topic::Up),
+            (&["up", "x.toml", "-h"], Topic::Up),
+            (&["check", "--help"], Topic::Check),
+            (&["help", "run"], Topic::Run),
+            (&["help", "check"], Topic::Check),
+            (&["help"], Topic::All),
+            (&["--help"], Topic::All),
+        ] {
+            match parsed(args) {
+                Ok(Command::Help(t)) => assert_eq!(t, topic, "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        assert!(help(Topic::Run).contains("Example:"));
+        assert!(help(Topic::Up).starts_with("podvisor up:"));
+        assert!(parsed(&["help", "rn"])
+            .unwrap_err()
+            .contains("did you mean run?"));
+    }
+
+    #[test]
+    fn mistyped_commands_and_flags_get_a_suggestion() {
+        assert!(parsed(&["chek"])
+            .unwrap_err()
+            .contains("did you mean check?"));
+        assert!(parsed(&["run", "--grase", "1s", "x"])
+            .unwrap_err()
+            .contains("did you mean --grace?"));
+        assert!(parsed(&["run", "--timeout-redy", "1s", "x"])
+            .unwrap_err()
+            .contains("did you mean --timeout-ready?"));
+        assert!(parsed(&["up", "--jsn"])
+            .unwrap_err()
+            .contains("did you mean --json?"));
+        // Nothing close: no suggestion.
+        let far = parsed(&["frobnicate"]).unwrap_err();
+        assert!(!far.contains("did you mean"), "{far}");
+    }
+
+    #[test]
+    fn short_flags_are_the_long_ones() {
+        let options = run(&[
+            "-n", "web", "-r", "notify", "-t", "5s", "-g", "2s", "-s", "INT", "-e", "A=1", "--",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(options.config.get_name(), "web");
+        assert_eq!(options.config.get_grace(), Duration::from_secs(2));
+        assert_eq!(options.config.get_stop_signal(), Signal::INT);
     }
 
     #[test]
@@ -322,7 +536,7 @@ mod tests {
     #[test]
     fn errors_are_specific() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--grace", "10", "--", "x"], "add one, e.g. 10s"),
+            (&["--grace", "10", "--", "x"], "did you mean 10s?"),
             (&["--timeout-ready"], "needs a value"),
             (
                 &["--timeout-ready", "0.0000000001s", "x"],

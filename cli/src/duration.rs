@@ -1,5 +1,7 @@
-//! Durations on the command line and in files: `250ms`, `10s`, `2m`, `1m30s`, `1h`; `0`
-//! is the one bare number accepted. Apart from zero, nothing under 1 ms.
+//! Durations on the command line and in files: `250ms`, `10s`, `2m`, `1m30s`, `1h`, and
+//! systemd's spellings (`us`/`usec`, `msec`, `sec`/`second(s)`, `min`/`minute(s)`,
+//! `hr`/`hour(s)`, `d`/`day(s)`, parts separated by spaces as in `5min 30s`); `0` is the one
+//! bare number accepted. Apart from zero, nothing under 1 ms.
 
 use std::time::Duration;
 
@@ -20,14 +22,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(format!(
-            "duration {text:?} has no unit; add one, e.g. {text}s or {text}ms (0 is the only bare number)"
+            "duration {text:?} has no unit; did you mean {text}s? (or {text}ms; 0 is the only bare number)"
         ));
     }
     let mut total = Duration::ZERO;
     // Whether any part is above zero: "0s" is an explicit zero, "0.0000001s" is not.
     let mut some_part_nonzero = false;
     let mut rest = text;
-    while !rest.is_empty() {
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
+        }
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
@@ -39,24 +45,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .map_err(|_| format!("duration {text:?}: {:?} is not a number", &rest[..digits]))?;
         some_part_nonzero |= number > 0.0;
         rest = &rest[digits..];
+        rest = rest.trim_start();
         let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
+        const UNITS: &str =
+            "us, ms, s, m (or min), h, d, or systemd's usec, msec, sec, minute, hour, day";
         let seconds = match unit {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
+            "us" | "usec" | "µs" => number / 1_000_000.0,
+            "ms" | "msec" => number / 1000.0,
+            "s" | "sec" | "second" | "seconds" => number,
+            "m" | "min" | "minute" | "minutes" => number * 60.0,
+            "h" | "hr" | "hour" | "hours" => number * 3600.0,
+            "d" | "day" | "days" => number * 86_400.0,
             "" => {
                 return Err(format!(
-                    "duration {text:?}: {number} has no unit; expected ms, s, m or h"
+                    "duration {text:?}: {number} has no unit; expected {UNITS}"
                 ))
             }
             other => {
                 return Err(format!(
-                    "duration {text:?}: unknown unit {other:?}; expected ms, s, m or h"
+                    "duration {text:?}: unknown unit {other:?}; expected {UNITS}"
                 ))
             }
         };
@@ -106,10 +117,39 @@ mod tests {
     }
 
     #[test]
+    fn accepts_systemd_spellings() {
+        let cases = [
+            ("5min 30s", 330_000),
+            ("5min30sec", 330_000),
+            ("2 minutes", 120_000),
+            ("1d", 86_400_000),
+            ("1 day 2 hours", 93_600_000),
+            ("1hr", 3_600_000),
+            ("250msec", 250),
+            ("1500000us", 1500),
+            ("1500000usec", 1500),
+            ("3 seconds", 3000),
+        ];
+        for (text, ms) in cases {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bare_numbers_and_bad_units() {
         assert!(parse_duration("10")
             .unwrap_err()
-            .contains("add one, e.g. 10s"));
+            .contains("did you mean 10s?"));
+        assert!(parse_duration("5 min")
+            .map(|d| d == Duration::from_secs(300))
+            .unwrap_or(false));
+        assert!(parse_duration("5 lightyears")
+            .unwrap_err()
+            .contains("expected us, ms, s, m (or min), h, d"));
         assert!(parse_duration("").unwrap_err().contains("empty"));
         assert!(parse_duration("10x")
             .unwrap_err()

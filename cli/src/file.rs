@@ -139,10 +139,46 @@ enum DependsOn {
     Conditions(BTreeMap<String, String>),
 }
 
+/// `command`: an array (the program and its arguments, executed directly) or a string
+/// (run by `sh -c`, so it may use the shell's syntax).
+enum CommandValue {
+    Shell(String),
+    Exec(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for CommandValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CommandValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of strings (the program first) or a string run by sh -c")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<CommandValue, E> {
+                Ok(CommandValue::Shell(text.to_string()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CommandValue, A::Error> {
+                let mut elements = Vec::new();
+                while let Some(element) = seq.next_element::<Spanned<String>>()? {
+                    elements.push(element);
+                }
+                Ok(CommandValue::Exec(elements))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPod {
-    command: Spanned<Vec<Spanned<String>>>,
+    command: Spanned<CommandValue>,
     ready: Option<Spanned<OneOrMany>>,
     timeout_ready: Option<Spanned<DurationValue>>,
     grace: Option<Spanned<DurationValue>>,
@@ -214,6 +250,9 @@ pub struct Plan {
 struct Locator<'a> {
     path: &'a str,
     text: &'a str,
+    /// The deployment file's directory, when it is a file: relative paths are resolved
+    /// from it, and directories and programs are checked to exist.
+    dir: Option<&'a Path>,
 }
 
 impl Locator<'_> {
@@ -276,18 +315,30 @@ pub fn load(path: &Path) -> Result<Plan, FileError> {
         let at = Locator {
             path: &shown,
             text: prefix,
+            dir: None,
         };
         at.at(
             valid..valid,
             "the deployment file is not valid UTF-8 here; expected UTF-8 text (TOML)".into(),
         )
     })?;
-    parse(&shown, &text)
+    let dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    parse_in(&shown, &text, dir.as_deref())
 }
 
 /// Parses and checks a deployment file's text.
+#[cfg(test)]
 pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
-    let at = Locator { path, text };
+    parse_in(path, text, None)
+}
+
+/// Parses and checks a deployment file's text; with `dir` (the file's directory), relative
+/// paths are resolved from it, a pod's `cwd` defaults to it, and the directories and
+/// programs are checked to exist.
+pub fn parse_in(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, FileError> {
+    let at = Locator { path, text, dir };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let message = e.message().trim_end().to_string();
         match e.span() {
@@ -371,9 +422,90 @@ fn duration(
 /// program, argument, variable or path can.
 const NO_NUL: &str = "expected text without NUL (\\u0000)";
 
+/// The pod's working directory resolved from the file's directory `dir` (its default),
+/// checked to exist, with its program checked to be found.
+fn resolve_cwd(
+    at: &Locator<'_>,
+    name: &str,
+    dir: &Path,
+    cwd: Option<Spanned<String>>,
+    command: &[Spanned<String>],
+    command_span: &Range<usize>,
+    env: &[(String, String)],
+) -> Result<String, FileError> {
+    let (resolved, span) = match &cwd {
+        Some(given) => (dir.join(given.get_ref()), given.span()),
+        None => (dir.to_path_buf(), command_span.clone()),
+    };
+    let shown = resolved.display().to_string();
+    // Placeholders are filled per replica: what they make is checked when the pod starts.
+    if !shown.contains('{') && !resolved.is_dir() {
+        return Err(at.at(
+            span,
+            format!(
+                "pod {name}: key cwd: directory {shown} does not exist; expected an existing \
+                 directory (a relative cwd is resolved from the deployment file's directory {})",
+                dir.display()
+            ),
+        ));
+    }
+    let program = command.first().map_or("", |p| p.get_ref().as_str());
+    if !shown.contains('{') && !program.contains('{') {
+        let found = if program.contains('/') {
+            is_executable(&resolved.join(program))
+        } else {
+            let path = env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| std::ffi::OsString::from(v))
+                .or_else(|| std::env::var_os("PATH"))
+                .unwrap_or_default();
+            std::env::split_paths(&path).any(|d| is_executable(&d.join(program)))
+        };
+        if !found {
+            let how = if program.contains('/') {
+                format!("a program path with / is resolved from the pod's cwd {shown}")
+            } else {
+                "it is looked up in PATH".to_string()
+            };
+            return Err(at.at(
+                command.first().map_or(command_span.clone(), |p| p.span()),
+                format!(
+                    "pod {name}: key command: program {program:?} is not found or not \
+                     executable; expected an executable program ({how})"
+                ),
+            ));
+        }
+    }
+    Ok(shown)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, FileError> {
     let command_span = raw.command.span();
-    let command = raw.command.into_inner();
+    let command = match raw.command.into_inner() {
+        CommandValue::Exec(command) => command,
+        CommandValue::Shell(line) => {
+            if line.trim().is_empty() {
+                return Err(at.at(
+                    command_span,
+                    format!("pod {name}: key command: expected a non-empty command line"),
+                ));
+            }
+            let span = command_span.clone();
+            vec![
+                Spanned::new(span.clone(), "sh".to_string()),
+                Spanned::new(span.clone(), "-c".to_string()),
+                Spanned::new(span, line),
+            ]
+        }
+    };
     if command.first().is_none_or(|p| p.get_ref().is_empty()) {
         return Err(at.at(
             command_span,
@@ -432,8 +564,20 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                 format!("pod {name}: key cwd: the path contains a NUL byte; {NO_NUL}"),
             ));
         }
-        cwd = Some(path.into_inner());
+        cwd = Some(path);
     }
+    let cwd = match at.dir {
+        Some(dir) => Some(resolve_cwd(
+            at,
+            name,
+            dir,
+            cwd,
+            &command,
+            &command_span,
+            &env,
+        )?),
+        None => cwd.map(Spanned::into_inner),
+    };
     let mut planned = PlannedPod {
         template: PodTemplate::new(name),
         command: command.into_iter().map(Spanned::into_inner).collect(),
@@ -529,11 +673,14 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                 for (dependency, condition) in map {
                     let span = span.clone();
                     let condition = match condition.as_str() {
-                        "started" => Condition::Started,
-                        "ready" => Condition::Ready,
-                        "succeeded" | "completed" => Condition::Succeeded,
+                        // Compose's names are understood too.
+                        "started" | "service_started" => Condition::Started,
+                        "ready" | "healthy" | "service_healthy" => Condition::Ready,
+                        "succeeded" | "completed" | "service_completed_successfully" => {
+                            Condition::Succeeded
+                        }
                         other => {
-                            return Err(at.at(span, format!("pod {name}: key depends_on.{dependency}: unknown condition {other:?}; expected started, ready or succeeded")))
+                            return Err(at.at(span, format!("pod {name}: key depends_on.{dependency}: unknown condition {other:?}; expected started, ready or succeeded (or compose's service_started, service_healthy, service_completed_successfully)")))
                         }
                     };
                     template = template.depends_on(dependency, condition);
@@ -602,6 +749,119 @@ oneshot = true
         let plan = parse("big.toml", &text).unwrap();
         assert_eq!(plan.pods.len(), 20_000);
         assert_eq!(plan.pods[19_999].template.depends_on[0].on, "p19998");
+    }
+
+    #[test]
+    fn paths_are_resolved_from_the_files_directory_and_checked() {
+        let dir = std::env::temp_dir().join(format!("podvisor-file-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let script = dir.join("data/app.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ok = parse_in(
+            "f.toml",
+            "[pod.a]\ncommand = [\"./app.sh\"]\ncwd = \"data\"\n[pod.b]\ncommand = \"echo hi\"\n",
+            Some(&dir),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.pods[0].cwd.as_deref(),
+            Some(dir.join("data").to_str().unwrap())
+        );
+        // Without a cwd, the file's directory.
+        assert_eq!(ok.pods[1].cwd.as_deref(), Some(dir.to_str().unwrap()));
+        let cases = [
+            (
+                "[pod.a]\ncommand = [\"true\"]\ncwd = \"missing\"\n",
+                (3, 7),
+                "key cwd: directory",
+            ),
+            (
+                "[pod.a]\ncommand = [\"./nope.sh\"]\ncwd = \"data\"\n",
+                (2, 12),
+                "program \"./nope.sh\" is not found",
+            ),
+            (
+                "[pod.a]\ncommand = [\"podvisor-no-such-program\"]\n",
+                (2, 12),
+                "it is looked up in PATH",
+            ),
+            (
+                "[pod.a]\ncommand = [\"true\"]\nenv = { PATH = \"/nonexistent\" }\n",
+                (2, 12),
+                "is not found",
+            ),
+        ];
+        for (text, (line, column), expected) in cases {
+            let error = parse_in("f.toml", text, Some(&dir)).unwrap_err();
+            assert!(error.message.contains(expected), "{text}: {error}");
+            assert_eq!((error.line, error.column), (line, column), "{error}");
+        }
+        // Placeholders are left for the start.
+        assert!(parse_in(
+            "f.toml",
+            "[pod.a]\ncommand = [\"true\"]\ncwd = \"run-{replica}\"\n",
+            Some(&dir)
+        )
+        .is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_command_string_runs_under_sh() {
+        let plan = parse(
+            "f.toml",
+            "[pod.a]\ncommand = \"python3 app.py --port {port} | tee log\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.pods[0].command,
+            ["sh", "-c", "python3 app.py --port {port} | tee log"]
+        );
+        let config = plan.pods[0]
+            .config(|s| s.replace("{port}", "8080"))
+            .unwrap();
+        assert_eq!(config.get_program(), "sh");
+        for (text, expected) in [
+            (
+                "[pod.a]\ncommand = \"  \"\n",
+                "expected a non-empty command line",
+            ),
+            ("[pod.a]\ncommand = 3\n", "or a string run by sh -c"),
+            ("[pod.a]\ncommand = \"a\\u0000b\"\n", "contains a NUL byte"),
+        ] {
+            let error = parse("f.toml", text).unwrap_err();
+            assert!(error.message.contains(expected), "{text}: {error}");
+            assert_eq!(error.line, 2, "{error}");
+        }
+    }
+
+    #[test]
+    fn compose_condition_names_are_understood() {
+        let plan = parse(
+            "f.toml",
+            "[pod.db]\ncommand = [\"x\"]\n[pod.job]\ncommand = [\"x\"]\noneshot = true\n\
+             [pod.web]\ncommand = [\"x\"]\n\
+             depends_on = { db = \"service_healthy\", job = \"service_completed_successfully\" }\n\
+             [pod.side]\ncommand = [\"x\"]\ndepends_on = { db = \"service_started\" }\n",
+        )
+        .unwrap();
+        let conditions: Vec<Condition> = plan
+            .pods
+            .iter()
+            .flat_map(|p| p.template.depends_on.iter().map(|d| d.condition))
+            .collect();
+        assert_eq!(
+            conditions,
+            [Condition::Ready, Condition::Succeeded, Condition::Started]
+        );
+        let error = parse(
+            "f.toml",
+            "[pod.db]\ncommand = [\"x\"]\n[pod.web]\ncommand = [\"x\"]\ndepends_on = { db = \"service_up\" }\n",
+        )
+        .unwrap_err();
+        assert!(error.message.contains("service_healthy"), "{error}");
     }
 
     #[test]
@@ -757,7 +1017,7 @@ oneshot = true
     #[test]
     fn every_kind_of_error_names_file_line_column_key_and_expectation() {
         let cases = [
-            ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "add one"),
+            ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "did you mean 10s?"),
             ("[pod.a]\ncommand = [\"x\"]\ngrace = \"0.1ms\"\n", 3, "pod a: key grace", "smallest duration is 1ms"),
             ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"1e-9s\"\n", 3, "key timeout_ready", "unknown unit"),
             ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"0.0000000001s\"\n", 3, "pod a: key timeout_ready", "smallest duration is 1ms"),
@@ -774,7 +1034,7 @@ oneshot = true
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = { b = \"soon\" }\n[pod.b]\ncommand = [\"y\"]\n", 3, "depends_on.b", "expected started"),
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"zz\"]\n", 1, "zz", ""),
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[pod.b]\ncommand = [\"y\"]\ndepends_on = [\"a\"]\n", 1, "a", "b"),
-            ("[pod.a]\ncommand = \"x\"\n", 2, "", "sequence"),
+            ("[pod.a]\ncommand = 3\n", 2, "", "or a string run by sh -c"),
             ("[pod.a\ncommand = [\"x\"]\n", 1, "", ""),
         ];
         for (text, line, needle1, needle2) in cases {

@@ -10,6 +10,14 @@ macro_rules! say {
     }};
 }
 
+/// `println!` that never panics: `podvisor --help | head -2` closes the pipe early.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// `eprint!` that never panics (see `say!`).
 macro_rules! say_partial {
     ($($arg:tt)*) => {{
@@ -36,12 +44,12 @@ fn main() {
         }
     }
     let code = match args::parse(std::env::args_os().skip(1).collect()) {
-        Ok(args::Command::Help) => {
-            println!("{}", args::USAGE);
+        Ok(args::Command::Help(topic)) => {
+            out!("{}", args::help(topic));
             0
         }
         Ok(args::Command::Version) => {
-            println!("podvisor {}", env!("CARGO_PKG_VERSION"));
+            out!("podvisor {}", env!("CARGO_PKG_VERSION"));
             0
         }
         Ok(args::Command::Run(options)) => run::run(*options),
@@ -49,7 +57,7 @@ fn main() {
         Ok(args::Command::Check(path)) => match file::load(&path) {
             Ok(plan) => {
                 let names: Vec<&str> = plan.pods.iter().map(|p| p.template.name.as_str()).collect();
-                println!(
+                out!(
                     "{}: ok, {} pods: {}",
                     path.display(),
                     names.len(),
@@ -62,10 +70,6 @@ fn main() {
                 exit::USAGE
             }
         },
-        Err(message) if message == "HELP" => {
-            println!("{}", args::USAGE);
-            0
-        }
         Err(message) => {
             say!("podvisor: {message}\nTry 'podvisor --help' for more information.");
             exit::USAGE

@@ -266,6 +266,19 @@ pub fn drive(deployment: Deployment, json: bool) -> i32 {
         let requested = stops.first().map(|(signal, _)| signal);
         let code = match deployment.failure() {
             _ if stdout_closed => 141,
+            // A pod that finished its work with status 0 ends the deployment as planned.
+            Some(failure) if matches!(failure.cause(), Cause::Ended(podvisor::End::Exited(status)) if status.success()) =>
+            {
+                say(
+                    "deployment",
+                    "finished",
+                    &format!(
+                        "finished: {} exited with status 0, which ends the deployment",
+                        failure.member()
+                    ),
+                );
+                0
+            }
             Some(failure) => {
                 if json {
                     say(failure.member(), "failed", "");

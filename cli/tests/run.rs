@@ -299,7 +299,7 @@ fn check_validates_a_file_without_running_anything() {
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("2 pods: db, web"));
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[pod.b]\ncommand = [\"y\"]\ndepends_on = [\"a\"]\n").unwrap();
+    std::fs::write(&bad, "[pod.a]\ncommand = [\"true\"]\ndepends_on = [\"b\"]\n[pod.b]\ncommand = [\"true\"]\ndepends_on = [\"a\"]\n").unwrap();
     let output = Command::new(PODVISOR)
         .args(["check", bad.to_str().unwrap()])
         .output()

@@ -47,6 +47,12 @@ fn shipped_example_serves_http_and_ends_cleanly() {
     let (code, stdout, stderr) = up(&example);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("[check/0] hello from podvisor"), "{stdout}");
+    // A planned end reads as one.
+    assert!(
+        stderr.contains("deployment finished: check/0 exited with status 0")
+            && !stderr.contains("deployment stopped"),
+        "{stderr}"
+    );
     // prepare succeeded before web started; web was ready before check started. Changes
     // that happen together are reported as the latest state (a member may show "started"
     // without "starting"), so compare each member's first line of activity.
