@@ -1,5 +1,7 @@
 //! [`PodMachine`]: one pod's lifecycle as a deterministic state machine.
 
+mod timer;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -9,6 +11,8 @@ use super::outcome::{CheckSet, End, StartFailure, StartResult};
 use super::spec::{Check, PodSpec, SpecError, StartedBy, Stream};
 use super::time::Time;
 use super::State;
+
+use timer::ProbeTimer;
 
 /// Longest `STATUS=` text kept, in bytes; longer texts are cut at a character boundary.
 const MAX_STATUS_LEN: usize = 4096;
@@ -41,27 +45,6 @@ pub enum Mutation {
     DeadlineFromSpawn,
     /// An exit while stopping is not recorded (the reap is missed).
     MissedReap,
-}
-
-/// One in-flight or scheduled probe check.
-#[derive(Clone, Copy, Debug)]
-struct ProbeTimer {
-    check: usize,
-    initial: Duration,
-    max: Duration,
-    attempt_timeout: Duration,
-    /// The delay before the next attempt after a failure.
-    interval: Duration,
-    next_at: Option<Time>,
-    in_flight: Option<(u64, Time)>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Timer {
-    Ready,
-    Kill,
-    ProbeNext(usize),
-    ProbeDeadline(usize),
 }
 
 /// One pod's lifecycle: events in with the current time, actions and deadlines out.
@@ -612,89 +595,6 @@ impl PodMachine {
                     check: probe.check,
                     attempt,
                 });
-            }
-        }
-    }
-
-    fn next_timer(&self) -> Option<(Time, Timer)> {
-        let mut best: Option<(Time, Timer)> = None;
-        let mut consider = |t: Option<Time>, timer: Timer| {
-            if let Some(t) = t {
-                if best.is_none_or(|(b, _)| t < b) {
-                    best = Some((t, timer));
-                }
-            }
-        };
-        consider(self.ready_deadline, Timer::Ready);
-        consider(self.kill_at, Timer::Kill);
-        for (i, probe) in self.probes.iter().enumerate() {
-            consider(probe.in_flight.map(|(_, d)| d), Timer::ProbeDeadline(i));
-            consider(probe.next_at, Timer::ProbeNext(i));
-        }
-        best
-    }
-
-    /// Fires every timer due by `now`. The ready and kill deadlines go first: they decide
-    /// about what happened before them, and no event can have arrived between a probe
-    /// timer that is overdue and `now`, so starting a probe at `now` when the deadline has
-    /// also passed would only start an attempt to cancel it.
-    fn fire_due(&mut self, now: Time) {
-        loop {
-            let decision = match (self.ready_deadline, self.kill_at) {
-                (Some(t), _) if t <= now => Some((t, Timer::Ready)),
-                (_, Some(t)) if t <= now => Some((t, Timer::Kill)),
-                _ => None,
-            };
-            match decision.or_else(|| self.next_timer().filter(|&(at, _)| at <= now)) {
-                Some((at, timer)) => self.fire(timer, at, now),
-                None => break,
-            }
-        }
-    }
-
-    fn fire(&mut self, timer: Timer, at: Time, now: Time) {
-        match timer {
-            Timer::Ready => {
-                self.ready_deadline = None;
-                let waited = at.saturating_duration_since(self.start_at.unwrap_or(at));
-                self.start_result = Some(StartResult::TimedOut {
-                    waited,
-                    pending: self.pending_checks(),
-                });
-                self.begin_stop(now, self.spec.grace, false);
-            }
-            Timer::Kill => {
-                self.kill_at = None;
-                self.actions.push_back(Action::SignalGroup {
-                    generation: self.generation,
-                    signal: GroupSignal::Kill,
-                });
-                self.set_state(State::Killing);
-            }
-            Timer::ProbeNext(i) => {
-                let attempt = self.next_attempt;
-                self.next_attempt += 1;
-                let probe = &mut self.probes[i];
-                probe.next_at = None;
-                // The attempt's own deadline counts from when it really starts.
-                let deadline = now.checked_add(probe.attempt_timeout).unwrap_or(Time::MAX);
-                probe.in_flight = Some((attempt, deadline));
-                self.actions.push_back(Action::StartProbe {
-                    generation: self.generation,
-                    check: probe.check,
-                    attempt,
-                });
-            }
-            Timer::ProbeDeadline(i) => {
-                let probe = &mut self.probes[i];
-                if let Some((attempt, _)) = probe.in_flight.take() {
-                    self.actions.push_back(Action::CancelProbe {
-                        generation: self.generation,
-                        check: probe.check,
-                        attempt,
-                    });
-                }
-                Self::schedule_retry(probe, now);
             }
         }
     }

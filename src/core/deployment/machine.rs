@@ -1,0 +1,585 @@
+//! [`DeploymentMachine`]: the deployment's state machine (start order, readiness, restarts,
+//! fail fast, close order); the rules are in [the module docs](crate::core::deployment).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::core::event::{ExitStatus, Generation};
+use crate::core::outcome::{End, StartResult};
+use crate::core::time::Time;
+
+use super::member::Member;
+use super::restart::{wants_restart, Restarts, Verdict};
+
+use super::spec::{Condition, DeploymentError, DeploymentSpec};
+
+use super::vocabulary::{
+    Cause, DeploymentAction, DeploymentEvent, DeploymentStartResult, DeploymentState,
+    DeploymentStats, Failure, MemberId, MemberState,
+};
+
+/// A deliberately wrong variant of the machine, for proving that the checker catches
+/// bugs. Never use outside tests.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeploymentMutation {
+    /// A `Ready` dependency is taken as met once the dependency started.
+    ReadyMeansStarted,
+    /// Every member is asked to close at once, ignoring dependency order.
+    CloseAllAtOnce,
+    /// Restarts that were due keep happening after the close.
+    RestartAfterClose,
+    /// The restart budget is ignored.
+    IgnoreBudget,
+}
+
+/// A group of pods with replicas, dependencies and restart policies: events in with the
+/// current time, actions and deadlines out.
+///
+/// See [the module docs](crate::core::deployment) for the calling rule and the policies. Deterministic: the
+/// same events at the same times give the same actions. Never panics on any input; events
+/// that do not fit are ignored and counted in [`DeploymentStats`].
+#[derive(Debug)]
+pub struct DeploymentMachine {
+    spec: DeploymentSpec,
+    /// Per template: its members' indices.
+    members_of: Vec<std::ops::Range<usize>>,
+    /// Per template: the templates it depends on, with the condition.
+    depends_on: Vec<Vec<(usize, Condition)>>,
+    /// Per template: the templates that depend on it.
+    dependents: Vec<Vec<usize>>,
+    members: Vec<Member>,
+    state: DeploymentState,
+    now: Time,
+    start_at: Option<Time>,
+    start_result: Option<DeploymentStartResult>,
+    failure: Option<Failure>,
+    close_grace: Option<Duration>,
+    actions: VecDeque<DeploymentAction>,
+    stats: DeploymentStats,
+    mutation: Option<DeploymentMutation>,
+}
+
+impl DeploymentMachine {
+    /// A machine for `spec`, validated first.
+    pub fn new(spec: DeploymentSpec) -> Result<DeploymentMachine, DeploymentError> {
+        DeploymentMachine::with_mutation(spec, None)
+    }
+
+    /// A deliberately wrong machine. Tests only.
+    #[doc(hidden)]
+    pub fn with_mutation(
+        spec: DeploymentSpec,
+        mutation: Option<DeploymentMutation>,
+    ) -> Result<DeploymentMachine, DeploymentError> {
+        spec.validate()?;
+        let mut members = Vec::new();
+        let mut members_of = Vec::new();
+        for (template, t) in spec.templates.iter().enumerate() {
+            let first = members.len();
+            for replica in 0..t.replicas {
+                members.push(Member {
+                    name: format!("{}/{replica}", t.name),
+                    template,
+                    replica,
+                    state: MemberState::Waiting,
+                    generation: Generation(0),
+                    started: false,
+                    start_result: None,
+                    end: None,
+                    ready_at: None,
+                    close_sent: false,
+                    verdict: None,
+                    restarts: Restarts::default(),
+                    restart_at: None,
+                });
+            }
+            members_of.push(first..members.len());
+        }
+        let depends_on: Vec<Vec<(usize, Condition)>> = spec
+            .templates
+            .iter()
+            .map(|t| {
+                t.depends_on
+                    .iter()
+                    .filter_map(|d| spec.position(&d.on).map(|i| (i, d.condition)))
+                    .collect()
+            })
+            .collect();
+        let mut dependents = vec![Vec::new(); spec.templates.len()];
+        for (template, deps) in depends_on.iter().enumerate() {
+            for &(on, _) in deps {
+                dependents[on].push(template);
+            }
+        }
+        Ok(DeploymentMachine {
+            spec,
+            members_of,
+            depends_on,
+            dependents,
+            members,
+            state: DeploymentState::Created,
+            now: Time::ZERO,
+            start_at: None,
+            start_result: None,
+            failure: None,
+            close_grace: None,
+            actions: VecDeque::new(),
+            stats: DeploymentStats::default(),
+            mutation,
+        })
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &DeploymentSpec {
+        &self.spec
+    }
+
+    /// The deployment's state.
+    pub fn state(&self) -> DeploymentState {
+        self.state
+    }
+
+    /// How the start went, once decided.
+    pub fn start_result(&self) -> Option<&DeploymentStartResult> {
+        self.start_result.as_ref()
+    }
+
+    /// The member failure that took the deployment down, before or after it was ready.
+    /// `None` while it runs, and when it was closed on request.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    /// Every member, in [`MemberId`] order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// One member. Panics if `id` is out of range.
+    pub fn member(&self, id: MemberId) -> &Member {
+        &self.members[id.0]
+    }
+
+    /// The member named `name` (`web/1`).
+    pub fn find(&self, name: &str) -> Option<MemberId> {
+        self.members
+            .iter()
+            .position(|m| m.name == name)
+            .map(MemberId)
+    }
+
+    /// The members of template `template`.
+    pub fn members_of(&self, template: usize) -> impl Iterator<Item = MemberId> + '_ {
+        self.members_of
+            .get(template)
+            .cloned()
+            .unwrap_or(0..0)
+            .map(MemberId)
+    }
+
+    /// Counters of ignored input.
+    pub fn stats(&self) -> DeploymentStats {
+        self.stats
+    }
+
+    /// The latest `now` the machine has seen.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// The next action to perform, or `None` when there is nothing to do.
+    pub fn poll_action(&mut self) -> Option<DeploymentAction> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest instant at which the machine wants `handle(DeploymentEvent::Tick, t)`:
+    /// the next restart. Always later than the `now` of the last `handle`.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.members
+            .iter()
+            .filter(|m| m.state == MemberState::BackingOff)
+            .filter_map(|m| m.restart_at)
+            .min()
+    }
+
+    /// Feeds one event at `now`. Restarts due at or before `now` fall due first.
+    pub fn handle(&mut self, event: DeploymentEvent, now: Time) {
+        let now = if now < self.now {
+            self.stats.time_went_back += 1;
+            self.now
+        } else {
+            now
+        };
+        self.now = now;
+        self.fire_due(now);
+        match event {
+            DeploymentEvent::Tick => {}
+            DeploymentEvent::Start => self.on_start(now),
+            DeploymentEvent::Close { grace } => self.on_close(grace),
+            DeploymentEvent::PodStarted { member, generation } => {
+                if let Some(i) = self.current(member, generation) {
+                    self.on_pod_started(i);
+                }
+            }
+            DeploymentEvent::PodStartResult {
+                member,
+                generation,
+                result,
+            } => {
+                if let Some(i) = self.current(member, generation) {
+                    self.on_pod_start_result(i, result, now);
+                }
+            }
+            DeploymentEvent::PodEnded {
+                member,
+                generation,
+                end,
+            } => {
+                if let Some(i) = self.current(member, generation) {
+                    self.on_pod_ended(i, end, now);
+                }
+            }
+        }
+        self.progress(now);
+    }
+
+    /// The member's index if the event is about its live pod; otherwise counts it ignored.
+    fn current(&mut self, member: MemberId, generation: Generation) -> Option<usize> {
+        match self.members.get(member.0) {
+            Some(m) if m.generation == generation && generation.0 > 0 && m.end.is_none() => {
+                Some(member.0)
+            }
+            _ => {
+                self.stats.ignored += 1;
+                None
+            }
+        }
+    }
+
+    fn closing(&self) -> bool {
+        matches!(
+            self.state,
+            DeploymentState::Stopping | DeploymentState::Ended
+        )
+    }
+
+    fn set_state(&mut self, state: DeploymentState) {
+        if self.state != state {
+            self.state = state;
+            self.actions
+                .push_back(DeploymentAction::StateChanged { state });
+        }
+    }
+
+    fn set_member(&mut self, i: usize, state: MemberState) {
+        if self.members[i].state != state {
+            self.members[i].state = state;
+            self.actions.push_back(DeploymentAction::MemberChanged {
+                member: MemberId(i),
+                state,
+            });
+        }
+    }
+
+    fn on_start(&mut self, now: Time) {
+        if self.state != DeploymentState::Created {
+            return;
+        }
+        self.start_at = Some(now);
+        self.set_state(DeploymentState::Starting);
+    }
+
+    fn on_close(&mut self, grace: Option<Duration>) {
+        match self.state {
+            DeploymentState::Ended => {}
+            DeploymentState::Stopping => {
+                let Some(grace) = grace else { return };
+                if self.close_grace.is_some_and(|g| g <= grace) {
+                    return;
+                }
+                // Shorten: the members already closing are asked again.
+                self.close_grace = Some(grace);
+                for i in 0..self.members.len() {
+                    let m = &self.members[i];
+                    if m.close_sent && m.end.is_none() {
+                        self.actions.push_back(DeploymentAction::ClosePod {
+                            member: MemberId(i),
+                            generation: m.generation,
+                            grace: Some(grace),
+                        });
+                    }
+                }
+            }
+            DeploymentState::Created | DeploymentState::Starting | DeploymentState::Ready => {
+                self.begin_close(grace)
+            }
+        }
+    }
+
+    fn begin_close(&mut self, grace: Option<Duration>) {
+        if self.start_result.is_none() {
+            self.start_result = Some(DeploymentStartResult::Cancelled);
+        }
+        self.close_grace = grace;
+        for i in 0..self.members.len() {
+            match self.members[i].state {
+                MemberState::Waiting => self.set_member(i, MemberState::Ended),
+                MemberState::BackingOff
+                    if self.mutation != Some(DeploymentMutation::RestartAfterClose) =>
+                {
+                    self.members[i].restart_at = None;
+                    self.set_member(i, MemberState::Ended);
+                }
+                _ => {}
+            }
+        }
+        self.set_state(DeploymentState::Stopping);
+    }
+
+    /// Gives up on the deployment because of member `i`: the first failure is recorded and
+    /// everything closes. Nothing happens if it is closing already.
+    fn fail(&mut self, i: usize, cause: Cause, crash_looping_after: Option<u32>) {
+        if self.closing() {
+            return;
+        }
+        let m = &self.members[i];
+        let failure = Failure {
+            member: MemberId(i),
+            name: m.name.clone(),
+            cause,
+            restart: self.spec.templates[m.template].restart,
+            crash_looping_after,
+        };
+        if self.start_result.is_none() {
+            self.start_result = Some(DeploymentStartResult::Failed(failure.clone()));
+        }
+        self.failure = Some(failure);
+        self.begin_close(None);
+    }
+
+    fn on_pod_started(&mut self, i: usize) {
+        self.members[i].started = true;
+        if self.members[i].state == MemberState::Starting {
+            self.set_member(i, MemberState::Started);
+        }
+    }
+
+    fn on_pod_start_result(&mut self, i: usize, result: StartResult, now: Time) {
+        let m = &mut self.members[i];
+        if m.start_result.is_some() {
+            self.stats.ignored += 1;
+            return;
+        }
+        m.start_result = Some(result.clone());
+        if result.is_ready() {
+            m.started = true;
+            m.ready_at = Some(now);
+            if matches!(m.state, MemberState::Starting | MemberState::Started) {
+                self.set_member(i, MemberState::Ready);
+            }
+            return;
+        }
+        let (close_sent, template) = (m.close_sent, m.template);
+        if close_sent || self.closing() {
+            return;
+        }
+        let one_shot_done = self.spec.templates[template].one_shot
+            && matches!(result, StartResult::ExitedEarly { status } if status.success());
+        if !one_shot_done {
+            self.generation_over(i, Cause::Start(result), now);
+        }
+        self.set_member(i, MemberState::Stopping);
+    }
+
+    fn on_pod_ended(&mut self, i: usize, end: End, now: Time) {
+        self.members[i].end = Some(end);
+        let crash_looping = |m: &Member| {
+            matches!(
+                m.verdict,
+                Some(Verdict::GiveUp {
+                    crash_looping: true
+                })
+            )
+        };
+        if self.members[i].close_sent || self.closing() {
+            let state = if crash_looping(&self.members[i]) {
+                MemberState::CrashLooping
+            } else {
+                MemberState::Ended
+            };
+            return self.set_member(i, state);
+        }
+        let m = &self.members[i];
+        if self.spec.templates[m.template].one_shot
+            && m.verdict.is_none()
+            && end == End::Exited(ExitStatus::Code(0))
+        {
+            return self.set_member(i, MemberState::Succeeded);
+        }
+        if m.verdict.is_none() {
+            self.generation_over(i, Cause::Ended(end), now);
+        }
+        let closing = self.closing();
+        let m = &mut self.members[i];
+        match m.verdict {
+            Some(Verdict::Restart(delay)) if !closing => {
+                m.restart_at = Some(now.checked_add(delay).unwrap_or(Time::MAX));
+                self.set_member(i, MemberState::BackingOff);
+            }
+            _ => {
+                let state = if crash_looping(m) {
+                    MemberState::CrashLooping
+                } else {
+                    MemberState::Ended
+                };
+                self.set_member(i, state);
+            }
+        }
+    }
+
+    /// Member `i`'s current generation is over (failed start, or ended by itself): decide
+    /// whether it comes back, and give up on the deployment if not.
+    fn generation_over(&mut self, i: usize, cause: Cause, now: Time) {
+        let seed = self.spec.seed;
+        let m = &mut self.members[i];
+        let template = &self.spec.templates[m.template];
+        let verdict = if wants_restart(template.restart, cause.is_failure()) {
+            let mut backoff = template.backoff;
+            if self.mutation == Some(DeploymentMutation::IgnoreBudget) {
+                backoff.budget = None;
+            }
+            let ready_for = m.ready_at.map(|at| now.saturating_duration_since(at));
+            m.restarts.next(&backoff, seed, i, ready_for)
+        } else {
+            Verdict::GiveUp {
+                crash_looping: false,
+            }
+        };
+        m.verdict = Some(verdict);
+        if let Verdict::GiveUp { crash_looping } = verdict {
+            let after = crash_looping.then_some(m.restarts.since_reset);
+            self.fail(i, cause, after);
+        }
+    }
+
+    /// Restarts whose delay is over become eligible to start.
+    fn fire_due(&mut self, now: Time) {
+        for i in 0..self.members.len() {
+            let m = &self.members[i];
+            if m.state != MemberState::BackingOff || m.restart_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            self.members[i].restart_at = None;
+            if self.closing() {
+                // Only reachable with the RestartAfterClose mutation.
+                self.start_member(i);
+            } else {
+                self.set_member(i, MemberState::Waiting);
+            }
+        }
+    }
+
+    /// Starts what may start, closes what may close, and moves the deployment's state.
+    fn progress(&mut self, now: Time) {
+        match self.state {
+            DeploymentState::Created | DeploymentState::Ended => {}
+            DeploymentState::Starting | DeploymentState::Ready => {
+                for i in 0..self.members.len() {
+                    if self.members[i].state == MemberState::Waiting && self.dependencies_met(i) {
+                        self.start_member(i);
+                    }
+                }
+                let all_up = self.members.iter().all(|m| {
+                    m.state == MemberState::Succeeded
+                        || (m.state == MemberState::Ready
+                            && !self.spec.templates[m.template].one_shot)
+                });
+                if self.state == DeploymentState::Starting && all_up {
+                    let after = now.saturating_duration_since(self.start_at.unwrap_or(now));
+                    self.start_result = Some(DeploymentStartResult::Ready { after });
+                    self.set_state(DeploymentState::Ready);
+                }
+                if self
+                    .members
+                    .iter()
+                    .all(|m| m.state == MemberState::Succeeded)
+                {
+                    // Only one-shot jobs, all done: nothing is left to run.
+                    self.set_state(DeploymentState::Ended);
+                }
+            }
+            DeploymentState::Stopping => {
+                for i in 0..self.members.len() {
+                    let m = &self.members[i];
+                    if m.state.is_running() && !m.close_sent && self.dependents_down(i) {
+                        self.members[i].close_sent = true;
+                        self.actions.push_back(DeploymentAction::ClosePod {
+                            member: MemberId(i),
+                            generation: self.members[i].generation,
+                            grace: self.close_grace,
+                        });
+                        self.set_member(i, MemberState::Stopping);
+                    }
+                }
+                if self.members.iter().all(|m| !m.state.is_running()) {
+                    self.set_state(DeploymentState::Ended);
+                }
+            }
+        }
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        m.generation = Generation(m.generation.0 + 1);
+        m.started = false;
+        m.start_result = None;
+        m.end = None;
+        m.ready_at = None;
+        m.close_sent = false;
+        m.verdict = None;
+        m.restart_at = None;
+        self.actions.push_back(DeploymentAction::StartPod {
+            member: MemberId(i),
+            generation: m.generation,
+        });
+        self.set_member(i, MemberState::Starting);
+    }
+
+    /// Whether every dependency of member `i` meets its condition now.
+    fn dependencies_met(&self, i: usize) -> bool {
+        let ready_means_started = self.mutation == Some(DeploymentMutation::ReadyMeansStarted);
+        self.depends_on[self.members[i].template]
+            .iter()
+            .all(|&(on, condition)| {
+                self.members[self.members_of[on].clone()]
+                    .iter()
+                    .all(|d| match condition {
+                        Condition::Started => matches!(
+                            d.state,
+                            MemberState::Started | MemberState::Ready | MemberState::Succeeded
+                        ),
+                        Condition::Ready if ready_means_started => matches!(
+                            d.state,
+                            MemberState::Started | MemberState::Ready | MemberState::Succeeded
+                        ),
+                        Condition::Ready => {
+                            matches!(d.state, MemberState::Ready | MemberState::Succeeded)
+                        }
+                        Condition::Succeeded => d.state == MemberState::Succeeded,
+                    })
+            })
+    }
+
+    /// Whether every member that depends on member `i` has no process any more.
+    fn dependents_down(&self, i: usize) -> bool {
+        if self.mutation == Some(DeploymentMutation::CloseAllAtOnce) {
+            return true;
+        }
+        self.dependents[self.members[i].template].iter().all(|&t| {
+            self.members[self.members_of[t].clone()]
+                .iter()
+                .all(|d| !d.state.is_running())
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! [`Member`]: one replica of a template as the machine keeps it, with the history of its
+//! current generation.
+
+use std::time::Duration;
+
+use crate::core::event::Generation;
+use crate::core::outcome::{End, StartResult};
+use crate::core::time::Time;
+
+use super::restart::{Restarts, Verdict};
+
+use super::vocabulary::MemberState;
+
+/// One member: a replica of a template, with the history of its current generation.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub(super) name: String,
+    pub(super) template: usize,
+    pub(super) replica: u32,
+    pub(super) state: MemberState,
+    pub(super) generation: Generation,
+    pub(super) started: bool,
+    pub(super) start_result: Option<StartResult>,
+    pub(super) end: Option<End>,
+    pub(super) ready_at: Option<Time>,
+    pub(super) close_sent: bool,
+    pub(super) verdict: Option<Verdict>,
+    pub(super) restarts: Restarts,
+    pub(super) restart_at: Option<Time>,
+}
+
+impl Member {
+    /// Its name, `template/replica`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The index of its template in [`DeploymentSpec::templates`](crate::core::deployment::DeploymentSpec::templates).
+    pub fn template(&self) -> usize {
+        self.template
+    }
+
+    /// Its replica number.
+    pub fn replica(&self) -> u32 {
+        self.replica
+    }
+
+    /// Its state.
+    pub fn state(&self) -> MemberState {
+        self.state
+    }
+
+    /// The generation of its current or last pod; `Generation(0)` before the first start.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Whether its current pod reported started.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// The start result of its current or last pod.
+    pub fn start_result(&self) -> Option<&StartResult> {
+        self.start_result.as_ref()
+    }
+
+    /// How its current or last pod ended.
+    pub fn end(&self) -> Option<End> {
+        self.end
+    }
+
+    /// How many times it was restarted.
+    pub fn restarts(&self) -> u64 {
+        self.generation.0.saturating_sub(1)
+    }
+
+    /// Restarts scheduled since it last ran stably (the count the budget limits).
+    pub fn restarts_since_reset(&self) -> u32 {
+        self.restarts.since_reset
+    }
+
+    /// The delay of the last restart scheduled since it last ran stably.
+    pub fn last_delay(&self) -> Option<Duration> {
+        self.restarts.last_delay
+    }
+
+    /// When it restarts, while `BackingOff`.
+    pub fn restart_at(&self) -> Option<Time> {
+        self.restart_at
+    }
+}

@@ -1,0 +1,134 @@
+//! A deployment's errors, one per step: building it ([`DeploymentConfigError`]), starting
+//! it ([`DeploymentStartError`]), and how it failed ([`DeploymentFailure`]).
+
+use std::fmt;
+
+use crate::config::ConfigError;
+use crate::core::deployment::{Cause, DeploymentError, Failure};
+use crate::pod::{FailureReason, StartError};
+
+/// A [`DeploymentConfig`](crate::DeploymentConfig) that cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeploymentConfigError {
+    /// The shape of the deployment is wrong (cycle, unknown dependency, …).
+    Deployment(DeploymentError),
+    /// A replica's pod configuration is wrong.
+    Pod {
+        /// The replica.
+        member: String,
+        /// What is wrong.
+        error: ConfigError,
+    },
+    /// Building a replica's configuration panicked.
+    ConfigPanicked {
+        /// The replica.
+        member: String,
+    },
+}
+
+impl fmt::Display for DeploymentConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeploymentConfigError::Deployment(error) => write!(f, "{error}"),
+            DeploymentConfigError::Pod { member, error } => write!(f, "pod {member}: {error}"),
+            DeploymentConfigError::ConfigPanicked { member } => {
+                write!(f, "pod {member}: building its configuration panicked")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DeploymentConfigError {}
+
+/// The member failure that took a deployment down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentFailure(pub(super) Box<FailureDetails>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct FailureDetails {
+    pub(super) failure: Failure,
+    pub(super) start_error: Option<StartError>,
+    pub(super) last_lines: Vec<String>,
+}
+
+impl DeploymentFailure {
+    /// What the core recorded: the member, what it did, its restart policy, whether it is
+    /// crash-looping.
+    pub fn failure(&self) -> &Failure {
+        &self.0.failure
+    }
+
+    /// The member's name (`web/1`).
+    pub fn member(&self) -> &str {
+        &self.0.failure.name
+    }
+
+    /// What the member did.
+    pub fn cause(&self) -> &Cause {
+        &self.0.failure.cause
+    }
+
+    /// `Some(n)` when the member is crash-looping: its budget of `n` restarts was spent.
+    pub fn crash_looping_after(&self) -> Option<u32> {
+        self.0.failure.crash_looping_after
+    }
+
+    /// The pod's own account of its failed start (program, spawn error, readiness checks
+    /// it waited for), when the failure was a start.
+    pub fn start_error(&self) -> Option<&StartError> {
+        self.0.start_error.as_ref()
+    }
+
+    /// The pod's last output lines.
+    pub fn last_lines(&self) -> &[String] {
+        &self.0.last_lines
+    }
+}
+
+impl fmt::Display for DeploymentFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let details = &self.0;
+        write!(f, "deployment stopped: {}", details.failure)?;
+        if let Some(StartError::FailedToStart {
+            program,
+            reason: FailureReason::Spawn { message, .. },
+            ..
+        }) = &details.start_error
+        {
+            write!(f, " (program {program:?}: {message})")?;
+        }
+        if !details.last_lines.is_empty() {
+            write!(f, "; last output of {}:", details.failure.name)?;
+            for line in &details.last_lines {
+                write!(f, "\n  {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DeploymentFailure {}
+
+/// Why a deployment did not become ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeploymentStartError {
+    /// A member failed; everything was closed.
+    Failed(DeploymentFailure),
+    /// It was closed before it was ready.
+    Cancelled,
+}
+
+impl fmt::Display for DeploymentStartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeploymentStartError::Failed(failure) => write!(f, "{failure}"),
+            DeploymentStartError::Cancelled => {
+                write!(f, "the deployment was closed before it was ready")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DeploymentStartError {}

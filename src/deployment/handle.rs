@@ -1,0 +1,350 @@
+//! [`Deployment`]: the handle callers hold. It posts requests to the deployment's driver
+//! and waits on the state it publishes; [`MemberStatus`] is one member as seen at one
+//! moment.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::Event as Notifier;
+
+use crate::core::deployment::{
+    Cause, DeploymentMachine, DeploymentSpec, DeploymentStartResult, DeploymentState, MemberId,
+    MemberState,
+};
+use crate::core::{End, StartResult};
+use crate::events::{EventLog, Events};
+
+use super::config::{DeploymentConfig, MakeConfig, PortBook};
+use super::driver::{build_pod, drive, Inner, Request, Shared, Slot};
+use super::error::{
+    DeploymentConfigError, DeploymentFailure, DeploymentStartError, FailureDetails,
+};
+
+/// A member of a deployment as seen at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemberStatus {
+    /// Its name, `template/replica`.
+    pub name: String,
+    /// Its state.
+    pub state: MemberState,
+    /// How many times it was restarted.
+    pub restarts: u64,
+    /// The process id of its current or last pod, once spawned.
+    pub pid: Option<u32>,
+    /// The start result of its current or last pod.
+    pub start_result: Option<StartResult>,
+    /// How its current or last pod ended.
+    pub end: Option<End>,
+}
+
+/// A group of pods started in dependency order, restarted by their policies, and closed
+/// in reverse dependency order; see [`core::deployment`](crate::core::deployment) for the
+/// rules.
+///
+/// Same shape as [`Pod`](crate::Pod): creating it validates everything and starts nothing; the work
+/// happens on podvisor's own thread whether or not anyone awaits the handle; the async
+/// methods are cancellation-safe and work under any executor; the `*_blocking` methods
+/// wait on the calling thread. Dropping a deployment that has not ended closes it with a
+/// zero grace period (SIGKILL, still in reverse dependency order) in the background.
+///
+/// # Examples
+///
+/// ```
+/// use podvisor::core::deployment::{Condition, DeploymentState};
+/// use podvisor::{Deployment, DeploymentConfig, PodConfig, PodSet, Readiness};
+///
+/// let db = PodConfig::new("sh")
+///     .args(["-c", "echo db up; exec sleep 30"])
+///     .ready(Readiness::Stdout("db up".into()));
+/// let web = PodConfig::new("sh").args(["-c", "exec sleep 30"]);
+/// let deployment = Deployment::new(
+///     DeploymentConfig::new()
+///         .pod(PodSet::new("db", db))
+///         .pod(PodSet::new("web", web).replicas(2).depends_on("db", Condition::Ready)),
+/// )?;
+/// deployment.start_and_wait_blocking()?;
+/// assert_eq!(deployment.state(), DeploymentState::Ready);
+/// deployment.close_blocking()?;
+/// assert_eq!(deployment.state(), DeploymentState::Ended);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Deployment {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deployment")
+            .field("state", &self.state())
+            .field("members", &self.members())
+            .finish()
+    }
+}
+
+impl Deployment {
+    /// A deployment for `config`, not started. Validates the deployment's shape and builds
+    /// every replica's first pod (so a bad pod configuration is reported here).
+    pub fn new(config: DeploymentConfig) -> Result<Deployment, DeploymentConfigError> {
+        let seed = config.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+        let spec = DeploymentSpec {
+            templates: config.sets.iter().map(|s| s.template.clone()).collect(),
+            seed,
+        };
+        let machine = DeploymentMachine::new(spec).map_err(DeploymentConfigError::Deployment)?;
+        let makers: Vec<MakeConfig> = config.sets.iter().map(|s| s.make.clone()).collect();
+        let mut slots = Vec::with_capacity(machine.members().len());
+        let ports = Arc::new(PortBook::default());
+        let events = EventLog::new();
+        for member in machine.members() {
+            let (pod, port) = build_pod(&machine, &makers, member, None, &ports, &events)?;
+            slots.push(Slot {
+                pod: None,
+                observer: None,
+                first: Some(Arc::new(pod)),
+                port,
+                dirty: false,
+            });
+        }
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                machine,
+                slots,
+                dirty: Vec::new(),
+                events,
+                ports,
+                requests: VecDeque::new(),
+                work: false,
+                driver_waker: None,
+                version: 0,
+            }),
+            changed: Notifier::new(),
+        });
+        crate::executor::spawn(drive(shared.clone(), makers, Instant::now()));
+        Ok(Deployment { shared })
+    }
+
+    /// Starts the deployment without waiting. A second call does nothing.
+    pub fn start(&self) {
+        self.shared
+            .wake_driver(|inner| inner.requests.push_back(Request::Start));
+    }
+
+    /// Starts the deployment and waits until it is ready or its start failed.
+    pub async fn start_and_wait(&self) -> Result<(), DeploymentStartError> {
+        self.start();
+        self.wait_ready().await
+    }
+
+    /// Waits until the start is decided: `Ok` once every member was ready (one-shot
+    /// members: succeeded) at once; otherwise the failure that closed the deployment, or
+    /// `Cancelled`. Returns at once when it already is decided.
+    pub async fn wait_ready(&self) -> Result<(), DeploymentStartError> {
+        let result = self
+            .wait_for(|inner| inner.machine.start_result().cloned())
+            .await;
+        self.start_error(result)
+    }
+
+    /// The start result as `wait_ready` would return it, without waiting: `None` while
+    /// undecided.
+    pub fn wait_ready_nowait(&self) -> Option<Result<(), DeploymentStartError>> {
+        let result = self.shared.lock().machine.start_result().cloned()?;
+        Some(self.start_error(result))
+    }
+
+    /// Closes the deployment with each pod's own grace period and waits until it ended.
+    /// `Ok` unless a member failure had already taken it down. Safe at any moment and any
+    /// number of times.
+    pub async fn close(&self) -> Result<(), DeploymentFailure> {
+        self.close_nowait(None);
+        self.join().await
+    }
+
+    /// Like [`Deployment::close`] with one grace period for every pod. A later close may
+    /// shorten it, never lengthen it.
+    pub async fn close_with_grace(&self, grace: Duration) -> Result<(), DeploymentFailure> {
+        self.close_nowait(Some(grace));
+        self.join().await
+    }
+
+    /// Asks the deployment to close without waiting.
+    pub fn close_nowait(&self, grace: Option<Duration>) {
+        self.shared
+            .wake_driver(|inner| inner.requests.push_back(Request::Close(grace)));
+    }
+
+    /// Waits until the deployment has ended (every member's process reaped) without
+    /// asking it to. `Err` if a member failure took it down.
+    pub async fn join(&self) -> Result<(), DeploymentFailure> {
+        self.wait_for(|inner| (inner.machine.state() == DeploymentState::Ended).then_some(()))
+            .await;
+        match self.failure() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Deployment::join`], giving up after `timeout` (`None` then; the deployment
+    /// is unaffected).
+    pub async fn join_timeout(&self, timeout: Duration) -> Option<Result<(), DeploymentFailure>> {
+        let join = async { Some(self.join().await) };
+        let timer = async {
+            async_io::Timer::after(timeout).await;
+            None
+        };
+        futures_lite::future::or(join, timer).await
+    }
+
+    /// Waits for the next change of the deployment's state or of any member's state
+    /// after `seen` (a count starting at 0), then returns the new count and the
+    /// deployment's state. Look at [`Deployment::members`] for the members'.
+    pub async fn changed(&self, seen: u64) -> (u64, DeploymentState) {
+        self.wait_for(|inner| {
+            (inner.version > seen).then(|| (inner.version, inner.machine.state()))
+        })
+        .await
+    }
+
+    async fn wait_for<T>(&self, mut ready: impl FnMut(&Inner) -> Option<T>) -> T {
+        loop {
+            // Listen before looking, so a change between the look and the wait is not lost.
+            let listener = self.shared.changed.listen();
+            if let Some(value) = ready(&self.shared.lock()) {
+                return value;
+            }
+            listener.await;
+        }
+    }
+
+    /// [`Deployment::start_and_wait`] on the calling thread.
+    pub fn start_and_wait_blocking(&self) -> Result<(), DeploymentStartError> {
+        futures_lite::future::block_on(self.start_and_wait())
+    }
+
+    /// [`Deployment::wait_ready`] on the calling thread.
+    pub fn wait_ready_blocking(&self) -> Result<(), DeploymentStartError> {
+        futures_lite::future::block_on(self.wait_ready())
+    }
+
+    /// [`Deployment::close`] on the calling thread.
+    pub fn close_blocking(&self) -> Result<(), DeploymentFailure> {
+        futures_lite::future::block_on(self.close())
+    }
+
+    /// [`Deployment::close_with_grace`] on the calling thread.
+    pub fn close_with_grace_blocking(&self, grace: Duration) -> Result<(), DeploymentFailure> {
+        futures_lite::future::block_on(self.close_with_grace(grace))
+    }
+
+    /// [`Deployment::join`] on the calling thread.
+    pub fn join_blocking(&self) -> Result<(), DeploymentFailure> {
+        futures_lite::future::block_on(self.join())
+    }
+
+    /// [`Deployment::join_timeout`] on the calling thread.
+    pub fn join_timeout_blocking(
+        &self,
+        timeout: Duration,
+    ) -> Option<Result<(), DeploymentFailure>> {
+        futures_lite::future::block_on(self.join_timeout(timeout))
+    }
+
+    /// The deployment's events from its creation on, in order (see [`crate::events`]):
+    /// its pods' (started, ready, stopping, killing, ended), its members' state changes
+    /// and its own, in the order they happened. The stream ends after the deployment's
+    /// end.
+    pub fn events(&self) -> Events {
+        self.shared.lock().events.subscribe()
+    }
+
+    /// The deployment's state.
+    pub fn state(&self) -> DeploymentState {
+        self.shared.lock().machine.state()
+    }
+
+    /// Every member, in order (`db/0`, `web/0`, `web/1`, …), as of now, all read at one
+    /// moment.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        let inner = self.shared.lock();
+        (0..inner.slots.len())
+            .map(|i| member_status(&inner, i))
+            .collect()
+    }
+
+    /// The member named `name` (`web/1`), as of now.
+    pub fn member(&self, name: &str) -> Option<MemberStatus> {
+        let inner = self.shared.lock();
+        let id = inner.machine.find(name)?;
+        Some(member_status(&inner, id.0))
+    }
+
+    /// The last output lines of the member named `name`'s current or last pod.
+    pub fn last_lines(&self, name: &str) -> Vec<String> {
+        let pod = {
+            let inner = self.shared.lock();
+            inner
+                .machine
+                .find(name)
+                .and_then(|id| inner.slots[id.0].pod.clone())
+        };
+        pod.map(|pod| pod.last_lines()).unwrap_or_default()
+    }
+
+    /// The member failure that took the deployment down, if one did.
+    pub fn failure(&self) -> Option<DeploymentFailure> {
+        let (failure, pod) = {
+            let inner = self.shared.lock();
+            let failure = inner.machine.failure()?.clone();
+            let pod = inner.slots[failure.member.0].pod.clone();
+            (failure, pod)
+        };
+        let start_error = match (&failure.cause, &pod) {
+            (Cause::Start(_), Some(pod)) => pod.wait_ready_nowait().and_then(Result::err),
+            _ => None,
+        };
+        let last_lines = pod.map(|pod| pod.last_lines()).unwrap_or_default();
+        Some(DeploymentFailure(Box::new(FailureDetails {
+            failure,
+            start_error,
+            last_lines,
+        })))
+    }
+
+    fn start_error(&self, result: DeploymentStartResult) -> Result<(), DeploymentStartError> {
+        match result {
+            DeploymentStartResult::Ready { .. } => Ok(()),
+            DeploymentStartResult::Cancelled => Err(DeploymentStartError::Cancelled),
+            DeploymentStartResult::Failed(_) => Err(self.failure().map_or(
+                DeploymentStartError::Cancelled,
+                DeploymentStartError::Failed,
+            )),
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if self.state() != DeploymentState::Ended {
+            self.close_nowait(Some(Duration::ZERO));
+        }
+    }
+}
+
+fn member_status(inner: &Inner, i: usize) -> MemberStatus {
+    let member = inner.machine.member(MemberId(i));
+    MemberStatus {
+        name: member.name().to_owned(),
+        state: member.state(),
+        restarts: member.restarts(),
+        pid: inner.slots[i].pod.as_ref().and_then(|pod| pod.pid()),
+        start_result: member.start_result().cloned(),
+        end: member.end(),
+    }
+}

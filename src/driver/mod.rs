@@ -1,0 +1,327 @@
+//! The pod driver: a future on podvisor's driver thread that performs what the core asks
+//! (spawn, signal, sweep) and feeds back what happens (spawned, notify datagrams, output
+//! lines, timer ticks, the exit). It makes no decisions of its own.
+//!
+//! This file holds the loop (feeding events, performing actions, the timer and the probes);
+//! the hosts live apart: [`process`] for a child process (spawn, notify socket, output,
+//! signals, exit), [`thread`] for a runtime on a thread. [`shared`] is the mailbox and
+//! published state that the pod's handle and this driver share; the handle imports the
+//! driver, never the other way round.
+
+mod process;
+pub(crate) mod shared;
+mod thread;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_io::Timer;
+
+use crate::config::Host;
+use crate::core::{
+    Action, Event, Generation, GroupSignal, SpawnError, SpawnErrorKind, State, Stream, Time,
+};
+use crate::notify_socket::NotifySocket;
+use crate::os;
+use crate::probe::Attempt;
+use crate::runtime::CancelSlot;
+use crate::spawner::Answer;
+use crate::{PodConfig, Signal};
+use process::{spawn_process, Lines, OutputPipe, SpawnAnswer, StatusFuture, OUTPUT_BUDGET};
+use shared::{Request, Shared};
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    config: PodConfig,
+    epoch: Instant,
+    status: Option<StatusFuture>,
+    notify: Option<NotifySocket>,
+    stdout: Option<OutputPipe>,
+    stderr: Option<OutputPipe>,
+    /// Reused buffer for the lines of one chunk.
+    lines: Lines,
+    timer: Timer,
+    timer_at: Option<Instant>,
+    pgid: Option<u32>,
+    /// The pod's cgroup, when cgroups can be used here.
+    cgroup: Option<crate::cgroup::PodCgroup>,
+    /// The runtime of a thread pod, for cancelling it.
+    thread: Option<Arc<CancelSlot>>,
+    /// Put before forwarded lines.
+    prefix: String,
+    /// A process being spawned on the spawning thread, for this generation.
+    spawning: Option<(Generation, Answer<SpawnAnswer>)>,
+    /// Probe attempts in flight: (attempt number, attempt).
+    probes: Vec<(u64, Attempt)>,
+}
+
+impl Driver {
+    pub(crate) fn new(shared: Arc<Shared>, config: PodConfig, epoch: Instant) -> Driver {
+        Driver {
+            thread: None,
+            prefix: config.get_prefix(),
+            shared,
+            config,
+            epoch,
+            status: None,
+            notify: None,
+            stdout: None,
+            stderr: None,
+            lines: Lines::default(),
+            timer: Timer::never(),
+            timer_at: None,
+            pgid: None,
+            cgroup: None,
+            spawning: None,
+            probes: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Time {
+        let nanos = self.epoch.elapsed().as_nanos();
+        Time::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// Feeds `event` and performs the actions it causes, including the events those
+    /// actions produce (a spawn's answer).
+    fn feed(&mut self, event: Event<'_>) {
+        let now = self.now();
+        self.feed_at(event, now);
+    }
+
+    /// Feeds input taken in from the pod (output, datagrams, probe results, the exit),
+    /// dated as the core decides for input found on a late wake-up.
+    fn feed_input(&mut self, event: Event<'_>) {
+        let now = self.shared.input_instant(self.now());
+        self.feed_at(event, now);
+    }
+
+    fn feed_at(&mut self, event: Event<'_>, now: Time) {
+        let is_notify = matches!(event, Event::Notify { .. });
+        let actions = self.shared.handle(event, now);
+        self.perform_all(actions);
+        if is_notify {
+            self.shared.publish_status();
+        }
+    }
+
+    fn perform_all(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let more = match action {
+                Action::Spawn { generation } => {
+                    let answer = self.spawn(generation);
+                    let now = self.now();
+                    match answer {
+                        // A process: the answer comes from the spawning thread.
+                        None => Vec::new(),
+                        Some(Ok(())) => self.shared.handle(Event::Spawned { generation }, now),
+                        Some(Err(error)) => self
+                            .shared
+                            .handle(Event::SpawnFailed { generation, error }, now),
+                    }
+                }
+                Action::SignalGroup { signal, generation } if self.thread.is_some() => {
+                    self.signal_thread(signal, generation)
+                }
+                Action::SignalGroup { signal, .. } => {
+                    let signal = match signal {
+                        GroupSignal::Stop => self.config.stop_signal,
+                        GroupSignal::Continue => Signal::CONT,
+                        GroupSignal::Kill => Signal::KILL,
+                    };
+                    self.signal_group(signal);
+                    Vec::new()
+                }
+                Action::SweepGroup { .. } => {
+                    // Record what outlived the leader (orphaned zombies excepted), then kill
+                    // it: the group, and the cgroup with whatever left the group.
+                    let mut left: Vec<u32> = match self.pgid.filter(|&g| os::group_exists(g)) {
+                        Some(pgid) => os::group_members(pgid),
+                        None => Vec::new(),
+                    };
+                    if let Some(cgroup) = &self.cgroup {
+                        left.extend(cgroup.members());
+                        left.sort_unstable();
+                        left.dedup();
+                    }
+                    if !left.is_empty() {
+                        self.shared.set_leftovers(left.len());
+                    }
+                    self.signal_group(Signal::KILL);
+                    if let Some(cgroup) = &self.cgroup {
+                        cgroup.kill();
+                    }
+                    if let Some(pgid) = self.pgid {
+                        crate::keeper::forget_group(pgid);
+                    }
+                    Vec::new()
+                }
+                Action::StartProbe { check, attempt, .. } => {
+                    if let Some(probe) = self.config.readiness.get(check).and_then(|r| r.probe()) {
+                        self.probes.push((attempt, probe.attempt()));
+                    }
+                    Vec::new()
+                }
+                Action::CancelProbe { attempt, .. } => {
+                    // Dropping an attempt cancels it (a probe command's group is killed).
+                    self.probes.retain(|(a, _)| *a != attempt);
+                    Vec::new()
+                }
+                Action::StateChanged { state } => {
+                    if state == State::Ended {
+                        // Nothing is read after the end: remove the notify socket and its
+                        // directory before anyone can learn of the end (and exit).
+                        self.notify = None;
+                    }
+                    self.shared.publish(state);
+                    Vec::new()
+                }
+            };
+            queue.extend(more);
+        }
+    }
+
+    /// Starts the pod's runtime: a thread pod at once (`Some` answer); a process on the
+    /// spawning thread (`None`: [`Driver::poll_spawn`] feeds the answer), unless preparing
+    /// it already failed.
+    fn spawn(&mut self, generation: Generation) -> Option<Result<(), SpawnError>> {
+        let prepared = match &self.config.host {
+            Host::Thread(factory) => {
+                let factory = factory.clone();
+                return Some(self.spawn_thread(factory).map_err(|e| self.spawn_failed(e)));
+            }
+            Host::Command => self.prepare_command(),
+        };
+        match prepared {
+            Ok(command) => {
+                let config = &self.config;
+                let (death_signal, stdin) = (config.death_signal, config.stdin);
+                let (stdout, stderr) =
+                    (config.output(Stream::Stdout), config.output(Stream::Stderr));
+                let answer = Answer::spawn(move || {
+                    spawn_process(command, death_signal, stdin, stdout, stderr)
+                });
+                self.spawning = Some((generation, answer));
+                None
+            }
+            Err(error) => Some(Err(self.spawn_failed(error))),
+        }
+    }
+
+    fn spawn_failed(&mut self, error: io::Error) -> SpawnError {
+        // No process will use the notify socket: remove it and its directory now.
+        self.notify = None;
+        let kind = match error.kind() {
+            io::ErrorKind::NotFound => SpawnErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied => SpawnErrorKind::PermissionDenied,
+            _ => SpawnErrorKind::Other,
+        };
+        let errno = error.raw_os_error();
+        self.shared.set_spawn_error(error.to_string());
+        SpawnError { kind, errno }
+    }
+
+    fn poll_probes(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut finished = Vec::new();
+        self.probes
+            .retain_mut(|(attempt, future)| match future.as_mut().poll(cx) {
+                Poll::Ready(ok) => {
+                    finished.push((*attempt, ok));
+                    false
+                }
+                Poll::Pending => true,
+            });
+        let generation = self.shared.generation();
+        for (attempt, ok) in &finished {
+            self.feed_input(Event::ProbeFinished {
+                generation,
+                attempt: *attempt,
+                ok: *ok,
+            });
+        }
+        !finished.is_empty()
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self
+            .shared
+            .poll_timeout()
+            .and_then(|t| self.epoch.checked_add(t.since_epoch()));
+        if deadline != self.timer_at {
+            self.timer_at = deadline;
+            match deadline {
+                Some(at) => self.timer.set_at(at),
+                None => self.timer = Timer::never(),
+            }
+        }
+        if deadline.is_some() && Pin::new(&mut self.timer).poll(cx).is_ready() {
+            self.timer_at = None;
+            self.feed(Event::Tick);
+            return true;
+        }
+        false
+    }
+}
+
+/// Passes over a driver's sources in one poll before it yields to the other pods.
+const PASSES: usize = 8;
+
+impl Future for Driver {
+    type Output = ();
+
+    /// One poll takes in a bounded amount of input, then judges the deadlines; if input
+    /// is left, the driver wakes itself and yields, so that a pod writing without pause
+    /// delays neither its own timers nor any other pod.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.shared.set_driver_waker(cx.waker());
+        let mut budget = [OUTPUT_BUDGET, OUTPUT_BUDGET];
+        for _ in 0..PASSES {
+            let mut more = false;
+            // The spawn's answer first (the notify socket needs to know the pod's pid);
+            // then input: what was buffered when the driver woke is taken in before the
+            // deadlines are judged.
+            let mut progressed = this.poll_spawn(cx);
+            progressed |= this.poll_notify(cx, &mut more);
+            progressed |= this.poll_output(cx, Stream::Stdout, &mut budget[0], false);
+            progressed |= this.poll_output(cx, Stream::Stderr, &mut budget[1], false);
+            progressed |= this.poll_probes(cx);
+            progressed |= this.poll_thread();
+            progressed |= this.poll_exit(cx);
+            for request in this.shared.take_requests() {
+                progressed = true;
+                let event = match request {
+                    Request::Start => Event::Start,
+                    Request::Close(grace) => Event::Close { grace },
+                };
+                this.feed(event);
+            }
+            if this.shared.is_ended() {
+                // The sweep already went out; release the socket and pipes.
+                this.notify = None;
+                this.stdout = None;
+                this.stderr = None;
+                this.probes.clear();
+                this.shared.mark_driver_done();
+                return Poll::Ready(());
+            }
+            progressed |= this.poll_timer(cx);
+            let exhausted = budget.contains(&0);
+            if more || exhausted {
+                break;
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+        // Input is left: come back after the other pods had their turn.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,424 @@
+//! Process pods: preparing the command, the spawn's answer from the spawning thread, the
+//! notify socket, the output pipes (forwarded with back-pressure, split into lines), the
+//! process group's signals, and the exit.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::task::{Context, Poll};
+
+use futures_lite::io::AsyncRead;
+
+use crate::config::{Input, Output};
+use crate::core::{Event, ExitStatus, Stream};
+use crate::forward;
+use crate::notify_socket::NotifySocket;
+use crate::os;
+use crate::output::{ChunkReader, LineSplitter};
+use crate::Signal;
+
+use super::Driver;
+
+/// A child's output pipe.
+type Pipe = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Output bytes read per stream in one poll of a driver before it yields: a pod that
+/// writes without pause must not keep the driver thread from its other pods, its timers
+/// and its signals. One pipe's default capacity, so whatever was buffered when the
+/// driver woke is taken in before the deadlines are judged.
+pub(super) const OUTPUT_BUDGET: usize = 64 * 1024;
+
+/// Notify datagrams taken in one poll of a driver before it yields.
+const NOTIFY_BUDGET: usize = 64;
+
+/// Output read when the leader has exited, to take in what it wrote before (a pipe holds
+/// at most 1 MiB unless raised); bounded because a grandchild may keep writing.
+const DRAIN_BUDGET: usize = 1024 * 1024;
+
+/// One of the child's output pipes and what was read from it but not yet forwarded.
+pub(super) struct OutputPipe {
+    reader: ChunkReader<Pipe>,
+    lines: LineSplitter,
+    /// Bytes for podvisor's own stream that its writer has no room for yet; nothing more
+    /// is read from the pipe until they are taken (back-pressure on this pod alone).
+    unsent: Vec<u8>,
+    /// The pipe reached its end; the pipe is dropped once `unsent` is taken.
+    ended: bool,
+}
+
+impl OutputPipe {
+    fn new(pipe: Pipe) -> OutputPipe {
+        OutputPipe {
+            reader: ChunkReader::new(pipe),
+            lines: LineSplitter::default(),
+            unsent: Vec::new(),
+            ended: false,
+        }
+    }
+}
+
+/// Lines split from one chunk, in one buffer.
+#[derive(Default)]
+pub(super) struct Lines {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.bytes[a..b])
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
+/// What the spawning thread answers: the child and its cgroup.
+pub(super) type SpawnAnswer = io::Result<(async_process::Child, Option<crate::cgroup::PodCgroup>)>;
+
+pub(super) type StatusFuture =
+    Pin<Box<dyn Future<Output = io::Result<std::process::ExitStatus>> + Send>>;
+
+/// Environment variables a pod never inherits: they describe podvisor's own supervisor.
+const SUPERVISOR_VARS: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+];
+const SUPERVISOR_PREFIXES: &[&str] = &["LISTEN_", "WATCHDOG_"];
+
+impl Driver {
+    pub(super) fn signal_group(&self, signal: Signal) {
+        if let Some(pgid) = self.pgid {
+            // ESRCH (group gone) is not an error; anything else cannot be acted on here.
+            let _ = os::signal_group(pgid, signal);
+        }
+    }
+
+    /// The command to spawn, with its environment and notify socket.
+    pub(super) fn prepare_command(&mut self) -> io::Result<std::process::Command> {
+        let config = &self.config;
+        let mut command = std::process::Command::new(&config.program);
+        command.args(&config.args);
+        if config.env_clear {
+            command.env_clear();
+        } else {
+            for (key, _) in std::env::vars_os() {
+                let key_str = key.to_string_lossy();
+                if SUPERVISOR_VARS.contains(&key_str.as_ref())
+                    || SUPERVISOR_PREFIXES.iter().any(|p| key_str.starts_with(p))
+                {
+                    command.env_remove(&key);
+                }
+            }
+        }
+        command.envs(config.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &config.cwd {
+            command.current_dir(dir);
+        }
+        if config.uses_notify() {
+            let socket = NotifySocket::bind()?;
+            command.env("NOTIFY_SOCKET", socket.path());
+            self.notify = Some(socket);
+        }
+        Ok(command)
+    }
+
+    /// Feeds the spawning thread's answer once it is there. Returns whether it was.
+    pub(super) fn poll_spawn(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some((generation, answer)) = &self.spawning else {
+            return false;
+        };
+        let generation = *generation;
+        let Poll::Ready(result) = answer.poll(cx) else {
+            return false;
+        };
+        self.spawning = None;
+        match result {
+            Ok((child, cgroup)) => {
+                self.adopt(child, cgroup);
+                self.feed(Event::Spawned { generation });
+            }
+            Err(error) => {
+                let error = self.spawn_failed(error);
+                self.feed(Event::SpawnFailed { generation, error });
+            }
+        }
+        true
+    }
+
+    /// Takes over a child the spawning thread started.
+    pub(super) fn adopt(
+        &mut self,
+        mut child: async_process::Child,
+        cgroup: Option<crate::cgroup::PodCgroup>,
+    ) {
+        if let Some(socket) = self.notify.as_mut() {
+            socket.set_pod(child.id(), cgroup.as_ref().map(|c| c.procs_path()));
+        }
+        self.pgid = Some(child.id());
+        self.cgroup = cgroup;
+        crate::keeper::watch_group(child.id());
+        self.shared.set_pid(child.id());
+        self.stdout = child
+            .stdout
+            .take()
+            .map(|p| OutputPipe::new(Box::new(p) as Pipe));
+        self.stderr = child
+            .stderr
+            .take()
+            .map(|p| OutputPipe::new(Box::new(p) as Pipe));
+        self.status = Some(Box::pin(child.status()));
+    }
+
+    /// Feeds the datagrams waiting on the notify socket, at most [`NOTIFY_BUDGET`]; sets
+    /// `more` if it stopped with some left. Returns whether any arrived.
+    pub(super) fn poll_notify(&mut self, cx: &mut Context<'_>, more: &mut bool) -> bool {
+        if self.spawning.is_some() {
+            // Datagrams wait in the socket until the spawn's answer says who the pod is:
+            // the child may send before its spawn has returned.
+            return false;
+        }
+        let generation = self.shared.generation();
+        let mut progressed = false;
+        for _ in 0..NOTIFY_BUDGET {
+            let Some(socket) = self.notify.as_mut() else {
+                return progressed;
+            };
+            match socket.poll_recv(cx) {
+                Poll::Ready(Ok(datagram)) if !datagram.from_pod => {
+                    self.shared.count_notify_from_outside();
+                    progressed = true;
+                }
+                Poll::Ready(Ok(datagram)) => {
+                    let datagram = datagram.bytes.to_vec();
+                    self.feed_input(Event::Notify {
+                        generation,
+                        datagram: &datagram,
+                    });
+                    progressed = true;
+                }
+                Poll::Ready(Err(_)) | Poll::Pending => return progressed,
+            }
+        }
+        *more = true;
+        progressed
+    }
+
+    pub(super) fn pipe(&mut self, stream: Stream) -> Option<&mut OutputPipe> {
+        match stream {
+            Stream::Stdout => self.stdout.as_mut(),
+            Stream::Stderr => self.stderr.as_mut(),
+        }
+    }
+
+    /// Reads `stream` until it has nothing more, `budget` bytes are read, or its forwarded
+    /// bytes find no room; each chunk is forwarded and its lines go to the last lines and
+    /// the readiness checks. With `force`, forwarded bytes are queued whatever the room
+    /// (the leader exited: what it wrote must not be lost). Returns whether anything
+    /// happened; leaves `budget` at 0 if it stopped because of it.
+    pub(super) fn poll_output(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: Stream,
+        budget: &mut usize,
+        force: bool,
+    ) -> bool {
+        let sink = forward::sink(stream);
+        let mut progressed = false;
+        loop {
+            let Some(pipe) = self.pipe(stream) else {
+                return progressed;
+            };
+            if !pipe.unsent.is_empty() {
+                if force {
+                    sink.send_now(&pipe.unsent);
+                } else if sink.poll_send(cx, &pipe.unsent).is_pending() {
+                    return progressed;
+                }
+                pipe.unsent.clear();
+                progressed = true;
+            }
+            if pipe.ended {
+                match stream {
+                    Stream::Stdout => self.stdout = None,
+                    Stream::Stderr => self.stderr = None,
+                }
+                return progressed;
+            }
+            if *budget == 0 {
+                return progressed;
+            }
+            let mut lines = std::mem::take(&mut self.lines);
+            let forward = self.config.output(stream) == Output::Forward;
+            let raw = forward && self.prefix.is_empty();
+            let Some(pipe) = self.pipe(stream) else {
+                return progressed;
+            };
+            let OutputPipe {
+                reader,
+                lines: splitter,
+                unsent,
+                ..
+            } = pipe;
+            let read = reader.poll_chunk(cx, |chunk| {
+                if raw {
+                    unsent.extend_from_slice(chunk);
+                }
+                splitter.push(chunk, &mut |line| lines.push(line));
+                chunk.len()
+            });
+            match read {
+                Poll::Ready(Some(n)) => *budget = budget.saturating_sub(n),
+                Poll::Ready(None) => {
+                    pipe.ended = true;
+                    pipe.lines.finish(&mut |line| lines.push(line));
+                }
+                Poll::Pending => {
+                    self.lines = lines;
+                    return progressed;
+                }
+            }
+            progressed = true;
+            self.take_lines(stream, &lines, forward && !raw);
+            lines.clear();
+            self.lines = lines;
+        }
+    }
+
+    /// Hands the lines of one chunk to their consumers.
+    pub(super) fn take_lines(&mut self, stream: Stream, lines: &Lines, prefixed: bool) {
+        if lines.ends.is_empty() {
+            return;
+        }
+        // Only the newest lines are kept: skip the others without building them.
+        let skip = lines.ends.len().saturating_sub(self.config.last_lines);
+        self.shared.push_lines(lines.iter().skip(skip));
+        if prefixed {
+            let prefix = self.prefix.clone();
+            if let Some(pipe) = self.pipe(stream) {
+                for line in lines.iter() {
+                    pipe.unsent.extend_from_slice(prefix.as_bytes());
+                    pipe.unsent.extend_from_slice(line);
+                    pipe.unsent.push(b'\n');
+                }
+            }
+        }
+        if self.config.watches(stream) {
+            let generation = self.shared.generation();
+            for line in lines.iter() {
+                self.feed_input(Event::OutputLine {
+                    generation,
+                    stream,
+                    line,
+                });
+            }
+        }
+    }
+
+    /// What is already buffered when the leader exits still counts (a `READY=1` sent just
+    /// before exiting), and what it wrote is forwarded: take it in without waiting.
+    pub(super) fn drain_buffered(&mut self) {
+        let generation = self.shared.generation();
+        for _ in 0..NOTIFY_BUDGET {
+            let Some(Ok(Some(datagram))) = self.notify.as_mut().map(|s| s.try_recv()) else {
+                break;
+            };
+            if !datagram.from_pod {
+                self.shared.count_notify_from_outside();
+                continue;
+            }
+            let datagram = datagram.bytes.to_vec();
+            self.feed_input(Event::Notify {
+                generation,
+                datagram: &datagram,
+            });
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let mut budget = DRAIN_BUDGET;
+            self.poll_output(&mut cx, stream, &mut budget, true);
+            if let Some(pipe) = self.pipe(stream) {
+                forward::sink(stream).send_now(&pipe.unsent);
+                pipe.unsent.clear();
+            }
+        }
+    }
+
+    pub(super) fn poll_exit(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(status) = self.status.as_mut() else {
+            return false;
+        };
+        let Poll::Ready(result) = status.as_mut().poll(cx) else {
+            return false;
+        };
+        self.status = None;
+        if let Some(pid) = self.pgid {
+            crate::reaper::release(pid);
+        }
+        self.drain_buffered();
+        let status = match result {
+            Ok(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => ExitStatus::Code(code),
+                (None, Some(signal)) => ExitStatus::Signal(signal),
+                (None, None) => ExitStatus::Code(-1),
+            },
+            // The reaper failed to wait; nothing more can be learned about the process.
+            Err(_) => ExitStatus::Code(-1),
+        };
+        let generation = self.shared.generation();
+        self.feed_input(Event::Exited { generation, status });
+        true
+    }
+}
+
+/// On the spawning thread: the pod's cgroup, then fork and exec. The child is registered
+/// as one podvisor waits for itself before the orphan reaper can look at it.
+pub(super) fn spawn_process(
+    command: std::process::Command,
+    death_signal: bool,
+    stdin: Input,
+    stdout: Output,
+    stderr: Output,
+) -> io::Result<(async_process::Child, Option<crate::cgroup::PodCgroup>)> {
+    let mut command = command;
+    crate::keeper::ensure();
+    let cgroup = crate::cgroup::PodCgroup::new();
+    os::prepare_command(
+        &mut command,
+        death_signal,
+        cgroup
+            .as_ref()
+            .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.procs())),
+    );
+    let mut command = async_process::Command::from(command);
+    command.stdin(match stdin {
+        Input::Null => Stdio::null(),
+        Input::Inherit => Stdio::inherit(),
+    });
+    command.stdout(self::stdio(stdout));
+    command.stderr(self::stdio(stderr));
+    // podvisor reaps and kills through the core's actions, never implicitly on drop.
+    command.kill_on_drop(false);
+    let child = crate::reaper::spawn_claimed(|| command.spawn())?;
+    Ok((child, cgroup))
+}
+
+fn stdio(output: Output) -> Stdio {
+    match output {
+        Output::Capture | Output::Forward => Stdio::piped(),
+        Output::Inherit => Stdio::inherit(),
+        Output::Discard => Stdio::null(),
+    }
+}
