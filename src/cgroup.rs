@@ -39,8 +39,12 @@ fn make_base() -> io::Result<PathBuf> {
     let own = own_cgroup_dir()?;
     remove_stale(&own);
     let pid = std::process::id();
+    let namespace = pid_namespace().unwrap_or(0);
     for _ in 0..16 {
-        let dir = own.join(format!("podvisor-{pid}-{:016x}", crate::os::random_u64()));
+        let dir = own.join(format!(
+            "podvisor-{pid}-{namespace}-{:016x}",
+            crate::os::random_u64()
+        ));
         match fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -86,22 +90,37 @@ fn own_cgroup_dir() -> io::Result<PathBuf> {
     ))
 }
 
-/// Kills and removes the cgroups of podvisors that are gone (their keeper could not).
+/// The inode of this process's PID namespace: a pid means something only within it.
+fn pid_namespace() -> Option<u64> {
+    let link = fs::read_link("/proc/self/ns/pid").ok()?;
+    let text = link.to_str()?;
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The owner a directory name claims: `podvisor-<pid>-<PID namespace>-<random>`.
+fn claimed_owner(name: &str) -> Option<(u32, u64)> {
+    let mut parts = name.strip_prefix("podvisor-")?.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let namespace = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some((pid, namespace))
+}
+
+/// Kills and removes the cgroups of podvisors that are gone (their keeper could not). Only
+/// those made in this PID namespace: a podvisor in another one (a container, `unshare
+/// --pid`) has a pid that means nothing here, and is not judged.
 fn remove_stale(own: &Path) {
+    let Some(namespace) = pid_namespace() else {
+        return;
+    };
     let Ok(entries) = fs::read_dir(own) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("podvisor-"))
-            .and_then(|n| n.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some((pid, made_in)) = entry.file_name().to_str().and_then(claimed_owner) else {
             continue;
         };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if made_in != namespace || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
         let dir = entry.path();
@@ -190,5 +209,23 @@ impl Drop for PodCgroup {
         // Fails while killed members are still on their way out; the keeper removes what
         // is left when podvisor exits.
         let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_claim_a_pid_in_a_pid_namespace() {
+        assert_eq!(
+            claimed_owner("podvisor-42-4026531836-00ff00ff00ff00ff"),
+            Some((42, 4026531836))
+        );
+        // The earlier shape (no namespace) and other names are not judged.
+        assert_eq!(claimed_owner("podvisor-42-00ff00ff00ff00ff"), None);
+        assert_eq!(claimed_owner("podvisor-test-probe-7"), None);
+        assert_eq!(claimed_owner("other-42-1-aa"), None);
+        assert!(pid_namespace().is_some());
     }
 }

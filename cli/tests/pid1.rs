@@ -80,3 +80,30 @@ fn as_pid1_pods_keep_their_own_statuses_while_orphans_are_reaped() {
     }
     assert!(stdout.contains("zombies=0"), "{stdout}\n{stderr}");
 }
+
+#[test]
+fn a_podvisor_in_another_pid_namespace_leaves_ours_alone() {
+    // Our podvisor's pid means nothing inside the namespace: it must not take our cgroups
+    // for those of a dead podvisor and kill them.
+    let mut ours = support::spawn(&["run", "--", "sleep", "600"]);
+    ours.wait_for("ready");
+    let pid: u32 = ours
+        .seen
+        .iter()
+        .find_map(|l| l.split("(pid ").nth(1))
+        .and_then(|r| r.trim_end_matches(')').parse().ok())
+        .expect("a pid");
+    let Some((code, _, stderr)) = as_pid1(&["run", "--", "true"]) else {
+        ours.signal("KILL");
+        return;
+    };
+    assert_eq!(code, 0, "{stderr}");
+    let alive =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"));
+    ours.signal("INT");
+    let _ = ours.exit_within(std::time::Duration::from_secs(20));
+    assert!(
+        alive,
+        "our pod was killed by a podvisor in another PID namespace"
+    );
+}
