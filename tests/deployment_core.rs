@@ -1785,3 +1785,20 @@ fn every_deployment_mutation_is_caught() {
         );
     }
 }
+
+#[test]
+fn a_bare_named_template_has_one_member_called_by_its_name() {
+    let spec = DeploymentSpec::new().pod(PodTemplate::new("web").bare_name());
+    let machine = DeploymentMachine::new(spec).unwrap();
+    assert_eq!(machine.members()[0].name(), "web");
+    let two = DeploymentSpec::new().pod(PodTemplate::new("web").bare_name().replicas(2));
+    let error = DeploymentMachine::new(two).unwrap_err();
+    assert_eq!(
+        error,
+        DeploymentError::BareNameNeedsOneReplica {
+            pod: "web".into(),
+            replicas: 2
+        }
+    );
+    assert!(error.to_string().contains("needs exactly one"));
+}

@@ -35,6 +35,7 @@ mod report;
 mod run;
 mod sd_notify;
 mod signals;
+mod supervise;
 mod up;
 
 fn main() {

@@ -108,7 +108,13 @@ impl Reporter {
                 state,
                 restarts,
                 end,
-            } if self.style == Style::Up => {
+            } => {
+                // `run` says how its pod ended itself; of the member, only its restarts.
+                if self.style == Style::Run
+                    && !matches!(state, MemberState::BackingOff | MemberState::CrashLooping)
+                {
+                    return;
+                }
                 let text = match state {
                     MemberState::Waiting => "waiting for its dependencies".to_string(),
                     MemberState::BackingOff => format!("backing off (restart #{})", restarts + 1),
@@ -127,7 +133,7 @@ impl Reporter {
                     .collect();
                 self.line(at, pod, state.name(), &text, &fields);
             }
-            EventKind::Deployment { state } => match state {
+            EventKind::Deployment { state } if self.style == Style::Up => match state {
                 DeploymentState::Ready => self.line(
                     at,
                     "deployment",

@@ -166,6 +166,13 @@ impl PodSet {
         self
     }
 
+    /// Its one pod is called by the set's name alone (`web`, not `web/0`), as a single
+    /// command is; the deployment refuses it with more than one replica.
+    pub fn keep_name(mut self) -> Self {
+        self.template = self.template.bare_name();
+        self
+    }
+
     /// When a replica that ended by itself is started again (`No` by default).
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.template.restart = policy;

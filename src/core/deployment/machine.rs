@@ -79,7 +79,11 @@ impl DeploymentMachine {
             let first = members.len();
             for replica in 0..t.replicas {
                 members.push(Member {
-                    name: format!("{}/{replica}", t.name),
+                    name: if t.bare_name {
+                        t.name.clone()
+                    } else {
+                        format!("{}/{replica}", t.name)
+                    },
                     template,
                     replica,
                     state: MemberState::Waiting,

@@ -83,6 +83,12 @@ impl DeploymentSpec {
             if index_of.insert(name, index).is_some() {
                 return Err(DeploymentError::DuplicateName { name: name.clone() });
             }
+            if template.bare_name && template.replicas != 1 {
+                return Err(DeploymentError::BareNameNeedsOneReplica {
+                    pod: name.clone(),
+                    replicas: template.replicas,
+                });
+            }
         }
         for template in &self.templates {
             let pod = &template.name;
@@ -206,6 +212,9 @@ pub struct PodTemplate {
     pub restart: RestartPolicy,
     /// How long to wait before each restart, and when to give up.
     pub backoff: Backoff,
+    /// The one replica is called by the template's name alone (`web`, not `web/0`): for a
+    /// deployment of one pod standing for one command. Needs `replicas == 1`.
+    pub bare_name: bool,
 }
 
 impl PodTemplate {
@@ -218,7 +227,14 @@ impl PodTemplate {
             one_shot: false,
             restart: RestartPolicy::No,
             backoff: Backoff::default(),
+            bare_name: false,
         }
+    }
+
+    /// Sets [`PodTemplate::bare_name`].
+    pub fn bare_name(mut self) -> Self {
+        self.bare_name = true;
+        self
     }
 
     /// Sets [`PodTemplate::replicas`].
@@ -466,6 +482,13 @@ pub enum DeploymentError {
         /// The name.
         name: String,
     },
+    /// A template named without replica numbers has more than one replica.
+    BareNameNeedsOneReplica {
+        /// The template.
+        pod: String,
+        /// Its replicas.
+        replicas: u32,
+    },
     /// Two templates share a name.
     DuplicateName {
         /// The name.
@@ -533,6 +556,10 @@ impl fmt::Display for DeploymentError {
             DeploymentError::SlashInName { name } => write!(
                 f,
                 "pod name {name:?} contains '/', which is reserved for replica numbers ({name}/0, {name}/1, …)"
+            ),
+            DeploymentError::BareNameNeedsOneReplica { pod, replicas } => write!(
+                f,
+                "pod {pod} is named without a replica number but has {replicas} replicas; a bare name needs exactly one"
             ),
             DeploymentError::DuplicateName { name } => write!(
                 f,

@@ -1,0 +1,324 @@
+//! The one supervise loop of `podvisor run` and `podvisor up`: a deployment (for `run`, of
+//! one pod that keeps its name) run to its end, its events reported in order, closed on
+//! SIGINT/SIGTERM (a second one kills), SIGHUP/USR1/USR2/WINCH forwarded to its pods, and
+//! closed when nobody reads podvisor's standard output any more.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_signal::{Signal as Os, Signals};
+use futures_lite::{future, StreamExt};
+use podvisor::core::deployment::{Cause, DeploymentState, MemberState};
+use podvisor::events::EventKind;
+use podvisor::{Deployment, Signal, StartResult};
+
+use crate::exit;
+use crate::report::{Reporter, Style};
+use crate::signals::{StopRequest, StopSignals};
+
+/// podvisor's status when the reader of its standard output went away: 128 + SIGPIPE, as
+/// a shell pipeline's writer would end.
+const STDOUT_CLOSED: i32 = 141;
+
+enum Wake {
+    /// The deployment's next event; `None` once it ended.
+    Event(Option<podvisor::events::LifecycleEvent>),
+    Signal(Option<i32>),
+    Redraw,
+    /// Nobody reads podvisor's standard output any more.
+    StdoutClosed,
+}
+
+/// On a terminal, one live status line under the log while the deployment starts or
+/// stops: each member's state and how long it has been in it. It is a single line,
+/// rewritten in place, because the pods' forwarded output shares the terminal: redrawing
+/// several lines would overwrite their output.
+struct Live {
+    enabled: bool,
+    shown: bool,
+    since: BTreeMap<String, (MemberState, Instant)>,
+}
+
+impl Live {
+    fn clear(&mut self) {
+        if self.shown {
+            say_partial!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
+
+    fn draw(&mut self, deployment: &Deployment) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let mut parts = Vec::new();
+        for member in deployment.members() {
+            let entry = self
+                .since
+                .entry(member.name.clone())
+                .or_insert((member.state, now));
+            if entry.0 != member.state {
+                *entry = (member.state, now);
+            }
+            parts.push(format!(
+                "{} {} {:.1}s",
+                member.name,
+                member.state.name(),
+                now.duration_since(entry.1).as_secs_f64()
+            ));
+        }
+        let width = terminal_width().saturating_sub(1).max(20);
+        let mut text = format!("[{}] {}", deployment.state().name(), parts.join(" · "));
+        if text.chars().count() > width {
+            text = text
+                .chars()
+                .take(width.saturating_sub(1))
+                .collect::<String>()
+                + "…";
+        }
+        say_partial!("\r\x1b[K{text}");
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+        self.shown = true;
+    }
+}
+
+fn terminal_width() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stderr())
+        .map(|size| usize::from(size.ws_col))
+        .ok()
+        .filter(|&w| w > 0)
+        .unwrap_or(80)
+}
+
+/// Runs `deployment` to its end, reporting each member's changes, closing it on
+/// SIGINT/SIGTERM (a second one kills) and forwarding SIGHUP/USR1/USR2/WINCH; returns
+/// podvisor's exit status.
+pub fn supervise(deployment: Deployment, json: bool, style: Style) -> i32 {
+    crate::raise_nofile_limit();
+    let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            say!("podvisor: cannot handle signals: {e}");
+            return exit::USAGE;
+        }
+    };
+    let supervisor = crate::sd_notify::Supervisor::from_env();
+    let live = std::cell::RefCell::new(Live {
+        enabled: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        shown: false,
+        since: BTreeMap::new(),
+    });
+    let reporter = Reporter::new(json, style);
+    // Who podvisor's own lines are about: `run`'s one pod, or `up`'s deployment.
+    let subject = match style {
+        Style::Run => deployment
+            .members()
+            .first()
+            .map_or_else(|| "deployment".to_string(), |m| m.name.clone()),
+        Style::Up => "deployment".to_string(),
+    };
+    let say = |pod: &str, event: &str, text: &str| {
+        live.borrow_mut().clear();
+        reporter.note(pod, event, text, &[]);
+    };
+    future::block_on(async {
+        let mut signals = signals;
+        let mut events = deployment.events();
+        deployment.start();
+        let mut stops = StopSignals::default();
+        let mut stdout_closed = false;
+        let mut was_ready = false;
+        loop {
+            let changed = async { Wake::Event(events.next().await) };
+            let signal =
+                async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
+            let animating = live.borrow().enabled
+                && matches!(
+                    deployment.state(),
+                    DeploymentState::Starting | DeploymentState::Stopping
+                );
+            let redraw = async {
+                if animating {
+                    async_io::Timer::after(Duration::from_millis(200)).await;
+                    Wake::Redraw
+                } else {
+                    future::pending::<Wake>().await
+                }
+            };
+            let closed = async {
+                if stdout_closed {
+                    future::pending::<()>().await;
+                }
+                podvisor::forward::closed(podvisor::core::Stream::Stdout).await;
+                Wake::StdoutClosed
+            };
+            match future::or(future::or(future::or(changed, signal), redraw), closed).await {
+                Wake::Redraw => {}
+                Wake::StdoutClosed => {
+                    stdout_closed = true;
+                    say(
+                        &subject,
+                        "closing",
+                        "closing: nobody reads podvisor's standard output any more",
+                    );
+                    deployment.close_nowait(None);
+                }
+                Wake::Event(None) => break,
+                Wake::Event(Some(event)) => {
+                    live.borrow_mut().clear();
+                    reporter.event(&event);
+                    match event.kind {
+                        EventKind::Deployment {
+                            state: DeploymentState::Ready,
+                        } => {
+                            was_ready = true;
+                            if let Some(s) = &supervisor {
+                                s.notify("READY=1\nSTATUS=ready");
+                            }
+                        }
+                        EventKind::Deployment {
+                            state: DeploymentState::Stopping,
+                        } => {
+                            if let Some(s) = &supervisor {
+                                s.notify("STOPPING=1");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Wake::Signal(Some(number))
+                    if number == Os::Int as i32 || number == Os::Term as i32 =>
+                {
+                    let name = Signal::from_raw(number).map_or(number.to_string(), |s| s.name());
+                    match stops.receive(number, Instant::now()) {
+                        StopRequest::Close => {
+                            say(
+                                &subject,
+                                "closing",
+                                &format!("closing on SIG{name} (again to kill at once)"),
+                            );
+                            deployment.close_nowait(None);
+                        }
+                        StopRequest::Copy => {}
+                        StopRequest::Kill => {
+                            let what = match style {
+                                Style::Run => "its process group",
+                                Style::Up => "every pod",
+                            };
+                            say(
+                                &subject,
+                                "killing",
+                                &format!("second SIG{name}: killing {what}"),
+                            );
+                            deployment.close_nowait(Some(Duration::ZERO));
+                        }
+                    }
+                }
+                Wake::Signal(Some(number)) => {
+                    if let Some(signal) = Signal::from_raw(number) {
+                        forward(&deployment, signal);
+                    }
+                }
+                Wake::Signal(None) => {}
+            }
+            if matches!(
+                deployment.state(),
+                DeploymentState::Starting | DeploymentState::Stopping
+            ) {
+                live.borrow_mut().draw(&deployment);
+            } else {
+                live.borrow_mut().clear();
+            }
+        }
+        let requested = stops.first().map(|(signal, _)| signal);
+        let code = match deployment.failure() {
+            _ if stdout_closed => STDOUT_CLOSED,
+            // One command: the exit status of its pod, as `timeout(1)` would give it.
+            _ if style == Style::Run => run_status(&deployment, &reporter, requested),
+            // A pod that finished its work with status 0 ends the deployment as planned.
+            Some(failure) if matches!(failure.cause(), Cause::Ended(podvisor::End::Exited(status)) if status.success()) =>
+            {
+                say(
+                    "deployment",
+                    "finished",
+                    &format!(
+                        "finished: {} exited with status 0, which ends the deployment",
+                        failure.member()
+                    ),
+                );
+                0
+            }
+            Some(failure) => {
+                if json {
+                    say(failure.member(), "failed", "");
+                }
+                say!("podvisor: {failure}");
+                match failure.cause() {
+                    Cause::Start(start) => exit::exit_code(start, None, None),
+                    Cause::Ended(end) => exit::exit_code(
+                        &StartResult::Ready {
+                            after: Duration::ZERO,
+                        },
+                        Some(*end),
+                        None,
+                    ),
+                }
+            }
+            None if was_ready || requested.is_none() => 0,
+            None => 128 + requested.unwrap_or(15),
+        };
+        if style == Style::Up {
+            say(
+                "deployment",
+                "ended",
+                &format!("ended (exit status {code})"),
+            );
+        }
+        code
+    })
+}
+
+/// Sends `signal` to the process group of every running member.
+fn forward(deployment: &Deployment, signal: Signal) {
+    for member in deployment.members() {
+        let running = matches!(
+            member.state,
+            MemberState::Starting
+                | MemberState::Started
+                | MemberState::Ready
+                | MemberState::Stopping
+        );
+        if let (true, Some(pid)) = (running, member.pid) {
+            if let Some(group) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                if let Some(raw) = rustix::process::Signal::from_named_raw(signal.as_raw()) {
+                    let _ = rustix::process::kill_process_group(group, raw);
+                }
+            }
+        }
+    }
+}
+
+/// `run`'s exit status from its one pod's start and end; reports why the start failed.
+fn run_status(deployment: &Deployment, reporter: &Reporter, requested: Option<i32>) -> i32 {
+    let Some(member) = deployment.members().into_iter().next() else {
+        return exit::USAGE;
+    };
+    if let Some(error) = deployment
+        .failure()
+        .as_ref()
+        .and_then(|f| f.start_error().cloned())
+    {
+        if !matches!(error, podvisor::StartError::Cancelled { .. }) {
+            reporter.failure(&member.name, &error);
+        }
+    }
+    match &member.start_result {
+        Some(start) => exit::exit_code(start, member.end, requested),
+        None if requested.is_some() => 128 + requested.unwrap_or(15),
+        None => exit::USAGE,
+    }
+}
