@@ -58,11 +58,16 @@ pub(crate) struct Driver {
     spawning: Option<(Generation, Answer<SpawnAnswer>)>,
     /// Probe attempts in flight: (attempt number, attempt).
     probes: Vec<(u64, Attempt)>,
+    /// Each readiness check's probe, parsed once (an HTTP target is not parsed again for
+    /// every attempt); `None` for checks the child pushes (notify, output lines).
+    compiled: Vec<Option<crate::probe::Probe>>,
 }
 
 impl Driver {
     pub(crate) fn new(shared: Arc<Shared>, config: PodConfig, epoch: Instant) -> Driver {
+        let compiled = config.readiness.iter().map(|r| r.probe()).collect();
         Driver {
+            compiled,
             thread: None,
             prefix: config.get_prefix(),
             shared,
@@ -163,7 +168,7 @@ impl Driver {
                     Vec::new()
                 }
                 Action::StartProbe { check, attempt, .. } => {
-                    if let Some(probe) = self.config.readiness.get(check).and_then(|r| r.probe()) {
+                    if let Some(probe) = self.compiled.get(check).and_then(Option::as_ref) {
                         self.probes.push((attempt, probe.attempt()));
                     }
                     Vec::new()
