@@ -434,3 +434,34 @@ fn no_two_replicas_get_the_same_port() {
     ports.dedup();
     assert_eq!(ports.len(), 3000, "ports handed out twice");
 }
+
+#[test]
+fn a_signal_reaches_every_running_member() {
+    let set = PodSet::new(
+        "hup",
+        PodConfig::new("sh")
+            .args([
+                "-c",
+                "trap 'echo got hup' HUP; echo up; while :; do sleep 0.05; done",
+            ])
+            .ready(stdout("up"))
+            .timeout_ready(LONG),
+    )
+    .replicas(2);
+    let deployment = Deployment::new(DeploymentConfig::new().pod(set)).unwrap();
+    deployment.start_and_wait_blocking().unwrap();
+    assert_eq!(deployment.signal(podvisor::Signal::HUP), 2);
+    for name in ["hup/0", "hup/1"] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !deployment.last_lines(name).iter().any(|l| l == "got hup") {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {:?}",
+                deployment.last_lines(name)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = deployment.close_blocking();
+    assert_eq!(deployment.signal(podvisor::Signal::HUP), 0);
+}

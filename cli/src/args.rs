@@ -350,16 +350,9 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
             }
             "--env-clear" => env_clear = true,
             "--restart" => {
-                restart = match value("no|on-failure|always")?.as_str() {
-                    "no" => RestartPolicy::No,
-                    "on-failure" => RestartPolicy::OnFailure,
-                    "always" => RestartPolicy::Always,
-                    other => {
-                        return Err(format!(
-                        "--restart: unknown policy {other:?}; expected no, on-failure or always"
-                    ))
-                    }
-                }
+                restart = value("no|on-failure|always")?
+                    .parse()
+                    .map_err(|e| format!("--restart: {e}"))?;
             }
             "--json" => json = true,
             "-h" | "--help" => return Ok(None),

@@ -756,14 +756,10 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
     }
     if let Some(restart) = raw.restart {
         let span = restart.span();
-        let policy = match restart.get_ref().as_str() {
-            "no" => RestartPolicy::No,
-            "on-failure" => RestartPolicy::OnFailure,
-            "always" => RestartPolicy::Always,
-            other => {
-                return Err(at.at(span, format!("pod {name}: key restart: unknown policy {other:?}; expected no, on-failure or always")))
-            }
-        };
+        let policy: RestartPolicy = restart
+            .get_ref()
+            .parse()
+            .map_err(|e| at.at(span, format!("pod {name}: key restart: {e}")))?;
         template = template.restart(policy);
     }
     if let Some(depends_on) = raw.depends_on {
@@ -777,17 +773,12 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             DependsOn::Conditions(map) => {
                 for (dependency, condition) in map {
                     let span = span.clone();
-                    let condition = match condition.as_str() {
-                        // Compose's names are understood too.
-                        "started" | "service_started" => Condition::Started,
-                        "ready" | "healthy" | "service_healthy" => Condition::Ready,
-                        "succeeded" | "completed" | "service_completed_successfully" => {
-                            Condition::Succeeded
-                        }
-                        other => {
-                            return Err(at.at(span, format!("pod {name}: key depends_on.{dependency}: unknown condition {other:?}; expected started, ready or succeeded (or compose's service_started, service_healthy, service_completed_successfully)")))
-                        }
-                    };
+                    let condition: Condition = condition.parse().map_err(|e| {
+                        at.at(
+                            span,
+                            format!("pod {name}: key depends_on.{dependency}: {e}"),
+                        )
+                    })?;
                     template = template.depends_on(dependency, condition);
                 }
             }

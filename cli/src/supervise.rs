@@ -217,7 +217,7 @@ pub fn supervise(deployment: Deployment, json: bool, style: Style) -> i32 {
                 }
                 Wake::Signal(Some(number)) => {
                     if let Some(signal) = Signal::from_raw(number) {
-                        forward(&deployment, signal);
+                        deployment.signal(signal);
                     }
                 }
                 Wake::Signal(None) => {}
@@ -277,29 +277,6 @@ pub fn supervise(deployment: Deployment, json: bool, style: Style) -> i32 {
         }
         code
     })
-}
-
-/// Sends `signal` to the process group of every running member.
-fn forward(deployment: &Deployment, signal: Signal) {
-    for member in deployment.members() {
-        let running = matches!(
-            member.state,
-            MemberState::Starting
-                | MemberState::Started
-                | MemberState::Ready
-                | MemberState::Stopping
-        );
-        if let (true, Some(pid)) = (running, member.pid) {
-            if let Some(group) = i32::try_from(pid)
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-            {
-                if let Some(raw) = rustix::process::Signal::from_named_raw(signal.as_raw()) {
-                    let _ = rustix::process::kill_process_group(group, raw);
-                }
-            }
-        }
-    }
 }
 
 /// `run`'s exit status from its one pod's start and end; reports why the start failed.

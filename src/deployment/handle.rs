@@ -278,6 +278,23 @@ impl Deployment {
             .collect()
     }
 
+    /// Sends `signal` to the process group of every member whose pod is running; returns
+    /// how many were signalled. Members between pods (waiting, backing off) or ended are
+    /// skipped. Errors of single pods (a group that just ended) are ignored.
+    pub fn signal(&self, signal: crate::Signal) -> usize {
+        let pods: Vec<_> = {
+            let inner = self.shared.lock();
+            inner
+                .slots
+                .iter()
+                .filter_map(|slot| slot.pod.clone())
+                .collect()
+        };
+        pods.iter()
+            .filter(|pod| pod.signal(signal).unwrap_or(false))
+            .count()
+    }
+
     /// The member named `name` (`web/1`), as of now.
     pub fn member(&self, name: &str) -> Option<MemberStatus> {
         let inner = self.shared.lock();

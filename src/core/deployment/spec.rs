@@ -294,6 +294,57 @@ pub enum Condition {
     Succeeded,
 }
 
+impl std::str::FromStr for Condition {
+    type Err = String;
+
+    /// `started`, `ready` or `succeeded`; compose's `service_started`, `service_healthy`
+    /// and `service_completed_successfully` (and `healthy`, `completed`) are understood too.
+    ///
+    /// ```
+    /// use podvisor::Condition;
+    ///
+    /// assert_eq!("ready".parse(), Ok(Condition::Ready));
+    /// assert_eq!("service_completed_successfully".parse(), Ok(Condition::Succeeded));
+    /// assert!("up".parse::<Condition>().unwrap_err().contains("expected started"));
+    /// ```
+    fn from_str(text: &str) -> Result<Condition, String> {
+        match text {
+            "started" | "service_started" => Ok(Condition::Started),
+            "ready" | "healthy" | "service_healthy" => Ok(Condition::Ready),
+            "succeeded" | "completed" | "service_completed_successfully" => {
+                Ok(Condition::Succeeded)
+            }
+            other => Err(format!(
+                "unknown condition {other:?}; expected started, ready or succeeded (or compose's service_started, service_healthy, service_completed_successfully)"
+            )),
+        }
+    }
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+
+    /// `no`, `on-failure` or `always` (compose's and systemd's `unless-stopped` and
+    /// `on-abnormal` are not the same policies and are refused).
+    ///
+    /// ```
+    /// use podvisor::RestartPolicy;
+    ///
+    /// assert_eq!("on-failure".parse(), Ok(RestartPolicy::OnFailure));
+    /// assert!("sometimes".parse::<RestartPolicy>().unwrap_err().contains("expected no"));
+    /// ```
+    fn from_str(text: &str) -> Result<RestartPolicy, String> {
+        match text {
+            "no" => Ok(RestartPolicy::No),
+            "on-failure" => Ok(RestartPolicy::OnFailure),
+            "always" => Ok(RestartPolicy::Always),
+            other => Err(format!(
+                "unknown policy {other:?}; expected no, on-failure or always"
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
