@@ -308,7 +308,7 @@ impl Locator<'_> {
 
 /// Reads and checks `path`. At most [`MAX_FILE_BYTES`] are read, whatever `path` is (a
 /// device such as `/dev/zero` or a pipe has no size to look at first).
-pub fn load(path: &Path) -> Result<Plan, FileError> {
+pub fn load(path: &Path) -> Result<Plan, Vec<FileError>> {
     let shown = path.display().to_string();
     let whole = |message: String| FileError {
         path: shown.clone(),
@@ -322,19 +322,19 @@ pub fn load(path: &Path) -> Result<Plan, FileError> {
             "the deployment file is larger than 1 MiB; expected at most {MAX_FILE_BYTES} bytes"
         ))
     };
-    let file = File::open(path).map_err(cannot_read)?;
+    let file = File::open(path).map_err(cannot_read).map_err(|e| vec![e])?;
     if file
         .metadata()
         .is_ok_and(|m| m.is_file() && m.len() > MAX_FILE_BYTES as u64)
     {
-        return Err(too_large());
+        return Err(vec![too_large()]);
     }
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(cannot_read)?;
+        .map_err(|e| vec![cannot_read(e)])?;
     if bytes.len() > MAX_FILE_BYTES {
-        return Err(too_large());
+        return Err(vec![too_large()]);
     }
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
@@ -346,28 +346,53 @@ pub fn load(path: &Path) -> Result<Plan, FileError> {
             dir: None,
             vars: &no_vars,
         };
-        at.at(
+        vec![at.at(
             valid..valid,
             "the deployment file is not valid UTF-8 here; expected UTF-8 text (TOML)".into(),
-        )
+        )]
     })?;
     let dir = std::fs::canonicalize(path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf));
-    parse_in(&shown, &text, dir.as_deref())
+    parse_all(&shown, &text, dir.as_deref())
 }
 
 /// Parses and checks a deployment file's text.
 #[cfg(test)]
-pub fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
+fn parse(path: &str, text: &str) -> Result<Plan, FileError> {
     parse_in(path, text, None)
 }
 
 /// Parses and checks a deployment file's text; with `dir` (the file's directory), relative
 /// paths are resolved from it, a pod's `cwd` defaults to it, and the directories and
 /// programs are checked to exist.
-pub fn parse_in(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, FileError> {
-    let vars = variables(dir)?;
+#[cfg(test)]
+fn parse_in(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, FileError> {
+    parse_all(path, text, dir).map_err(|mut errors| errors.swap_remove(0))
+}
+
+/// Writes each of `errors` on a line of its own, then how many there were.
+pub fn report(errors: &[FileError]) {
+    for error in errors {
+        say!("podvisor: {error}");
+    }
+    if errors.len() > 1 {
+        let more = if errors.len() >= MAX_ERRORS {
+            " (the first ones only)"
+        } else {
+            ""
+        };
+        say!("podvisor: {} errors{more}", errors.len());
+    }
+}
+
+/// At most this many errors of one file are reported.
+pub const MAX_ERRORS: usize = 50;
+
+/// Like [`parse_in`], with every pod's error (the first of each pod), then the
+/// deployment's own if every pod was understood. Never empty on `Err`.
+pub fn parse_all(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, Vec<FileError>> {
+    let vars = variables(dir).map_err(|e| vec![e])?;
     let at = Locator {
         path,
         text,
@@ -376,16 +401,17 @@ pub fn parse_in(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, File
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let message = e.message().trim_end().to_string();
-        match e.span() {
+        vec![match e.span() {
             Some(span) => at.at(span, message),
             None => at.whole(message),
-        }
+        }]
     })?;
     if raw.pod.is_empty() {
-        return Err(
-            at.whole("no pods; expected at least one [pod.NAME] table with a command".into())
-        );
+        return Err(vec![at.whole(
+            "no pods; expected at least one [pod.NAME] table with a command".into(),
+        )]);
     }
+    let mut errors = Vec::new();
     // Declaration order: the order of the tables in the file.
     let mut entries: Vec<(String, Spanned<RawPod>)> = raw.pod.into_iter().collect();
     entries.sort_by_key(|(_, pod)| pod.span().start);
@@ -394,32 +420,49 @@ pub fn parse_in(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, File
     let mut headers: BTreeMap<String, Range<usize>> = BTreeMap::new();
     let mut total: u64 = 0;
     for (name, pod) in entries {
-        check_pod_name(&name).map_err(|e| at.at(pod.span(), e))?;
+        if errors.len() >= MAX_ERRORS {
+            break;
+        }
+        if let Err(e) = check_pod_name(&name) {
+            errors.push(at.at(pod.span(), e));
+            continue;
+        }
         headers.insert(name.clone(), pod.span());
         let span = pod.span();
-        let planned = plan_pod(&at, &name, pod.into_inner())?;
+        let planned = match plan_pod(&at, &name, pod.into_inner()) {
+            Ok(planned) => planned,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
         total += u64::from(planned.template.replicas);
         if total > MAX_PODS {
-            return Err(at.at(
+            errors.push(at.at(
                 span,
                 format!(
                     "pod {name}: the deployment has {total} pods with this one's replicas; \
                      expected at most {MAX_PODS} in all"
                 ),
             ));
+            return Err(errors);
         }
         spec = spec.pod(planned.template.clone());
         pods.push(planned);
+    }
+    if !errors.is_empty() {
+        // The deployment's own checks would only repeat what is missing.
+        return Err(errors);
     }
     spec.validate().map_err(|e| {
         let pod = match &e {
             podvisor::core::deployment::DeploymentError::Cycle { pods } => pods.first().cloned(),
             other => mentioned_pod(other),
         };
-        match pod.and_then(|p| headers.get(&p).cloned()) {
+        vec![match pod.and_then(|p| headers.get(&p).cloned()) {
             Some(span) => at.at(span, e.to_string()),
             None => at.whole(e.to_string()),
-        }
+        }]
     })?;
     Ok(Plan { pods })
 }
@@ -974,6 +1017,44 @@ oneshot = true
         .unwrap_err();
         assert!(error.message.contains("bad.env:2:"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn check_reports_every_pods_error_in_one_run() {
+        let text = "[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n\
+                    [pod.b]\ncommand = [\"x\"]\n\
+                    [pod.c]\ncommand = [\"x\"]\nreplicas = 0\n\
+                    [pod.d]\ncommand = [\"x\"]\ndepends_on = [\"nobody\"]\n";
+        let errors = parse_all("f.toml", text, None).unwrap_err();
+        let lines: Vec<(usize, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(lines.len(), 2, "{errors:?}");
+        assert!(
+            lines[0].0 == 3 && lines[0].1.contains("key grace"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].0 == 8 && lines[1].1.contains("key replicas"),
+            "{lines:?}"
+        );
+        // Once every pod is understood, the deployment's own errors.
+        let errors = parse_all(
+            "f.toml",
+            "[pod.d]\ncommand = [\"x\"]\ndepends_on = [\"nobody\"]\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(errors[0].message.contains("nobody"), "{errors:?}");
+        // Many broken pods: the first MAX_ERRORS.
+        let many: String = (0..200)
+            .map(|i| format!("[pod.p{i}]\ncommand = [\"x\"]\nreplicas = 0\n"))
+            .collect();
+        assert_eq!(
+            parse_all("f.toml", &many, None).unwrap_err().len(),
+            MAX_ERRORS
+        );
     }
 
     #[test]

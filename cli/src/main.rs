@@ -68,7 +68,7 @@ fn main() {
                 0
             }
             Err(e) => {
-                say!("podvisor: {e}");
+                file::report(&e);
                 exit::USAGE
             }
         },

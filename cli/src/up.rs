@@ -43,7 +43,7 @@ pub fn up(path: &Path, json: bool) -> i32 {
     let plan = match file::load(path) {
         Ok(plan) => plan,
         Err(e) => {
-            say!("podvisor: {e}");
+            file::report(&e);
             return exit::USAGE;
         }
     };
