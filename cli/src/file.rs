@@ -371,6 +371,22 @@ fn parse_in(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, FileErro
     parse_all(path, text, dir).map_err(|mut errors| errors.swap_remove(0))
 }
 
+/// An "unknown field `X`, expected one of `a`, `b`" message with "did you mean" added when
+/// one of the expected names is close to X.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((given, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match crate::args::did_you_mean(given, &known) {
+        Some(close) => format!("{message}; did you mean `{close}`?"),
+        None => message.to_string(),
+    }
+}
+
 /// Writes each of `errors` on a line of its own, then how many there were.
 pub fn report(errors: &[FileError]) {
     for error in errors {
@@ -400,7 +416,7 @@ pub fn parse_all(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, Vec
         vars: &vars,
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let message = e.message().trim_end().to_string();
+        let message = with_suggestion(e.message().trim_end());
         vec![match e.span() {
             Some(span) => at.at(span, message),
             None => at.whole(message),
@@ -1017,6 +1033,19 @@ oneshot = true
         .unwrap_err();
         assert!(error.message.contains("bad.env:2:"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_mistyped_key_gets_a_suggestion() {
+        let error = parse("f.toml", "[pod.a]\ncomand = [\"x\"]\n").unwrap_err();
+        assert!(
+            error.message.ends_with("did you mean `command`?"),
+            "{error}"
+        );
+        let error = parse("f.toml", "[pods.a]\ncommand = [\"x\"]\n").unwrap_err();
+        assert!(error.message.ends_with("did you mean `pod`?"), "{error}");
+        let error = parse("f.toml", "[pod.a]\ncommand = [\"x\"]\nzzzzzz = 1\n").unwrap_err();
+        assert!(!error.message.contains("did you mean"), "{error}");
     }
 
     #[test]
