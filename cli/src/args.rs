@@ -33,6 +33,8 @@ Options of run:
   --restart POLICY        no (default), on-failure or always: restart with exponential
                           backoff (100 ms doubling to 30 s, jitter, reset after 60 s
                           ready, at most 5 restarts in a row, then give up)
+  --stdin inherit|null    what the command reads (default: podvisor's input when it is a
+                          pipe or a file, nothing when it is a terminal)
   --json                  report state changes as JSON lines on stderr
 
 Durations need a unit: 250ms, 10s, 2m, 1m30s. SIGINT/SIGTERM close the command gracefully;
@@ -85,6 +87,8 @@ Options:
   -e, --env KEY=VALUE     set a variable for the command (repeatable)
       --env-clear         start the command from an empty environment
       --restart POLICY    no (default), on-failure or always
+      --stdin inherit|null  what the command reads (default: podvisor's input when it is
+                          a pipe or a file, nothing when it is a terminal)
       --json              report events as JSON lines on stderr
   -h, --help              this text
 
@@ -157,6 +161,7 @@ const RUN_OPTIONS: &[&str] = &[
     "--env",
     "--env-clear",
     "--restart",
+    "--stdin",
     "--json",
     "--help",
 ];
@@ -258,6 +263,18 @@ fn parse_file_arg(command: &str, args: Vec<OsString>) -> Result<std::path::PathB
     Ok(file)
 }
 
+/// What the command reads when `--stdin` is not given: podvisor's own input when it is a
+/// pipe or a file, as `timeout(1)` passes it on; nothing when it is a terminal (the pod
+/// runs in a process group of its own, and one that reads the terminal is stopped by
+/// SIGTTIN).
+fn default_stdin() -> podvisor::Input {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        podvisor::Input::Null
+    } else {
+        podvisor::Input::Inherit
+    }
+}
+
 /// `run`'s options; `None` when help was asked for.
 fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut name = None;
@@ -270,6 +287,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut env_clear = false;
     let mut json = false;
     let mut restart = RestartPolicy::No;
+    let mut stdin: Option<podvisor::Input> = None;
     let mut iter = args.into_iter();
     let mut command: Vec<OsString> = Vec::new();
     while let Some(arg) = iter.next() {
@@ -354,6 +372,17 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                     .parse()
                     .map_err(|e| format!("--restart: {e}"))?;
             }
+            "--stdin" => {
+                stdin = Some(match value("inherit|null")?.as_str() {
+                    "inherit" => podvisor::Input::Inherit,
+                    "null" => podvisor::Input::Null,
+                    other => {
+                        return Err(format!(
+                            "--stdin: unknown input {other:?}; expected inherit or null"
+                        ))
+                    }
+                })
+            }
             "--json" => json = true,
             "-h" | "--help" => return Ok(None),
             other => {
@@ -397,6 +426,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         .timeout_ready(timeout_ready)
         .grace(grace)
         .stop_signal(stop_signal)
+        .stdin(stdin.unwrap_or_else(default_stdin))
         .stdout(podvisor::Output::Forward)
         .stderr(podvisor::Output::Forward)
         .forward_prefix("");

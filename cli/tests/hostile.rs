@@ -222,3 +222,30 @@ fn in_a_deployment_a_flooding_pod_delays_no_other_pods_deadline() {
         up.seen
     );
 }
+
+#[test]
+fn piped_input_reaches_the_command_as_with_timeout() {
+    use std::io::Write;
+    for (args, expected) in [
+        (&["run", "--", "cat"][..], "hello\n"),
+        (&["run", "--stdin", "null", "--", "cat"], ""),
+    ] {
+        let mut child = std::process::Command::new(support::PODVISOR)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(b"hello\n").unwrap();
+        drop(input);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            expected,
+            "{args:?}"
+        );
+    }
+}
