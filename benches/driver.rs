@@ -151,29 +151,35 @@ fn exit_detection(rounds: usize) {
     );
 }
 
+/// Starts a pod that ignores SIGTERM, closes it with `grace`: the time the close took, and
+/// the end.
+fn close_stubborn(grace: Duration) -> (Duration, End) {
+    let pod = Pod::new(
+        PodConfig::new("sh")
+            .args([
+                "-c",
+                "trap '' TERM; exec \"$0\" \"$@\"",
+                FIXTURE,
+                "print",
+                "armed",
+                "forever",
+            ])
+            .ready(Readiness::Stdout("armed".into()))
+            .grace(grace),
+    )
+    .unwrap();
+    pod.start_and_wait_blocking().unwrap();
+    let start = Instant::now();
+    let end = pod.close_blocking();
+    (start.elapsed(), end)
+}
+
 fn kill_escalation(rounds: usize) {
     let grace = Duration::from_millis(200);
     let mut overshoot = Vec::new();
     let mut early = 0;
     for _ in 0..rounds {
-        let pod = Pod::new(
-            PodConfig::new("sh")
-                .args([
-                    "-c",
-                    "trap '' TERM; exec \"$0\" \"$@\"",
-                    FIXTURE,
-                    "print",
-                    "armed",
-                    "forever",
-                ])
-                .ready(Readiness::Stdout("armed".into()))
-                .grace(grace),
-        )
-        .unwrap();
-        pod.start_and_wait_blocking().unwrap();
-        let start = Instant::now();
-        let end = pod.close_blocking();
-        let took = start.elapsed();
+        let (took, end) = close_stubborn(grace);
         assert!(matches!(end, End::Killed(_)));
         if took < grace {
             early += 1;
@@ -209,25 +215,9 @@ fn under_flood(rounds: usize) {
     let mut baseline = Vec::new();
     for _ in 0..rounds {
         baseline.push(baseline_notify());
-        let stubborn = Pod::new(
-            PodConfig::new("sh")
-                .args([
-                    "-c",
-                    "trap '' TERM; exec \"$0\" \"$@\"",
-                    FIXTURE,
-                    "print",
-                    "armed",
-                    "forever",
-                ])
-                .ready(Readiness::Stdout("armed".into()))
-                .grace(grace),
-        )
-        .unwrap();
-        stubborn.start_and_wait_blocking().unwrap();
-        let start = Instant::now();
-        let end = stubborn.close_blocking();
+        let (took, end) = close_stubborn(grace);
         assert!(matches!(end, End::Killed(_)));
-        overshoot.push(start.elapsed().saturating_sub(grace));
+        overshoot.push(took.saturating_sub(grace));
         ready.push(podvisor_ready(
             PodConfig::new(FIXTURE)
                 .args(["notify", "READY=1", "forever"])
