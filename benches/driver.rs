@@ -9,6 +9,8 @@
 //! - TCP probe: child listens → ready observed (target: median < 5 ms);
 //! - under flood: the same SIGKILL overshoot and another pod's start→ready while two pods
 //!   run `yes` (target: a few ms);
+//! - a late listener: listen → ready when the server listens 0.1, 0.5 or 2 s after its
+//!   start, and podvisor's CPU while it waits (target ≤ 10 ms median, < 2 % of a core);
 //! - 1,000 pods started, ready and closed: wall time (target < 3 s) and supervisor memory
 //!   per pod (target < 64 KiB).
 
@@ -237,6 +239,67 @@ fn under_flood(rounds: usize) {
     );
 }
 
+/// CPU time used by this process so far (the bench's threads and podvisor's).
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// A server that starts listening `delay_ms` after its start, probed with the default
+/// schedule: listen → ready observed, and podvisor's CPU while it waited.
+fn late_listener(delay_ms: u64, rounds: usize) {
+    let mut latencies = Vec::new();
+    let mut cpu_share = Vec::new();
+    for _ in 0..rounds {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pod = Pod::new(
+            PodConfig::new(FIXTURE)
+                .args([
+                    "sleep",
+                    &delay_ms.to_string(),
+                    "listen",
+                    &port.to_string(),
+                    "stamp",
+                    "listening-at",
+                    "forever",
+                ])
+                .ready(Readiness::Tcp {
+                    host: "127.0.0.1".into(),
+                    port,
+                }),
+        )
+        .unwrap();
+        let (cpu0, wall0) = (process_cpu(), Instant::now());
+        pod.start_and_wait_blocking().unwrap();
+        let observed = monotonic_nanos();
+        let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed());
+        let lines = loop {
+            let lines = pod.last_lines();
+            if lines.iter().any(|l| l.starts_with("listening-at")) {
+                break lines;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let listened = stamp(&lines, "listening-at");
+        latencies.push(Duration::from_nanos(
+            observed.saturating_sub(listened) as u64
+        ));
+        cpu_share.push(cpu.as_secs_f64() / wall.as_secs_f64());
+        pod.close_blocking();
+    }
+    cpu_share.sort_by(f64::total_cmp);
+    println!(
+        "late listener (listens {delay_ms:>4} ms after start): listen → ready median {:>7.3} ms, max {:>7.3} ms; CPU while waiting {:.2}% of a core (target ≤ 10 ms, < 2 %)",
+        median(latencies.clone()).as_secs_f64() * 1e3,
+        latencies.iter().max().unwrap().as_secs_f64() * 1e3,
+        cpu_share[cpu_share.len() / 2] * 100.0
+    );
+}
+
 fn tcp_probe(rounds: usize) {
     let mut latencies = Vec::new();
     for _ in 0..rounds {
@@ -346,5 +409,8 @@ fn main() {
     kill_escalation(if full { 10 } else { 1 });
     under_flood(if full { 10 } else { 1 });
     tcp_probe(rounds);
+    for delay in [100, 500, 2000] {
+        late_listener(if full { delay } else { 10 }, if full { 7 } else { 1 });
+    }
     many_pods(if full { 1000 } else { 20 });
 }

@@ -82,6 +82,8 @@ Options:
                           http://HOST:PORT/PATH, file:PATH, exec:COMMAND; repeatable, all
                           must hold
   -t, --timeout-ready DUR time allowed to become ready (default 600s; 0 = no limit)
+      --ready-interval DUR how often a tcp/http/file/exec check is tried (default: every
+                          10ms for this machine's addresses, backing off to 1s for others)
   -g, --grace DUR         time between the stop signal and SIGKILL (default 10s)
   -s, --stop-signal SIG   signal that asks the command to stop (default TERM)
   -e, --env KEY=VALUE     set a variable for the command (repeatable)
@@ -156,6 +158,7 @@ const RUN_OPTIONS: &[&str] = &[
     "--name",
     "--ready",
     "--timeout-ready",
+    "--ready-interval",
     "--grace",
     "--stop-signal",
     "--env",
@@ -288,6 +291,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut json = false;
     let mut restart = RestartPolicy::No;
     let mut stdin: Option<podvisor::Input> = None;
+    let mut ready_interval = None;
     let mut iter = args.into_iter();
     let mut command: Vec<OsString> = Vec::new();
     while let Some(arg) = iter.next() {
@@ -372,6 +376,14 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                     .parse()
                     .map_err(|e| format!("--restart: {e}"))?;
             }
+            "--ready-interval" => {
+                let d =
+                    parse_duration(&value("DUR")?).map_err(|e| format!("--ready-interval: {e}"))?;
+                if d.is_zero() {
+                    return Err("--ready-interval: expected a duration of at least 1ms".into());
+                }
+                ready_interval = Some(d);
+            }
             "--stdin" => {
                 stdin = Some(match value("inherit|null")?.as_str() {
                     "inherit" => podvisor::Input::Inherit,
@@ -421,6 +433,9 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     }
     if env_clear {
         config = config.env_clear();
+    }
+    if let Some(interval) = ready_interval {
+        config = config.ready_interval(interval);
     }
     let config = config
         .timeout_ready(timeout_ready)

@@ -188,6 +188,7 @@ impl<'de> Deserialize<'de> for CommandValue {
 struct RawPod {
     command: Spanned<CommandValue>,
     ready: Option<Spanned<OneOrMany>>,
+    ready_interval: Option<Spanned<DurationValue>>,
     timeout_ready: Option<Spanned<DurationValue>>,
     grace: Option<Spanned<DurationValue>>,
     stop_signal: Option<Spanned<String>>,
@@ -212,6 +213,7 @@ pub struct PlannedPod {
     cwd: Option<String>,
     ready: Vec<String>,
     timeout_ready: Option<Duration>,
+    ready_interval: Option<Duration>,
     grace: Option<Duration>,
     stop_signal: Option<Signal>,
 }
@@ -236,6 +238,9 @@ impl PlannedPod {
         for check in &self.ready {
             let readiness: Readiness = fill(check).parse()?;
             config = config.ready(readiness);
+        }
+        if let Some(interval) = self.ready_interval {
+            config = config.ready_interval(interval);
         }
         if let Some(t) = self.timeout_ready {
             config = config.timeout_ready((!t.is_zero()).then_some(t));
@@ -742,6 +747,7 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         cwd,
         ready: Vec::new(),
         timeout_ready: None,
+        ready_interval: None,
         grace: None,
         stop_signal: None,
     };
@@ -770,6 +776,17 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             ));
         }
         planned.ready = checks.into_iter().filter(|c| c != "none").collect();
+    }
+    if let Some(value) = raw.ready_interval {
+        let span = value.span();
+        let interval = duration(at, name, "ready_interval", value)?;
+        if interval.is_zero() {
+            return Err(at.at(
+                span,
+                format!("pod {name}: key ready_interval: expected a duration of at least 1ms"),
+            ));
+        }
+        planned.ready_interval = Some(interval);
     }
     if let Some(value) = raw.timeout_ready {
         planned.timeout_ready = Some(duration(at, name, "timeout_ready", value)?);
@@ -1298,6 +1315,7 @@ oneshot = true
             ("[pod.a]\ncommand = [\"x\"]\ngrace = \"10\"\n", 3, "key grace", "did you mean 10s?"),
             ("[pod.a]\ncommand = [\"x\"]\ngrace = \"0.1ms\"\n", 3, "pod a: key grace", "smallest duration is 1ms"),
             ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"1e-9s\"\n", 3, "key timeout_ready", "unknown unit"),
+            ("[pod.a]\ncommand = [\"x\"]\nready_interval = 0\n", 3, "key ready_interval", "at least 1ms"),
             ("[pod.a]\ncommand = [\"x\"]\ntimeout_ready = \"0.0000000001s\"\n", 3, "pod a: key timeout_ready", "smallest duration is 1ms"),
             ("[pod.a]\ncommand = [\"x\"]\ncolour = \"red\"\n", 3, "colour", "expected"),
             ("[pod.a]\n", 1, "command", "missing"),

@@ -287,15 +287,21 @@ impl Future for Driver {
         let this = self.get_mut();
         this.shared.set_driver_waker(cx.waker());
         let mut budget = [OUTPUT_BUDGET, OUTPUT_BUDGET];
-        for _ in 0..PASSES {
+        for pass in 0..PASSES {
             let mut more = false;
             // The spawn's answer first (the notify socket needs to know the pod's pid);
             // then input: what was buffered when the driver woke is taken in before the
             // deadlines are judged.
-            let mut progressed = this.poll_spawn(cx);
-            progressed |= this.poll_notify(cx, &mut more);
-            progressed |= this.poll_output(cx, Stream::Stdout, &mut budget[0], false);
-            progressed |= this.poll_output(cx, Stream::Stderr, &mut budget[1], false);
+            let spawned = this.poll_spawn(cx);
+            let mut progressed = spawned;
+            // The socket and pipes are read once per wake-up (and when they just came):
+            // a read that finds nothing registers for the next wake-up, so reading them
+            // again in later passes would only cost system calls.
+            if pass == 0 || spawned {
+                progressed |= this.poll_notify(cx, &mut more);
+                progressed |= this.poll_output(cx, Stream::Stdout, &mut budget[0], false);
+                progressed |= this.poll_output(cx, Stream::Stderr, &mut budget[1], false);
+            }
             progressed |= this.poll_probes(cx);
             progressed |= this.poll_thread();
             progressed |= this.poll_exit(cx);
