@@ -154,6 +154,7 @@ impl PodCgroup {
     pub(crate) fn new() -> Option<PodCgroup> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let base = base()?;
+        remove_left();
         let dir = base.join(format!("pod-{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
         fs::create_dir(&dir).ok()?;
         let procs = rustix::fs::open(
@@ -204,11 +205,24 @@ impl PodCgroup {
     }
 }
 
+/// Cgroups of ended pods whose removal failed because killed members were still on their
+/// way out; tried again whenever a pod's cgroup is made or dropped (and the keeper removes
+/// what is left when podvisor exits), so a long run with restarts does not pile them up.
+static LEFT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn remove_left() {
+    let mut left = LEFT.lock().unwrap_or_else(|e| e.into_inner());
+    left.retain(|dir| fs::remove_dir(dir).is_err() && dir.exists());
+}
+
 impl Drop for PodCgroup {
     fn drop(&mut self) {
-        // Fails while killed members are still on their way out; the keeper removes what
-        // is left when podvisor exits.
-        let _ = fs::remove_dir(&self.dir);
+        if fs::remove_dir(&self.dir).is_err() && self.dir.exists() {
+            LEFT.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.dir.clone());
+        }
+        remove_left();
     }
 }
 
