@@ -93,6 +93,7 @@ fn every_mutation_is_caught() {
         Mutation::ExitedEarlyAsFailedToStart,
         Mutation::DeadlineFromSpawn,
         Mutation::MissedReap,
+        Mutation::ReadyAfterZero,
     ] {
         let config = Config {
             cases: 5_000,

@@ -185,7 +185,7 @@ pub fn batch(
 }
 
 /// The mutations, by name.
-pub const MUTATIONS: [(&str, Mutation); 4] = [
+pub const MUTATIONS: [(&str, Mutation); 5] = [
     ("kill-one-tick-early", Mutation::KillOneTickEarly),
     (
         "exited-early-as-failed-to-start",
@@ -193,6 +193,7 @@ pub const MUTATIONS: [(&str, Mutation); 4] = [
     ),
     ("deadline-from-spawn", Mutation::DeadlineFromSpawn),
     ("missed-reap", Mutation::MissedReap),
+    ("ready-after-zero", Mutation::ReadyAfterZero),
 ];
 
 /// The driver-model mutations, by name.

@@ -138,7 +138,7 @@ impl Checker {
             State::Killing
         } else if self.closing {
             State::Stopping
-        } else if self.expected_start == Some(Expected::Ready) {
+        } else if matches!(self.expected_start, Some(Expected::Ready(_))) {
             State::Ready
         } else if self.started {
             State::Started
@@ -246,11 +246,10 @@ impl Checker {
         let start_at = self.start_at.unwrap_or(Time::ZERO);
         let ok = match (&self.expected_start, got) {
             (None, None) => true,
-            (Some(Expected::Ready), Some(StartResult::Ready { after })) => {
-                start_at.checked_add(*after).is_some_and(|t| t <= now)
-                    && self
-                        .deadline
-                        .is_none_or(|d| start_at.checked_add(*after).is_some_and(|t| t < d))
+            // Exactly the time from the start to the instant readiness was reached, and
+            // before the deadline.
+            (Some(Expected::Ready(at)), Some(StartResult::Ready { after })) => {
+                start_at.checked_add(*after) == Some(*at) && self.deadline.is_none_or(|d| *at < d)
             }
             (
                 Some(Expected::SpawnFailed),

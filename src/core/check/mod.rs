@@ -46,7 +46,8 @@ impl std::error::Error for Violation {}
 /// The start result the history calls for, without the durations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Expected {
-    Ready,
+    /// Ready, reached at this instant.
+    Ready(Time),
     SpawnFailed,
     RuntimeFailed(ExitStatus),
     ExitedEarly(ExitStatus),

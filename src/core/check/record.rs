@@ -202,7 +202,7 @@ impl Checker {
             && self.alive()
             && self.latched == CheckSet::first(self.checks.len())
         {
-            self.expected_start = Some(Expected::Ready);
+            self.expected_start = Some(Expected::Ready(now));
         }
     }
 }

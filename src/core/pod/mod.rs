@@ -45,6 +45,8 @@ pub enum Mutation {
     DeadlineFromSpawn,
     /// An exit while stopping is not recorded (the reap is missed).
     MissedReap,
+    /// Ready is reported as reached at once (`after` is zero).
+    ReadyAfterZero,
 }
 
 /// One pod's lifecycle: events in with the current time, actions and deadlines out.
@@ -384,7 +386,10 @@ impl PodMachine {
     }
 
     fn on_ready(&mut self, now: Time) {
-        let after = now.saturating_duration_since(self.start_at.unwrap_or(now));
+        let mut after = now.saturating_duration_since(self.start_at.unwrap_or(now));
+        if self.mutation == Some(Mutation::ReadyAfterZero) {
+            after = std::time::Duration::ZERO;
+        }
         self.start_result = Some(StartResult::Ready { after });
         self.ready_deadline = None;
         self.stop_probes();
