@@ -54,8 +54,9 @@ pub enum Op {
     Exit(ExitStatus),
     /// `Event::Close`, with a grace in milliseconds or the spec's.
     Close(Option<u16>),
-    /// An event of another generation.
-    Foreign,
+    /// An event of another generation: an exit, a spawn answer, a ready datagram, a line,
+    /// or a successful probe, by the value modulo 5.
+    Foreign(u8),
     /// `Event::Tick` this many milliseconds later (0: another event at the same instant).
     Advance(u16),
     /// `Event::Tick` at the machine's next deadline.
@@ -156,9 +157,28 @@ pub fn run(spec: PodSpec, ops: &[Op], mutation: Option<Mutation>) -> Result<(), 
             Op::Close(grace) => Event::Close {
                 grace: grace.map(|g| Duration::from_millis(u64::from(g))),
             },
-            Op::Foreign => Event::Exited {
-                generation: foreign,
-                status: ExitStatus::Code(0),
+            Op::Foreign(kind) => match kind % 5 {
+                0 => Event::Exited {
+                    generation: foreign,
+                    status: ExitStatus::Code(0),
+                },
+                1 => Event::Spawned {
+                    generation: foreign,
+                },
+                2 => Event::Notify {
+                    generation: foreign,
+                    datagram: b"READY=1\nX_PODVISOR_STARTED=1",
+                },
+                3 => Event::OutputLine {
+                    generation: foreign,
+                    stream: Stream::Stdout,
+                    line: b"ready",
+                },
+                _ => Event::ProbeFinished {
+                    generation: foreign,
+                    attempt: attempts.last().copied().unwrap_or(0),
+                    ok: true,
+                },
             },
             Op::Advance(ms) => {
                 now = now.saturating_add_millis(*ms);
@@ -300,7 +320,7 @@ pub fn run_bytes(data: &[u8]) -> Result<(), Violation> {
                 ExitStatus::Signal(i32::from(arg >> 1))
             }),
             8 => Op::Close((arg & 1 == 0).then(|| u16::from(arg) * 4)),
-            9 => Op::Foreign,
+            9 => Op::Foreign(arg),
             10 | 11 => Op::Advance(u16::from(arg) * 8),
             12 => Op::Advance(0),
             _ => Op::AdvanceToTimeout,

@@ -48,7 +48,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         ]
         .prop_map(Op::Exit),
         2 => prop::option::of(0u16..1_500).prop_map(Op::Close),
-        1 => Just(Op::Foreign),
+        2 => any::<u8>().prop_map(Op::Foreign),
         4 => (0u16..800).prop_map(Op::Advance),
         2 => Just(Op::Advance(0)),
         4 => Just(Op::AdvanceToTimeout),
@@ -94,6 +94,7 @@ fn every_mutation_is_caught() {
         Mutation::DeadlineFromSpawn,
         Mutation::MissedReap,
         Mutation::ReadyAfterZero,
+        Mutation::ForeignSpawnedOrNotify,
     ] {
         let config = Config {
             cases: 5_000,

@@ -185,7 +185,7 @@ pub fn batch(
 }
 
 /// The mutations, by name.
-pub const MUTATIONS: [(&str, Mutation); 5] = [
+pub const MUTATIONS: [(&str, Mutation); 6] = [
     ("kill-one-tick-early", Mutation::KillOneTickEarly),
     (
         "exited-early-as-failed-to-start",
@@ -194,6 +194,10 @@ pub const MUTATIONS: [(&str, Mutation); 5] = [
     ("deadline-from-spawn", Mutation::DeadlineFromSpawn),
     ("missed-reap", Mutation::MissedReap),
     ("ready-after-zero", Mutation::ReadyAfterZero),
+    (
+        "foreign-spawned-or-notify",
+        Mutation::ForeignSpawnedOrNotify,
+    ),
 ];
 
 /// The driver-model mutations, by name.

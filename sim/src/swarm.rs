@@ -45,10 +45,13 @@ pub enum Fault {
     /// The supervisor is paused (SIGSTOP, a starved CPU) while input arrives; on resume
     /// its clock has jumped, often past a deadline.
     SupervisorPaused,
+    /// A spawn answer and a ready datagram of another generation (a restarted pod's
+    /// predecessor, a confused driver): they must be ignored.
+    StaleGeneration,
 }
 
 /// Every fault, in a fixed order.
-pub const FAULTS: [Fault; 17] = [
+pub const FAULTS: [Fault; 18] = [
     Fault::SpawnFailure,
     Fault::CrashInSetup,
     Fault::ExitBeforeReady,
@@ -66,6 +69,7 @@ pub const FAULTS: [Fault; 17] = [
     Fault::SameInstant,
     Fault::FloodOutput,
     Fault::SupervisorPaused,
+    Fault::StaleGeneration,
 ];
 
 impl Fault {
@@ -89,6 +93,7 @@ impl Fault {
             Fault::SameInstant => "same-instant",
             Fault::FloodOutput => "flood-output",
             Fault::SupervisorPaused => "supervisor-paused",
+            Fault::StaleGeneration => "stale-generation",
         }
     }
 }

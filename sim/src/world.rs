@@ -124,6 +124,8 @@ pub(crate) struct Process {
     term_delay: Duration,
     grandchildren: bool,
     malformed: bool,
+    /// Events of another generation arrive too.
+    stale: bool,
     duplicate: bool,
     after_exit: bool,
     extend: Option<(Duration, Duration)>,
@@ -149,6 +151,8 @@ pub(crate) enum WorldEvent {
     Started,
     Ready,
     Malformed,
+    /// An event of another generation: 0 a spawn answer, 1 a ready datagram.
+    Stale(u64),
     Extend(Duration),
     Exit(ExitStatus),
     LateNotify,
@@ -293,6 +297,7 @@ impl World {
             term_delay: ms(self.rng.range(0, 20)),
             grandchildren: false,
             malformed: false,
+            stale: false,
             duplicate: false,
             after_exit: false,
             extend: None,
@@ -338,6 +343,7 @@ impl World {
         }
         proc.grandchildren = self.fault(Fault::Grandchildren);
         proc.malformed = self.fault(Fault::MalformedNotify);
+        proc.stale = self.fault(Fault::StaleGeneration);
         proc.duplicate = self.fault(Fault::DuplicateNotify);
         proc.after_exit = self.fault(Fault::NotifyAfterExit);
         if self.fault(Fault::ExtendTimeout) {
@@ -572,6 +578,12 @@ impl World {
             let d = ms(self.rng.range(0, 1_000));
             self.schedule(at(d), i, WorldEvent::Malformed);
         }
+        if self.procs[i].stale {
+            for kind in 0..2 {
+                let d = ms(self.rng.range(0, 1_000));
+                self.schedule(at(d), i, WorldEvent::Stale(kind));
+            }
+        }
         if let Some((when, by)) = extend {
             self.schedule(at(when), i, WorldEvent::Extend(by));
         }
@@ -686,6 +698,13 @@ impl World {
                 generation,
                 stream: Stream::Stdout,
                 line: b"GET /health 200 0.3ms",
+            },
+            WorldEvent::Stale(0) => Event::Spawned {
+                generation: Generation(generation.0 + 1),
+            },
+            WorldEvent::Stale(_) => Event::Notify {
+                generation: Generation(generation.0 + 1),
+                datagram: b"READY=1\nX_PODVISOR_STARTED=1",
             },
             WorldEvent::Malformed => Event::Notify {
                 generation,
@@ -828,6 +847,7 @@ fn discriminant(event: &WorldEvent) -> u64 {
         WorldEvent::Started => 4,
         WorldEvent::Ready => 5,
         WorldEvent::Malformed => 6,
+        WorldEvent::Stale(kind) => 19 + kind * 32,
         WorldEvent::Extend(d) => 7 + d.as_nanos() as u64 * 16,
         WorldEvent::Exit(_) => 8,
         WorldEvent::LateNotify => 9,

@@ -47,6 +47,8 @@ pub enum Mutation {
     MissedReap,
     /// Ready is reported as reached at once (`after` is zero).
     ReadyAfterZero,
+    /// `Spawned` and `Notify` of another generation are taken as this one's.
+    ForeignSpawnedOrNotify,
 }
 
 /// One pod's lifecycle: events in with the current time, actions and deadlines out.
@@ -284,14 +286,16 @@ impl PodMachine {
         match event {
             Event::Tick => {}
             Event::Start => self.on_start(now),
-            Event::Spawned { generation } if self.current(generation) => self.on_spawned(now),
+            Event::Spawned { generation } if self.current_or_mutated(generation) => {
+                self.on_spawned(now)
+            }
             Event::SpawnFailed { generation, error } if self.current(generation) => {
                 self.on_spawn_failed(error)
             }
             Event::Notify {
                 generation,
                 datagram,
-            } if self.current(generation) => self.on_notify(datagram, now),
+            } if self.current_or_mutated(generation) => self.on_notify(datagram, now),
             Event::OutputLine {
                 generation,
                 stream,
@@ -316,6 +320,11 @@ impl PodMachine {
 
     fn current(&self, generation: Generation) -> bool {
         generation == self.generation
+    }
+
+    /// [`PodMachine::current`], unless a mutation accepts any generation.
+    fn current_or_mutated(&self, generation: Generation) -> bool {
+        self.current(generation) || self.mutation == Some(Mutation::ForeignSpawnedOrNotify)
     }
 
     fn set_state(&mut self, state: State) {
