@@ -189,6 +189,25 @@ impl PodCgroup {
         text.lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
 
+    /// Whether process `pid` joined this cgroup (or has already ended: then it does not
+    /// matter).
+    pub(crate) fn holds(&self, pid: u32) -> bool {
+        match fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+            Ok(text) => {
+                let name = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let base = self
+                    .dir
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("");
+                text.lines()
+                    .any(|l| l.starts_with("0::") && l.ends_with(&format!("/{base}/{name}")))
+            }
+            Err(_) => true,
+        }
+    }
+
     /// SIGKILL to every process in the cgroup, wherever its process group or session.
     pub(crate) fn kill(&self) {
         if fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
@@ -212,7 +231,10 @@ static LEFT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 fn remove_left() {
     let mut left = LEFT.lock().unwrap_or_else(|e| e.into_inner());
-    left.retain(|dir| fs::remove_dir(dir).is_err() && dir.exists());
+    left.retain(|dir| {
+        remove_tree(dir);
+        dir.exists()
+    });
 }
 
 impl Drop for PodCgroup {

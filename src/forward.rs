@@ -116,11 +116,19 @@ impl Sink {
         }
     }
 
-    /// Waits until everything queued has been written (or the stream closed).
-    fn flush(&self) {
+    /// Waits until everything queued has been written (or the stream closed), until
+    /// `deadline` at the latest.
+    fn flush(&self, deadline: std::time::Instant) {
         let mut queue = self.lock();
         while queue.bytes > 0 && !self.is_closed() {
-            queue = self.drained.wait(queue).unwrap_or_else(|e| e.into_inner());
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                return;
+            };
+            queue = self
+                .drained
+                .wait_timeout(queue, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -225,11 +233,17 @@ pub async fn closed(stream: Stream) {
     }
 }
 
+/// How long [`flush`] waits for a reader that does not read.
+pub const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Waits until the forwarded output queued so far for podvisor's standard output and error
-/// has been written, or its reader went away. Call it before the process exits:
-/// forwarded output is written by a thread of its own, and `std::process::exit` does not
-/// wait for it. Output of pods still running may follow.
+/// has been written, its reader went away, or [`FLUSH_LIMIT`] passed (a reader that is
+/// alive but does not read must not keep the process from exiting; what is left is
+/// lost). Call it before the process exits: forwarded output is written by a thread of
+/// its own, and `std::process::exit` does not wait for it. Output of pods still running
+/// may follow.
 pub fn flush() {
-    sink(Stream::Stdout).flush();
-    sink(Stream::Stderr).flush();
+    let deadline = std::time::Instant::now() + FLUSH_LIMIT;
+    sink(Stream::Stdout).flush(deadline);
+    sink(Stream::Stderr).flush(deadline);
 }

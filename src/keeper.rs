@@ -5,8 +5,8 @@
 //! cgroup when its owner dies. So at the first spawn podvisor starts a keeper: `sh`
 //! running a short script, in a process group of its own (a Ctrl-C at the terminal does
 //! not reach it) and ignoring the signals a terminal sends. podvisor writes it one line
-//! per pod process group (`+PGID` when spawned, `-PGID` once swept) over a pipe only
-//! podvisor holds. When podvisor is gone, the pipe reaches its end, and the keeper sends
+//! per pod process group (`+PGID` when spawned, `-PGID` once swept) over a socket only
+//! podvisor holds. When podvisor is gone, the socket reaches its end, and the keeper sends
 //! SIGKILL to every process group still listed and to podvisor's cgroups (when there are
 //! any: every process of every pod, also those that left their group), then removes those
 //! cgroups and exits. On a normal exit the same happens with nothing left to kill.
@@ -14,7 +14,6 @@
 //! It is a shell so that the library needs no binary of its own and no fork without exec
 //! in a threaded program. It costs one process per podvisor, started once.
 
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -44,9 +43,10 @@ fi
 "#;
 
 struct Keeper {
-    /// The write end of the keeper's standard input (non-blocking: podvisor's driver
-    /// must never wait for it).
-    pipe: Mutex<std::fs::File>,
+    /// podvisor's end of the keeper's standard input, a socket: written without blocking
+    /// (podvisor's driver never waits for the keeper) and without SIGPIPE (a keeper that
+    /// died must not kill a program that restored SIGPIPE's default).
+    socket: Mutex<std::os::unix::net::UnixStream>,
 }
 
 fn keeper() -> Option<&'static Keeper> {
@@ -55,9 +55,8 @@ fn keeper() -> Option<&'static Keeper> {
 }
 
 fn start() -> std::io::Result<Keeper> {
-    let (read, write): (OwnedFd, OwnedFd) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    rustix::fs::fcntl_setfl(&write, rustix::fs::OFlags::NONBLOCK)?;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
     let base = crate::cgroup::base()
         .map(|p| p.as_os_str().to_owned())
         .unwrap_or_default();
@@ -65,7 +64,7 @@ fn start() -> std::io::Result<Keeper> {
     command
         .args(["-c", SCRIPT, "podvisor-keeper"])
         .arg(base)
-        .stdin(Stdio::from(read))
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -76,15 +75,16 @@ fn start() -> std::io::Result<Keeper> {
         .name("podvisor-keeper".into())
         .spawn(move || child.wait());
     Ok(Keeper {
-        pipe: Mutex::new(std::fs::File::from(write)),
+        socket: Mutex::new(ours),
     })
 }
 
 fn tell(line: String) {
     if let Some(keeper) = keeper() {
-        let mut pipe = keeper.pipe.lock().unwrap_or_else(|e| e.into_inner());
-        // A full pipe or a dead keeper loses this line; podvisor never waits for it.
-        let _ = pipe.write_all(line.as_bytes());
+        let socket = keeper.socket.lock().unwrap_or_else(|e| e.into_inner());
+        // A full buffer (a keeper stopped for long) or a dead keeper loses this line;
+        // podvisor never waits for it.
+        let _ = rustix::net::send(&*socket, line.as_bytes(), rustix::net::SendFlags::NOSIGNAL);
     }
 }
 

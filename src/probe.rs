@@ -237,7 +237,7 @@ impl ExecAttempt {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = crate::reaper::spawn_claimed(|| command.spawn())?;
+        let child = crate::reaper::spawn_claimed_here(|| command.spawn())?;
         Ok(ExecAttempt { child, done: false })
     }
 

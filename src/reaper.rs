@@ -21,15 +21,39 @@ static OURS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Held while a child is spawned and claimed, so the orphan reaper cannot take a child
-/// that died before it was claimed.
+/// Held by the spawning thread while a child is spawned and claimed, so the orphan reaper
+/// cannot take a child that died before it was claimed. The reaper never waits for it (it
+/// runs on the driver thread, which must not wait for a spawn): it leaves the round to
+/// the spawning thread, which reaps once its spawn is claimed.
 static SPAWNING: Mutex<()> = Mutex::new(());
 
-/// Spawns a child with `spawn` and claims it, as one step for the orphan reaper.
+/// A reaping round was skipped because a spawn was under way.
+static SKIPPED: AtomicBool = AtomicBool::new(false);
+
+/// On the spawning thread: spawns a child with `spawn` and claims it, as one step for the
+/// orphan reaper.
 pub(crate) fn spawn_claimed(
     spawn: impl FnOnce() -> std::io::Result<async_process::Child>,
 ) -> std::io::Result<async_process::Child> {
-    let _spawning = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+    let result = {
+        let _spawning = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+        let result = spawn();
+        if let Ok(child) = &result {
+            claim(child.id());
+        }
+        result
+    };
+    if SKIPPED.swap(false, Ordering::AcqRel) {
+        reap_orphans();
+    }
+    result
+}
+
+/// On the driver thread (where the reaper runs too, so nothing can come between): spawns
+/// a child and claims it.
+pub(crate) fn spawn_claimed_here(
+    spawn: impl FnOnce() -> std::io::Result<async_process::Child>,
+) -> std::io::Result<async_process::Child> {
     let child = spawn()?;
     claim(child.id());
     Ok(child)
@@ -87,7 +111,29 @@ pub fn enable() -> std::io::Result<()> {
 
 /// Reaps every zombie child that podvisor did not spawn itself.
 fn reap_orphans() {
-    let _spawning = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+    if !ENABLED.load(Ordering::Acquire) {
+        return;
+    }
+    let try_lock = || match SPAWNING.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    let _spawning = match try_lock() {
+        Some(guard) => guard,
+        None => {
+            // The spawning thread reaps when its spawn is claimed. Look once more: if it
+            // finished before seeing the flag, the round is ours after all.
+            SKIPPED.store(true, Ordering::Release);
+            match try_lock() {
+                Some(guard) => {
+                    SKIPPED.store(false, Ordering::Release);
+                    guard
+                }
+                None => return,
+            }
+        }
+    };
     let me = std::process::id();
     for pid in zombie_children(me) {
         if OURS

@@ -40,28 +40,45 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
             ));
         }
         let value = value.trim();
+        // After a closing quote, only a comment may follow.
+        let only_comment = |after: &str| {
+            let after = after.trim_start();
+            if after.is_empty() || after.starts_with('#') {
+                Ok(())
+            } else {
+                Err((
+                    line_number,
+                    format!("{after:?} after the closing quote; expected nothing or a # comment"),
+                ))
+            }
+        };
         let value = if let Some(rest) = value.strip_prefix('\'') {
-            rest.strip_suffix('\'')
-                .ok_or((line_number, "a single quote is not closed".to_string()))?
-                .to_string()
+            let end = rest
+                .find('\'')
+                .ok_or((line_number, "a single quote is not closed".to_string()))?;
+            only_comment(&rest[end + 1..])?;
+            rest[..end].to_string()
         } else if let Some(rest) = value.strip_prefix('"') {
-            let inner = rest
-                .strip_suffix('"')
-                .ok_or((line_number, "a double quote is not closed".to_string()))?;
             let mut out = String::new();
-            let mut chars = inner.chars();
-            while let Some(c) = chars.next() {
-                if c != '\\' {
-                    out.push(c);
-                    continue;
-                }
-                match chars.next() {
-                    Some('n') => out.push('\n'),
-                    Some('t') => out.push('\t'),
-                    Some(other) => out.push(other),
-                    None => out.push('\\'),
+            let mut chars = rest.char_indices();
+            let mut closed = None;
+            while let Some((at, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        closed = Some(at);
+                        break;
+                    }
+                    '\\' => match chars.next().map(|(_, c)| c) {
+                        Some('n') => out.push('\n'),
+                        Some('t') => out.push('\t'),
+                        Some(other) => out.push(other),
+                        None => out.push('\\'),
+                    },
+                    c => out.push(c),
                 }
             }
+            let end = closed.ok_or((line_number, "a double quote is not closed".to_string()))?;
+            only_comment(&rest[end + 1..])?;
             out
         } else {
             value
@@ -99,6 +116,11 @@ pub fn interpolate(text: &str, vars: &Vars) -> Result<String, String> {
                 .ok_or_else(|| format!("\"${{\" is not closed in {text:?}; {HINT}"))?;
             let inner = &after[..end];
             rest = &after[end + 1..];
+            if inner.contains("${") {
+                return Err(format!(
+                    "\"${{{inner}}}}}\": a variable inside a default is not supported; expected ${{NAME:-text}}"
+                ));
+            }
             let name_end = inner
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(inner.len());
@@ -205,6 +227,7 @@ mod tests {
             ("${HOME:+x}", "is not understood"),
             ("echo $1", "write $$ for a literal $"),
             ("cost: $ 5", "write $$"),
+            ("${A:-${B}}", "a variable inside a default is not supported"),
         ] {
             let error = interpolate(text, &v).unwrap_err();
             assert!(error.contains(expected), "{text}: {error}");
@@ -214,7 +237,7 @@ mod tests {
 
     #[test]
     fn dotenv_lines() {
-        let text = "# comment\n\nA=1\nexport B = two words # note\nC='single #kept'\nD=\"a\\nb \\\"q\\\"\"\nE=\n";
+        let text = "# comment\n\nA=1\nexport B = two words # note\nC='single #kept' # note\nD=\"a\\nb \\\"q\\\"\" # note\nE=\n";
         assert_eq!(
             parse(text).unwrap(),
             vec![

@@ -527,7 +527,18 @@ fn variables(dir: Option<&Path>) -> Result<Vars, FileError> {
     let mut vars = Vars::new();
     if let Some(dir) = dir {
         let path = dir.join(".env");
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        let read = std::fs::read_to_string(&path);
+        if let Err(e) = &read {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(FileError {
+                    path: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read the .env file beside the deployment file: {e}"),
+                });
+            }
+        }
+        if let Ok(text) = read {
             let pairs = dotenv::parse(&text).map_err(|(line, message)| FileError {
                 path: path.display().to_string(),
                 line,

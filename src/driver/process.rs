@@ -412,6 +412,10 @@ pub(super) fn spawn_process(
     // podvisor reaps and kills through the core's actions, never implicitly on drop.
     command.kill_on_drop(false);
     let child = crate::reaper::spawn_claimed(|| command.spawn())?;
+    // Joining happens in the child, which cannot report a failure (a delegation that does
+    // not reach podvisor's own cgroup, say): a pod outside its cgroup must not be taken
+    // for contained.
+    let cgroup = cgroup.filter(|c| c.holds(child.id()));
     Ok((child, cgroup))
 }
 
