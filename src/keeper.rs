@@ -32,7 +32,13 @@ while IFS= read -r line; do
 done
 for g in $groups; do kill -9 "-$g" 2>/dev/null; done
 if [ -n "$base" ] && [ -d "$base" ]; then
-  echo 1 > "$base/cgroup.kill" 2>/dev/null
+  if ! { echo 1 > "$base/cgroup.kill"; } 2>/dev/null; then
+    # Before Linux 5.14 there is no cgroup.kill: signal every member one by one.
+    for d in "$base"/*/; do
+      [ -f "$d/cgroup.procs" ] || continue
+      while IFS= read -r p; do kill -9 "$p" 2>/dev/null; done < "$d/cgroup.procs"
+    done
+  fi
   i=0
   while [ -d "$base" ] && [ $i -lt 100 ]; do
     for d in "$base"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
