@@ -6,7 +6,6 @@
 //! - exit detection: child exits → end observed (target: median < 1 ms);
 //! - kill escalation: SIGKILL after the grace period, overshoot (target: < 5 ms, never
 //!   before);
-//! - TCP probe: child listens → ready observed (target: median < 5 ms);
 //! - under flood: the same SIGKILL overshoot and another pod's start→ready while two pods
 //!   run `yes` (target: a few ms);
 //! - a late listener: listen → ready when the server listens 0.1, 0.5 or 2 s after its
@@ -300,54 +299,6 @@ fn late_listener(delay_ms: u64, rounds: usize) {
     );
 }
 
-fn tcp_probe(rounds: usize) {
-    let mut latencies = Vec::new();
-    for _ in 0..rounds {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let pod = Pod::new(
-            PodConfig::new(FIXTURE)
-                .args([
-                    "sleep",
-                    "30",
-                    "listen",
-                    &port.to_string(),
-                    "stamp",
-                    "listening-at",
-                    "forever",
-                ])
-                .ready(Readiness::Tcp {
-                    host: "127.0.0.1".into(),
-                    port,
-                }),
-        )
-        .unwrap();
-        pod.start_and_wait_blocking().unwrap();
-        let observed = monotonic_nanos();
-        // The stamp is written right after listen(); it may trail the probe slightly.
-        let lines = loop {
-            let lines = pod.last_lines();
-            if lines.iter().any(|l| l.starts_with("listening-at")) {
-                break lines;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        let listened = stamp(&lines, "listening-at");
-        latencies.push(Duration::from_nanos(
-            observed.saturating_sub(listened) as u64
-        ));
-        pod.close_blocking();
-    }
-    println!(
-        "TCP probe (listen → ready observed) median {:>8.3} ms, p90 {:>8.3} ms (target median < 5 ms)",
-        median(latencies.clone()).as_secs_f64() * 1e3,
-        p90(latencies).as_secs_f64() * 1e3
-    );
-}
-
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -408,8 +359,7 @@ fn main() {
     exit_detection(rounds);
     kill_escalation(if full { 10 } else { 1 });
     under_flood(if full { 10 } else { 1 });
-    tcp_probe(rounds);
-    for delay in [100, 500, 2000] {
+    for delay in [30, 100, 500, 2000] {
         late_listener(if full { delay } else { 10 }, if full { 7 } else { 1 });
     }
     many_pods(if full { 1000 } else { 20 });
