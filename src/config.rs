@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::core::{self, Check, PodSpec, ProbeSchedule, Stream};
+use crate::core::{self, Check, HealthCheck, PodSpec, ProbeSchedule, Stream};
 use crate::Signal;
 
 /// How often a probe of a target on this machine is tried.
@@ -195,6 +195,13 @@ pub struct PodConfig {
     pub(crate) last_lines: usize,
     /// The readiness probes' schedule, when set; otherwise chosen per target.
     pub(crate) ready_schedule: Option<ProbeSchedule>,
+    /// The readiness probes' attempt timeout, when set.
+    pub(crate) ready_timeout: Option<Duration>,
+    /// Health checks (probe kinds only) and their common schedule.
+    pub(crate) health: Vec<Readiness>,
+    pub(crate) health_schedule: HealthCheck,
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) watchdog_signal: Signal,
     pub(crate) started_by: core::StartedBy,
     pub(crate) prefix: Option<String>,
     pub(crate) death_signal: bool,
@@ -244,6 +251,11 @@ impl PodConfig {
             stderr: Output::Capture,
             last_lines: 20,
             ready_schedule: None,
+            ready_timeout: None,
+            health: Vec::new(),
+            health_schedule: HealthCheck::default(),
+            watchdog: None,
+            watchdog_signal: Signal::ABRT,
             started_by: core::StartedBy::Exec,
             prefix: None,
             death_signal: true,
@@ -400,8 +412,95 @@ impl PodConfig {
         self
     }
 
+    /// How long one attempt of a readiness probe may take (1 s by default).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a health check, run from the instant the pod is ready until it stops:
+    /// `tcp:`, `http://`, `exec:` or `file:` (the same syntax as readiness). When one fails
+    /// [`health_retries`](PodConfig::health_retries) times in a row the pod is unhealthy:
+    /// it is closed the usual way and ends [`End::Unhealthy`](crate::End::Unhealthy).
+    ///
+    /// ```
+    /// use podvisor::PodConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = PodConfig::new("web")
+    ///     .ready("tcp:127.0.0.1:8080".parse().unwrap())
+    ///     .health("http://127.0.0.1:8080/health".parse().unwrap())
+    ///     .health_interval(Duration::from_secs(5))
+    ///     .health_retries(2);
+    /// ```
+    pub fn health(mut self, check: Readiness) -> Self {
+        self.health.push(check);
+        self
+    }
+
+    /// Time between the starts of two attempts of each health check (10 s by default).
+    pub fn health_interval(mut self, interval: Duration) -> Self {
+        self.health_schedule.interval = interval;
+        self
+    }
+
+    /// How long one health attempt may take before it counts as failed (5 s by default);
+    /// an `exec:` attempt that runs over is killed with its process group.
+    pub fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_schedule.timeout = timeout;
+        self
+    }
+
+    /// Consecutive failures of one health check that make the pod unhealthy (3 by
+    /// default).
+    pub fn health_retries(mut self, retries: u32) -> Self {
+        self.health_schedule.retries = retries;
+        self
+    }
+
+    /// Consecutive successes before a health check first passes (1 by default).
+    pub fn health_successes(mut self, successes: u32) -> Self {
+        self.health_schedule.successes = successes;
+        self
+    }
+
+    /// Time after ready during which health failures do not count, until a check first
+    /// succeeds (0 by default).
+    pub fn health_start_period(mut self, period: Duration) -> Self {
+        self.health_schedule.start_period = period;
+        self
+    }
+
+    /// The notify watchdog (systemd's `WatchdogSec=`): the pod gets a notify socket,
+    /// `WATCHDOG_USEC` and `WATCHDOG_PID` (the leader's pid: `sd_watchdog_enabled()`
+    /// ignores the watchdog in any other process, so a wrapper script must `exec` the
+    /// program). Once ready it must send `WATCHDOG=1` more often than `interval`; when it
+    /// does not, or sends `WATCHDOG=trigger`, it is unhealthy: it gets the watchdog signal
+    /// (SIGABRT unless [`watchdog_signal`](PodConfig::watchdog_signal) says otherwise),
+    /// then the grace period and SIGKILL. `WATCHDOG_USEC=N` changes the interval (0 turns
+    /// the watchdog off), `EXTEND_TIMEOUT_USEC=N` pushes the deadline to at least now + N,
+    /// `STOPPING=1` turns it off. Process pods only.
+    pub fn watchdog(mut self, interval: Duration) -> Self {
+        self.watchdog = Some(interval);
+        self
+    }
+
+    /// The signal sent when the watchdog expires (SIGABRT by default).
+    pub fn watchdog_signal(mut self, signal: Signal) -> Self {
+        self.watchdog_signal = signal;
+        self
+    }
+
     /// The schedule of the probe of `readiness`.
     fn schedule_for(&self, readiness: &Readiness) -> ProbeSchedule {
+        let mut schedule = self.default_schedule_for(readiness);
+        if let Some(timeout) = self.ready_timeout {
+            schedule.attempt_timeout = timeout;
+        }
+        schedule
+    }
+
+    fn default_schedule_for(&self, readiness: &Readiness) -> ProbeSchedule {
         if let Some(schedule) = self.ready_schedule {
             return schedule;
         }
@@ -485,7 +584,9 @@ impl PodConfig {
         if matches!(self.host, Host::Thread(_)) {
             return false;
         }
-        self.started_by == core::StartedBy::Notify || self.readiness.contains(&Readiness::Notify)
+        self.started_by == core::StartedBy::Notify
+            || self.readiness.contains(&Readiness::Notify)
+            || self.watchdog.is_some()
     }
 
     pub(crate) fn watches(&self, stream: Stream) -> bool {
@@ -561,6 +662,36 @@ impl PodConfig {
             };
             spec = spec.check(check);
         }
+        for (index, health) in self.health.iter().enumerate() {
+            let bad = |reason: String| ConfigError::BadHealth {
+                name: self.name.clone(),
+                check: index,
+                reason,
+            };
+            match health {
+                Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_) => {
+                    return Err(bad(format!(
+                        "{health} can only say ready; a health check is tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"
+                    )))
+                }
+                Readiness::Http(url) => {
+                    crate::probe::HttpTarget::parse(url).map_err(bad)?;
+                }
+                Readiness::Exec(command) if command.trim().is_empty() => {
+                    return Err(bad("the command is empty".into()))
+                }
+                Readiness::Tcp { .. } | Readiness::File(_) | Readiness::Exec(_) => {}
+            }
+            spec = spec.health(self.health_schedule);
+        }
+        if let Some(watchdog) = self.watchdog {
+            if matches!(self.host, Host::Thread(_)) {
+                return Err(ConfigError::WatchdogOnThread {
+                    name: self.name.clone(),
+                });
+            }
+            spec = spec.watchdog(Some(watchdog));
+        }
         spec.validate().map_err(|error| ConfigError::Spec {
             name: self.name.clone(),
             error,
@@ -594,6 +725,20 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// A health check that cannot work.
+    BadHealth {
+        /// The pod.
+        name: String,
+        /// Index of the health check.
+        check: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A watchdog on a runtime hosted on a thread, which has no notify socket.
+    WatchdogOnThread {
+        /// The pod.
+        name: String,
+    },
     /// The lifecycle core rejected the configuration.
     Spec {
         /// The pod.
@@ -616,6 +761,13 @@ impl fmt::Display for ConfigError {
             ConfigError::BadReadiness { name, check, reason } => {
                 write!(f, "pod {name}: readiness check #{check}: {reason}")
             }
+            ConfigError::BadHealth { name, check, reason } => {
+                write!(f, "pod {name}: health check #{check}: {reason}")
+            }
+            ConfigError::WatchdogOnThread { name } => write!(
+                f,
+                "pod {name}: a watchdog needs a process pod (it pings over the notify socket); a runtime on a thread has none"
+            ),
             ConfigError::Spec { name, error } => write!(f, "pod {name}: {error}"),
         }
     }

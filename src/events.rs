@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use event_listener::Event as Notifier;
 
 use crate::core::deployment::{DeploymentState, MemberState};
-use crate::core::{End, StartResult};
+use crate::core::{End, Health, StartResult};
 use crate::Signal;
 
 /// Events kept for subscribers that are behind.
@@ -84,6 +84,13 @@ pub enum EventKind {
         start: Option<StartResult>,
         /// How it ended.
         end: End,
+    },
+    /// The pod's health changed (after ready, with health checks or a watchdog).
+    Health {
+        /// The new health.
+        health: Health,
+        /// The failure that explains it, for `unhealthy`.
+        message: Option<String>,
     },
     /// A deployment member's state changed.
     Member {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::core::{
-    Action, Check, CheckedPod, Event, ExitStatus, Mutation, PodSpec, ProbeSchedule, SpawnError,
-    SpawnErrorKind, StartedBy, State, Stream, Time, Violation,
+    Action, Check, CheckedPod, Event, ExitStatus, HealthCheck, Mutation, PodSpec, ProbeSchedule,
+    SpawnError, SpawnErrorKind, StartedBy, State, Stream, Time, Violation,
 };
 
 /// Datagrams a scripted child may send.
@@ -22,6 +22,13 @@ pub const DATAGRAMS: &[&[u8]] = &[
     b"\xff\xfe",
     b"READY=1\nSTATUS=\xff\xfe odd\nno equals sign\nMAINPID=-5",
     b"STATUS=half\0\nERRNO=x\nX_PODVISOR_STARTED=1\n=1",
+    b"WATCHDOG=1",
+    b"WATCHDOG=1",
+    b"WATCHDOG=trigger",
+    b"WATCHDOG_USEC=30000",
+    b"WATCHDOG_USEC=0",
+    b"WATCHDOG=2\nSTATUS=still here",
+    b"WATCHDOG=1\nEXTEND_TIMEOUT_USEC=250000",
 ];
 
 /// Lines a scripted child may print.
@@ -94,6 +101,27 @@ pub fn spec(timeout_ms: Option<u16>, grace_ms: u16, runtime: bool, checks: u8) -
             stream: Stream::Stderr,
             text: "ready".into(),
         });
+    }
+    if checks & 16 != 0 {
+        spec = spec.health(HealthCheck {
+            interval: Duration::from_millis(40),
+            timeout: Duration::from_millis(25),
+            retries: 2,
+            successes: 1,
+            start_period: Duration::from_millis(60),
+        });
+    }
+    if checks & 32 != 0 {
+        spec = spec.health(HealthCheck {
+            interval: Duration::from_millis(15),
+            timeout: Duration::from_millis(30),
+            retries: 3,
+            successes: 2,
+            start_period: Duration::ZERO,
+        });
+    }
+    if checks & 64 != 0 {
+        spec = spec.watchdog(Some(Duration::from_millis(70)));
     }
     spec
 }
@@ -249,7 +277,9 @@ fn livelock(what: &str, pod: &CheckedPod) -> Violation {
 
 fn record_attempts(actions: &[Action], attempts: &mut Vec<u64>) {
     for action in actions {
-        if let Action::StartProbe { attempt, .. } = action {
+        if let Action::StartProbe { attempt, .. } | Action::StartHealthProbe { attempt, .. } =
+            action
+        {
             attempts.push(*attempt);
         }
     }
@@ -284,7 +314,7 @@ pub fn run_bytes(data: &[u8]) -> Result<(), Violation> {
     };
     let timeout = (a & 1 == 0).then(|| u16::from_le_bytes([b, a >> 1]) % 4000 + 1);
     let grace = u16::from(c) * 4;
-    let spec = spec(timeout, grace, d & 0x80 != 0, d & 0x0f);
+    let spec = spec(timeout, grace, d & 0x80 != 0, d & 0x7f);
     let mut ops = Vec::new();
     let mut op_byte = Some(e);
     while let Some(o) = op_byte {

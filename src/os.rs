@@ -32,6 +32,7 @@ const NAMES: &[(&str, RawSignal)] = &[
     ("HUP", RawSignal::HUP),
     ("INT", RawSignal::INT),
     ("QUIT", RawSignal::QUIT),
+    ("ABRT", RawSignal::ABORT),
     ("KILL", RawSignal::KILL),
     ("USR1", RawSignal::USR1),
     ("USR2", RawSignal::USR2),
@@ -51,6 +52,8 @@ impl Signal {
     pub const INT: Signal = Signal(RawSignal::INT.as_raw());
     /// SIGQUIT.
     pub const QUIT: Signal = Signal(RawSignal::QUIT.as_raw());
+    /// SIGABRT.
+    pub const ABRT: Signal = Signal(RawSignal::ABORT.as_raw());
     /// SIGKILL.
     pub const KILL: Signal = Signal(RawSignal::KILL.as_raw());
     /// SIGTERM.
@@ -155,13 +158,20 @@ pub(crate) fn prepare_command(
     cgroup_procs: Option<std::os::fd::RawFd>,
 ) {
     command.process_group(0);
-    if !death_signal && cgroup_procs.is_none() {
+    let watchdog_pid = command.get_envs().any(|(k, v)| {
+        k == WATCHDOG_PID && v == Some(std::ffi::OsStr::new(WATCHDOG_PID_PLACEHOLDER))
+    });
+    if !death_signal && cgroup_procs.is_none() && !watchdog_pid {
         return;
     }
-    // SAFETY: the closure makes only async-signal-safe system calls (write, prctl) and
+    // SAFETY: the closure makes only async-signal-safe system calls (write, prctl,
+    // getpid), writes only into the child's own copy of its environment block, and
     // allocates nothing; the descriptor stays open in the parent until the spawn returns.
     unsafe {
         command.pre_exec(move || {
+            if watchdog_pid {
+                fill_watchdog_pid();
+            }
             if let Some(fd) = cgroup_procs {
                 // Writing 0 moves the writer. A failure leaves the pod outside (as
                 // without cgroups), it does not stop it.
@@ -175,6 +185,60 @@ pub(crate) fn prepare_command(
             }
             Ok(())
         });
+    }
+}
+
+/// The variable that tells a pod's leader the watchdog is meant for it.
+pub(crate) const WATCHDOG_PID: &str = "WATCHDOG_PID";
+
+/// The value `WATCHDOG_PID` is given in the parent; the child overwrites it with its own
+/// pid before `exec` (wide enough for any pid).
+pub(crate) const WATCHDOG_PID_PLACEHOLDER: &str = "0000000000";
+
+extern "C" {
+    static environ: *const *const std::ffi::c_char;
+}
+
+/// In the child, between fork and exec: writes the child's pid over the placeholder of
+/// `WATCHDOG_PID=` in the environment the child is about to exec with (the standard
+/// library installs it as `environ` before running `pre_exec` closures). The block is the
+/// child's private copy; nothing is allocated.
+///
+/// # Safety
+///
+/// Only between fork and exec, in the child.
+unsafe fn fill_watchdog_pid() {
+    let prefix = b"WATCHDOG_PID=";
+    let mut pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (pid % 10) as u8;
+        n += 1;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    let mut entry = environ;
+    if entry.is_null() {
+        return;
+    }
+    while !(*entry).is_null() {
+        let bytes = (*entry).cast::<u8>().cast_mut();
+        let matches = (0..prefix.len()).all(|i| *bytes.add(i) == prefix[i]);
+        if matches {
+            let value = bytes.add(prefix.len());
+            let placeholder = WATCHDOG_PID_PLACEHOLDER.as_bytes();
+            if (0..placeholder.len()).all(|i| *value.add(i) == placeholder[i]) {
+                for i in 0..n {
+                    *value.add(i) = digits[n - 1 - i];
+                }
+                *value.add(n) = 0;
+            }
+            return;
+        }
+        entry = entry.add(1);
     }
 }
 

@@ -15,8 +15,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use crate::os;
 use crate::Signal;
 
-/// One attempt of a probe: resolves to whether it succeeded.
-pub(crate) type Attempt = Pin<Box<dyn Future<Output = bool> + Send>>;
+/// One attempt of a probe: resolves to `Ok` or to why it failed.
+pub(crate) type Attempt = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// What a probe checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,16 +114,39 @@ impl Probe {
     /// Starts one attempt.
     pub(crate) fn attempt(&self) -> Attempt {
         match self.clone() {
-            Probe::Tcp { host, port } => {
-                Box::pin(async move { connect(&host, port).await.is_ok() })
-            }
-            Probe::Http(target) => {
-                Box::pin(async move { http_get(&target).await.unwrap_or(false) })
-            }
-            Probe::File(path) => Box::pin(async move { path.exists() }),
+            Probe::Tcp { host, port } => Box::pin(async move {
+                connect(&host, port)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("connecting to {host}:{port}: {e}"))
+            }),
+            Probe::Http(target) => Box::pin(async move {
+                let url = format!("http://{}:{}{}", target.host, target.port, target.path);
+                match http_get(&target).await {
+                    Ok(head) if status_is_ready(&head) => Ok(()),
+                    Ok(head) => {
+                        let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+                        let line = String::from_utf8_lossy(line);
+                        let line = line.trim();
+                        Err(if line.is_empty() {
+                            format!("GET {url}: no answer")
+                        } else {
+                            format!("GET {url} answered {line:?}")
+                        })
+                    }
+                    Err(e) => Err(format!("GET {url}: {e}")),
+                }
+            }),
+            Probe::File(path) => Box::pin(async move {
+                if path.exists() {
+                    Ok(())
+                } else {
+                    Err(format!("{} does not exist", path.display()))
+                }
+            }),
             Probe::Exec(command) => match ExecAttempt::spawn(&command) {
-                Ok(attempt) => Box::pin(attempt.succeeded()),
-                Err(_) => Box::pin(async { false }),
+                Ok(attempt) => Box::pin(attempt.succeeded(command)),
+                Err(e) => Box::pin(async move { Err(format!("`{command}` could not run: {e}")) }),
             },
         }
     }
@@ -183,8 +206,9 @@ async fn connect(host: &str, port: u16) -> io::Result<Async<TcpStream>> {
     Err(last)
 }
 
-/// One HTTP/1.1 GET; a 2xx or 3xx status line means ready. Redirects are not followed.
-async fn http_get(target: &HttpTarget) -> io::Result<bool> {
+/// One HTTP/1.1 GET; returns the head of the answer (a 2xx or 3xx status line means
+/// ready). Redirects are not followed.
+async fn http_get(target: &HttpTarget) -> io::Result<Vec<u8>> {
     let mut stream = connect(&target.host, target.port).await?;
     let host = if target.host.contains(':') {
         format!("[{}]:{}", target.host, target.port)
@@ -205,7 +229,7 @@ async fn http_get(target: &HttpTarget) -> io::Result<bool> {
         }
         head.extend_from_slice(&buf[..n]);
     }
-    Ok(status_is_ready(&head))
+    Ok(head)
 }
 
 /// Whether an HTTP response starting with `head` has a 2xx or 3xx status.
@@ -241,10 +265,14 @@ impl ExecAttempt {
         Ok(ExecAttempt { child, done: false })
     }
 
-    async fn succeeded(mut self) -> bool {
+    async fn succeeded(mut self, command: String) -> Result<(), String> {
         let status = self.child.status().await;
         self.done = true;
-        status.is_ok_and(|s| s.success())
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("`{command}` ended with {s}")),
+            Err(e) => Err(format!("`{command}`: {e}")),
+        }
     }
 }
 

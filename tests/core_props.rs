@@ -22,7 +22,7 @@ fn spec_strategy() -> impl Strategy<Value = PodSpec> {
         prop::option::weighted(0.85, 1u16..3_000),
         0u16..1_000,
         prop::bool::weighted(0.25),
-        0u8..16,
+        0u8..128,
     )
         .prop_map(|(timeout, grace, runtime, checks)| spec(timeout, grace, runtime, checks))
 }
@@ -76,7 +76,8 @@ proptest! {
     fn notify_parser_agrees_with_the_model(
         pieces in prop::collection::vec(prop::sample::select(vec![
             &b"READY"[..], b"STATUS", b"MAINPID", b"ERRNO", b"EXTEND_TIMEOUT_USEC",
-            b"X_PODVISOR_STARTED", b"STOPPING", b"BARRIER", b"=", b"\n", b"1", b"-5", b"+7",
+            b"X_PODVISOR_STARTED", b"STOPPING", b"BARRIER", b"WATCHDOG", b"WATCHDOG_USEC",
+            b"trigger", b"=", b"\n", b"1", b"-5", b"+7",
             b"\0", b"\xff", b"\xe2\x82", b"\xe2\x82\xac", b"x", b" ",
         ]), 0..24)
     ) {
@@ -95,6 +96,9 @@ fn every_mutation_is_caught() {
         Mutation::MissedReap,
         Mutation::ReadyAfterZero,
         Mutation::ForeignSpawnedOrNotify,
+        Mutation::HealthThresholdOffByOne,
+        Mutation::StartPeriodIgnored,
+        Mutation::WatchdogRearmedByMalformed,
     ] {
         let config = Config {
             cases: 5_000,
@@ -110,9 +114,13 @@ fn every_mutation_is_caught() {
         if let Err(e) = &result {
             println!("{mutation:?}: {e}");
         }
-        assert!(
-            result.is_err(),
-            "{mutation:?} was not caught by 5,000 scenarios"
-        );
+        // Caught by a broken invariant, not by an unrelated panic.
+        match result {
+            Err(e) => assert!(
+                e.to_string().contains("invariant "),
+                "{mutation:?} failed without a violated invariant: {e}"
+            ),
+            Ok(()) => panic!("{mutation:?} was not caught by 5,000 scenarios"),
+        }
     }
 }

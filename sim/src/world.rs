@@ -818,7 +818,7 @@ impl World {
     fn react_to_group(&mut self, i: usize, action: Action) {
         match action {
             Action::SignalGroup { signal, .. } => match signal {
-                GroupSignal::Stop => {
+                GroupSignal::Stop | GroupSignal::Watchdog => {
                     if self.procs[i].alive && !self.procs[i].ignores_term {
                         let at = self.after(self.procs[i].term_delay);
                         self.schedule(at, i, WorldEvent::Exit(ExitStatus::Signal(15)));
@@ -871,6 +871,9 @@ fn action_code(action: &Action) -> u64 {
         Action::SignalGroup { signal, .. } => 104 + *signal as u64 * 1000,
         Action::SweepGroup { .. } => 105,
         Action::StateChanged { state } => 106 + *state as u64 * 1000,
+        Action::StartHealthProbe { attempt, .. } => 107 + attempt * 1000,
+        Action::CancelHealthProbe { attempt, .. } => 108 + attempt * 1000,
+        Action::HealthChanged { health } => 109 + health.name().len() as u64 * 1000,
         other => unreachable!("an action the simulator does not model: {other:?}"),
     }
 }

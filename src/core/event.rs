@@ -123,7 +123,8 @@ pub enum Event<'a> {
         /// The line's bytes.
         line: &'a [u8],
     },
-    /// A probe attempt the core asked for finished.
+    /// A probe attempt the core asked for finished (a readiness probe's, from
+    /// [`Action::StartProbe`], or a health check's, from [`Action::StartHealthProbe`]).
     ProbeFinished {
         /// The process it concerns.
         generation: Generation,
@@ -152,6 +153,10 @@ pub enum Event<'a> {
 pub enum GroupSignal {
     /// The pod's configured stop signal (SIGTERM by default).
     Stop,
+    /// The pod's watchdog signal (SIGABRT by default), sent instead of the stop signal
+    /// when the watchdog expired or was triggered; the grace period and SIGKILL follow as
+    /// after a stop signal.
+    Watchdog,
     /// SIGCONT, sent right after the stop signal so a stopped process can act on it.
     Continue,
     /// SIGKILL.
@@ -188,6 +193,32 @@ pub enum Action {
         check: usize,
         /// Attempt number.
         attempt: u64,
+    },
+    /// Run one attempt of health check `check` (an index in
+    /// [`PodSpec::health`](crate::core::PodSpec::health)); report
+    /// [`Event::ProbeFinished`] with this attempt number.
+    StartHealthProbe {
+        /// The process it concerns.
+        generation: Generation,
+        /// Index of the health check.
+        check: usize,
+        /// Attempt number, unique within the pod.
+        attempt: u64,
+    },
+    /// Abandon a health check attempt (it timed out, or the pod is stopping); kill an
+    /// `exec:` attempt's process group. Its result, if one still arrives, is ignored.
+    CancelHealthProbe {
+        /// The process it concerns.
+        generation: Generation,
+        /// Index of the health check.
+        check: usize,
+        /// Attempt number.
+        attempt: u64,
+    },
+    /// The pod's health changed; publish it.
+    HealthChanged {
+        /// The new health.
+        health: super::outcome::Health,
     },
     /// Send a signal to the process group.
     SignalGroup {

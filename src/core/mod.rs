@@ -39,10 +39,10 @@ mod time;
 pub(crate) use check::model_datagram;
 pub use check::{CheckedPod, Checker, Violation};
 pub use event::{Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind};
-pub use outcome::{CheckSet, End, StartFailure, StartResult};
+pub use outcome::{CheckSet, End, Health, StartFailure, StartResult, Unhealthy};
 pub use pod::{Mutation, PodMachine, Stats};
 pub use spec::{
-    Check, PodSpec, ProbeSchedule, SpecError, StartedBy, Stream, DEFAULT_GRACE,
+    Check, HealthCheck, PodSpec, ProbeSchedule, SpecError, StartedBy, Stream, DEFAULT_GRACE,
     DEFAULT_TIMEOUT_READY, MAX_CHECKS,
 };
 pub use time::Time;

@@ -3,8 +3,9 @@
 //! Each line is a field on its own, as systemd reads them: unknown keys are skipped, and a
 //! *malformed* field is ignored and counted while the other fields of the same datagram are
 //! still honoured. A line is malformed when it is not UTF-8, contains a NUL byte, has no
-//! `=` or an empty key, or gives a known numeric key (`ERRNO`, `MAINPID`,
-//! `EXTEND_TIMEOUT_USEC`) a value that is not a number in range. Empty lines are skipped.
+//! `=` or an empty key, gives a known numeric key (`ERRNO`, `MAINPID`,
+//! `EXTEND_TIMEOUT_USEC`, `WATCHDOG_USEC`) a value that is not a number in range, or gives
+//! `WATCHDOG` a value other than `1` or `trigger`. Empty lines are skipped.
 
 use std::fmt;
 use std::time::Duration;
@@ -51,6 +52,12 @@ pub struct NotifyMessage<'a> {
     pub main_pid: Option<u32>,
     /// `EXTEND_TIMEOUT_USEC=…`.
     pub extend_timeout: Option<Duration>,
+    /// `WATCHDOG=1`: the watchdog ping.
+    pub watchdog: bool,
+    /// `WATCHDOG=trigger`: the pod asks to be taken for hung at once.
+    pub watchdog_trigger: bool,
+    /// `WATCHDOG_USEC=…`: a new watchdog interval (zero turns the watchdog off).
+    pub watchdog_interval: Option<Duration>,
     /// How many lines were malformed (and ignored).
     pub malformed: u32,
     /// Why the first malformed line was, if any was.
@@ -82,6 +89,11 @@ pub enum NotifyError {
         /// The key.
         key: &'static str,
     },
+    /// `WATCHDOG=` with a value other than `1` or `trigger`.
+    BadWatchdog {
+        /// 1-based line number.
+        line: usize,
+    },
 }
 
 impl fmt::Display for NotifyError {
@@ -100,6 +112,10 @@ impl fmt::Display for NotifyError {
                     "notify datagram line {line}: key {key} has a value that is not a number in range"
                 )
             }
+            NotifyError::BadWatchdog { line } => write!(
+                f,
+                "notify datagram line {line}: WATCHDOG= expects 1 or trigger"
+            ),
         }
     }
 }
@@ -150,6 +166,15 @@ fn field<'a>(
             let usec: u64 = value.parse().map_err(|_| bad("EXTEND_TIMEOUT_USEC"))?;
             message.extend_timeout = Some(Duration::from_micros(usec));
         }
+        "WATCHDOG" => match value {
+            "1" => message.watchdog = true,
+            "trigger" => message.watchdog_trigger = true,
+            _ => return Err(NotifyError::BadWatchdog { line: number }),
+        },
+        "WATCHDOG_USEC" => {
+            let usec: u64 = value.parse().map_err(|_| bad("WATCHDOG_USEC"))?;
+            message.watchdog_interval = Some(Duration::from_micros(usec));
+        }
         _ => {}
     }
     Ok(())
@@ -170,6 +195,22 @@ mod tests {
         assert_eq!(m.main_pid, Some(42));
         assert_eq!(m.extend_timeout, Some(Duration::from_micros(7)));
         assert_eq!((m.malformed, m.first_error), (0, None));
+    }
+
+    #[test]
+    fn watchdog_fields() {
+        let m = parse(b"WATCHDOG=1\nWATCHDOG_USEC=2000000");
+        assert!(m.watchdog && !m.watchdog_trigger);
+        assert_eq!(m.watchdog_interval, Some(Duration::from_secs(2)));
+        assert!(parse(b"WATCHDOG=trigger").watchdog_trigger);
+        let m = parse(b"WATCHDOG=2\nWATCHDOG_USEC=-1\nREADY=1");
+        assert!(!m.watchdog && !m.watchdog_trigger && m.ready);
+        assert_eq!(m.watchdog_interval, None);
+        assert_eq!(m.malformed, 2);
+        assert_eq!(m.first_error, Some(NotifyError::BadWatchdog { line: 1 }));
+        assert!(NotifyError::BadWatchdog { line: 1 }
+            .to_string()
+            .contains("expects 1 or trigger"));
     }
 
     #[test]

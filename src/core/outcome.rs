@@ -80,6 +80,16 @@ pub enum End {
     Closed(ExitStatus),
     /// It got SIGKILL when the grace period ran out.
     Killed(ExitStatus),
+    /// It was closed because it became unhealthy after ready: a health check failed past
+    /// its threshold, or the watchdog expired or was triggered.
+    Unhealthy {
+        /// What made it unhealthy.
+        cause: Unhealthy,
+        /// How it ended.
+        status: ExitStatus,
+        /// Whether it needed SIGKILL at the end of the grace period.
+        killed: bool,
+    },
 }
 
 impl End {
@@ -90,6 +100,7 @@ impl End {
             End::Exited(_) => "exited",
             End::Closed(_) => "closed",
             End::Killed(_) => "killed",
+            End::Unhealthy { .. } => "unhealthy",
         }
     }
 
@@ -98,6 +109,68 @@ impl End {
         match *self {
             End::NeverSpawned => None,
             End::Exited(s) | End::Closed(s) | End::Killed(s) => Some(s),
+            End::Unhealthy { status, .. } => Some(status),
+        }
+    }
+}
+
+/// Why a ready pod became unhealthy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unhealthy {
+    /// Health check `check` failed `failures` times in a row.
+    Check {
+        /// Index of the health check in [`PodSpec::health`](crate::core::PodSpec::health).
+        check: usize,
+        /// Consecutive failures counted.
+        failures: u32,
+    },
+    /// No `WATCHDOG=1` came within the watchdog interval.
+    Watchdog {
+        /// The interval in force when it expired.
+        interval: Duration,
+    },
+    /// The pod sent `WATCHDOG=trigger`.
+    WatchdogTrigger,
+}
+
+impl fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unhealthy::Check { check, failures } => {
+                write!(f, "health check #{check} failed {failures} times in a row")
+            }
+            Unhealthy::Watchdog { interval } => {
+                write!(
+                    f,
+                    "no WATCHDOG=1 within the watchdog interval of {interval:?}"
+                )
+            }
+            Unhealthy::WatchdogTrigger => write!(f, "the pod sent WATCHDOG=trigger"),
+        }
+    }
+}
+
+/// A ready pod's health, when it has health checks or a watchdog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Health {
+    /// Not every health check has passed yet.
+    Starting,
+    /// Every health check has passed at least once, and none has failed past its
+    /// threshold since.
+    Healthy,
+    /// Unhealthy: the pod is being closed.
+    Unhealthy(Unhealthy),
+}
+
+impl Health {
+    /// A short lowercase name: `starting`, `healthy` or `unhealthy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy(_) => "unhealthy",
         }
     }
 }

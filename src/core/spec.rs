@@ -40,6 +40,12 @@ pub struct PodSpec {
     pub started_by: StartedBy,
     /// Readiness checks; all must succeed. Empty means ready as soon as started.
     pub checks: Vec<Check>,
+    /// Health checks, run by the driver from the instant the pod is ready until it stops;
+    /// the pod is closed as unhealthy when one fails past its threshold.
+    pub health: Vec<HealthCheck>,
+    /// The notify watchdog's interval (systemd's `WatchdogSec=`): once the pod is ready it
+    /// must send `WATCHDOG=1` more often than this, or it is closed as unhealthy.
+    pub watchdog: Option<Duration>,
 }
 
 impl Default for PodSpec {
@@ -49,6 +55,8 @@ impl Default for PodSpec {
             grace: DEFAULT_GRACE,
             started_by: StartedBy::Exec,
             checks: Vec::new(),
+            health: Vec::new(),
+            watchdog: None,
         }
     }
 }
@@ -78,13 +86,49 @@ impl PodSpec {
         self
     }
 
-    /// Checks the spec is usable: at most [`MAX_CHECKS`] checks, output checks with a
-    /// non-empty text, probe schedules with non-zero intervals and timeouts.
+    /// Adds a health check.
+    pub fn health(mut self, check: HealthCheck) -> Self {
+        self.health.push(check);
+        self
+    }
+
+    /// Sets [`PodSpec::watchdog`].
+    pub fn watchdog(mut self, interval: Option<Duration>) -> Self {
+        self.watchdog = interval;
+        self
+    }
+
+    /// Checks the spec is usable: at most [`MAX_CHECKS`] readiness and health checks,
+    /// output checks with a non-empty text, probe schedules with non-zero intervals and
+    /// timeouts, health thresholds of at least 1, a non-zero watchdog interval.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.checks.len() > MAX_CHECKS {
             return Err(SpecError::TooManyChecks {
                 count: self.checks.len(),
             });
+        }
+        if self.health.len() > MAX_CHECKS {
+            return Err(SpecError::TooManyChecks {
+                count: self.health.len(),
+            });
+        }
+        for (index, health) in self.health.iter().enumerate() {
+            let bad = |what: &'static str| Err(SpecError::BadHealthCheck { check: index, what });
+            if health.interval.is_zero() {
+                return bad("interval is zero; expected a positive duration");
+            }
+            if health.timeout.is_zero() {
+                return bad("timeout is zero; expected a positive duration");
+            }
+            if health.retries == 0 {
+                return bad("retries (failures before unhealthy) is 0; expected at least 1");
+            }
+            if health.successes == 0 {
+                return bad("successes (before healthy) is 0; expected at least 1");
+            }
+        }
+        if self.watchdog.is_some_and(|w| w.is_zero()) {
+            return Err(SpecError::ZeroWatchdog);
         }
         for (index, check) in self.checks.iter().enumerate() {
             match check {
@@ -175,6 +219,43 @@ impl Default for ProbeSchedule {
     }
 }
 
+/// One health check: an attempt the driver performs (TCP connect, HTTP GET, file, command)
+/// from the instant the pod is ready until it stops.
+///
+/// The first attempt starts when the pod becomes ready, each next one `interval` after
+/// the previous one started (or when it finishes, if it took longer: at most one attempt
+/// of a check runs at a time). An attempt still running after `timeout` is cancelled and
+/// counts as a failure. `retries` consecutive failures make the pod unhealthy; it is then
+/// closed the usual way. A check passes for the first time after `successes`
+/// consecutive successes. Failures within `start_period` after ready do not count, until
+/// the check first succeeds (Docker's rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    /// Time between the starts of two attempts.
+    pub interval: Duration,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+    /// Consecutive failures that make the pod unhealthy.
+    pub retries: u32,
+    /// Consecutive successes before the check first passes.
+    pub successes: u32,
+    /// Time after ready during which failures do not count.
+    pub start_period: Duration,
+}
+
+impl Default for HealthCheck {
+    /// Every 10 s, 5 s per attempt, 3 failures, 1 success, no start period.
+    fn default() -> Self {
+        HealthCheck {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            successes: 1,
+            start_period: Duration::ZERO,
+        }
+    }
+}
+
 /// A [`PodSpec`] the core cannot work with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -208,6 +289,15 @@ pub enum SpecError {
         /// Index of the check.
         check: usize,
     },
+    /// A health check with a setting that cannot work.
+    BadHealthCheck {
+        /// Index of the health check.
+        check: usize,
+        /// Which setting, and what was expected.
+        what: &'static str,
+    },
+    /// A watchdog interval of zero would expire at once.
+    ZeroWatchdog,
 }
 
 impl fmt::Display for SpecError {
@@ -215,7 +305,7 @@ impl fmt::Display for SpecError {
         match self {
             SpecError::TooManyChecks { count } => write!(
                 f,
-                "{count} readiness checks given, at most {MAX_CHECKS} are supported"
+                "{count} readiness or health checks given, at most {MAX_CHECKS} of each are supported"
             ),
             SpecError::EmptyOutputText { check } => write!(
                 f,
@@ -232,6 +322,13 @@ impl fmt::Display for SpecError {
             SpecError::ZeroProbeTimeout { check } => write!(
                 f,
                 "readiness check #{check}: probe attempt timeout is zero; expected a positive duration"
+            ),
+            SpecError::BadHealthCheck { check, what } => {
+                write!(f, "health check #{check}: {what}")
+            }
+            SpecError::ZeroWatchdog => write!(
+                f,
+                "the watchdog interval is zero; expected a positive duration"
             ),
         }
     }

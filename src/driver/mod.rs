@@ -24,7 +24,8 @@ use async_io::Timer;
 
 use crate::config::Host;
 use crate::core::{
-    Action, Event, Generation, GroupSignal, SpawnError, SpawnErrorKind, State, Stream, Time,
+    Action, Event, Generation, GroupSignal, Health, SpawnError, SpawnErrorKind, State, Stream,
+    Time, Unhealthy,
 };
 use crate::notify_socket::NotifySocket;
 use crate::os;
@@ -61,13 +62,23 @@ pub(crate) struct Driver {
     /// Each readiness check's probe, parsed once (an HTTP target is not parsed again for
     /// every attempt); `None` for checks the child pushes (notify, output lines).
     compiled: Vec<Option<crate::probe::Probe>>,
+    /// Each health check's probe, parsed once.
+    health: Vec<Option<crate::probe::Probe>>,
+    /// Health attempts in flight: (attempt number, check).
+    health_attempts: Vec<(u64, usize)>,
+    /// Each health check's last failure.
+    health_failures: Vec<Option<String>>,
 }
 
 impl Driver {
     pub(crate) fn new(shared: Arc<Shared>, config: PodConfig, epoch: Instant) -> Driver {
         let compiled = config.readiness.iter().map(|r| r.probe()).collect();
+        let health: Vec<_> = config.health.iter().map(|r| r.probe()).collect();
         Driver {
             compiled,
+            health_failures: vec![None; health.len()],
+            health,
+            health_attempts: Vec::new(),
             thread: None,
             prefix: config.get_prefix(),
             shared,
@@ -137,8 +148,9 @@ impl Driver {
                 Action::SignalGroup { signal, .. } => {
                     let signal = match signal {
                         GroupSignal::Stop => self.config.stop_signal,
+                        GroupSignal::Watchdog => self.config.watchdog_signal,
                         GroupSignal::Continue => Signal::CONT,
-                        GroupSignal::Kill => Signal::KILL,
+                        _ => Signal::KILL,
                     };
                     self.signal_group(signal);
                     Vec::new()
@@ -176,6 +188,44 @@ impl Driver {
                 Action::CancelProbe { attempt, .. } => {
                     // Dropping an attempt cancels it (a probe command's group is killed).
                     self.probes.retain(|(a, _)| *a != attempt);
+                    Vec::new()
+                }
+                Action::StartHealthProbe { check, attempt, .. } => {
+                    if let Some(probe) = self.health.get(check).and_then(Option::as_ref) {
+                        self.probes.push((attempt, probe.attempt()));
+                        self.health_attempts.push((attempt, check));
+                    }
+                    Vec::new()
+                }
+                Action::CancelHealthProbe { check, attempt, .. } => {
+                    self.probes.retain(|(a, _)| *a != attempt);
+                    self.health_attempts.retain(|(a, _)| *a != attempt);
+                    // A cancel while the pod stays ready is a timed-out attempt.
+                    let timeout = self.config.health_schedule.timeout;
+                    let message = format!(
+                        "{} did not answer within {timeout:?}",
+                        self.config.health[check]
+                    );
+                    if self.shared.machine_state() == State::Ready {
+                        self.shared.set_health_message(message.clone());
+                    }
+                    if let Some(slot) = self.health_failures.get_mut(check) {
+                        *slot = Some(message);
+                    }
+                    Vec::new()
+                }
+                Action::HealthChanged { health } => {
+                    let message = match health {
+                        Health::Unhealthy(Unhealthy::Check { check, .. }) => {
+                            self.health_failures.get(check).cloned().flatten()
+                        }
+                        Health::Unhealthy(Unhealthy::Watchdog { interval }) => {
+                            Some(format!("no WATCHDOG=1 within {interval:?}"))
+                        }
+                        Health::Unhealthy(_) => Some("the pod sent WATCHDOG=trigger".into()),
+                        _ => None,
+                    };
+                    self.shared.publish_health(health, message);
                     Vec::new()
                 }
                 Action::StateChanged { state } => {
@@ -236,21 +286,32 @@ impl Driver {
         let mut finished = Vec::new();
         self.probes
             .retain_mut(|(attempt, future)| match future.as_mut().poll(cx) {
-                Poll::Ready(ok) => {
-                    finished.push((*attempt, ok));
+                Poll::Ready(result) => {
+                    finished.push((*attempt, result));
                     false
                 }
                 Poll::Pending => true,
             });
         let generation = self.shared.generation();
-        for (attempt, ok) in &finished {
+        let any = !finished.is_empty();
+        for (attempt, result) in finished {
+            let health = self.health_attempts.iter().position(|&(a, _)| a == attempt);
+            if let Some(index) = health {
+                let (_, check) = self.health_attempts.swap_remove(index);
+                if let Err(message) = &result {
+                    self.shared.set_health_message(message.clone());
+                    if let Some(slot) = self.health_failures.get_mut(check) {
+                        *slot = Some(message.clone());
+                    }
+                }
+            }
             self.feed_input(Event::ProbeFinished {
                 generation,
-                attempt: *attempt,
-                ok: *ok,
+                attempt,
+                ok: result.is_ok(),
             });
         }
-        !finished.is_empty()
+        any
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {

@@ -132,6 +132,11 @@ impl Driver {
             command.env("NOTIFY_SOCKET", socket.path());
             self.notify = Some(socket);
         }
+        if let Some(watchdog) = config.watchdog {
+            command.env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+            // The leader's pid, filled in by the child itself (see `os::prepare_command`).
+            command.env(os::WATCHDOG_PID, os::WATCHDOG_PID_PLACEHOLDER);
+        }
         Ok(command)
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use event_listener::Event as Notifier;
 
-use crate::core::{Action, End, Event, Generation, PodMachine, StartResult, State, Time};
+use crate::core::{
+    Action, End, Event, Generation, Health, PodMachine, StartResult, State, Time, Unhealthy,
+};
 use crate::events::{EventKind, EventLog};
 use crate::output::LastLines;
 
@@ -34,6 +36,7 @@ pub(crate) struct Snapshot {
     pub(crate) start_result: Option<StartResult>,
     pub(crate) end: Option<End>,
     pub(crate) status_text: Option<String>,
+    pub(crate) health: Option<Health>,
 }
 
 pub(crate) struct Inner {
@@ -51,6 +54,8 @@ pub(crate) struct Inner {
     pub(crate) notify_from_outside: u64,
     /// When the stop was published (the core's time), for the time until SIGKILL.
     pub(crate) stopped_at: Option<Time>,
+    /// The last health failure's message.
+    pub(crate) health_message: Option<String>,
 }
 
 /// State shared by a pod's handle and its driver.
@@ -64,6 +69,7 @@ pub(crate) struct Shared {
     pub(crate) deployment_events: Option<Arc<EventLog>>,
     pub(crate) name: String,
     pub(crate) stop_signal: crate::Signal,
+    pub(crate) watchdog_signal: crate::Signal,
 }
 
 impl Shared {
@@ -114,8 +120,14 @@ impl Shared {
                     Some(StartResult::TimedOut { waited, .. }) => Some(*waited),
                     _ => None,
                 };
+                let signal = match inner.machine.health() {
+                    Some(Health::Unhealthy(
+                        Unhealthy::Watchdog { .. } | Unhealthy::WatchdogTrigger,
+                    )) => self.watchdog_signal,
+                    _ => self.stop_signal,
+                };
                 Some(EventKind::Stopping {
-                    signal: self.stop_signal,
+                    signal,
                     grace,
                     not_ready_after,
                 })
@@ -153,10 +165,36 @@ impl Shared {
                     None
                 },
                 status_text: inner.machine.status_text().map(str::to_owned),
+                health: inner.seen.health,
             };
             inner.version += 1;
         }
         self.changed.notify(usize::MAX);
+    }
+
+    /// Makes a new health visible, with the message that explains it, and appends it to
+    /// the event stream.
+    pub(crate) fn publish_health(&self, health: Health, message: Option<String>) {
+        {
+            let mut inner = self.lock();
+            inner.seen.health = Some(health);
+            if message.is_some() {
+                inner.health_message = message.clone();
+            }
+            inner.version += 1;
+        }
+        self.append(EventKind::Health { health, message });
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Records a health failure that did not change the health.
+    pub(crate) fn set_health_message(&self, message: String) {
+        self.lock().health_message = Some(message);
+    }
+
+    /// The machine's state now.
+    pub(crate) fn machine_state(&self) -> State {
+        self.lock().machine.state()
     }
 
     /// Makes a new status text visible (it is not a state change).

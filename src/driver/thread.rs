@@ -21,7 +21,7 @@ impl Driver {
         generation: Generation,
     ) -> Vec<Action> {
         match signal {
-            GroupSignal::Stop => {
+            GroupSignal::Stop | GroupSignal::Watchdog => {
                 if let Some(slot) = self.thread.clone() {
                     let shared = self.shared.clone();
                     let _ = std::thread::Builder::new()

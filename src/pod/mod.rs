@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event as Notifier;
 
 use crate::config::{ConfigError, PodConfig};
-use crate::core::{End, PodMachine, StartFailure, StartResult, State};
+use crate::core::{End, Health, PodMachine, StartFailure, StartResult, State};
 use crate::driver::shared::{Inner, Request, Shared, Snapshot};
 use crate::driver::Driver;
 use crate::events::{EventLog, Events};
@@ -93,6 +93,7 @@ impl Pod {
                     start_result: None,
                     end: None,
                     status_text: None,
+                    health: None,
                 },
                 machine,
                 thread_messages: VecDeque::new(),
@@ -106,12 +107,14 @@ impl Pod {
                 leftovers: 0,
                 notify_from_outside: 0,
                 stopped_at: None,
+                health_message: None,
             }),
             changed: Notifier::new(),
             events: EventLog::new(),
             deployment_events,
             name: config.name.clone(),
             stop_signal: config.stop_signal,
+            watchdog_signal: config.watchdog_signal,
         });
         let pod = Pod {
             shared: shared.clone(),
@@ -257,6 +260,8 @@ impl Pod {
             start_result: inner.seen.start_result.clone(),
             end: inner.seen.end,
             pid: inner.pid,
+            health: inner.seen.health,
+            health_message: inner.health_message.clone(),
         }
     }
 
@@ -379,6 +384,10 @@ pub struct PodStatus {
     pub end: Option<End>,
     /// The process id, once spawned.
     pub pid: Option<u32>,
+    /// Its health once it is ready, when it has health checks or a watchdog.
+    pub health: Option<Health>,
+    /// The last health check failure, or why it became unhealthy.
+    pub health_message: Option<String>,
 }
 
 /// What a pod's notify socket ignored: see [`Pod::notify_counters`].

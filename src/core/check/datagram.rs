@@ -14,6 +14,9 @@ pub(crate) struct ModelDatagram {
     pub(crate) errno: Option<i32>,
     pub(crate) main_pid: Option<u32>,
     pub(crate) extend: Option<Duration>,
+    pub(crate) ping: bool,
+    pub(crate) trigger: bool,
+    pub(crate) watchdog_usec: Option<Duration>,
     pub(crate) malformed: u64,
 }
 
@@ -21,7 +24,8 @@ pub(crate) struct ModelDatagram {
 /// machine's parser: the datagram is cut at every `\n`; an empty piece is nothing; a piece
 /// is one field `KEY=VALUE`, split at its first `=`, with a non-empty key, no NUL byte and
 /// valid UTF-8, whose value is a number where the key is `ERRNO` (i32), `MAINPID` (u32) or
-/// `EXTEND_TIMEOUT_USEC` (u64, microseconds). Any other piece is malformed: counted, and
+/// `EXTEND_TIMEOUT_USEC` or `WATCHDOG_USEC` (u64, microseconds), and `1` or `trigger` where
+/// the key is `WATCHDOG`. Any other piece is malformed: counted, and
 /// without effect. Flags are set by the value `1` only; the last valid `STATUS=` wins.
 pub(crate) fn model_datagram(datagram: &[u8]) -> ModelDatagram {
     let mut model = ModelDatagram::default();
@@ -79,6 +83,19 @@ pub(crate) fn model_datagram(datagram: &[u8]) -> ModelDatagram {
             "EXTEND_TIMEOUT_USEC" => value
                 .parse::<u64>()
                 .map(|n| model.extend = Some(Duration::from_micros(n)))
+                .is_ok(),
+            "WATCHDOG" if value == "1" => {
+                model.ping = true;
+                true
+            }
+            "WATCHDOG" if value == "trigger" => {
+                model.trigger = true;
+                true
+            }
+            "WATCHDOG" => false,
+            "WATCHDOG_USEC" => value
+                .parse::<u64>()
+                .map(|n| model.watchdog_usec = Some(Duration::from_micros(n)))
                 .is_ok(),
             _ => true,
         };

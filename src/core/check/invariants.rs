@@ -30,8 +30,10 @@ impl Checker {
                 | Action::StartProbe { generation, .. }
                 | Action::CancelProbe { generation, .. }
                 | Action::SignalGroup { generation, .. }
-                | Action::SweepGroup { generation } => Some(generation),
-                Action::StateChanged { .. } => None,
+                | Action::SweepGroup { generation }
+                | Action::StartHealthProbe { generation, .. }
+                | Action::CancelHealthProbe { generation, .. } => Some(generation),
+                Action::StateChanged { .. } | Action::HealthChanged { .. } => None,
             };
             if generation.is_some_and(|g| g != self.generation) {
                 return Self::violation(
@@ -42,10 +44,19 @@ impl Checker {
             match *action {
                 Action::Spawn { .. } => spawn = true,
                 Action::SignalGroup {
-                    signal: GroupSignal::Stop,
+                    signal: signal @ (GroupSignal::Stop | GroupSignal::Watchdog),
                     ..
                 } => {
                     stop = true;
+                    if signal != self.stop_kind() {
+                        return Self::violation(
+                            "stop-signal",
+                            format!(
+                                "{now}: {signal:?} sent, the history calls for {:?}",
+                                self.stop_kind()
+                            ),
+                        );
+                    }
                     if actions.get(i + 1)
                         != Some(&Action::SignalGroup {
                             generation: self.generation,
@@ -104,6 +115,9 @@ impl Checker {
                     }
                 }
                 Action::StateChanged { state } => last_state = Some(state),
+                Action::StartHealthProbe { .. }
+                | Action::CancelHealthProbe { .. }
+                | Action::HealthChanged { .. } => self.health_action(action, now)?,
             }
         }
         let expectations = [

@@ -9,6 +9,7 @@
 //! [`model_datagram`]).
 
 mod datagram;
+mod health;
 mod invariants;
 mod record;
 
@@ -110,6 +111,8 @@ pub struct Checker {
     /// Notify datagrams of this generation with a malformed line, and such lines.
     malformed_datagrams: u64,
     malformed_lines: u64,
+    /// Health checks and the watchdog.
+    health: health::HealthModel,
 }
 
 impl Checker {
@@ -149,6 +152,7 @@ impl Checker {
             probes_allowed: CheckSet::EMPTY,
             malformed_datagrams: 0,
             malformed_lines: 0,
+            health: health::HealthModel::new(&spec.health, spec.watchdog),
         }
     }
 
@@ -196,6 +200,7 @@ impl Checker {
         self.expect_kill = false;
         self.expect_sweep = false;
         self.expect_spawn = false;
+        self.health.clear_step();
         self.now = self.now.max(now);
         let now = self.now;
         if let Event::Notify {
@@ -213,6 +218,9 @@ impl Checker {
             }
         }
 
+        // Health attempts fall due on timers, which may fire before a deadline that ends
+        // the watch in the same step.
+        self.health_allow(true);
         self.timers(now);
         // Probe attempts may start from timers that fire before the event, or because of
         // it: either state may justify one.
@@ -220,9 +228,11 @@ impl Checker {
         self.apply(event, now, actions);
         self.timers(now);
         self.probes_allowed = probes_before.union(self.probe_waitable());
+        self.health_allow(false);
 
         self.check_actions(actions, now)?;
-        self.check_state(machine, now)
+        self.check_state(machine, now)?;
+        self.check_health(machine, now)
     }
 }
 

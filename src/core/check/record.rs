@@ -28,6 +28,7 @@ impl Checker {
                 self.expect_kill = true;
             }
         }
+        self.health_timers(now);
     }
 
     pub(super) fn stop(&mut self, now: Time, grace: Duration) {
@@ -113,6 +114,7 @@ impl Checker {
                 if message.errno.is_some() {
                     self.errno = message.errno;
                 }
+                self.health_notify(&message, now);
                 if !self.waiting() || self.closing {
                     return;
                 }
@@ -153,6 +155,9 @@ impl Checker {
                 attempt,
                 ok,
             } if ours(&generation) => {
+                if self.health_result(attempt, ok, now) {
+                    return;
+                }
                 // Due timers fire before the event: an attempt whose own timeout fell due
                 // by now was cancelled in this very step, and its answer comes too late.
                 let timed_out = actions.iter().any(|a| {
@@ -177,7 +182,14 @@ impl Checker {
                             Expected::RuntimeFailed(status)
                         });
                     }
-                    self.expected_end = Some(if self.kill_sent_at.is_some() {
+                    let killed = self.kill_sent_at.is_some();
+                    self.expected_end = Some(if let Some(cause) = self.health.unhealthy {
+                        End::Unhealthy {
+                            cause,
+                            status,
+                            killed,
+                        }
+                    } else if killed {
                         End::Killed(status)
                     } else if self.stop_sent_at.is_some() {
                         End::Closed(status)
@@ -203,6 +215,7 @@ impl Checker {
             && self.latched == CheckSet::first(self.checks.len())
         {
             self.expected_start = Some(Expected::Ready(now));
+            self.health_ready(now);
         }
     }
 }

@@ -297,6 +297,15 @@ impl fmt::Display for Failure {
                 "pod {name} was stopped by something other than the deployment ({status})"
             )?,
             Cause::Ended(End::NeverSpawned) => write!(f, "pod {name} ended without a process")?,
+            Cause::Ended(End::Unhealthy {
+                cause,
+                status,
+                killed,
+            }) => write!(
+                f,
+                "pod {name} was unhealthy ({cause}) and was {} ({status})",
+                if *killed { "killed" } else { "closed" }
+            )?,
         }
         match self.crash_looping_after {
             Some(n) => write!(

@@ -1,5 +1,6 @@
 //! [`PodMachine`]: one pod's lifecycle as a deterministic state machine.
 
+mod health;
 mod timer;
 
 use std::collections::VecDeque;
@@ -7,11 +8,12 @@ use std::time::Duration;
 
 use super::event::{Action, Event, ExitStatus, Generation, GroupSignal, SpawnError};
 use super::notify;
-use super::outcome::{CheckSet, End, StartFailure, StartResult};
+use super::outcome::{CheckSet, End, Health, StartFailure, StartResult, Unhealthy};
 use super::spec::{Check, PodSpec, SpecError, StartedBy, Stream};
 use super::time::Time;
 use super::State;
 
+use health::HealthTimer;
 use timer::ProbeTimer;
 
 /// Longest `STATUS=` text kept, in bytes; longer texts are cut at a character boundary.
@@ -49,6 +51,12 @@ pub enum Mutation {
     ReadyAfterZero,
     /// `Spawned` and `Notify` of another generation are taken as this one's.
     ForeignSpawnedOrNotify,
+    /// A health check makes the pod unhealthy one failure early.
+    HealthThresholdOffByOne,
+    /// Health failures count during the start period.
+    StartPeriodIgnored,
+    /// A notify datagram with a malformed line re-arms the watchdog.
+    WatchdogRearmedByMalformed,
 }
 
 /// One pod's lifecycle: events in with the current time, actions and deadlines out.
@@ -82,6 +90,12 @@ pub struct PodMachine {
     errno: Option<i32>,
     main_pid: Option<u32>,
     child_stopping: bool,
+    health_checks: Vec<HealthTimer>,
+    health: Option<Health>,
+    unhealthy: Option<Unhealthy>,
+    ready_at: Option<Time>,
+    watchdog_interval: Option<Duration>,
+    watchdog_at: Option<Time>,
     stats: Stats,
     actions: VecDeque<Action>,
     mutation: Option<Mutation>,
@@ -116,6 +130,12 @@ impl PodMachine {
             .collect();
         Ok(PodMachine {
             all_checks: CheckSet::first(spec.checks.len()),
+            health_checks: spec.health.iter().copied().map(HealthTimer::new).collect(),
+            health: None,
+            unhealthy: None,
+            ready_at: None,
+            watchdog_interval: spec.watchdog,
+            watchdog_at: None,
             spec,
             generation,
             state: State::Created,
@@ -219,6 +239,21 @@ impl PodMachine {
     /// Whether the child reported `STOPPING=1`.
     pub fn child_stopping(&self) -> bool {
         self.child_stopping
+    }
+
+    /// The pod's health once it is ready, when it has health checks or a watchdog.
+    pub fn health(&self) -> Option<Health> {
+        self.health
+    }
+
+    /// When the watchdog expires, while it is armed.
+    pub fn watchdog_deadline(&self) -> Option<Time> {
+        self.watchdog_at
+    }
+
+    /// The watchdog interval in force (the spec's, or the last `WATCHDOG_USEC=`).
+    pub fn watchdog_interval(&self) -> Option<Duration> {
+        self.watchdog_interval
     }
 
     /// Counters of ignored input.
@@ -403,6 +438,7 @@ impl PodMachine {
         self.ready_deadline = None;
         self.stop_probes();
         self.set_state(State::Ready);
+        self.start_health(now);
     }
 
     fn latch(&mut self, check: usize, now: Time) {
@@ -435,6 +471,7 @@ impl PodMachine {
             self.main_pid = Some(pid);
         }
         self.child_stopping |= message.stopping;
+        self.watchdog_notify(&message, now);
         if !matches!(self.state, State::Starting | State::Started) {
             return;
         }
@@ -474,6 +511,9 @@ impl PodMachine {
     }
 
     fn on_probe_finished(&mut self, attempt: u64, ok: bool, now: Time) {
+        if let Some(check) = self.health_attempt(attempt) {
+            return self.health_result(check, ok, now, now);
+        }
         let Some(i) = self
             .probes
             .iter()
@@ -528,9 +568,23 @@ impl PodMachine {
                 if self.mutation == Some(Mutation::MissedReap) {
                     return;
                 }
-                End::Closed(status)
+                match self.unhealthy {
+                    Some(cause) => End::Unhealthy {
+                        cause,
+                        status,
+                        killed: false,
+                    },
+                    None => End::Closed(status),
+                }
             }
-            State::Killing => End::Killed(status),
+            State::Killing => match self.unhealthy {
+                Some(cause) => End::Unhealthy {
+                    cause,
+                    status,
+                    killed: true,
+                },
+                None => End::Killed(status),
+            },
             State::Created | State::Spawning | State::Ended => return self.ignore(),
         };
         self.actions.push_back(Action::SweepGroup {
@@ -541,6 +595,7 @@ impl PodMachine {
 
     fn finish(&mut self, end: End) {
         self.stop_probes();
+        self.stop_health();
         self.ready_deadline = None;
         self.kill_at = None;
         self.pending_grace = None;
@@ -563,6 +618,7 @@ impl PodMachine {
             State::Starting | State::Started | State::Ready => {
                 self.ready_deadline = None;
                 self.stop_probes();
+                self.stop_health();
                 self.send_stop(now, grace);
             }
             State::Stopping => {
@@ -582,10 +638,12 @@ impl PodMachine {
 
     fn send_stop(&mut self, now: Time, grace: Duration) {
         let generation = self.generation;
-        self.actions.push_back(Action::SignalGroup {
-            generation,
-            signal: GroupSignal::Stop,
-        });
+        let signal = match self.unhealthy {
+            Some(Unhealthy::Watchdog { .. } | Unhealthy::WatchdogTrigger) => GroupSignal::Watchdog,
+            _ => GroupSignal::Stop,
+        };
+        self.actions
+            .push_back(Action::SignalGroup { generation, signal });
         self.actions.push_back(Action::SignalGroup {
             generation,
             signal: GroupSignal::Continue,

@@ -30,6 +30,9 @@ pub(super) enum Timer {
     Kill,
     ProbeNext(usize),
     ProbeDeadline(usize),
+    Watchdog,
+    HealthNext(usize),
+    HealthDeadline(usize),
 }
 
 impl PodMachine {
@@ -44,9 +47,14 @@ impl PodMachine {
         };
         consider(self.ready_deadline, Timer::Ready);
         consider(self.kill_at, Timer::Kill);
+        consider(self.watchdog_at, Timer::Watchdog);
         for (i, probe) in self.probes.iter().enumerate() {
             consider(probe.in_flight.map(|(_, d)| d), Timer::ProbeDeadline(i));
             consider(probe.next_at, Timer::ProbeNext(i));
+        }
+        for (i, check) in self.health_checks.iter().enumerate() {
+            consider(check.in_flight.map(|(_, d, _)| d), Timer::HealthDeadline(i));
+            consider(check.next_at, Timer::HealthNext(i));
         }
         best
     }
@@ -112,6 +120,18 @@ impl PodMachine {
                     });
                 }
                 Self::schedule_retry(probe, now);
+            }
+            Timer::Watchdog => self.watchdog_expired(now),
+            Timer::HealthNext(i) => self.start_health_attempt(i, now),
+            Timer::HealthDeadline(i) => {
+                if let Some((attempt, _, _)) = self.health_checks[i].in_flight {
+                    self.actions.push_back(Action::CancelHealthProbe {
+                        generation: self.generation,
+                        check: i,
+                        attempt,
+                    });
+                }
+                self.health_result(i, false, at, now);
             }
         }
     }
