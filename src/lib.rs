@@ -86,7 +86,7 @@ pub use crate::config::{ConfigError, Input, Output, PodConfig, Readiness};
 pub use crate::core::deployment::{
     Backoff, Cause, Condition, DeploymentState, MemberState, RestartPolicy,
 };
-pub use crate::core::{End, ExitStatus, StartResult, State};
+pub use crate::core::{End, ExitStatus, Health, StartResult, State, Unhealthy};
 pub use crate::deployment::{
     Deployment, DeploymentConfig, DeploymentConfigError, DeploymentFailure, DeploymentStartError,
     MemberStatus, PodSet, Replica,

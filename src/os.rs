@@ -151,27 +151,23 @@ pub(crate) fn group_exists(pgid: u32) -> bool {
 /// anything; and with `death_signal` asks the kernel to SIGKILL it when the thread that
 /// spawned it ends (podvisor spawns from its long-lived driver thread, so this fires when
 /// the supervising process dies). Either needs a `pre_exec` hook, which makes the standard
-/// library fork instead of using `posix_spawn`: about 0.2 ms more per spawn.
+/// library fork instead of using `posix_spawn`: about 0.2 ms more per spawn. With `exec`,
+/// the child execs itself as the plan says (after the other steps).
 pub(crate) fn prepare_command(
     command: &mut Command,
     death_signal: bool,
     cgroup_procs: Option<std::os::fd::RawFd>,
+    exec: Option<ExecPlan>,
 ) {
     command.process_group(0);
-    let watchdog_pid = command.get_envs().any(|(k, v)| {
-        k == WATCHDOG_PID && v == Some(std::ffi::OsStr::new(WATCHDOG_PID_PLACEHOLDER))
-    });
-    if !death_signal && cgroup_procs.is_none() && !watchdog_pid {
+    if !death_signal && cgroup_procs.is_none() && exec.is_none() {
         return;
     }
     // SAFETY: the closure makes only async-signal-safe system calls (write, prctl,
-    // getpid), writes only into the child's own copy of its environment block, and
+    // getpid, execve), writes only into buffers the plan owns (the child's copy), and
     // allocates nothing; the descriptor stays open in the parent until the spawn returns.
     unsafe {
         command.pre_exec(move || {
-            if watchdog_pid {
-                fill_watchdog_pid();
-            }
             if let Some(fd) = cgroup_procs {
                 // Writing 0 moves the writer. A failure leaves the pod outside (as
                 // without cgroups), it does not stop it.
@@ -183,63 +179,150 @@ pub(crate) fn prepare_command(
                 rustix::process::set_parent_process_death_signal(Some(RawSignal::KILL))
                     .map_err(io::Error::from)?;
             }
+            if let Some(plan) = &exec {
+                return Err(plan.exec());
+            }
             Ok(())
         });
     }
 }
 
-/// The variable that tells a pod's leader the watchdog is meant for it.
-pub(crate) const WATCHDOG_PID: &str = "WATCHDOG_PID";
-
-/// The value `WATCHDOG_PID` is given in the parent; the child overwrites it with its own
-/// pid before `exec` (wide enough for any pid).
-pub(crate) const WATCHDOG_PID_PLACEHOLDER: &str = "0000000000";
-
-extern "C" {
-    static environ: *const *const std::ffi::c_char;
+/// An `execve` prepared in the parent, for a leader that must see its own pid in its
+/// environment (`WATCHDOG_PID`, which systemd sets after fork): the standard library
+/// builds the child's environment before fork and runs `pre_exec` closures before it
+/// installs it, so the closure writes the pid into a copy of its own and execs itself.
+/// Everything is allocated here; the child only writes digits and calls `execve`.
+pub(crate) struct ExecPlan {
+    path: std::ffi::CString,
+    _argv: Vec<std::ffi::CString>,
+    _env: Vec<Vec<u8>>,
+    argv_ptrs: Vec<*const std::ffi::c_char>,
+    env_ptrs: Vec<*const std::ffi::c_char>,
+    /// Where the digits of `WATCHDOG_PID=` go (10 bytes and a NUL).
+    pid_at: *mut u8,
 }
 
-/// In the child, between fork and exec: writes the child's pid over the placeholder of
-/// `WATCHDOG_PID=` in the environment the child is about to exec with (the standard
-/// library installs it as `environ` before running `pre_exec` closures). The block is the
-/// child's private copy; nothing is allocated.
-///
-/// # Safety
-///
-/// Only between fork and exec, in the child.
-unsafe fn fill_watchdog_pid() {
-    let prefix = b"WATCHDOG_PID=";
-    let mut pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    let mut digits = [0u8; 10];
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (pid % 10) as u8;
-        n += 1;
-        pid /= 10;
-        if pid == 0 {
-            break;
+// SAFETY: the pointers point into buffers the plan owns; they are only read or written in
+// the forked child, which has its own copy of them.
+unsafe impl Send for ExecPlan {}
+// SAFETY: as above; the parent never reads or writes through them.
+unsafe impl Sync for ExecPlan {}
+
+extern "C" {
+    fn execve(
+        path: *const std::ffi::c_char,
+        argv: *const *const std::ffi::c_char,
+        envp: *const *const std::ffi::c_char,
+    ) -> std::ffi::c_int;
+}
+
+impl ExecPlan {
+    /// The exec `command` would do, with `WATCHDOG_PID` set to the child's pid; `None`
+    /// when the program cannot be found here (the spawn then fails as usual).
+    pub(crate) fn with_own_pid(command: &Command, env_clear: bool) -> Option<ExecPlan> {
+        use std::collections::BTreeMap;
+        use std::ffi::{CString, OsString};
+        use std::os::unix::ffi::OsStrExt;
+        let mut env: BTreeMap<OsString, OsString> = if env_clear {
+            BTreeMap::new()
+        } else {
+            std::env::vars_os().collect()
+        };
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => env.insert(key.to_owned(), value.to_owned()),
+                None => env.remove(key),
+            };
         }
-    }
-    let mut entry = environ;
-    if entry.is_null() {
-        return;
-    }
-    while !(*entry).is_null() {
-        let bytes = (*entry).cast::<u8>().cast_mut();
-        let matches = (0..prefix.len()).all(|i| *bytes.add(i) == prefix[i]);
-        if matches {
-            let value = bytes.add(prefix.len());
-            let placeholder = WATCHDOG_PID_PLACEHOLDER.as_bytes();
-            if (0..placeholder.len()).all(|i| *value.add(i) == placeholder[i]) {
-                for i in 0..n {
-                    *value.add(i) = digits[n - 1 - i];
-                }
-                *value.add(n) = 0;
+        env.remove(std::ffi::OsStr::new("WATCHDOG_PID"));
+        let program = command.get_program();
+        let path = if program.as_bytes().contains(&b'/') {
+            std::path::PathBuf::from(program)
+        } else {
+            let search = env
+                .get(std::ffi::OsStr::new("PATH"))
+                .cloned()
+                .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+            std::env::split_paths(&search)
+                .map(|dir| dir.join(program))
+                .find(|candidate| is_executable(candidate))?
+        };
+        let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+        let argv: Vec<CString> = std::iter::once(program)
+            .chain(command.get_args())
+            .map(|a| CString::new(a.as_bytes()).ok())
+            .collect::<Option<_>>()?;
+        let mut entries: Vec<Vec<u8>> = Vec::with_capacity(env.len() + 1);
+        for (key, value) in &env {
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            if entry.contains(&0) {
+                return None;
             }
-            return;
+            entry.push(0);
+            entries.push(entry);
         }
-        entry = entry.add(1);
+        let prefix = b"WATCHDOG_PID=";
+        let mut own = prefix.to_vec();
+        own.extend_from_slice(&[b'0'; 10]);
+        own.push(0);
+        entries.push(own);
+        let last = entries.len() - 1;
+        let pid_at = entries[last][prefix.len()..].as_mut_ptr();
+        let argv_ptrs = argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let env_ptrs = entries
+            .iter()
+            .map(|e| e.as_ptr().cast())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        Some(ExecPlan {
+            path,
+            _argv: argv,
+            _env: entries,
+            argv_ptrs,
+            env_ptrs,
+            pid_at,
+        })
     }
+
+    /// In the child: writes its pid and execs. Returns only on failure.
+    ///
+    /// # Safety
+    ///
+    /// Only between fork and exec, in the child.
+    unsafe fn exec(&self) -> io::Error {
+        let mut pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let mut digits = [0u8; 10];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (pid % 10) as u8;
+            n += 1;
+            pid /= 10;
+            if pid == 0 || n == digits.len() {
+                break;
+            }
+        }
+        for i in 0..n {
+            *self.pid_at.add(i) = digits[n - 1 - i];
+        }
+        *self.pid_at.add(n) = 0;
+        execve(
+            self.path.as_ptr(),
+            self.argv_ptrs.as_ptr(),
+            self.env_ptrs.as_ptr(),
+        );
+        io::Error::last_os_error()
+    }
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Eight random bytes from the kernel (for names nobody can guess), or the time and pid

@@ -1802,3 +1802,92 @@ fn a_bare_named_template_has_one_member_called_by_its_name() {
     );
     assert!(error.to_string().contains("needs exactly one"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Health
+
+fn healthy(d: &mut CheckedDeployment, name: &str, g: Generation, at: Time) -> Out {
+    let member = id(d, name);
+    step(
+        d,
+        DeploymentEvent::PodHealthy {
+            member,
+            generation: g,
+        },
+        at,
+    )
+}
+
+#[test]
+fn a_healthy_dependency_holds_its_dependent_back_until_it_passed_its_checks() {
+    let mut d = checked(
+        DeploymentSpec::new()
+            .pod(PodTemplate::new("db").health_checked(true))
+            .pod(PodTemplate::new("api").depends_on("db", Condition::Healthy)),
+    );
+    assert_eq!(start(&mut d), ["db/0"]);
+    let out = ready(&mut d, "db/0", G1, ms(10));
+    assert!(starts(&out).is_empty(), "ready is not healthy: {out:?}");
+    assert_eq!(state_of(&d, "api/0"), MemberState::Waiting);
+    let out = healthy(&mut d, "db/0", G1, ms(30));
+    assert_eq!(starts(&out), ["api/0"]);
+}
+
+#[test]
+fn healthy_on_a_pod_without_health_checks_is_an_error() {
+    let error = error_of(
+        DeploymentSpec::new()
+            .pod(PodTemplate::new("db"))
+            .pod(PodTemplate::new("api").depends_on("db", Condition::Healthy)),
+    );
+    assert_eq!(
+        error,
+        DeploymentError::HealthyNeedsChecks {
+            pod: "api".into(),
+            dependency: "db".into()
+        }
+    );
+    assert!(
+        error.to_string().contains("has no health checks"),
+        "{error}"
+    );
+    assert_eq!("service_healthy".parse(), Ok(Condition::Healthy));
+    assert_eq!(Condition::Healthy.to_string(), "healthy");
+}
+
+#[test]
+fn an_unhealthy_pod_is_restarted_on_failure_and_fails_the_deployment_under_no() {
+    let unhealthy = End::Unhealthy {
+        cause: podvisor::core::Unhealthy::Check {
+            check: 0,
+            failures: 3,
+        },
+        status: SIGTERM,
+        killed: false,
+    };
+    let mut d = checked(
+        DeploymentSpec::new().pod(
+            PodTemplate::new("web")
+                .restart(RestartPolicy::OnFailure)
+                .backoff(plain_backoff(Some(3))),
+        ),
+    );
+    start(&mut d);
+    ready(&mut d, "web/0", G1, ms(10));
+    ended(&mut d, "web/0", G1, unhealthy, ms(500));
+    assert_eq!(state_of(&d, "web/0"), MemberState::BackingOff);
+    assert_eq!(starts(&advance(&mut d)), ["web/0"]);
+
+    let mut d = checked(DeploymentSpec::new().pod(PodTemplate::new("web")));
+    start(&mut d);
+    ready(&mut d, "web/0", G1, ms(10));
+    ended(&mut d, "web/0", G1, unhealthy, ms(500));
+    let failure = d.machine.failure().expect("a failure");
+    assert_eq!(failure.cause, Cause::Ended(unhealthy));
+    assert!(
+        failure
+            .to_string()
+            .contains("was unhealthy (health check #0 failed 3 times in a row)"),
+        "{failure}"
+    );
+}

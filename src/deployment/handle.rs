@@ -38,6 +38,11 @@ pub struct MemberStatus {
     pub start_result: Option<StartResult>,
     /// How its current or last pod ended.
     pub end: Option<End>,
+    /// The health of its current or last pod, once ready, when it has health checks or a
+    /// watchdog.
+    pub health: Option<crate::core::Health>,
+    /// The last health failure of its current or last pod.
+    pub health_message: Option<String>,
 }
 
 /// A group of pods started in dependency order, restarted by their policies, and closed
@@ -93,17 +98,23 @@ impl Deployment {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         });
-        let spec = DeploymentSpec {
-            templates: config.sets.iter().map(|s| s.template.clone()).collect(),
-            seed,
-        };
+        // Whether a set's pods have health checks (for `healthy` dependencies) shows in
+        // the pods built below; until then every set is taken for checked.
+        let templates: Vec<_> = config
+            .sets
+            .iter()
+            .map(|s| s.template.clone().health_checked(true))
+            .collect();
+        let spec = DeploymentSpec { templates, seed };
         let machine = DeploymentMachine::new(spec).map_err(DeploymentConfigError::Deployment)?;
         let makers: Vec<MakeConfig> = config.sets.iter().map(|s| s.make.clone()).collect();
         let mut slots = Vec::with_capacity(machine.members().len());
         let ports = Arc::new(PortBook::default());
         let events = EventLog::new();
+        let mut checked = vec![false; config.sets.len()];
         for member in machine.members() {
             let (pod, port) = build_pod(&machine, &makers, member, None, &ports, &events)?;
+            checked[member.template()] |= pod.has_health_checks();
             slots.push(Slot {
                 pod: None,
                 observer: None,
@@ -112,6 +123,16 @@ impl Deployment {
                 dirty: false,
             });
         }
+        let spec = DeploymentSpec {
+            templates: config
+                .sets
+                .iter()
+                .zip(checked)
+                .map(|(s, checked)| s.template.clone().health_checked(checked))
+                .collect(),
+            seed,
+        };
+        let machine = DeploymentMachine::new(spec).map_err(DeploymentConfigError::Deployment)?;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 machine,
@@ -356,6 +377,7 @@ impl Drop for Deployment {
 
 fn member_status(inner: &Inner, i: usize) -> MemberStatus {
     let member = inner.machine.member(MemberId(i));
+    let pod = inner.slots[i].pod.as_ref();
     MemberStatus {
         name: member.name().to_owned(),
         state: member.state(),
@@ -363,5 +385,7 @@ fn member_status(inner: &Inner, i: usize) -> MemberStatus {
         pid: inner.slots[i].pod.as_ref().and_then(|pod| pod.pid()),
         start_result: member.start_result().cloned(),
         end: member.end(),
+        health: pod.and_then(|pod| pod.health()),
+        health_message: pod.and_then(|pod| pod.status().health_message),
     }
 }

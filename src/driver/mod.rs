@@ -259,8 +259,12 @@ impl Driver {
                 let (death_signal, stdin) = (config.death_signal, config.stdin);
                 let (stdout, stderr) =
                     (config.output(Stream::Stdout), config.output(Stream::Stderr));
+                // The leader learns its own pid for the watchdog (systemd's WATCHDOG_PID).
+                let exec = config
+                    .watchdog
+                    .and_then(|_| os::ExecPlan::with_own_pid(&command, config.env_clear));
                 let answer = Answer::spawn(move || {
-                    spawn_process(command, death_signal, stdin, stdout, stderr)
+                    spawn_process(command, death_signal, stdin, stdout, stderr, exec)
                 });
                 self.spawning = Some((generation, answer));
                 None

@@ -134,8 +134,6 @@ impl Driver {
         }
         if let Some(watchdog) = config.watchdog {
             command.env("WATCHDOG_USEC", watchdog.as_micros().to_string());
-            // The leader's pid, filled in by the child itself (see `os::prepare_command`).
-            command.env(os::WATCHDOG_PID, os::WATCHDOG_PID_PLACEHOLDER);
         }
         Ok(command)
     }
@@ -396,6 +394,7 @@ pub(super) fn spawn_process(
     stdin: Input,
     stdout: Output,
     stderr: Output,
+    exec: Option<os::ExecPlan>,
 ) -> io::Result<(async_process::Child, Option<crate::cgroup::PodCgroup>)> {
     let mut command = command;
     crate::keeper::ensure();
@@ -406,6 +405,7 @@ pub(super) fn spawn_process(
         cgroup
             .as_ref()
             .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.procs())),
+        exec,
     );
     let mut command = async_process::Command::from(command);
     command.stdin(match stdin {

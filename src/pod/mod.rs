@@ -271,6 +271,16 @@ impl Pod {
         self.shared.events.subscribe()
     }
 
+    /// The pod's health once it is ready, when it has health checks or a watchdog.
+    pub fn health(&self) -> Option<Health> {
+        self.shared.lock().seen.health
+    }
+
+    /// Whether the pod has health checks.
+    pub(crate) fn has_health_checks(&self) -> bool {
+        !self.shared.lock().machine.spec().health.is_empty()
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.shared.lock().seen.state

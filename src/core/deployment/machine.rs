@@ -89,6 +89,7 @@ impl DeploymentMachine {
                     state: MemberState::Waiting,
                     generation: Generation(0),
                     started: false,
+                    healthy: false,
                     start_result: None,
                     end: None,
                     ready_at: None,
@@ -233,6 +234,11 @@ impl DeploymentMachine {
             } => {
                 if let Some(i) = self.current(member, generation) {
                     self.on_pod_start_result(i, result, now);
+                }
+            }
+            DeploymentEvent::PodHealthy { member, generation } => {
+                if let Some(i) = self.current(member, generation) {
+                    self.members[i].healthy = true;
                 }
             }
             DeploymentEvent::PodEnded {
@@ -539,6 +545,7 @@ impl DeploymentMachine {
         m.started = false;
         m.start_result = None;
         m.end = None;
+        m.healthy = false;
         m.ready_at = None;
         m.close_sent = false;
         m.verdict = None;
@@ -569,6 +576,10 @@ impl DeploymentMachine {
                         ),
                         Condition::Ready => {
                             matches!(d.state, MemberState::Ready | MemberState::Succeeded)
+                        }
+                        Condition::Healthy => {
+                            (d.state == MemberState::Ready && d.healthy)
+                                || d.state == MemberState::Succeeded
                         }
                         Condition::Succeeded => d.state == MemberState::Succeeded,
                     })

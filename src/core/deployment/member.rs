@@ -20,6 +20,7 @@ pub struct Member {
     pub(super) state: MemberState,
     pub(super) generation: Generation,
     pub(super) started: bool,
+    pub(super) healthy: bool,
     pub(super) start_result: Option<StartResult>,
     pub(super) end: Option<End>,
     pub(super) ready_at: Option<Time>,
@@ -58,6 +59,11 @@ impl Member {
     /// Whether its current pod reported started.
     pub fn is_started(&self) -> bool {
         self.started
+    }
+
+    /// Whether its current pod has passed its health checks.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy
     }
 
     /// The start result of its current or last pod.

@@ -2,7 +2,7 @@
 //! events, each reported once.
 
 use crate::core::event::Generation;
-use crate::core::outcome::{End, StartResult};
+use crate::core::outcome::{End, Health, StartResult};
 use crate::core::State;
 
 use super::vocabulary::{DeploymentEvent, MemberId};
@@ -35,6 +35,7 @@ pub struct PodObserver {
     generation: Generation,
     started: bool,
     result: bool,
+    healthy: bool,
     ended: bool,
 }
 
@@ -46,6 +47,7 @@ impl PodObserver {
             generation,
             started: false,
             result: false,
+            healthy: false,
             ended: false,
         }
     }
@@ -85,6 +87,19 @@ impl PodObserver {
             });
         }
         events
+    }
+
+    /// [`DeploymentEvent::PodHealthy`] the first time `health` is healthy, before the
+    /// pod ended.
+    pub fn observe_health(&mut self, health: Option<Health>) -> Option<DeploymentEvent> {
+        if self.healthy || self.ended || health != Some(Health::Healthy) {
+            return None;
+        }
+        self.healthy = true;
+        Some(DeploymentEvent::PodHealthy {
+            member: self.member,
+            generation: self.generation,
+        })
     }
 
     /// Whether the end was reported.

@@ -110,6 +110,14 @@ impl DeploymentSpec {
                         dependency: dependency.on.clone(),
                     });
                 }
+                if dependency.condition == Condition::Healthy
+                    && !self.templates[target].health_checked
+                {
+                    return Err(DeploymentError::HealthyNeedsChecks {
+                        pod: pod.clone(),
+                        dependency: dependency.on.clone(),
+                    });
+                }
                 if dependency.condition == Condition::Succeeded && !self.templates[target].one_shot
                 {
                     return Err(DeploymentError::SucceededNeedsOneShot {
@@ -215,6 +223,9 @@ pub struct PodTemplate {
     /// The one replica is called by the template's name alone (`web`, not `web/0`): for a
     /// deployment of one pod standing for one command. Needs `replicas == 1`.
     pub bare_name: bool,
+    /// Its pods have health checks, so others may wait until they are
+    /// [`Condition::Healthy`].
+    pub health_checked: bool,
 }
 
 impl PodTemplate {
@@ -228,6 +239,7 @@ impl PodTemplate {
             restart: RestartPolicy::No,
             backoff: Backoff::default(),
             bare_name: false,
+            health_checked: false,
         }
     }
 
@@ -249,6 +261,12 @@ impl PodTemplate {
             on: on.into(),
             condition,
         });
+        self
+    }
+
+    /// Sets [`PodTemplate::health_checked`].
+    pub fn health_checked(mut self, checked: bool) -> Self {
+        self.health_checked = checked;
         self
     }
 
@@ -290,6 +308,9 @@ pub enum Condition {
     Started,
     /// It is ready.
     Ready,
+    /// It is ready and has passed its health checks at least once (compose's
+    /// `service_healthy`). Only for a pod with health checks.
+    Healthy,
     /// It is a one-shot pod that ended successfully.
     Succeeded,
 }
@@ -297,8 +318,9 @@ pub enum Condition {
 impl std::str::FromStr for Condition {
     type Err = String;
 
-    /// `started`, `ready` or `succeeded`; compose's `service_started`, `service_healthy`
-    /// and `service_completed_successfully` (and `healthy`, `completed`) are understood too.
+    /// `started`, `ready`, `healthy` or `succeeded`; compose's `service_started`,
+    /// `service_healthy` and `service_completed_successfully` (and `completed`) are
+    /// understood too.
     ///
     /// ```
     /// use podvisor::Condition;
@@ -310,12 +332,13 @@ impl std::str::FromStr for Condition {
     fn from_str(text: &str) -> Result<Condition, String> {
         match text {
             "started" | "service_started" => Ok(Condition::Started),
-            "ready" | "healthy" | "service_healthy" => Ok(Condition::Ready),
+            "ready" => Ok(Condition::Ready),
+            "healthy" | "service_healthy" => Ok(Condition::Healthy),
             "succeeded" | "completed" | "service_completed_successfully" => {
                 Ok(Condition::Succeeded)
             }
             other => Err(format!(
-                "unknown condition {other:?}; expected started, ready or succeeded (or compose's service_started, service_healthy, service_completed_successfully)"
+                "unknown condition {other:?}; expected started, ready, healthy or succeeded (or compose's service_started, service_healthy, service_completed_successfully)"
             )),
         }
     }
@@ -350,6 +373,7 @@ impl fmt::Display for Condition {
         f.write_str(match self {
             Condition::Started => "started",
             Condition::Ready => "ready",
+            Condition::Healthy => "healthy",
             Condition::Succeeded => "succeeded",
         })
     }
@@ -574,6 +598,14 @@ pub enum DeploymentError {
         /// The long-running pod it waits on.
         dependency: String,
     },
+    /// A [`Condition::Healthy`] dependency on a pod without health checks, which would
+    /// never be met.
+    HealthyNeedsChecks {
+        /// The template that depends.
+        pod: String,
+        /// The pod without health checks it waits on.
+        dependency: String,
+    },
     /// A one-shot pod with [`RestartPolicy::Always`] would run again after succeeding.
     OneShotRestartsAlways {
         /// The template.
@@ -635,6 +667,10 @@ impl fmt::Display for DeploymentError {
             DeploymentError::SucceededNeedsOneShot { pod, dependency } => write!(
                 f,
                 "pod {pod:?} waits for {dependency:?} to succeed, but {dependency:?} is not one-shot and is not expected to end; mark it one-shot or wait until it is started or ready"
+            ),
+            DeploymentError::HealthyNeedsChecks { pod, dependency } => write!(
+                f,
+                "pod {pod:?} waits for {dependency:?} to be healthy, but {dependency:?} has no health checks; give it one (health = \"tcp:…\") or wait until it is ready"
             ),
             DeploymentError::OneShotRestartsAlways { pod } => write!(
                 f,

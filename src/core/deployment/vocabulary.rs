@@ -150,6 +150,13 @@ pub enum DeploymentEvent {
         /// The pod's start result.
         result: StartResult,
     },
+    /// The member's pod passed its health checks for the first time.
+    PodHealthy {
+        /// Which member.
+        member: MemberId,
+        /// The generation from [`DeploymentAction::StartPod`].
+        generation: Generation,
+    },
     /// The member's pod ended (its process reaped, or never spawned).
     PodEnded {
         /// Which member.

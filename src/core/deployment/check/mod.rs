@@ -29,6 +29,8 @@ struct Model {
     /// A pod was asked to start and has not ended.
     running: bool,
     started: bool,
+    /// Its pod reported passing its health checks.
+    healthy: bool,
     result: Option<StartResult>,
     ready_at: Option<Time>,
     /// A one-shot pod that exited 0. Latched.
@@ -140,6 +142,11 @@ impl DeploymentChecker {
                 m.running
                     && m.close_sent.is_none()
                     && matches!(m.result, Some(StartResult::Ready { .. }))
+            }
+            Condition::Healthy => {
+                self.meets(d, Condition::Ready)
+                    && self.members[d].healthy
+                    && !self.members[d].decided
             }
             Condition::Succeeded => false,
         }

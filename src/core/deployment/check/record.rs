@@ -51,6 +51,13 @@ impl DeploymentChecker {
                     }
                 }
             }
+            DeploymentEvent::PodHealthy { member, generation } => {
+                if let Some(m) = self.members.get_mut(member.0) {
+                    if ours(m, *generation) {
+                        m.healthy = true;
+                    }
+                }
+            }
             DeploymentEvent::PodStartResult {
                 member,
                 generation,
