@@ -100,7 +100,7 @@ fn a_server_that_stops_answering_is_closed_as_unhealthy() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let message = pod.status().health_message.unwrap_or_default();
     assert!(
-        message.contains("did not answer within 300ms"),
+        message.contains("/health: no answer within 300ms"),
         "message: {message:?}"
     );
 }

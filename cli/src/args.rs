@@ -84,6 +84,17 @@ Options:
   -t, --timeout-ready DUR time allowed to become ready (default 600s; 0 = no limit)
       --ready-interval DUR how often a tcp/http/file/exec check is tried (default: every
                           10ms for this machine's addresses, backing off to 1s for others)
+      --ready-timeout DUR time one attempt of such a check may take (default 1s)
+      --health CHECK      after ready, a tcp:, http://, exec: or file: check that must keep
+                          passing (repeatable); when it fails --health-retries times in a
+                          row the command is closed as unhealthy
+      --health-interval DUR  time between health attempts (default 10s)
+      --health-timeout DUR   time one health attempt may take (default 5s)
+      --health-retries N     failures in a row that make it unhealthy (default 3)
+      --health-start-period DUR  failures this soon after ready do not count (default 0)
+      --watchdog DUR      the command must send WATCHDOG=1 (sd_notify) more often than this
+                          once ready (systemd's WatchdogSec=)
+      --watchdog-signal SIG  sent when the watchdog expires (default ABRT)
   -g, --grace DUR         time between the stop signal and SIGKILL (default 10s)
   -s, --stop-signal SIG   signal that asks the command to stop (default TERM)
   -e, --env KEY=VALUE     set a variable for the command (repeatable)
@@ -159,6 +170,14 @@ const RUN_OPTIONS: &[&str] = &[
     "--ready",
     "--timeout-ready",
     "--ready-interval",
+    "--ready-timeout",
+    "--health",
+    "--health-interval",
+    "--health-timeout",
+    "--health-retries",
+    "--health-start-period",
+    "--watchdog",
+    "--watchdog-signal",
     "--grace",
     "--stop-signal",
     "--env",
@@ -292,6 +311,21 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut restart = RestartPolicy::No;
     let mut stdin: Option<podvisor::Input> = None;
     let mut ready_interval = None;
+    let mut ready_timeout = None;
+    let mut health: Vec<podvisor::Readiness> = Vec::new();
+    let mut health_interval = None;
+    let mut health_timeout = None;
+    let mut health_retries = None;
+    let mut health_start_period = None;
+    let mut watchdog = None;
+    let mut watchdog_signal = None;
+    let positive = |option: &str, text: String| -> Result<std::time::Duration, String> {
+        let d = parse_duration(&text).map_err(|e| format!("{option}: {e}"))?;
+        if d.is_zero() {
+            return Err(format!("{option}: expected a duration of at least 1ms"));
+        }
+        Ok(d)
+    };
     let mut iter = args.into_iter();
     let mut command: Vec<OsString> = Vec::new();
     while let Some(arg) = iter.next() {
@@ -384,6 +418,52 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                 }
                 ready_interval = Some(d);
             }
+            "--ready-timeout" => ready_timeout = Some(positive(&option, value("DUR")?)?),
+            "--health" => {
+                let text = value("CHECK")?;
+                let check: podvisor::Readiness = text.parse().map_err(|e: String| {
+                    format!(
+                        "--health: {}",
+                        e.replacen("readiness check", "health check", 1)
+                    )
+                })?;
+                if matches!(
+                    check,
+                    podvisor::Readiness::Notify
+                        | podvisor::Readiness::Stdout(_)
+                        | podvisor::Readiness::Stderr(_)
+                ) {
+                    return Err(format!(
+                        "--health {text:?}: can only say ready; a health check is tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"
+                    ));
+                }
+                health.push(check);
+            }
+            "--health-interval" => health_interval = Some(positive(&option, value("DUR")?)?),
+            "--health-timeout" => health_timeout = Some(positive(&option, value("DUR")?)?),
+            "--health-start-period" => {
+                let text = value("DUR")?;
+                health_start_period =
+                    Some(parse_duration(&text).map_err(|e| format!("{option}: {e}"))?);
+            }
+            "--health-retries" => {
+                let text = value("N")?;
+                let n = text
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        format!("--health-retries {text:?}: expected a whole number of at least 1")
+                    })?;
+                health_retries = Some(n);
+            }
+            "--watchdog" => watchdog = Some(positive(&option, value("DUR")?)?),
+            "--watchdog-signal" => {
+                watchdog_signal = Some(
+                    Signal::from_name(&value("SIG")?)
+                        .map_err(|e| format!("--watchdog-signal: {e}"))?,
+                )
+            }
             "--stdin" => {
                 stdin = Some(match value("inherit|null")?.as_str() {
                     "inherit" => podvisor::Input::Inherit,
@@ -436,6 +516,30 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     }
     if let Some(interval) = ready_interval {
         config = config.ready_interval(interval);
+    }
+    if let Some(timeout) = ready_timeout {
+        config = config.ready_timeout(timeout);
+    }
+    for check in health {
+        config = config.health(check);
+    }
+    if let Some(interval) = health_interval {
+        config = config.health_interval(interval);
+    }
+    if let Some(timeout) = health_timeout {
+        config = config.health_timeout(timeout);
+    }
+    if let Some(retries) = health_retries {
+        config = config.health_retries(retries);
+    }
+    if let Some(period) = health_start_period {
+        config = config.health_start_period(period);
+    }
+    if let Some(interval) = watchdog {
+        config = config.watchdog(interval);
+    }
+    if let Some(signal) = watchdog_signal {
+        config = config.watchdog_signal(signal);
     }
     let config = config
         .timeout_ready(timeout_ready)

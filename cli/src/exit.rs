@@ -7,6 +7,9 @@ use podvisor::{End, ExitStatus, StartResult};
 pub const USAGE: i32 = 125;
 /// Readiness timed out.
 pub const TIMED_OUT: i32 = 124;
+/// Closed as unhealthy after ready: a health check failed past its threshold, or the
+/// watchdog expired.
+pub const UNHEALTHY: i32 = 122;
 
 /// `N` for an exit code, `128 + S` for a signal.
 pub fn of_status(status: ExitStatus) -> i32 {
@@ -30,6 +33,7 @@ pub fn exit_code(start: &StartResult, end: Option<End>, requested: Option<i32>) 
         StartResult::Cancelled => 128 + requested.unwrap_or(15),
         StartResult::Ready { .. } => match end {
             Some(End::Closed(_)) if requested.is_some() => 0,
+            Some(End::Unhealthy { .. }) => UNHEALTHY,
             Some(End::Exited(status) | End::Closed(status) | End::Killed(status)) => {
                 of_status(status)
             }
@@ -110,6 +114,13 @@ mod tests {
         // Ended before ready with status 0.
         let early = |status| StartResult::ExitedEarly { status };
         assert_eq!(exit_code(&early(ExitStatus::Code(0)), None, None), 1);
+        let unhealthy = End::Unhealthy {
+            cause: podvisor::Unhealthy::WatchdogTrigger,
+            status: ExitStatus::Signal(6),
+            killed: false,
+        };
+        assert_eq!(exit_code(&READY, Some(unhealthy), None), UNHEALTHY);
+        assert_eq!(exit_code(&READY, Some(unhealthy), Some(2)), UNHEALTHY);
         // Otherwise N or 128 + S.
         assert_eq!(exit_code(&early(ExitStatus::Code(3)), None, None), 3);
         assert_eq!(exit_code(&early(ExitStatus::Signal(11)), None, None), 139);

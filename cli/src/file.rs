@@ -189,6 +189,14 @@ struct RawPod {
     command: Spanned<CommandValue>,
     ready: Option<Spanned<OneOrMany>>,
     ready_interval: Option<Spanned<DurationValue>>,
+    ready_timeout: Option<Spanned<DurationValue>>,
+    health: Option<Spanned<OneOrMany>>,
+    health_interval: Option<Spanned<DurationValue>>,
+    health_timeout: Option<Spanned<DurationValue>>,
+    health_retries: Option<Spanned<i64>>,
+    health_start_period: Option<Spanned<DurationValue>>,
+    watchdog: Option<Spanned<DurationValue>>,
+    watchdog_signal: Option<Spanned<String>>,
     timeout_ready: Option<Spanned<DurationValue>>,
     grace: Option<Spanned<DurationValue>>,
     stop_signal: Option<Spanned<String>>,
@@ -214,6 +222,14 @@ pub struct PlannedPod {
     ready: Vec<String>,
     timeout_ready: Option<Duration>,
     ready_interval: Option<Duration>,
+    ready_timeout: Option<Duration>,
+    health: Vec<String>,
+    health_interval: Option<Duration>,
+    health_timeout: Option<Duration>,
+    health_retries: Option<u32>,
+    health_start_period: Option<Duration>,
+    watchdog: Option<Duration>,
+    watchdog_signal: Option<Signal>,
     grace: Option<Duration>,
     stop_signal: Option<Signal>,
 }
@@ -236,11 +252,51 @@ impl PlannedPod {
             config = config.cwd(fill(cwd));
         }
         for check in &self.ready {
-            let readiness: Readiness = fill(check).parse()?;
+            let readiness: Readiness =
+                fill(check).parse().map_err(|e| format!("key ready: {e}"))?;
             config = config.ready(readiness);
         }
         if let Some(interval) = self.ready_interval {
             config = config.ready_interval(interval);
+        }
+        if let Some(timeout) = self.ready_timeout {
+            config = config.ready_timeout(timeout);
+        }
+        for check in &self.health {
+            let text = fill(check);
+            let check: Readiness = text.parse().map_err(|e: String| {
+                format!(
+                    "key health: {}",
+                    e.replacen("readiness check", "health check", 1)
+                )
+            })?;
+            if matches!(
+                check,
+                Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_)
+            ) {
+                return Err(format!(
+                    "key health: {text:?} can only say ready; a health check is tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"
+                ));
+            }
+            config = config.health(check);
+        }
+        if let Some(interval) = self.health_interval {
+            config = config.health_interval(interval);
+        }
+        if let Some(timeout) = self.health_timeout {
+            config = config.health_timeout(timeout);
+        }
+        if let Some(retries) = self.health_retries {
+            config = config.health_retries(retries);
+        }
+        if let Some(period) = self.health_start_period {
+            config = config.health_start_period(period);
+        }
+        if let Some(watchdog) = self.watchdog {
+            config = config.watchdog(watchdog);
+        }
+        if let Some(signal) = self.watchdog_signal {
+            config = config.watchdog_signal(signal);
         }
         if let Some(t) = self.timeout_ready {
             config = config.timeout_ready((!t.is_zero()).then_some(t));
@@ -759,6 +815,14 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         ready: Vec::new(),
         timeout_ready: None,
         ready_interval: None,
+        ready_timeout: None,
+        health: Vec::new(),
+        health_interval: None,
+        health_timeout: None,
+        health_retries: None,
+        health_start_period: None,
+        watchdog: None,
+        watchdog_signal: None,
         grace: None,
         stop_signal: None,
     };
@@ -799,6 +863,80 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         }
         planned.ready_interval = Some(interval);
     }
+    let positive = |key: &str, value: Spanned<DurationValue>| {
+        let span = value.span();
+        let d = duration(at, name, key, value)?;
+        if d.is_zero() {
+            return Err(at.at(
+                span,
+                format!("pod {name}: key {key}: expected a duration of at least 1ms"),
+            ));
+        }
+        Ok(d)
+    };
+    if let Some(value) = raw.ready_timeout {
+        planned.ready_timeout = Some(positive("ready_timeout", value)?);
+    }
+    let mut health_span = None;
+    if let Some(health) = raw.health {
+        let span = health.span();
+        health_span = Some(span.clone());
+        let checks = match health.into_inner() {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        };
+        let checks = checks
+            .into_iter()
+            .map(|c| {
+                at.interpolate(name, "health", Spanned::new(span.clone(), c))
+                    .map(Spanned::into_inner)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(i) = checks.iter().position(|c| c.contains('\0')) {
+            return Err(at.at(
+                span,
+                format!(
+                    "pod {name}: key health: check {} contains a NUL byte; {NO_NUL}",
+                    i + 1
+                ),
+            ));
+        }
+        planned.health = checks;
+    }
+    if let Some(value) = raw.health_interval {
+        planned.health_interval = Some(positive("health_interval", value)?);
+    }
+    if let Some(value) = raw.health_timeout {
+        planned.health_timeout = Some(positive("health_timeout", value)?);
+    }
+    if let Some(value) = raw.health_start_period {
+        planned.health_start_period = Some(duration(at, name, "health_start_period", value)?);
+    }
+    if let Some(retries) = raw.health_retries {
+        let span = retries.span();
+        let n = u32::try_from(*retries.get_ref())
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                at.at(
+                    span,
+                    format!(
+                        "pod {name}: key health_retries: {} is not a count of failures; expected a whole number of at least 1",
+                        retries.get_ref()
+                    ),
+                )
+            })?;
+        planned.health_retries = Some(n);
+    }
+    if let Some(value) = raw.watchdog {
+        planned.watchdog = Some(positive("watchdog", value)?);
+    }
+    if let Some(signal) = raw.watchdog_signal {
+        let span = signal.span();
+        let parsed = Signal::from_name(signal.get_ref())
+            .map_err(|e| at.at(span, format!("pod {name}: key watchdog_signal: {e}")))?;
+        planned.watchdog_signal = Some(parsed);
+    }
     if let Some(value) = raw.timeout_ready {
         planned.timeout_ready = Some(duration(at, name, "timeout_ready", value)?);
     }
@@ -818,8 +956,12 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             .replace("{port}", "1")
     };
     if let Err(e) = planned.config(trial) {
-        let span = ready_span.unwrap_or(command_span);
-        return Err(at.at(span, format!("pod {name}: key ready: {e}")));
+        let span = if e.starts_with("key health") {
+            health_span.unwrap_or(command_span)
+        } else {
+            ready_span.unwrap_or(command_span)
+        };
+        return Err(at.at(span, format!("pod {name}: {e}")));
     }
     let mut template = PodTemplate::new(name);
     if let Some(replicas) = raw.replicas {
@@ -871,7 +1013,7 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             }
         }
     }
-    planned.template = template;
+    planned.template = template.health_checked(!planned.health.is_empty());
     Ok(planned)
 }
 
@@ -1147,7 +1289,8 @@ oneshot = true
     fn compose_condition_names_are_understood() {
         let plan = parse(
             "f.toml",
-            "[pod.db]\ncommand = [\"x\"]\n[pod.job]\ncommand = [\"x\"]\noneshot = true\n\
+            "[pod.db]\ncommand = [\"x\"]\nhealth = \"tcp:127.0.0.1:1\"\n\
+             [pod.job]\ncommand = [\"x\"]\noneshot = true\n\
              [pod.web]\ncommand = [\"x\"]\n\
              depends_on = { db = \"service_healthy\", job = \"service_completed_successfully\" }\n\
              [pod.side]\ncommand = [\"x\"]\ndepends_on = { db = \"service_started\" }\n",
@@ -1160,7 +1303,7 @@ oneshot = true
             .collect();
         assert_eq!(
             conditions,
-            [Condition::Ready, Condition::Succeeded, Condition::Started]
+            [Condition::Healthy, Condition::Succeeded, Condition::Started]
         );
         let error = parse(
             "f.toml",

@@ -99,6 +99,14 @@ impl Reporter {
                     End::Exited(s) => ("exited", format!("exited ({s})"), s),
                     End::Closed(s) => ("closed", format!("stopped ({s})"), s),
                     End::Killed(s) => ("killed", format!("killed ({s})"), s),
+                    End::Unhealthy { status, killed, .. } => (
+                        "unhealthy",
+                        format!(
+                            "{} as unhealthy ({status})",
+                            if *killed { "killed" } else { "closed" }
+                        ),
+                        status,
+                    ),
                     _ => return,
                 };
                 let status = crate::exit::of_status(*status).to_string();
@@ -148,6 +156,19 @@ impl Reporter {
                     "stopping (pods close in reverse dependency order)",
                     &[],
                 ),
+                _ => {}
+            },
+            EventKind::Health { health, message } => match health {
+                podvisor::Health::Healthy => self.line(at, pod, "healthy", "healthy", &[]),
+                podvisor::Health::Unhealthy(cause) => {
+                    let mut text = format!("unhealthy: {cause}");
+                    if let Some(message) = message {
+                        let _ = write!(text, ": {message}");
+                    }
+                    let fields: Vec<(&str, String)> =
+                        message.iter().map(|m| ("message", quote(m))).collect();
+                    self.line(at, pod, "unhealthy", &text, &fields);
+                }
                 _ => {}
             },
             EventKind::Lagged { missed } => self.line(

@@ -202,10 +202,18 @@ impl Driver {
                     self.health_attempts.retain(|(a, _)| *a != attempt);
                     // A cancel while the pod stays ready is a timed-out attempt.
                     let timeout = self.config.health_schedule.timeout;
-                    let message = format!(
-                        "{} did not answer within {timeout:?}",
-                        self.config.health[check]
-                    );
+                    let message = match &self.config.health[check] {
+                        crate::Readiness::Tcp { host, port } => {
+                            format!("connecting to {host}:{port}: no answer within {timeout:?}")
+                        }
+                        crate::Readiness::Http(url) => {
+                            format!("GET {url}: no answer within {timeout:?}")
+                        }
+                        crate::Readiness::Exec(command) => {
+                            format!("`{command}` still running after {timeout:?}; killed")
+                        }
+                        other => format!("{other}: no answer within {timeout:?}"),
+                    };
                     if self.shared.machine_state() == State::Ready {
                         self.shared.set_health_message(message.clone());
                     }
@@ -219,10 +227,7 @@ impl Driver {
                         Health::Unhealthy(Unhealthy::Check { check, .. }) => {
                             self.health_failures.get(check).cloned().flatten()
                         }
-                        Health::Unhealthy(Unhealthy::Watchdog { interval }) => {
-                            Some(format!("no WATCHDOG=1 within {interval:?}"))
-                        }
-                        Health::Unhealthy(_) => Some("the pod sent WATCHDOG=trigger".into()),
+                        // The watchdog's cause says it all.
                         _ => None,
                     };
                     self.shared.publish_health(health, message);

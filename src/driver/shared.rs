@@ -178,8 +178,10 @@ impl Shared {
         {
             let mut inner = self.lock();
             inner.seen.health = Some(health);
-            if message.is_some() {
-                inner.health_message = message.clone();
+            match (&message, health) {
+                (Some(_), _) => inner.health_message = message.clone(),
+                (None, Health::Unhealthy(cause)) => inner.health_message = Some(cause.to_string()),
+                _ => {}
             }
             inner.version += 1;
         }

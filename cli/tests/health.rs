@@ -1,0 +1,218 @@
+//! End-to-end tests of health after ready in `podvisor run` and `podvisor up`: health
+//! checks and the watchdog close a pod as unhealthy (exit status 122, a line that says
+//! which check failed and how), `healthy` dependencies, and clear errors for bad settings.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{spawn, PODVISOR};
+
+fn dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "podvisor-cli-health-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn podvisor(args: &[&str]) -> (i32, String) {
+    let output = Command::new(PODVISOR)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().expect("podvisor exits"),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_closes_a_command_whose_health_check_fails_and_exits_122() {
+    let dir = dir();
+    let marker = dir.join("broken");
+    let check = format!("exec:test ! -f {}", marker.display());
+    let mut run = spawn(&[
+        "run",
+        "--health",
+        &check,
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "--grace",
+        "2s",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    run.wait_for("healthy");
+    std::fs::write(&marker, b"").unwrap();
+    let code = run.exit_within(Duration::from_secs(20));
+    let (_, lines, _) = run.finish();
+    let text = lines.join("\n");
+    assert_eq!(code, 122, "{text}");
+    assert!(
+        text.contains("sleep unhealthy: health check #0 failed 2 times in a row: `test ! -f"),
+        "{text}"
+    );
+    assert!(text.contains("ended with exit status: 1"), "{text}");
+    assert!(
+        text.contains("sleep closed as unhealthy (signal 15)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_closes_a_command_that_stops_pinging_the_watchdog_with_sigabrt() {
+    let mut run = spawn(&[
+        "run",
+        "-r",
+        "notify",
+        "--watchdog",
+        "500ms",
+        "--",
+        "sh",
+        "-c",
+        "systemd-notify --ready; systemd-notify WATCHDOG=1; exec sleep 60",
+    ]);
+    let code = run.exit_within(Duration::from_secs(20));
+    let (_, lines, _) = run.finish();
+    let text = lines.join("\n");
+    assert_eq!(code, 122, "{text}");
+    assert!(
+        text.contains("unhealthy: no WATCHDOG=1 within the watchdog interval of 500ms"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stopping (SIGABRT to its process group"),
+        "{text}"
+    );
+    assert!(text.contains("closed as unhealthy (signal 6)"), "{text}");
+}
+
+#[test]
+fn bad_health_flags_are_usage_errors() {
+    for (args, says) in [
+        (
+            &["--health-retries", "0"][..],
+            "--health-retries \"0\": expected a whole number of at least 1",
+        ),
+        (
+            &["--health-interval", "0"],
+            "--health-interval: expected a duration of at least 1ms",
+        ),
+        (
+            &["--watchdog", "0s"],
+            "--watchdog: expected a duration of at least 1ms",
+        ),
+        (&["--health", "notify"], "can only say ready"),
+        (&["--health", "tcp:80"], "--health: health check"),
+        (&["--helth", "tcp:localhost:1"], "did you mean --health?"),
+    ] {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--", "true"]);
+        let (code, stderr) = podvisor(&all);
+        assert_eq!(code, 125, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn up_waits_for_a_healthy_dependency_and_check_validates_health_keys() {
+    let dir = dir();
+    let marker = dir.join("db-healthy");
+    let file = dir.join("podvisor.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[pod.db]
+command = "sleep 60"
+health = "file:{marker}"
+health_interval = "100ms"
+health_start_period = "1min"
+
+[pod.api]
+command = "sleep 60"
+depends_on = {{ db = "service_healthy" }}
+"#,
+            marker = marker.display()
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = podvisor(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut up = spawn(&["up", file.to_str().unwrap()]);
+    up.wait_for("db/0 ready");
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&marker, b"").unwrap();
+    up.wait_for("db/0 healthy");
+    up.wait_for("api/0 ready");
+    up.signal("INT");
+    let code = up.exit_within(Duration::from_secs(20));
+    let (_, lines, _) = up.finish();
+    let text = lines.join("\n");
+    assert_eq!(code, 0, "{text}");
+    // api started only after db was healthy.
+    let healthy = text.find("db/0 healthy").unwrap();
+    let api = text.find("api/0 started").unwrap();
+    assert!(healthy < api, "{text}");
+}
+
+#[test]
+fn up_reports_bad_health_keys_with_their_place() {
+    let dir = dir();
+    for (body, says) in [
+        (
+            "health = \"tcp:127.0.0.1:1\"\nhealth_retries = 0\n",
+            "key health_retries: 0 is not a count of failures",
+        ),
+        (
+            "health = \"tcp:127.0.0.1:1\"\nhealth_interval = \"0s\"\n",
+            "key health_interval: expected a duration of at least 1ms",
+        ),
+        (
+            "watchdog = 0\n",
+            "key watchdog: expected a duration of at least 1ms",
+        ),
+        (
+            "health = \"stdout:up\"\n",
+            "key health: \"stdout:up\" can only say ready",
+        ),
+        ("health = \"tcp:nope\"\n", "key health: health check"),
+        ("helth = \"tcp:127.0.0.1:1\"\n", "did you mean `health`?"),
+        (
+            "watchdog_signal = \"NOPE\"\n",
+            "key watchdog_signal: unknown signal",
+        ),
+    ] {
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, format!("[pod.a]\ncommand = \"sleep 1\"\n{body}")).unwrap();
+        let (code, stderr) = podvisor(&["check", file.to_str().unwrap()]);
+        assert_eq!(code, 125, "{body}: {stderr}");
+        assert!(stderr.contains(says), "{body}: {stderr}");
+        let line = 2 + body.lines().count();
+        assert!(
+            stderr.contains(&format!("bad.toml:{line}:")),
+            "{body}: {stderr}"
+        );
+    }
+    let file = dir.join("healthy.toml");
+    std::fs::write(
+        &file,
+        "[pod.db]\ncommand = \"sleep 1\"\n[pod.api]\ncommand = \"sleep 1\"\ndepends_on = { db = \"healthy\" }\n",
+    )
+    .unwrap();
+    let (code, stderr) = podvisor(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(stderr.contains("\"db\" has no health checks"), "{stderr}");
+}
