@@ -238,6 +238,36 @@ fn under_flood(rounds: usize) {
     );
 }
 
+/// A `file:` readiness check: the file is created 0.3 s after the pod runs; create →
+/// ready observed (inotify: no polling interval in it).
+fn late_file(rounds: usize) {
+    let mut latencies = Vec::new();
+    let dir = std::env::temp_dir().join(format!("podvisor-bench-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for round in 0..rounds {
+        let path = dir.join(format!("ready-{round}"));
+        let pod = Pod::new(
+            PodConfig::new("sleep")
+                .arg("60")
+                .ready(Readiness::File(path.clone())),
+        )
+        .unwrap();
+        pod.start();
+        std::thread::sleep(Duration::from_millis(300));
+        let created = Instant::now();
+        std::fs::write(&path, b"").unwrap();
+        pod.wait_ready_blocking().unwrap();
+        latencies.push(created.elapsed());
+        pod.close_blocking();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "file readiness (created 0.3 s after start): create → ready median {:>7.3} ms, max {:>7.3} ms",
+        median(latencies.clone()).as_secs_f64() * 1e3,
+        latencies.iter().max().unwrap().as_secs_f64() * 1e3,
+    );
+}
+
 /// CPU time used by this process so far (the bench's threads and podvisor's).
 fn process_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
@@ -249,7 +279,10 @@ fn process_cpu() -> Duration {
 fn late_listener(delay_ms: u64, rounds: usize) {
     let mut latencies = Vec::new();
     let mut cpu_share = Vec::new();
-    for _ in 0..rounds {
+    for round in 0..rounds {
+        // Servers do not start listening in step with the probes: each round shifts the
+        // listen by a further part of the probe interval, so the median is over phases.
+        let delay_ms = delay_ms + (round as u64 * 17) % 15;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -272,8 +305,14 @@ fn late_listener(delay_ms: u64, rounds: usize) {
                 }),
         )
         .unwrap();
+        // The waiting starts once the process runs: the spawn's own cost is measured by
+        // `start_to_ready`.
+        pod.start();
+        while pod.pid().is_none() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let (cpu0, wall0) = (process_cpu(), Instant::now());
-        pod.start_and_wait_blocking().unwrap();
+        pod.wait_ready_blocking().unwrap();
         let observed = monotonic_nanos();
         let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed());
         let lines = loop {
@@ -354,13 +393,22 @@ fn many_pods(n: usize) {
 fn main() {
     // `cargo test --benches` runs this without `--bench`: a tiny smoke run only.
     let full = std::env::args().any(|a| a == "--bench");
+    if std::env::args().any(|a| a == "late") {
+        // `cargo bench --bench driver -- late`: the late listeners alone.
+        for delay in [100, 500, 2000] {
+            late_listener(delay, 15);
+        }
+        late_file(15);
+        return;
+    }
     let rounds = if full { 40 } else { 2 };
     start_to_ready(rounds);
     exit_detection(rounds);
     kill_escalation(if full { 10 } else { 1 });
     under_flood(if full { 10 } else { 1 });
-    for delay in [30, 100, 500, 2000] {
-        late_listener(if full { delay } else { 10 }, if full { 7 } else { 1 });
+    for delay in [100, 500, 2000] {
+        late_listener(if full { delay } else { 10 }, if full { 15 } else { 1 });
     }
+    late_file(if full { 15 } else { 1 });
     many_pods(if full { 1000 } else { 20 });
 }

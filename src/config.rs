@@ -9,7 +9,7 @@ use crate::core::{self, Check, HealthCheck, PodSpec, ProbeSchedule, Stream};
 use crate::Signal;
 
 /// How often a probe of a target on this machine is tried.
-const LOCAL_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+const LOCAL_PROBE_INTERVAL: Duration = Duration::from_millis(15);
 
 /// How the pod decides it is ready. Several may be given; all must succeed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -390,7 +390,7 @@ impl PodConfig {
 
     /// How often the readiness probes (`tcp:`, `http://`, `file:`, `exec:`) try: every
     /// `interval` (the first retry after at most 10 ms). By default a target on this machine
-    /// (`localhost`, `127.0.0.0/8`, `::1`) is tried every 10 ms, so a server is seen ready
+    /// (`localhost`, `127.0.0.0/8`, `::1`) is tried every 15 ms, so a server is seen ready
     /// within milliseconds of listening however late it starts, for a fraction of a percent
     /// of a core; other targets back off from 10 ms, doubling to 1 s. Each attempt may take
     /// up to 1 s.
@@ -514,6 +514,14 @@ impl PodConfig {
                 || h.parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback())
         });
+        if matches!(readiness, Readiness::File(_)) {
+            // One attempt waits for the file (inotify); it is only cut and tried again
+            // when its directory cannot be watched.
+            return ProbeSchedule {
+                attempt_timeout: Duration::from_secs(3600),
+                ..ProbeSchedule::default()
+            };
+        }
         if local {
             // Refused connections on loopback cost microseconds: try often.
             ProbeSchedule {
@@ -805,7 +813,7 @@ mod schedule_tests {
 
     #[test]
     fn local_targets_are_tried_often_and_remote_ones_back_off() {
-        let local = Duration::from_millis(10);
+        let local = Duration::from_millis(15);
         for check in [
             "tcp:localhost:80",
             "tcp:127.0.0.1:80",
@@ -820,12 +828,9 @@ mod schedule_tests {
                 "{check}"
             );
         }
-        for check in [
-            "tcp:db.example:5432",
-            "http://10.0.0.1/",
-            "file:/tmp/x",
-            "exec:true",
-        ] {
+        let file = PodConfig::new("x").ready("file:/tmp/x".parse().unwrap());
+        assert_eq!(schedule(&file).attempt_timeout, Duration::from_secs(3600));
+        for check in ["tcp:db.example:5432", "http://10.0.0.1/", "exec:true"] {
             let config = PodConfig::new("x").ready(check.parse().unwrap());
             assert_eq!(schedule(&config), ProbeSchedule::default(), "{check}");
         }

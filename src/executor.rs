@@ -2,8 +2,11 @@
 //!
 //! Pods must make progress (timeouts, SIGKILL escalation, reaping) even when no caller
 //! polls anything, and must not depend on the caller's executor. So each pod's driver runs
-//! as a task on one lazily started, never-ending thread, which also drives async-io's
-//! reactor while it waits (through `async_io::block_on`) and async-process's reaper.
+//! as a task on one lazily started, never-ending thread, which also drives async-process's
+//! reaper. async-io's own thread alone waits on the reactor: a thread in
+//! `async_io::block_on` would share that work with it, and async-io's thread then polls
+//! with a backoff of 50 µs to 10 ms after every event — ten wake-ups for each probe
+//! attempt of a pod waiting on a port. Here the thread sleeps until a task is woken.
 //! Children are spawned from this thread, so their parent-death signal fires only when
 //! the whole supervising process dies.
 
@@ -72,7 +75,7 @@ fn queue() -> &'static Arc<Queue> {
 }
 
 fn run(queue: Arc<Queue>) {
-    async_io::block_on(std::future::poll_fn(|cx| {
+    futures_lite::future::block_on(std::future::poll_fn(|cx| {
         *queue.thread_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
         // Only the tasks queued now: a task that wakes itself (a pod with more output to
         // read) runs again after the reactor had a turn, so other pods' events, timers and

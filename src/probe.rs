@@ -111,7 +111,20 @@ pub(crate) fn split_host_port(
 }
 
 impl Probe {
-    /// Starts one attempt.
+    /// Starts one readiness attempt: like [`Probe::attempt`], except that a `file:` attempt
+    /// waits for the file to appear (told by inotify, not polled) until the core cancels
+    /// it.
+    pub(crate) fn ready_attempt(&self) -> Attempt {
+        match self {
+            Probe::File(path) => {
+                let path = path.clone();
+                Box::pin(async move { wait_for_file(&path).await })
+            }
+            _ => self.attempt(),
+        }
+    }
+
+    /// Starts one attempt: checks once.
     pub(crate) fn attempt(&self) -> Attempt {
         match self.clone() {
             Probe::Tcp { host, port } => Box::pin(async move {
@@ -158,6 +171,57 @@ type Resolution = (
     event_listener::Event,
 );
 
+/// Resolves once `path` exists. The parent directory is watched with inotify for entries
+/// created or moved in; a path whose directory cannot be watched (it does not exist yet)
+/// fails at once, and the core's schedule tries again.
+async fn wait_for_file(path: &std::path::Path) -> Result<(), String> {
+    use rustix::fs::inotify;
+    let missing = || Err(format!("{} does not exist", path.display()));
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(fd) = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+    else {
+        return missing();
+    };
+    let watch = inotify::WatchFlags::CREATE
+        | inotify::WatchFlags::MOVED_TO
+        | inotify::WatchFlags::ATTRIB
+        | inotify::WatchFlags::DELETE_SELF
+        | inotify::WatchFlags::MOVE_SELF;
+    if inotify::add_watch(&fd, &dir, watch).is_err() {
+        return missing();
+    }
+    let Ok(fd) = Async::new(fd) else {
+        return missing();
+    };
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+    loop {
+        // Checked after the watch is in place: a file created in between is not missed.
+        if path.exists() {
+            return Ok(());
+        }
+        if fd.readable().await.is_err() {
+            return missing();
+        }
+        let mut reader = inotify::Reader::new(fd.get_ref(), &mut buf);
+        let mut gone = false;
+        while let Ok(event) = reader.next() {
+            gone |= event
+                .events()
+                .intersects(inotify::ReadFlags::DELETE_SELF | inotify::ReadFlags::MOVE_SELF);
+        }
+        if gone && !path.exists() {
+            // The directory itself went away: the core's schedule tries again.
+            return missing();
+        }
+    }
+}
+
 /// Resolves `host` without blocking the driver thread: literals and `localhost` at once,
 /// other names on a short-lived thread of their own.
 async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -191,6 +255,32 @@ async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     }
 }
 
+/// A connection to a loopback address, tried at once on the driver thread: the kernel
+/// answers a loopback connect (accepted or refused) before `connect` returns, so a probe
+/// that fails costs two system calls and no round through the reactor. `None` when the
+/// answer did not come within a millisecond (a listener whose backlog is full): the caller
+/// then connects the usual way.
+fn connect_loopback_now(address: SocketAddr) -> Option<io::Result<TcpStream>> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = match address {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let socket =
+        rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None).ok()?;
+    sockopt::set_socket_timeout(
+        &socket,
+        sockopt::Timeout::Send,
+        Some(std::time::Duration::from_millis(1)),
+    )
+    .ok()?;
+    match rustix::net::connect(&socket, &address) {
+        Ok(()) => Some(Ok(TcpStream::from(socket))),
+        Err(rustix::io::Errno::INPROGRESS | rustix::io::Errno::AGAIN) => None,
+        Err(e) => Some(Err(e.into())),
+    }
+}
+
 /// Connects to the first address of `host` that accepts.
 async fn connect(host: &str, port: u16) -> io::Result<Async<TcpStream>> {
     let mut last = io::Error::new(
@@ -198,6 +288,20 @@ async fn connect(host: &str, port: u16) -> io::Result<Async<TcpStream>> {
         format!("{host} resolved to no address"),
     );
     for address in resolve(host, port).await? {
+        if address.ip().is_loopback() {
+            match connect_loopback_now(address) {
+                Some(Ok(stream)) => match Async::new(stream) {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => last = e,
+                },
+                Some(Err(e)) => last = e,
+                None => match Async::<TcpStream>::connect(address).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => last = e,
+                },
+            }
+            continue;
+        }
         match Async::<TcpStream>::connect(address).await {
             Ok(stream) => return Ok(stream),
             Err(e) => last = e,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use podvisor::{Pod, Readiness, StartError};
+use podvisor::{Pod, PodConfig, Readiness, StartError};
 use support::{alive, eventually, fixture, on_every_executor};
 
 fn free_port() -> u16 {
@@ -252,4 +252,30 @@ fn readiness_strings_are_parsed_or_rejected_clearly() {
     assert!(error.to_string().contains("http://"), "{error}");
     let error = Pod::new(fixture(&[]).ready(Readiness::Exec(" ".into()))).unwrap_err();
     assert!(error.to_string().contains("command is empty"), "{error}");
+}
+
+#[test]
+fn a_file_check_sees_a_file_created_later_even_in_a_directory_made_later() {
+    let base = std::env::temp_dir().join(format!("podvisor-file-probe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    // In an existing directory (watched), and in one that does not exist yet (tried again
+    // on the schedule until it can be watched).
+    for path in [base.join("ready"), base.join("later/ready")] {
+        let pod = Pod::new(
+            PodConfig::new("sleep")
+                .arg("30")
+                .ready(podvisor::Readiness::File(path.clone()))
+                .timeout_ready(Some(Duration::from_secs(30))),
+        )
+        .unwrap();
+        pod.start();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(pod.state(), podvisor::State::Started, "{path:?}");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        pod.wait_ready_blocking().unwrap();
+        pod.close_blocking();
+    }
+    let _ = std::fs::remove_dir_all(&base);
 }

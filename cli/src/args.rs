@@ -83,7 +83,7 @@ Options:
                           must hold
   -t, --timeout-ready DUR time allowed to become ready (default 600s; 0 = no limit)
       --ready-interval DUR how often a tcp/http/file/exec check is tried (default: every
-                          10ms for this machine's addresses, backing off to 1s for others)
+                          15ms for this machine's addresses, backing off to 1s for others)
       --ready-timeout DUR time one attempt of such a check may take (default 1s)
       --health CHECK      after ready, a tcp:, http://, exec: or file: check that must keep
                           passing (repeatable); when it fails --health-retries times in a

@@ -41,6 +41,7 @@ pub(crate) struct Driver {
     config: PodConfig,
     epoch: Instant,
     status: Option<StatusFuture>,
+    exit_waker: process::ExitWaker,
     notify: Option<NotifySocket>,
     stdout: Option<OutputPipe>,
     stderr: Option<OutputPipe>,
@@ -85,6 +86,7 @@ impl Driver {
             config,
             epoch,
             status: None,
+            exit_waker: process::ExitWaker::default(),
             notify: None,
             stdout: None,
             stderr: None,
@@ -181,7 +183,7 @@ impl Driver {
                 }
                 Action::StartProbe { check, attempt, .. } => {
                     if let Some(probe) = self.compiled.get(check).and_then(Option::as_ref) {
-                        self.probes.push((attempt, probe.attempt()));
+                        self.probes.push((attempt, probe.ready_attempt()));
                     }
                     Vec::new()
                 }

@@ -183,6 +183,7 @@ impl Driver {
             .take()
             .map(|p| OutputPipe::new(Box::new(p) as Pipe));
         self.status = Some(Box::pin(child.status()));
+        self.exit_waker = ExitWaker::default();
     }
 
     /// Feeds the datagrams waiting on the notify socket, at most [`NOTIFY_BUDGET`]; sets
@@ -363,7 +364,12 @@ impl Driver {
         let Some(status) = self.status.as_mut() else {
             return false;
         };
-        let Poll::Ready(result) = status.as_mut().poll(cx) else {
+        // Polling the exit costs a `wait4`: only when the reaper said something changed
+        // (or on the first poll), not on every wake-up of the driver.
+        let Some(waker) = self.exit_waker.take_due(cx.waker()) else {
+            return false;
+        };
+        let Poll::Ready(result) = status.as_mut().poll(&mut Context::from_waker(&waker)) else {
             return false;
         };
         self.status = None;
@@ -429,5 +435,52 @@ fn stdio(output: Output) -> Stdio {
         Output::Capture | Output::Forward => Stdio::piped(),
         Output::Inherit => Stdio::inherit(),
         Output::Discard => Stdio::null(),
+    }
+}
+
+/// Wakes the driver when the exit future's waker fires, and remembers that it did, so the
+/// future is polled only then.
+#[derive(Default)]
+pub(super) struct ExitWaker(std::sync::Arc<ExitWake>);
+
+#[derive(Default)]
+struct ExitWake {
+    /// Not woken since the last poll.
+    quiet: std::sync::atomic::AtomicBool,
+    driver: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl std::task::Wake for ExitWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.quiet
+            .store(false, std::sync::atomic::Ordering::Release);
+        let driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(driver) = driver {
+            driver.wake();
+        }
+    }
+}
+
+impl ExitWaker {
+    /// The waker to poll the exit future with, if it is due for a poll.
+    fn take_due(&self, driver: &std::task::Waker) -> Option<std::task::Waker> {
+        {
+            let mut slot = self.0.driver.lock().unwrap_or_else(|e| e.into_inner());
+            if !slot.as_ref().is_some_and(|w| w.will_wake(driver)) {
+                *slot = Some(driver.clone());
+            }
+        }
+        if self.0.quiet.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return None;
+        }
+        Some(std::task::Waker::from(self.0.clone()))
     }
 }
