@@ -39,6 +39,13 @@ pub const OUTPUT_BUDGET_LINES: u64 = PIPE_LINES;
 /// Other input (datagrams, probe results, the spawn's answer, the exit) taken in per
 /// wake-up: the real driver's `NOTIFY_BUDGET`.
 pub const OTHER_BUDGET: u64 = 64;
+/// Datagrams the notify socket holds for one pod in this model: a process whose datagram
+/// finds this many waiting gets `EAGAIN` and the datagram is lost. It is half of
+/// [`OTHER_BUDGET`], so what a wake-up finds buffered always fits one batch, as the pipe
+/// does for lines. (A kernel queue deeper than the driver's notify budget — Linux's
+/// `net.unix.max_dgram_qlen`, which may be 512 — lets more pile up during a pause, and
+/// then a deadline is judged with datagrams that arrived before it still unread.)
+pub const NOTIFY_QUEUE: usize = 32;
 /// Virtual time the supervisor takes to take in one line, datagram or other input.
 pub const INPUT_COST: Duration = Duration::from_nanos(500);
 /// Virtual time of one full batch: the most one wake-up of one pod takes.
@@ -89,6 +96,19 @@ fn lines_of(event: &WorldEvent) -> u64 {
     }
 }
 
+fn is_datagram(event: &WorldEvent) -> bool {
+    matches!(
+        event,
+        WorldEvent::Started
+            | WorldEvent::Ready
+            | WorldEvent::Malformed
+            | WorldEvent::Stale(1..)
+            | WorldEvent::Extend(_)
+            | WorldEvent::LateNotify
+            | WorldEvent::Watchdog(_)
+    )
+}
+
 impl Inbox {
     /// Buffers input other than output lines.
     pub(crate) fn push(&mut self, at: Time, event: WorldEvent) {
@@ -130,6 +150,12 @@ impl Inbox {
             }
         }
         !self.blocked.is_empty()
+    }
+
+    /// Whether the notify socket is full (see [`NOTIFY_QUEUE`]).
+    pub(crate) fn notify_full(&self) -> bool {
+        let datagrams = self.input.iter().filter(|(_, e)| is_datagram(e)).count();
+        datagrams >= NOTIFY_QUEUE
     }
 
     fn has_input(&self) -> bool {

@@ -22,7 +22,10 @@ usage: podvisor-sim [--seeds N] [--start S] [--pods K] [--mutation NAME] [--chec
   --deployments        deployment worlds: a random dependency DAG of pods with replicas,
                        one-shot jobs and restart policies, run by the deployment machine
   --mutation NAME      run a deliberately wrong core: kill-one-tick-early,
-                       exited-early-as-failed-to-start, deadline-from-spawn, missed-reap;
+                       exited-early-as-failed-to-start, deadline-from-spawn, missed-reap,
+                       ready-after-zero, foreign-spawned-or-notify,
+                       health-threshold-off-by-one, start-period-ignored,
+                       watchdog-rearmed-by-malformed;
                        or a wrong driver model: timers-before-input, input-at-wake-time,
                        drain-until-empty;
                        with --deployments: ready-means-started, close-all-at-once,

@@ -8,7 +8,7 @@ use podvisor::core::Mutation;
 use crate::deployment::DEPLOYMENT_OUTCOMES;
 use crate::driver::{DriverMutation, DRIVER_SITUATIONS};
 use crate::swarm::FAULTS;
-use crate::world::{run, Failure, RunConfig, RunReport, ENDS, START_RESULTS};
+use crate::world::{run, Failure, RunConfig, RunReport, ENDS, HEALTH_OUTCOMES, START_RESULTS};
 
 /// How many seeds reached each outcome and each fault.
 #[derive(Clone, Debug, Default)]
@@ -18,7 +18,9 @@ pub struct Coverage {
     /// Per start result (see `START_RESULTS`).
     pub start_results: [u64; 5],
     /// Per end (see `ENDS`).
-    pub ends: [u64; 4],
+    pub ends: [u64; 5],
+    /// Per health outcome (see `HEALTH_OUTCOMES`).
+    pub health: [u64; 3],
     /// Per fault (see `FAULTS`).
     pub faults: [u64; FAULTS.len()],
     /// Per driver situation (see `DRIVER_SITUATIONS`).
@@ -42,6 +44,9 @@ impl Coverage {
         for (i, count) in self.faults.iter_mut().enumerate() {
             *count += u64::from(report.faults >> i & 1);
         }
+        for (i, count) in self.health.iter_mut().enumerate() {
+            *count += u64::from(report.health >> i & 1);
+        }
         for (i, count) in self.situations.iter_mut().enumerate() {
             *count += u64::from(report.situations >> i & 1);
         }
@@ -63,6 +68,12 @@ impl Coverage {
                 .map(|(n, c)| ("start", *n, c)),
         );
         rows.extend(ENDS.iter().zip(self.ends).map(|(n, c)| ("end", *n, c)));
+        rows.extend(
+            HEALTH_OUTCOMES
+                .iter()
+                .zip(self.health)
+                .map(|(n, c)| ("health", *n, c)),
+        );
         // Deployment worlds close their pods through the deployment, never early at random.
         let only_deployments = self.deployment_seeds == self.seeds && self.seeds > 0;
         rows.extend(
@@ -185,7 +196,7 @@ pub fn batch(
 }
 
 /// The mutations, by name.
-pub const MUTATIONS: [(&str, Mutation); 6] = [
+pub const MUTATIONS: [(&str, Mutation); 9] = [
     ("kill-one-tick-early", Mutation::KillOneTickEarly),
     (
         "exited-early-as-failed-to-start",
@@ -197,6 +208,15 @@ pub const MUTATIONS: [(&str, Mutation); 6] = [
     (
         "foreign-spawned-or-notify",
         Mutation::ForeignSpawnedOrNotify,
+    ),
+    (
+        "health-threshold-off-by-one",
+        Mutation::HealthThresholdOffByOne,
+    ),
+    ("start-period-ignored", Mutation::StartPeriodIgnored),
+    (
+        "watchdog-rearmed-by-malformed",
+        Mutation::WatchdogRearmedByMalformed,
     ),
 ];
 

@@ -48,10 +48,23 @@ pub enum Fault {
     /// A spawn answer and a ready datagram of another generation (a restarted pod's
     /// predecessor, a confused driver): they must be ignored.
     StaleGeneration,
+    /// Health checks flap: a share of attempts fail, in runs, before they recover.
+    HealthFlaps,
+    /// Health attempts hang for a while (never answered, so they time out), or answer
+    /// only after their timeout; then they recover.
+    HealthHangs,
+    /// After a while of health, the checks fail or hang for good and the watchdog pings
+    /// stop: the pod turns unhealthy.
+    HealthDegrades,
+    /// Watchdog pings come late (at the deadline instant or past it), or stop.
+    WatchdogLapses,
+    /// Watchdog datagrams besides the pings: `WATCHDOG_USEC` changes (also to 0),
+    /// `EXTEND_TIMEOUT_USEC`, `WATCHDOG=trigger`, a malformed `WATCHDOG=2`, `STOPPING=1`.
+    WatchdogNotify,
 }
 
 /// Every fault, in a fixed order.
-pub const FAULTS: [Fault; 18] = [
+pub const FAULTS: [Fault; 23] = [
     Fault::SpawnFailure,
     Fault::CrashInSetup,
     Fault::ExitBeforeReady,
@@ -70,6 +83,11 @@ pub const FAULTS: [Fault; 18] = [
     Fault::FloodOutput,
     Fault::SupervisorPaused,
     Fault::StaleGeneration,
+    Fault::HealthFlaps,
+    Fault::HealthHangs,
+    Fault::HealthDegrades,
+    Fault::WatchdogLapses,
+    Fault::WatchdogNotify,
 ];
 
 impl Fault {
@@ -94,6 +112,11 @@ impl Fault {
             Fault::FloodOutput => "flood-output",
             Fault::SupervisorPaused => "supervisor-paused",
             Fault::StaleGeneration => "stale-generation",
+            Fault::HealthFlaps => "health-flaps",
+            Fault::HealthHangs => "health-hangs",
+            Fault::HealthDegrades => "health-degrades",
+            Fault::WatchdogLapses => "watchdog-lapses",
+            Fault::WatchdogNotify => "watchdog-notify",
         }
     }
 }

@@ -7,8 +7,9 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use podvisor::core::{
-    Action, Check, CheckedPod, End, Event, ExitStatus, Generation, GroupSignal, Mutation, PodSpec,
-    ProbeSchedule, SpawnError, SpawnErrorKind, StartResult, StartedBy, State, Stream, Time,
+    Action, Check, CheckedPod, End, Event, ExitStatus, Generation, GroupSignal, Health,
+    HealthCheck, Mutation, PodSpec, ProbeSchedule, SpawnError, SpawnErrorKind, StartResult,
+    StartedBy, State, Stream, Time, Unhealthy,
 };
 
 use crate::driver::{DriverMutation, Inbox, INPUT_COST};
@@ -88,6 +89,8 @@ pub struct RunReport {
     pub deployment_outcomes: u32,
     /// Whether this was a deployment world.
     pub deployment: bool,
+    /// Bit per health outcome some pod reached (see [`HEALTH_OUTCOMES`]).
+    pub health: u32,
 }
 
 /// Start-result names, in coverage-bit order.
@@ -99,7 +102,10 @@ pub const START_RESULTS: [&str; 5] = [
     "cancelled",
 ];
 /// End names, in coverage-bit order.
-pub const ENDS: [&str; 4] = ["never-spawned", "exited", "closed", "killed"];
+pub const ENDS: [&str; 5] = ["never-spawned", "exited", "closed", "killed", "unhealthy"];
+/// Health outcomes, in coverage-bit order: a pod became healthy; it turned unhealthy by
+/// a check's failures; by the watchdog (its expiry or `WATCHDOG=trigger`).
+pub const HEALTH_OUTCOMES: [&str; 3] = ["healthy", "unhealthy-check", "unhealthy-watchdog"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Readiness {
@@ -108,6 +114,64 @@ enum Readiness {
     Output,
     Probe,
     NotifyAndProbe,
+}
+
+/// How one health check of a process answers, from the instant the pod is ready.
+#[derive(Clone, Copy, Debug, Default)]
+struct CheckScript {
+    /// Attempts fail until this long after ready (a slow warm-up).
+    warmup: Duration,
+    /// Percent of attempts that fail (flapping).
+    flaky: u8,
+    /// Attempts started in this span after ready hang (never answered).
+    hang: Option<(Duration, Duration)>,
+    /// Percent of attempts answered only at or after their timeout.
+    late: u8,
+    /// The check goes bad for good when the process turns sick.
+    sick: bool,
+    /// Once bad for good, its attempts hang rather than fail.
+    sick_hangs: bool,
+}
+
+/// The process's watchdog pinger.
+#[derive(Clone, Copy, Debug)]
+struct Pinger {
+    /// The interval the process believes in (its `WATCHDOG_USEC`).
+    interval: Duration,
+    /// Pings come late now and then, or stop.
+    lapses: bool,
+    /// Other watchdog datagrams now and then.
+    notify: bool,
+    /// The pinger stopped for good.
+    silent: bool,
+}
+
+/// What a monitored process does once its health life (drawn, from ready) is over.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// Its sick checks fail or hang for good and its pinger stops.
+    Sick,
+    /// It is closed (by whoever started it).
+    Close,
+    /// It exits by itself.
+    Exit(ExitStatus),
+    /// It sends `STOPPING=1`, goes on pinging, and exits a little later.
+    Stopping,
+}
+
+/// A watchdog datagram of the process's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ping {
+    /// `WATCHDOG=1`.
+    Alive,
+    /// `WATCHDOG=2`, which is malformed.
+    Malformed,
+    /// `WATCHDOG=trigger`.
+    Trigger,
+    /// `STOPPING=1`.
+    Stopping,
+    /// `WATCHDOG_USEC=…`.
+    Interval(Duration),
 }
 
 /// What one simulated process does.
@@ -141,6 +205,16 @@ pub(crate) struct Process {
     probe_count: u64,
     timer: Option<Time>,
     ended_at: Option<Time>,
+    /// Health: per health check, how it answers.
+    checks: Vec<CheckScript>,
+    pinger: Option<Pinger>,
+    /// How long after ready health stays as drawn, and what ends it.
+    health_life: Duration,
+    ending: Ending,
+    /// When the pod became ready with health watched (its first health change).
+    health_since: Option<Time>,
+    /// The sick checks fail or hang for good; the pinger stopped.
+    sick: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -174,6 +248,12 @@ pub(crate) enum WorldEvent {
     DeploymentStart,
     /// Deployment worlds: the deployment's timer.
     DeploymentTick,
+    /// The process's watchdog pinger wakes up.
+    Pinger,
+    /// A watchdog datagram (input only).
+    Watchdog(Ping),
+    /// The process's health life is over (see [`Ending`]).
+    HealthEnd,
 }
 
 fn ms(n: u64) -> Duration {
@@ -206,6 +286,8 @@ pub(crate) struct World {
     pub(crate) situations: u32,
     /// The deployment that owns the pods, in deployment worlds.
     pub(crate) deployment: Option<Box<crate::deployment::DeploymentLink>>,
+    /// Bit per health outcome reached (see [`HEALTH_OUTCOMES`]).
+    pub(crate) health: u32,
 }
 
 pub(crate) fn fnv(hash: &mut u64, value: u64) {
@@ -284,6 +366,25 @@ impl World {
             Readiness::Probe => spec.check(probe),
             Readiness::NotifyAndProbe => spec.check(Check::Notify).check(probe),
         };
+        let rng = &mut self.rng;
+        if rng.chance(20) {
+            for _ in 0..rng.range(1, 2) {
+                spec = spec.health(HealthCheck {
+                    interval: ms(rng.range(20, 400)),
+                    timeout: ms(rng.range(1, 150)),
+                    retries: rng.range(1, 4) as u32,
+                    successes: rng.range(1, 2) as u32,
+                    start_period: if rng.chance(40) {
+                        ms(rng.range(10, 600))
+                    } else {
+                        Duration::ZERO
+                    },
+                });
+            }
+        }
+        if rng.chance(15) {
+            spec = spec.watchdog(Some(ms(rng.range(30, 800))));
+        }
         let started_after = ms(self.rng.range(0, 300));
         let mut proc = Process {
             runtime,
@@ -311,6 +412,12 @@ impl World {
             probe_count: 0,
             timer: None,
             ended_at: None,
+            checks: Vec::new(),
+            pinger: None,
+            health_life: Duration::ZERO,
+            ending: Ending::Sick,
+            health_since: None,
+            sick: false,
         };
         if self.fault(Fault::SpawnFailure) {
             proc.spawn_fail = Some(if self.rng.chance(50) {
@@ -353,6 +460,7 @@ impl World {
             ));
         }
         proc.flaps = self.fault(Fault::ProbeFlaps);
+        self.draw_health(&mut proc, &spec, managed);
         let close_grace = |rng: &mut Rng| (rng.chance(50)).then(|| ms(rng.range(0, 2_000)));
         if !managed && self.fault(Fault::EarlyClose) {
             // Before the start (0), during the spawn, or while starting; maybe twice.
@@ -400,6 +508,58 @@ impl World {
         }
         self.procs.push(proc);
         Ok(i)
+    }
+
+    /// How a monitored process's health checks answer and its watchdog pinger behaves,
+    /// and what ends its health life: every monitored pod that stays ready ends a few
+    /// intervals after ready (unhealthy, closed, or exiting), which keeps runs short.
+    fn draw_health(&mut self, proc: &mut Process, spec: &PodSpec, managed: bool) {
+        if spec.health.is_empty() && spec.watchdog.is_none() {
+            return;
+        }
+        let degrades = self.fault(Fault::HealthDegrades);
+        let chosen = self.rng.below(spec.health.len().max(1) as u64) as usize;
+        for (c, check) in spec.health.iter().enumerate() {
+            let mut script = CheckScript::default();
+            if self.rng.chance(50) {
+                let around = check.start_period.as_millis() as u64 * 2 + 100;
+                script.warmup = ms(self.rng.range(0, around));
+            }
+            if self.fault(Fault::HealthFlaps) {
+                script.flaky = self.rng.range(15, 70) as u8;
+            }
+            if self.fault(Fault::HealthHangs) {
+                let from = self.rng.range(0, 1_500);
+                script.hang = Some((ms(from), ms(from + self.rng.range(1, 1_000))));
+                script.late = self.rng.range(0, 30) as u8;
+            }
+            script.sick = degrades && (c == chosen || self.rng.chance(50));
+            script.sick_hangs = self.rng.chance(30);
+            proc.checks.push(script);
+        }
+        if let Some(interval) = spec.watchdog {
+            proc.pinger = Some(Pinger {
+                interval,
+                lapses: self.fault(Fault::WatchdogLapses),
+                notify: self.fault(Fault::WatchdogNotify),
+                silent: false,
+            });
+        }
+        // A few attempts' or pings' worth: what matters happens in the first ones.
+        let beat = spec
+            .health
+            .iter()
+            .map(|c| c.interval)
+            .chain(spec.watchdog)
+            .min()
+            .unwrap_or_default();
+        proc.health_life = beat * self.rng.range(1, 8) as u32;
+        proc.ending = match self.rng.below(3) {
+            _ if degrades => Ending::Sick,
+            0 if !managed => Ending::Close,
+            1 if proc.pinger.is_some() => Ending::Stopping,
+            _ => Ending::Exit(self.status()),
+        };
     }
 
     /// Flood-output fault: one to three floods of thousands of lines, each aimed so that
@@ -587,6 +747,17 @@ impl World {
         if let Some((when, by)) = extend {
             self.schedule(at(when), i, WorldEvent::Extend(by));
         }
+        if let Some(pinger) = self.procs[i].pinger {
+            // Pinging begins up to one interval before the process is ready.
+            let ready = match self.procs[i].readiness {
+                Readiness::None => Some(base),
+                _ => ready_after.map(|r| base + r),
+            };
+            if let Some(ready) = ready {
+                let lead = ms(self.rng.range(0, pinger.interval.as_millis() as u64));
+                self.schedule(at(ready.saturating_sub(lead)), i, WorldEvent::Pinger);
+            }
+        }
         if let Some((when, status)) = exit {
             self.schedule(at(base + when), i, WorldEvent::Exit(status));
             if after_exit {
@@ -637,6 +808,8 @@ impl World {
                     _ => inbox.push(at, event),
                 }
             }
+            WorldEvent::Pinger => return self.ping(i, at),
+            WorldEvent::HealthEnd => return self.health_end(i, at),
             WorldEvent::Flood(lines) => {
                 if !self.procs[i].alive {
                     return Ok(());
@@ -730,6 +903,30 @@ impl World {
                 generation,
                 datagram: b"READY=1",
             },
+            WorldEvent::Watchdog(ping) => {
+                let datagram: &[u8] = match ping {
+                    Ping::Alive => b"WATCHDOG=1",
+                    Ping::Malformed => b"WATCHDOG=2",
+                    Ping::Trigger => b"WATCHDOG=trigger",
+                    Ping::Stopping => b"STOPPING=1",
+                    Ping::Interval(usec) => {
+                        let text = format!("WATCHDOG_USEC={}", usec.as_micros());
+                        return self.handle(
+                            i,
+                            Event::Notify {
+                                generation,
+                                datagram: text.as_bytes(),
+                            },
+                            event,
+                            at,
+                        );
+                    }
+                };
+                Event::Notify {
+                    generation,
+                    datagram,
+                }
+            }
             WorldEvent::ProbeAnswer { attempt, ok } => Event::ProbeFinished {
                 generation,
                 attempt: *attempt,
@@ -739,7 +936,9 @@ impl World {
             | WorldEvent::Wake
             | WorldEvent::Flood(_)
             | WorldEvent::DeploymentStart
-            | WorldEvent::DeploymentTick => Event::Tick,
+            | WorldEvent::DeploymentTick
+            | WorldEvent::Pinger
+            | WorldEvent::HealthEnd => Event::Tick,
         };
         self.handle(i, core_event, event, at)
     }
@@ -806,11 +1005,156 @@ impl World {
                 let at = self.after(latency);
                 self.schedule(at, i, WorldEvent::ProbeAnswer { attempt, ok });
             }
-            Action::CancelProbe { .. } | Action::StateChanged { .. } => {}
+            Action::StartHealthProbe { check, attempt, .. } => {
+                self.answer_health(i, check, attempt)
+            }
+            Action::HealthChanged { health } => self.health_changed(i, health),
+            Action::CancelProbe { .. }
+            | Action::CancelHealthProbe { .. }
+            | Action::StateChanged { .. } => {}
             other @ Action::SignalGroup { .. } | other @ Action::SweepGroup { .. } => {
                 self.react_to_group(i, other)
             }
             other => unreachable!("an action the simulator does not model: {other:?}"),
+        }
+    }
+
+    /// The world's answer to a health attempt: ok or failed after a latency, or never.
+    fn answer_health(&mut self, i: usize, check: usize, attempt: u64) {
+        let now = self.now;
+        let timeout = self.pods[i].machine.spec().health[check].timeout;
+        let timeout_ms = timeout.as_millis() as u64;
+        let p = &self.procs[i];
+        let script = p.checks.get(check).copied().unwrap_or_default();
+        let since = now.saturating_duration_since(p.health_since.unwrap_or(now));
+        let (alive, sick) = (p.alive, p.sick && script.sick);
+        let ok = if !alive {
+            // Nothing listens any more: refused at once.
+            false
+        } else {
+            let hangs = if sick {
+                script.sick_hangs
+            } else {
+                script.hang.is_some_and(|(a, b)| a <= since && since < b)
+            };
+            if hangs {
+                return;
+            }
+            !sick && since >= script.warmup && !self.rng.chance(script.flaky)
+        };
+        let latency = if alive && self.rng.chance(script.late) {
+            ms(self.rng.range(timeout_ms, timeout_ms * 2))
+        } else {
+            ms(self.rng.range(0, timeout_ms))
+        };
+        let at = self.after(latency);
+        self.schedule(at, i, WorldEvent::ProbeAnswer { attempt, ok });
+    }
+
+    /// The pod's health changed: the first change starts the process's health life.
+    fn health_changed(&mut self, i: usize, health: Health) {
+        self.health |= match health {
+            Health::Healthy => 1,
+            Health::Unhealthy(Unhealthy::Check { .. }) => 2,
+            Health::Unhealthy(Unhealthy::Watchdog { .. } | Unhealthy::WatchdogTrigger) => 4,
+            _ => 0,
+        };
+        if self.procs[i].health_since.is_none() {
+            self.procs[i].health_since = Some(self.now);
+            let at = self.after(self.procs[i].health_life);
+            self.schedule(at, i, WorldEvent::HealthEnd);
+        }
+    }
+
+    /// The pinger of pod `i`'s process wakes at `at`: it sends a watchdog datagram and
+    /// plans the next one.
+    fn ping(&mut self, i: usize, at: Time) -> Result<(), Failure> {
+        let p = &mut self.procs[i];
+        let Some(mut pinger) = p.pinger else {
+            return Ok(());
+        };
+        if !p.alive || p.sick || pinger.silent || pinger.interval.is_zero() {
+            return Ok(());
+        }
+        let rng = &mut self.rng;
+        let every = pinger.interval.as_millis() as u64;
+        let mut ping = Ping::Alive;
+        let mut extend = None;
+        if pinger.notify && rng.chance(12) {
+            ping = Ping::Trigger;
+        } else if pinger.notify && rng.chance(25) {
+            match rng.below(5) {
+                0 => ping = Ping::Malformed,
+                1 => {
+                    let usec = if rng.chance(10) {
+                        Duration::ZERO
+                    } else {
+                        ms(rng.range(30, 800))
+                    };
+                    ping = Ping::Interval(usec);
+                }
+                2 => extend = Some(ms(rng.range(every, every * 4))),
+                3 => ping = Ping::Trigger,
+                4 if rng.chance(40) => ping = Ping::Stopping,
+                _ => {}
+            }
+        }
+        if let Ping::Interval(usec) = ping {
+            pinger.interval = usec;
+        }
+        let every = pinger.interval.as_millis() as u64;
+        let mut next = match extend {
+            Some(by) => ms(by.as_millis() as u64 * rng.range(50, 120) / 100),
+            None => ms(every * rng.range(30, 90) / 100),
+        };
+        if pinger.lapses && rng.chance(15) {
+            // Late: at the deadline instant, or past it.
+            next = ms(every + rng.range(0, 1) * rng.range(0, every / 2));
+        }
+        if pinger.lapses && rng.chance(4) {
+            pinger.silent = true;
+        }
+        p.pinger = Some(pinger);
+        let input = match extend {
+            Some(by) => WorldEvent::Extend(by),
+            None => WorldEvent::Watchdog(ping),
+        };
+        if self.inboxes[i].notify_full() {
+            self.note(|| format!("{at} pod{i} watchdog datagram lost: the notify socket is full"));
+        } else {
+            self.inboxes[i].push(at, input);
+        }
+        if !pinger.silent && !pinger.interval.is_zero() {
+            self.schedule(plus(at, next.max(ms(1))), i, WorldEvent::Pinger);
+        }
+        self.poke(i)
+    }
+
+    /// The health life of pod `i`'s process is over at `at`.
+    fn health_end(&mut self, i: usize, at: Time) -> Result<(), Failure> {
+        let p = &mut self.procs[i];
+        if !p.alive {
+            return Ok(());
+        }
+        match p.ending {
+            Ending::Sick => {
+                p.sick = true;
+                Ok(())
+            }
+            Ending::Exit(status) => {
+                self.schedule(at, i, WorldEvent::Exit(status));
+                Ok(())
+            }
+            Ending::Close => {
+                self.inboxes[i].requests.push_back(WorldEvent::Close(None));
+                self.poke(i)
+            }
+            Ending::Stopping => {
+                self.inboxes[i].push(at, WorldEvent::Watchdog(Ping::Stopping));
+                let exit = plus(at, ms(self.rng.range(0, 300)));
+                self.schedule(exit, i, WorldEvent::Exit(ExitStatus::Code(0)));
+                self.poke(i)
+            }
         }
     }
 
@@ -860,6 +1204,18 @@ fn discriminant(event: &WorldEvent) -> u64 {
         WorldEvent::Lines(n) => 16 + n * 32,
         WorldEvent::ReadyLine => 17,
         WorldEvent::Wake => 18,
+        WorldEvent::Pinger => 20,
+        WorldEvent::HealthEnd => 21,
+        WorldEvent::Watchdog(ping) => {
+            22 + 32
+                * match ping {
+                    Ping::Alive => 0,
+                    Ping::Malformed => 1,
+                    Ping::Trigger => 2,
+                    Ping::Stopping => 3,
+                    Ping::Interval(d) => 4 + d.as_micros() as u64 * 8,
+                }
+        }
     }
 }
 
@@ -911,6 +1267,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         pauses: Vec::new(),
         driver_mutation: config.driver_mutation,
         situations: 0,
+        health: 0,
     };
     if swarm.has(Fault::SameInstant) {
         world.mark_fault(Fault::SameInstant);
@@ -1025,5 +1382,6 @@ pub fn run(config: &RunConfig) -> RunReport {
         steps,
         deployment_outcomes: world.deployment.as_ref().map_or(0, |d| d.outcomes()),
         deployment: config.deployment.is_some(),
+        health: world.health,
     }
 }
