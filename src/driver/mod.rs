@@ -42,6 +42,8 @@ pub(crate) struct Driver {
     epoch: Instant,
     status: Option<StatusFuture>,
     exit_waker: process::ExitWaker,
+    /// Notify budgets taken in a row with datagrams left, the deadlines not judged.
+    notify_backlog_rounds: u32,
     notify: Option<NotifySocket>,
     stdout: Option<OutputPipe>,
     stderr: Option<OutputPipe>,
@@ -87,6 +89,7 @@ impl Driver {
             epoch,
             status: None,
             exit_waker: process::ExitWaker::default(),
+            notify_backlog_rounds: 0,
             notify: None,
             stdout: None,
             stderr: None,
@@ -346,6 +349,10 @@ impl Driver {
     }
 }
 
+/// Notify budgets taken in a row before the deadlines are judged though datagrams are
+/// left (16 × 64 datagrams: more than a socket queue holds with systemd's 512).
+const NOTIFY_BACKLOG_ROUNDS: u32 = 16;
+
 /// Passes over a driver's sources in one poll before it yields to the other pods.
 const PASSES: usize = 8;
 
@@ -377,13 +384,24 @@ impl Future for Driver {
             progressed |= this.poll_probes(cx);
             progressed |= this.poll_thread();
             progressed |= this.poll_exit(cx);
-            for request in this.shared.take_requests() {
-                progressed = true;
-                let event = match request {
-                    Request::Start => Event::Start,
-                    Request::Close(grace) => Event::Close { grace },
-                };
-                this.feed(event);
+            // Datagrams still queued may be pings that came before a deadline now due:
+            // they are taken in first (dated before it, see `input_instant`), before
+            // requests (whose events judge the deadlines too) and timers, for up to
+            // `NOTIFY_BACKLOG_ROUNDS` budgets in a row — deeper than the kernel's socket
+            // queue, yet bounded, so a flood cannot hold a deadline off for ever.
+            let backlog = more && this.notify_backlog_rounds < NOTIFY_BACKLOG_ROUNDS;
+            if backlog {
+                this.notify_backlog_rounds += 1;
+            } else {
+                this.notify_backlog_rounds = 0;
+                for request in this.shared.take_requests() {
+                    progressed = true;
+                    let event = match request {
+                        Request::Start => Event::Start,
+                        Request::Close(grace) => Event::Close { grace },
+                    };
+                    this.feed(event);
+                }
             }
             if this.shared.is_ended() {
                 // The sweep already went out; release the socket and pipes.
@@ -394,7 +412,9 @@ impl Future for Driver {
                 this.shared.mark_driver_done();
                 return Poll::Ready(());
             }
-            progressed |= this.poll_timer(cx);
+            if !backlog {
+                progressed |= this.poll_timer(cx);
+            }
             let exhausted = budget.contains(&0);
             if more || exhausted {
                 break;
