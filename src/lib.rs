@@ -88,8 +88,8 @@ pub use crate::core::deployment::{
 };
 pub use crate::core::{End, ExitStatus, Health, StartResult, State, Unhealthy};
 pub use crate::deployment::{
-    Deployment, DeploymentConfig, DeploymentConfigError, DeploymentFailure, DeploymentStartError,
-    MemberStatus, PodSet, Replica,
+    ControlError, Deployment, DeploymentConfig, DeploymentConfigError, DeploymentFailure,
+    DeploymentStartError, MemberControl, MemberStatus, PodSet, Replica,
 };
 pub use crate::os::{group_members, Signal};
 pub use crate::pod::{FailureReason, NotifyCounters, Pod, PodStatus, StartError};

@@ -465,3 +465,72 @@ fn a_signal_reaches_every_running_member() {
     let _ = deployment.close_blocking();
     assert_eq!(deployment.signal(podvisor::Signal::HUP), 0);
 }
+
+#[test]
+fn members_are_stopped_started_and_restarted_on_request() {
+    use podvisor::{ControlError, MemberControl};
+    let deployment = Deployment::new(
+        DeploymentConfig::new()
+            .pod(PodSet::new("db", PodConfig::new("sleep").arg("60")))
+            .pod(
+                PodSet::new("api", PodConfig::new("sleep").arg("60"))
+                    .replicas(2)
+                    .depends_on("db", Condition::Started),
+            ),
+    )
+    .unwrap();
+    deployment.start_and_wait_blocking().unwrap();
+    let first_db = deployment.member("db/0").unwrap().pid.unwrap();
+    // Stop db with its dependents: all three go down, nothing fails.
+    let answer = deployment.stop_member("db", true).unwrap();
+    assert_eq!(answer, [("db/0".to_string(), MemberControl::Done)]);
+    assert!(support::eventually(Duration::from_secs(10), || {
+        deployment
+            .members()
+            .iter()
+            .all(|m| m.state == MemberState::Stopped)
+    }));
+    assert!(!alive(first_db));
+    assert_eq!(
+        deployment.stop_member("db/0", false).unwrap(),
+        [("db/0".to_string(), MemberControl::AlreadyStopped)]
+    );
+    // Start db, then api (both replicas by the pod's name).
+    deployment.start_member("db").unwrap();
+    let answer = deployment.start_member("api").unwrap();
+    assert_eq!(answer.len(), 2);
+    assert!(support::eventually(Duration::from_secs(10), || {
+        deployment
+            .members()
+            .iter()
+            .all(|m| m.state == MemberState::Ready)
+    }));
+    assert_eq!(
+        deployment.start_member("api/1").unwrap(),
+        [("api/1".to_string(), MemberControl::AlreadyRunning)]
+    );
+    // A restart of db brings api back after it.
+    let db = deployment.member("db/0").unwrap().pid.unwrap();
+    let api = deployment.member("api/0").unwrap().pid.unwrap();
+    deployment.restart_member("db").unwrap();
+    assert!(support::eventually(Duration::from_secs(10), || {
+        let members = deployment.members();
+        members.iter().all(|m| m.state == MemberState::Ready)
+            && members[0].pid != Some(db)
+            && members[1].pid != Some(api)
+    }));
+    assert!(deployment.failure().is_none());
+    let error = deployment.stop_member("cache", false).unwrap_err();
+    assert!(matches!(error, ControlError::UnknownName { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains("the members are db/0, api/0, api/1"),
+        "{error}"
+    );
+    deployment.close_blocking().unwrap();
+    assert_eq!(
+        deployment.start_member("db").unwrap_err(),
+        ControlError::Closing
+    );
+}

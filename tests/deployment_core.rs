@@ -1360,6 +1360,9 @@ struct Scenario {
     /// A close asked at this many ms, if any, and a second, shorter one after it.
     close_at: Option<u64>,
     second_close: bool,
+    /// Requests about single members: (at ms, 0 stop / 1 stop with dependents / 2 start /
+    /// 3 restart, member drawn modulo their number).
+    controls: Vec<(u64, u8, u16)>,
 }
 
 #[derive(Clone, Debug)]
@@ -1465,14 +1468,16 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         0u64..=60,
         prop::option::weighted(0.5, 0u64..1_500),
         any::<bool>(),
+        prop::collection::vec((0u64..1_500, 0u8..4, any::<u16>()), 0..6),
     )
         .prop_map(
-            |(draws, seed, fates, faults, close_at, second_close)| Scenario {
+            |(draws, seed, fates, faults, close_at, second_close, controls)| Scenario {
                 spec: build_spec(&draws, seed),
                 fates,
                 faults,
                 close_at,
                 second_close,
+                controls,
             },
         )
 }
@@ -1633,20 +1638,24 @@ impl Sim {
 
     /// Delivers the next thing that happens: a queued event, the machine's timer, or the
     /// user's close. Returns false when nothing is left.
-    fn next(&mut self, closes: &mut Vec<(Time, Option<Duration>)>) -> Result<bool, String> {
+    fn next(&mut self, closes: &mut Vec<(Time, DeploymentEvent)>) -> Result<bool, String> {
         let queued = self.queue.keys().next().copied();
         let timer = self.d.machine.poll_timeout();
-        let close = closes.first().copied();
-        let earliest = [queued.map(|(t, _)| t), timer, close.map(|(t, _)| t)]
-            .into_iter()
-            .flatten()
-            .min();
+        let close = closes.first().cloned();
+        let earliest = [
+            queued.map(|(t, _)| t),
+            timer,
+            close.as_ref().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(at) = earliest else {
             return Ok(false);
         };
-        if close.is_some_and(|(t, _)| t == at) {
-            let (_, grace) = closes.remove(0);
-            self.step(DeploymentEvent::Close { grace }, at)?;
+        if close.as_ref().is_some_and(|(t, _)| *t == at) {
+            let (_, event) = closes.remove(0);
+            self.step(event, at)?;
         } else if let Some(slot) = queued.filter(|(t, _)| *t == at) {
             let event = self.queue.remove(&slot).unwrap_or(DeploymentEvent::Tick);
             if let DeploymentEvent::PodStartResult {
@@ -1692,13 +1701,41 @@ fn run(scenario: &Scenario, mutation: Option<DeploymentMutation>) -> Result<(), 
         seq: 0,
         steps: 0,
     };
-    let mut closes = Vec::new();
+    let mut closes: Vec<(Time, DeploymentEvent)> = Vec::new();
     if let Some(at) = scenario.close_at {
-        closes.push((ms(at), Some(dur(60))));
+        closes.push((
+            ms(at),
+            DeploymentEvent::Close {
+                grace: Some(dur(60)),
+            },
+        ));
         if scenario.second_close {
-            closes.push((ms(at + 10), Some(dur(5))));
+            closes.push((
+                ms(at + 10),
+                DeploymentEvent::Close {
+                    grace: Some(dur(5)),
+                },
+            ));
         }
     }
+    let members = sim.d.machine.members().len();
+    for &(at, kind, who) in &scenario.controls {
+        let member = MemberId(usize::from(who) % members);
+        let event = match kind {
+            0 => DeploymentEvent::StopMember {
+                member,
+                cascade: false,
+            },
+            1 => DeploymentEvent::StopMember {
+                member,
+                cascade: true,
+            },
+            2 => DeploymentEvent::StartMember { member },
+            _ => DeploymentEvent::RestartMember { member },
+        };
+        closes.push((ms(at), event));
+    }
+    closes.sort_by_key(|(t, _)| *t);
     sim.step(DeploymentEvent::Start, Time::ZERO)?;
     while sim.steps < 300 && sim.next(&mut closes)? {}
     // Heal: whatever still runs is closed, and the deployment must end.
@@ -1763,6 +1800,9 @@ fn every_deployment_mutation_is_caught() {
         DeploymentMutation::CloseAllAtOnce,
         DeploymentMutation::RestartAfterClose,
         DeploymentMutation::IgnoreBudget,
+        DeploymentMutation::StoppedComesBack,
+        DeploymentMutation::StopSkipsDependents,
+        DeploymentMutation::RestartSpendsBudget,
     ] {
         let config = Config {
             cases: 2_000,
@@ -1778,6 +1818,8 @@ fn every_deployment_mutation_is_caught() {
         if let Err(e) = &result {
             let text = e.to_string();
             println!("{mutation:?}: {}", text.lines().next().unwrap_or(""));
+            // Caught by a broken invariant, not by an unrelated panic.
+            assert!(text.contains("invariant "), "{mutation:?}: {text}");
         }
         assert!(
             result.is_err(),
@@ -1890,4 +1932,123 @@ fn an_unhealthy_pod_is_restarted_on_failure_and_fails_the_deployment_under_no() 
             .contains("was unhealthy (health check #0 failed 3 times in a row)"),
         "{failure}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Members stopped, started and restarted on request
+
+#[test]
+fn a_stop_with_dependents_closes_them_first_and_keeps_all_down() {
+    let mut d = three_levels_up();
+    let api = id(&d, "api/0");
+    let out = step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: api,
+            cascade: true,
+        },
+        ms(100),
+    );
+    // The web replicas (which depend on api) close first; api waits for them.
+    assert_eq!(close_names(&out), ["web/0", "web/1"]);
+    ended(&mut d, "web/0", G1, End::Closed(SIGTERM), ms(110));
+    let out = ended(&mut d, "web/1", G1, End::Closed(SIGTERM), ms(120));
+    assert_eq!(close_names(&out), ["api/0"]);
+    let out = ended(&mut d, "api/0", G1, End::Closed(SIGTERM), ms(130));
+    assert!(starts(&out).is_empty(), "nothing comes back: {out:?}");
+    for name in ["api/0", "web/0", "web/1"] {
+        assert_eq!(state_of(&d, name), MemberState::Stopped, "{name}");
+    }
+    assert_eq!(d.machine.failure(), None);
+    assert_eq!(d.machine.state(), DeploymentState::Ready);
+    // Stopping a stopped member does nothing.
+    let out = step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: api,
+            cascade: false,
+        },
+        ms(140),
+    );
+    assert!(close_names(&out).is_empty());
+    // Started again: api first; web stays stopped (it was not asked for).
+    let out = step(
+        &mut d,
+        DeploymentEvent::StartMember { member: api },
+        ms(150),
+    );
+    assert_eq!(starts(&out), ["api/0"]);
+    ready(&mut d, "api/0", G2, ms(160));
+    assert_eq!(state_of(&d, "web/0"), MemberState::Stopped);
+}
+
+#[test]
+fn a_stop_without_dependents_closes_only_that_member() {
+    let mut d = three_levels_up();
+    let db = id(&d, "db/0");
+    let out = step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: db,
+            cascade: false,
+        },
+        ms(100),
+    );
+    assert_eq!(close_names(&out), ["db/0"]);
+    assert_eq!(state_of(&d, "api/0"), MemberState::Ready);
+}
+
+#[test]
+fn a_restart_brings_the_dependents_back_after_it_and_is_not_a_failure() {
+    let mut d = checked(
+        DeploymentSpec::new()
+            .pod(
+                PodTemplate::new("db")
+                    .restart(RestartPolicy::OnFailure)
+                    .backoff(plain_backoff(Some(0))),
+            )
+            .pod(PodTemplate::new("api").depends_on("db", Condition::Ready)),
+    );
+    start(&mut d);
+    ready(&mut d, "db/0", G1, ms(10));
+    ready(&mut d, "api/0", G1, ms(20));
+    let db = id(&d, "db/0");
+    let out = step(
+        &mut d,
+        DeploymentEvent::RestartMember { member: db },
+        ms(100),
+    );
+    assert_eq!(close_names(&out), ["api/0"]);
+    let out = ended(&mut d, "api/0", G1, End::Closed(SIGTERM), ms(110));
+    assert_eq!(close_names(&out), ["db/0"]);
+    assert_eq!(state_of(&d, "api/0"), MemberState::Waiting);
+    // A budget of 0 restarts: a restart on request spends none.
+    let out = ended(&mut d, "db/0", G1, End::Closed(SIGTERM), ms(120));
+    assert_eq!(starts(&out), ["db/0"]);
+    let out = ready(&mut d, "db/0", G2, ms(130));
+    assert_eq!(starts(&out), ["api/0"]);
+    ready(&mut d, "api/0", G2, ms(140));
+    assert_eq!(d.machine.failure(), None);
+    assert_eq!(d.machine.member(db).restarts_since_reset(), 0);
+}
+
+#[test]
+fn nothing_starts_or_stops_on_request_while_closing() {
+    let mut d = three_levels_up();
+    step(&mut d, DeploymentEvent::Close { grace: None }, ms(100));
+    let api = id(&d, "api/0");
+    let before = d.machine.stats().ignored;
+    let out = step(
+        &mut d,
+        DeploymentEvent::RestartMember { member: api },
+        ms(101),
+    );
+    assert!(starts(&out).is_empty());
+    let out = step(
+        &mut d,
+        DeploymentEvent::StartMember { member: api },
+        ms(102),
+    );
+    assert!(starts(&out).is_empty());
+    assert_eq!(d.machine.stats().ignored, before + 2);
 }

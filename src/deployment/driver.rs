@@ -25,6 +25,8 @@ use super::error::DeploymentConfigError;
 pub(super) enum Request {
     Start,
     Close(Option<Duration>),
+    /// A request about one member (stop, start, restart).
+    Member(DeploymentEvent),
 }
 
 pub(super) struct Slot {
@@ -150,6 +152,7 @@ pub(super) async fn drive(shared: Arc<Shared>, makers: Vec<MakeConfig>, epoch: I
                 .map(|request| match request {
                     Request::Start => DeploymentEvent::Start,
                     Request::Close(grace) => DeploymentEvent::Close { grace },
+                    Request::Member(event) => event,
                 })
                 .collect();
             // Only the members whose pod changed: looking at all of them on every change

@@ -132,3 +132,58 @@ impl fmt::Display for DeploymentStartError {
 }
 
 impl std::error::Error for DeploymentStartError {}
+
+/// What a request about one member found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MemberControl {
+    /// Asked for; it happens on podvisor's thread.
+    Done,
+    /// A stop of a member that was already down.
+    AlreadyStopped,
+    /// A start of a member that was already running (or about to start).
+    AlreadyRunning,
+}
+
+impl std::fmt::Display for MemberControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemberControl::Done => "done",
+            MemberControl::AlreadyStopped => "already stopped",
+            MemberControl::AlreadyRunning => "already running",
+        })
+    }
+}
+
+/// A request about one member that cannot be carried out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No member or pod has that name.
+    UnknownName {
+        /// The name given.
+        name: String,
+        /// The members there are.
+        known: Vec<String>,
+    },
+    /// The deployment is closing (or ended): nothing starts or stops on request any more.
+    Closing,
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::UnknownName { name, known } => write!(
+                f,
+                "no pod or member is called {name:?}; the members are {}",
+                known.join(", ")
+            ),
+            ControlError::Closing => write!(
+                f,
+                "the deployment is closing; members can no longer be stopped or started"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use event_listener::Event as Notifier;
 
 use crate::core::deployment::{
-    Cause, DeploymentMachine, DeploymentSpec, DeploymentStartResult, DeploymentState, MemberId,
-    MemberState,
+    Cause, DeploymentEvent, DeploymentMachine, DeploymentSpec, DeploymentStartResult,
+    DeploymentState, MemberId, MemberState,
 };
 use crate::core::{End, StartResult};
 use crate::events::{EventLog, Events};
@@ -19,7 +19,8 @@ use crate::events::{EventLog, Events};
 use super::config::{DeploymentConfig, MakeConfig, PortBook};
 use super::driver::{build_pod, drive, Inner, Request, Shared, Slot};
 use super::error::{
-    DeploymentConfigError, DeploymentFailure, DeploymentStartError, FailureDetails,
+    ControlError, DeploymentConfigError, DeploymentFailure, DeploymentStartError, FailureDetails,
+    MemberControl,
 };
 
 /// A member of a deployment as seen at one moment.
@@ -199,6 +200,129 @@ impl Deployment {
     pub fn close_nowait(&self, grace: Option<Duration>) {
         self.shared
             .wake_driver(|inner| inner.requests.push_back(Request::Close(grace)));
+    }
+
+    /// Stops the members named `name` — one replica (`web/1`) or every replica of a pod
+    /// (`web`) — and keeps them down (not restarted, not a failure) until
+    /// [`start_member`](Deployment::start_member). With `with_dependents`, the running
+    /// members that depend on them are stopped first, in reverse dependency order. Says,
+    /// per member, whether it was already down; the stop itself happens on podvisor's
+    /// thread (watch [`members`](Deployment::members) or the event stream).
+    ///
+    /// ```
+    /// use podvisor::{Deployment, DeploymentConfig, MemberControl, PodConfig, PodSet};
+    ///
+    /// let deployment = Deployment::new(
+    ///     DeploymentConfig::new().pod(PodSet::new("web", PodConfig::new("sleep").arg("30"))),
+    /// )
+    /// .unwrap();
+    /// deployment.start_and_wait_blocking().unwrap();
+    /// let done = deployment.stop_member("web", true).unwrap();
+    /// assert_eq!(done, [("web/0".to_string(), MemberControl::Done)]);
+    /// assert!(deployment.start_member("nope").is_err());
+    /// deployment.close_blocking().unwrap();
+    /// ```
+    pub fn stop_member(
+        &self,
+        name: &str,
+        with_dependents: bool,
+    ) -> Result<Vec<(String, MemberControl)>, ControlError> {
+        self.control(name, |member, m| {
+            let down = !m.state().is_running()
+                && !matches!(m.state(), MemberState::Waiting | MemberState::BackingOff)
+                || m.is_held() && !m.state().is_running();
+            let answer = if down {
+                MemberControl::AlreadyStopped
+            } else {
+                MemberControl::Done
+            };
+            (
+                answer,
+                DeploymentEvent::StopMember {
+                    member,
+                    cascade: with_dependents,
+                },
+            )
+        })
+    }
+
+    /// Starts the members named `name` that were stopped (or had ended): each starts once
+    /// its dependencies meet their conditions, with a fresh restart budget. Says, per
+    /// member, whether it was already running.
+    pub fn start_member(&self, name: &str) -> Result<Vec<(String, MemberControl)>, ControlError> {
+        self.control(name, |member, m| {
+            let stopped = matches!(
+                m.state(),
+                MemberState::Stopped | MemberState::Ended | MemberState::CrashLooping
+            ) || m.is_held();
+            let answer = if stopped {
+                MemberControl::Done
+            } else {
+                MemberControl::AlreadyRunning
+            };
+            (answer, DeploymentEvent::StartMember { member })
+        })
+    }
+
+    /// Restarts the members named `name`: they and the running members that depend on
+    /// them are stopped (dependents first) and started again (dependencies first). Not a
+    /// failure: no restart budget is spent and the backoff is reset.
+    pub fn restart_member(&self, name: &str) -> Result<Vec<(String, MemberControl)>, ControlError> {
+        self.control(name, |member, _| {
+            (
+                MemberControl::Done,
+                DeploymentEvent::RestartMember { member },
+            )
+        })
+    }
+
+    fn control(
+        &self,
+        name: &str,
+        request: impl Fn(MemberId, &crate::core::deployment::Member) -> (MemberControl, DeploymentEvent),
+    ) -> Result<Vec<(String, MemberControl)>, ControlError> {
+        let (answers, events) = {
+            let inner = self.shared.lock();
+            let machine = &inner.machine;
+            if matches!(
+                machine.state(),
+                DeploymentState::Stopping | DeploymentState::Ended
+            ) {
+                return Err(ControlError::Closing);
+            }
+            let ids: Vec<MemberId> =
+                match machine.find(name) {
+                    Some(id) => vec![id],
+                    None => {
+                        let template = machine.spec().position(name).ok_or_else(|| {
+                            ControlError::UnknownName {
+                                name: name.to_string(),
+                                known: machine
+                                    .members()
+                                    .iter()
+                                    .map(|m| m.name().to_string())
+                                    .collect(),
+                            }
+                        })?;
+                        machine.members_of(template).collect()
+                    }
+                };
+            let mut answers = Vec::new();
+            let mut events = Vec::new();
+            for id in ids {
+                let m = machine.member(id);
+                let (answer, event) = request(id, m);
+                answers.push((m.name().to_string(), answer));
+                events.push(event);
+            }
+            (answers, events)
+        };
+        self.shared.wake_driver(|inner| {
+            inner
+                .requests
+                .extend(events.iter().cloned().map(Request::Member))
+        });
+        Ok(answers)
     }
 
     /// Waits until the deployment has ended (every member's process reaped) without

@@ -16,5 +16,7 @@ mod error;
 mod handle;
 
 pub use config::{DeploymentConfig, PodSet, Replica};
-pub use error::{DeploymentConfigError, DeploymentFailure, DeploymentStartError};
+pub use error::{
+    ControlError, DeploymentConfigError, DeploymentFailure, DeploymentStartError, MemberControl,
+};
 pub use handle::{Deployment, MemberStatus};

@@ -8,7 +8,7 @@ use crate::core::event::{ExitStatus, Generation};
 use crate::core::outcome::{End, StartResult};
 use crate::core::time::Time;
 
-use super::member::Member;
+use super::member::{Held, Member};
 use super::restart::{wants_restart, Restarts, Verdict};
 
 use super::spec::{Condition, DeploymentError, DeploymentSpec};
@@ -31,6 +31,12 @@ pub enum DeploymentMutation {
     RestartAfterClose,
     /// The restart budget is ignored.
     IgnoreBudget,
+    /// A member stopped on request comes back once its pod is down.
+    StoppedComesBack,
+    /// A stop with dependents closes the member without waiting for them.
+    StopSkipsDependents,
+    /// A restart on request keeps the restarts already spent.
+    RestartSpendsBudget,
 }
 
 /// A group of pods with replicas, dependencies and restart policies: events in with the
@@ -97,6 +103,7 @@ impl DeploymentMachine {
                     verdict: None,
                     restarts: Restarts::default(),
                     restart_at: None,
+                    held: None,
                 });
             }
             members_of.push(first..members.len());
@@ -234,6 +241,27 @@ impl DeploymentMachine {
             } => {
                 if let Some(i) = self.current(member, generation) {
                     self.on_pod_start_result(i, result, now);
+                }
+            }
+            DeploymentEvent::StopMember { member, cascade } => {
+                if member.0 < self.members.len() && !self.closing() {
+                    self.stop_member(member.0, cascade, false);
+                } else {
+                    self.stats.ignored += 1;
+                }
+            }
+            DeploymentEvent::StartMember { member } => {
+                if member.0 < self.members.len() && !self.closing() {
+                    self.start_on_request(member.0);
+                } else {
+                    self.stats.ignored += 1;
+                }
+            }
+            DeploymentEvent::RestartMember { member } => {
+                if member.0 < self.members.len() && !self.closing() {
+                    self.stop_member(member.0, true, true);
+                } else {
+                    self.stats.ignored += 1;
                 }
             }
             DeploymentEvent::PodHealthy { member, generation } => {
@@ -391,7 +419,8 @@ impl DeploymentMachine {
             return;
         }
         let (close_sent, template) = (m.close_sent, m.template);
-        if close_sent || self.closing() {
+        if close_sent || m.held.is_some() || self.closing() {
+            // Stopping on request or closing: its end is not a failure.
             return;
         }
         let one_shot_done = self.spec.templates[template].one_shot
@@ -404,6 +433,16 @@ impl DeploymentMachine {
 
     fn on_pod_ended(&mut self, i: usize, end: End, now: Time) {
         self.members[i].end = Some(end);
+        if let Some(held) = self.members[i].held {
+            if !self.closing() {
+                // Down on request: not a failure, no restart decision.
+                if held.then_start || self.mutation == Some(DeploymentMutation::StoppedComesBack) {
+                    self.members[i].held = None;
+                    return self.set_member(i, MemberState::Waiting);
+                }
+                return self.set_member(i, MemberState::Stopped);
+            }
+        }
         let crash_looping = |m: &Member| {
             matches!(
                 m.verdict,
@@ -495,13 +534,18 @@ impl DeploymentMachine {
         match self.state {
             DeploymentState::Created | DeploymentState::Ended => {}
             DeploymentState::Starting | DeploymentState::Ready => {
+                self.close_held();
                 for i in 0..self.members.len() {
-                    if self.members[i].state == MemberState::Waiting && self.dependencies_met(i) {
+                    if self.members[i].state == MemberState::Waiting
+                        && self.members[i].held.is_none()
+                        && self.dependencies_met(i)
+                    {
                         self.start_member(i);
                     }
                 }
                 let all_up = self.members.iter().all(|m| {
                     m.state == MemberState::Succeeded
+                        || m.state == MemberState::Stopped
                         || (m.state == MemberState::Ready
                             && !self.spec.templates[m.template].one_shot)
                 });
@@ -539,6 +583,114 @@ impl DeploymentMachine {
         }
     }
 
+    /// Stops member `i` on request (and, with `cascade`, the members that depend on it,
+    /// transitively); with `then_start`, each starts again once down.
+    fn stop_member(&mut self, i: usize, cascade: bool, then_start: bool) {
+        let mut stop = vec![i];
+        if cascade {
+            let mut templates = vec![self.members[i].template];
+            let mut seen = vec![false; self.spec.templates.len()];
+            seen[self.members[i].template] = true;
+            while let Some(t) = templates.pop() {
+                for &d in &self.dependents[t] {
+                    if !seen[d] {
+                        seen[d] = true;
+                        templates.push(d);
+                        // Only the dependents that are up or on their way: one stopped on
+                        // request before stays stopped.
+                        stop.extend(self.members_of[d].clone().filter(|&j| {
+                            self.members[j].held.is_none()
+                                && (self.members[j].state.is_running()
+                                    || matches!(
+                                        self.members[j].state,
+                                        MemberState::Waiting | MemberState::BackingOff
+                                    ))
+                        }));
+                    }
+                }
+            }
+        }
+        for j in stop {
+            let m = &mut self.members[j];
+            if then_start && self.mutation != Some(DeploymentMutation::RestartSpendsBudget) {
+                // A restart on request is not a failure: a fresh budget and backoff.
+                m.restarts.reset();
+            }
+            match m.state {
+                MemberState::Waiting | MemberState::BackingOff => {
+                    m.restart_at = None;
+                    if then_start {
+                        m.held = None;
+                        self.set_member(j, MemberState::Waiting);
+                    } else {
+                        m.held = Some(Held {
+                            after_dependents: cascade,
+                            then_start,
+                        });
+                        self.set_member(j, MemberState::Stopped);
+                    }
+                }
+                state if state.is_running() => {
+                    m.held = Some(Held {
+                        after_dependents: cascade,
+                        then_start,
+                    });
+                }
+                MemberState::Stopped | MemberState::Ended | MemberState::CrashLooping
+                    if then_start =>
+                {
+                    m.held = None;
+                    self.set_member(j, MemberState::Waiting);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts member `i` on request: a stopped (or ended) member waits for its
+    /// dependencies with a fresh budget; one whose pod is still closing starts once down.
+    fn start_on_request(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        match m.state {
+            MemberState::Stopped | MemberState::Ended | MemberState::CrashLooping => {
+                m.held = None;
+                m.restarts.reset();
+                self.set_member(i, MemberState::Waiting);
+            }
+            state if state.is_running() => {
+                if let Some(held) = &mut m.held {
+                    held.then_start = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes the pods of held members, each once its running dependents are down (when
+    /// the stop cascaded).
+    fn close_held(&mut self) {
+        for i in 0..self.members.len() {
+            let m = &self.members[i];
+            let Some(held) = m.held else { continue };
+            if !m.state.is_running() || m.close_sent {
+                continue;
+            }
+            if held.after_dependents
+                && !self.dependents_down(i)
+                && self.mutation != Some(DeploymentMutation::StopSkipsDependents)
+            {
+                continue;
+            }
+            self.members[i].close_sent = true;
+            self.actions.push_back(DeploymentAction::ClosePod {
+                member: MemberId(i),
+                generation: self.members[i].generation,
+                grace: None,
+            });
+            self.set_member(i, MemberState::Stopping);
+        }
+    }
+
     fn start_member(&mut self, i: usize) {
         let m = &mut self.members[i];
         m.generation = Generation(m.generation.0 + 1);
@@ -565,23 +717,31 @@ impl DeploymentMachine {
             .all(|&(on, condition)| {
                 self.members[self.members_of[on].clone()]
                     .iter()
-                    .all(|d| match condition {
-                        Condition::Started => matches!(
-                            d.state,
-                            MemberState::Started | MemberState::Ready | MemberState::Succeeded
-                        ),
-                        Condition::Ready if ready_means_started => matches!(
-                            d.state,
-                            MemberState::Started | MemberState::Ready | MemberState::Succeeded
-                        ),
-                        Condition::Ready => {
-                            matches!(d.state, MemberState::Ready | MemberState::Succeeded)
-                        }
-                        Condition::Healthy => {
-                            (d.state == MemberState::Ready && d.healthy)
-                                || d.state == MemberState::Succeeded
-                        }
-                        Condition::Succeeded => d.state == MemberState::Succeeded,
+                    // A dependency being stopped or restarted on request meets nothing.
+                    .all(|d| {
+                        d.held.is_none()
+                            && match condition {
+                                Condition::Started => matches!(
+                                    d.state,
+                                    MemberState::Started
+                                        | MemberState::Ready
+                                        | MemberState::Succeeded
+                                ),
+                                Condition::Ready if ready_means_started => matches!(
+                                    d.state,
+                                    MemberState::Started
+                                        | MemberState::Ready
+                                        | MemberState::Succeeded
+                                ),
+                                Condition::Ready => {
+                                    matches!(d.state, MemberState::Ready | MemberState::Succeeded)
+                                }
+                                Condition::Healthy => {
+                                    (d.state == MemberState::Ready && d.healthy)
+                                        || d.state == MemberState::Succeeded
+                                }
+                                Condition::Succeeded => d.state == MemberState::Succeeded,
+                            }
                     })
             })
     }

@@ -28,6 +28,17 @@ pub struct Member {
     pub(super) verdict: Option<Verdict>,
     pub(super) restarts: Restarts,
     pub(super) restart_at: Option<Time>,
+    /// Stopped on request: kept down, its pod closed.
+    pub(super) held: Option<Held>,
+}
+
+/// A member stopped on request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Held {
+    /// Its pod closes only once its running dependents are down.
+    pub(super) after_dependents: bool,
+    /// It starts again once its pod is down (a restart, or a start while it closed).
+    pub(super) then_start: bool,
 }
 
 impl Member {
@@ -59,6 +70,11 @@ impl Member {
     /// Whether its current pod reported started.
     pub fn is_started(&self) -> bool {
         self.started
+    }
+
+    /// Whether it is kept down on request (stopped, or being restarted).
+    pub fn is_held(&self) -> bool {
+        self.held.is_some()
     }
 
     /// Whether its current pod has passed its health checks.

@@ -59,6 +59,13 @@ pub(super) enum Verdict {
 impl Restarts {
     /// Decides about one more restart, and records it if there is one. `ready_for` is how
     /// long the generation had been ready when it was over (`None` if it never was).
+    /// Forgets the restarts since the last reset (a start on request); the jitter draw's
+    /// counter goes on.
+    pub fn reset(&mut self) {
+        self.since_reset = 0;
+        self.last_delay = None;
+    }
+
     pub fn next(
         &mut self,
         backoff: &Backoff,

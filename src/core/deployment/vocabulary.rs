@@ -52,6 +52,9 @@ pub enum MemberState {
     CrashLooping,
     /// Gone for good: closed, ended without a restart, or never started before the close.
     Ended,
+    /// Stopped on request ([`DeploymentEvent::StopMember`]); it stays down until started
+    /// again.
+    Stopped,
 }
 
 impl MemberState {
@@ -67,6 +70,7 @@ impl MemberState {
             MemberState::Succeeded => "succeeded",
             MemberState::CrashLooping => "crash-looping",
             MemberState::Ended => "ended",
+            MemberState::Stopped => "stopped",
         }
     }
 
@@ -149,6 +153,32 @@ pub enum DeploymentEvent {
         generation: Generation,
         /// The pod's start result.
         result: StartResult,
+    },
+    /// Stop one member on request: its pod is closed and it stays down (not restarted, not
+    /// a failure) until [`DeploymentEvent::StartMember`]. With `cascade`, the running
+    /// members that depend on it (directly or not) are stopped too, first, in reverse
+    /// dependency order. Ignored while the deployment is closing; nothing to do for a
+    /// member that is down already.
+    StopMember {
+        /// Which member.
+        member: MemberId,
+        /// Stop its dependents first.
+        cascade: bool,
+    },
+    /// Start a member that was stopped on request (or had ended, or gave up restarting) once
+    /// its dependencies meet their conditions, with a fresh restart budget. A stopped member
+    /// whose pod is still closing starts once it is down. Ignored while the deployment is
+    /// closing; nothing to do for a member that runs.
+    StartMember {
+        /// Which member.
+        member: MemberId,
+    },
+    /// Stop a member and the running members that depend on it (dependents first), then
+    /// start them all again (the member first, each once its dependencies meet their
+    /// conditions). Not a failure: no restart budget is spent, the backoff is reset.
+    RestartMember {
+        /// Which member.
+        member: MemberId,
     },
     /// The member's pod passed its health checks for the first time.
     PodHealthy {

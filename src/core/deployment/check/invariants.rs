@@ -45,7 +45,13 @@ impl DeploymentChecker {
                         ),
                     );
                 }
-                if m.generation > 0 {
+                if m.stopped || m.held.is_some() {
+                    return violation(
+                        "stopped-stays-stopped",
+                        format!("{member} started at {now} though it was stopped on request"),
+                    );
+                }
+                if m.generation > 0 && !m.control_start {
                     if !m.restart_due {
                         return violation(
                             "restart-policy",
@@ -106,7 +112,8 @@ impl DeploymentChecker {
                         format!("{member} {generation} asked to close, but that pod does not run"),
                     );
                 }
-                if !self.closing {
+                let held = m.held;
+                if !self.closing && held.is_none() {
                     return violation(
                         "close",
                         format!("{member} asked to close while the deployment is not closing"),
@@ -125,10 +132,15 @@ impl DeploymentChecker {
                         );
                     }
                 }
+                // Order matters for the first request to close; a later one only shortens
+                // the grace of a pod already closing (one stopped on request without its
+                // dependents may close before them).
+                let first = self.members[i].close_sent.is_none();
+                let ordered = first && (self.closing || held.is_some_and(|(after, _)| after));
                 if let Some(d) = self
                     .dependents(i)
                     .into_iter()
-                    .find(|&d| self.members[d].running)
+                    .find(|&d| ordered && self.members[d].running)
                 {
                     return violation(
                         "close-order",
@@ -177,7 +189,10 @@ impl DeploymentChecker {
     /// succeeded one-shot.
     pub(super) fn up(&self, i: usize) -> bool {
         let m = &self.members[i];
-        if self.template_of(i).one_shot {
+        if m.stopped && !m.running {
+            // Stopped on request: the deployment does not wait for it.
+            true
+        } else if self.template_of(i).one_shot {
             m.succeeded
         } else {
             m.running
@@ -244,11 +259,27 @@ impl DeploymentChecker {
                         ),
                     );
                 }
+            } else if m.running
+                && m.close_sent.is_none()
+                && m.held.is_some_and(|(after, _)| {
+                    !after || self.dependents(i).iter().all(|&d| !self.members[d].running)
+                })
+            {
+                return violation(
+                    "stop-on-request",
+                    format!(
+                        "{} was stopped on request and its dependents are down at {now}, but it was not asked to close",
+                        member.name()
+                    ),
+                );
             } else if self.started
                 && !m.running
                 && !m.succeeded
                 && !m.gave_up
-                && (m.generation == 0 || m.restart_not_before.is_some_and(|t| t <= now))
+                && !m.stopped
+                && (m.generation == 0
+                    || m.control_start
+                    || m.restart_not_before.is_some_and(|t| t <= now))
                 && self.dependencies_met(i)
             {
                 return violation(

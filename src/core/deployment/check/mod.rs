@@ -31,6 +31,13 @@ struct Model {
     started: bool,
     /// Its pod reported passing its health checks.
     healthy: bool,
+    /// Stopped or restarted on request while its pod runs: (close only once its
+    /// dependents are down, start again once down).
+    held: Option<(bool, bool)>,
+    /// Down on request: it may not start until started on request.
+    stopped: bool,
+    /// It may start on request (a new generation without a restart decision).
+    control_start: bool,
     result: Option<StartResult>,
     ready_at: Option<Time>,
     /// A one-shot pod that exited 0. Latched.
@@ -128,6 +135,10 @@ impl DeploymentChecker {
 
     fn meets(&self, d: usize, condition: Condition) -> bool {
         let m = &self.members[d];
+        if m.held.is_some() {
+            // Being stopped or restarted on request: it meets nothing.
+            return false;
+        }
         if m.succeeded {
             return true;
         }

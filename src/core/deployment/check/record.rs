@@ -51,6 +51,34 @@ impl DeploymentChecker {
                     }
                 }
             }
+            DeploymentEvent::StopMember { member, cascade } => {
+                if member.0 < self.members.len() && !self.closing && !self.ended {
+                    self.control_stop(member.0, *cascade, false);
+                }
+            }
+            DeploymentEvent::RestartMember { member } => {
+                if member.0 < self.members.len() && !self.closing && !self.ended {
+                    self.control_stop(member.0, true, true);
+                }
+            }
+            DeploymentEvent::StartMember { member } => {
+                if member.0 < self.members.len() && !self.closing && !self.ended {
+                    let m = &mut self.members[member.0];
+                    if m.running {
+                        if let Some((_, again)) = &mut m.held {
+                            *again = true;
+                        }
+                    } else if m.stopped || m.gave_up {
+                        m.stopped = false;
+                        m.gave_up = false;
+                        m.crash_looping = false;
+                        m.control_start = true;
+                        m.since_reset = 0;
+                        m.last_delay = None;
+                        m.restart_due = false;
+                    }
+                }
+            }
             DeploymentEvent::PodHealthy { member, generation } => {
                 if let Some(m) = self.members.get_mut(member.0) {
                     if ours(m, *generation) {
@@ -77,7 +105,7 @@ impl DeploymentChecker {
                 }
                 let one_shot_done = self.spec.templates[m.template].one_shot
                     && matches!(result, StartResult::ExitedEarly { status } if status.success());
-                if m.close_sent.is_none() && !self.closing && !one_shot_done {
+                if m.close_sent.is_none() && m.held.is_none() && !self.closing && !one_shot_done {
                     self.decide(i, true, now, machine, expect_failure_of)?;
                 }
             }
@@ -95,7 +123,15 @@ impl DeploymentChecker {
                 }
                 m.running = false;
                 let one_shot = self.spec.templates[m.template].one_shot;
-                if m.close_sent.is_some() || self.closing {
+                if let (Some((_, again)), false) = (m.held, self.closing) {
+                    // Down on request: no decision.
+                    m.held = None;
+                    if again {
+                        m.control_start = true;
+                    } else {
+                        m.stopped = true;
+                    }
+                } else if m.close_sent.is_some() || self.closing {
                     // Closed: no decision to take.
                 } else if m.decided {
                     if m.restart_due {
@@ -131,6 +167,65 @@ impl DeploymentChecker {
             }
         }
         Ok(())
+    }
+
+    /// A stop on request of member `i` (with `cascade`, of the members that depend on it,
+    /// transitively, that are up or on their way); with `again`, each starts again once
+    /// down, with a fresh budget.
+    fn control_stop(&mut self, i: usize, cascade: bool, again: bool) {
+        let mut members = vec![i];
+        if cascade {
+            // Every template that depends on this one, directly or not.
+            let mut templates = vec![self.members[i].template];
+            let mut k = 0;
+            while k < templates.len() {
+                let on = &self.spec.templates[templates[k]].name;
+                k += 1;
+                let next: Vec<usize> = self
+                    .spec
+                    .templates
+                    .iter()
+                    .enumerate()
+                    .filter(|(t, tpl)| {
+                        !templates.contains(t) && tpl.depends_on.iter().any(|d| &d.on == on)
+                    })
+                    .map(|(t, _)| t)
+                    .collect();
+                templates.extend(next);
+            }
+            for &t in &templates[1..] {
+                for &d in &self.members_of[t] {
+                    let m = &self.members[d];
+                    let on_its_way =
+                        m.held.is_none() && (m.running || !(m.stopped || m.succeeded || m.gave_up));
+                    if on_its_way {
+                        members.push(d);
+                    }
+                }
+            }
+        }
+        for j in members {
+            let m = &mut self.members[j];
+            if again {
+                m.since_reset = 0;
+                m.last_delay = None;
+            }
+            if m.running {
+                m.held = Some((cascade, again));
+            } else if m.succeeded {
+            } else if again {
+                m.stopped = false;
+                m.gave_up = false;
+                m.crash_looping = false;
+                m.restart_due = false;
+                m.restart_not_before = None;
+                m.control_start = true;
+            } else if !m.stopped {
+                m.stopped = true;
+                m.restart_due = false;
+                m.restart_not_before = None;
+            }
+        }
     }
 
     /// Member `i`'s generation is over by itself: what the policy calls for, checked
