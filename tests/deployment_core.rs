@@ -2052,3 +2052,38 @@ fn nothing_starts_or_stops_on_request_while_closing() {
     assert!(starts(&out).is_empty());
     assert_eq!(d.machine.stats().ignored, before + 2);
 }
+
+#[test]
+fn an_unhealthy_pod_meets_no_condition_while_it_closes() {
+    let mut d = checked(
+        DeploymentSpec::new()
+            .pod(PodTemplate::new("db").restart(RestartPolicy::OnFailure))
+            .pod(PodTemplate::new("api").depends_on("db", Condition::Started)),
+    );
+    start(&mut d);
+    ready(&mut d, "db/0", G1, ms(10));
+    let api = id(&d, "api/0");
+    // api stopped on request, then db turns unhealthy: a start of api must wait.
+    step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: api,
+            cascade: false,
+        },
+        ms(11),
+    );
+    ended(&mut d, "api/0", G1, End::Closed(SIGTERM), ms(12));
+    let db = id(&d, "db/0");
+    step(
+        &mut d,
+        DeploymentEvent::PodUnhealthy {
+            member: db,
+            generation: G1,
+        },
+        ms(20),
+    );
+    assert_eq!(state_of(&d, "db/0"), MemberState::Stopping);
+    let out = step(&mut d, DeploymentEvent::StartMember { member: api }, ms(21));
+    assert!(starts(&out).is_empty(), "{out:?}");
+    assert_eq!(state_of(&d, "api/0"), MemberState::Waiting);
+}

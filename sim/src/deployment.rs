@@ -14,7 +14,7 @@ use podvisor::core::deployment::{
     DeploymentSpec, DeploymentStartResult, DeploymentState, MemberId, MemberState, PodObserver,
     PodTemplate, RestartPolicy,
 };
-use podvisor::core::{End, ExitStatus, Generation, Health, State, Time};
+use podvisor::core::{End, ExitStatus, Generation, State, Time};
 
 use crate::world::{fnv, Failure, FailureKind, World, WorldEvent, EPSILON};
 
@@ -171,7 +171,7 @@ impl World {
         let events = match link.owners.get_mut(&i) {
             Some((_, _, observer)) => {
                 let pod = &self.pods[i].machine;
-                observer.observe(pod.state(), pod.start_result(), pod.end())
+                observer.observe_all(pod.state(), pod.start_result(), pod.end(), pod.health())
             }
             None => Vec::new(),
         };
@@ -306,17 +306,10 @@ impl World {
                 };
                 let pod = &self.pods[index].machine;
                 let succeeded = one_shot && pod.end() == Some(End::Exited(ExitStatus::Code(0)));
-                // A pod that turned unhealthy goes on counting as ready until it ends: the
-                // deployment hears of it only then.
-                let unhealthy_stopping = matches!(pod.health(), Some(Health::Unhealthy(_)))
-                    && matches!(pod.state(), State::Stopping | State::Killing);
                 let met = succeeded
                     || match dependency.condition {
-                        Condition::Started => {
-                            matches!(pod.state(), State::Started | State::Ready)
-                                || unhealthy_stopping
-                        }
-                        Condition::Ready => pod.state() == State::Ready || unhealthy_stopping,
+                        Condition::Started => matches!(pod.state(), State::Started | State::Ready),
+                        Condition::Ready => pod.state() == State::Ready,
                         Condition::Succeeded => false,
                         other => {
                             unreachable!("a condition the simulator does not model: {other:?}")

@@ -165,17 +165,7 @@ pub(super) async fn drive(shared: Arc<Shared>, makers: Vec<MakeConfig>, epoch: I
                     let end = pod.end();
                     let result = pod.start_result();
                     let state = pod.state();
-                    let healthy = observer.observe_health(pod.health());
-                    let mut seen = observer.observe(state, result.as_ref(), end);
-                    if let Some(healthy) = healthy {
-                        // After the start result, before the end.
-                        let at = seen
-                            .iter()
-                            .position(|e| matches!(e, DeploymentEvent::PodEnded { .. }))
-                            .unwrap_or(seen.len());
-                        seen.insert(at, healthy);
-                    }
-                    events.extend(seen);
+                    events.extend(observer.observe_all(state, result.as_ref(), end, pod.health()));
                 }
             }
             events.push_back(DeploymentEvent::Tick);

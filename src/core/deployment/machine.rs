@@ -264,6 +264,18 @@ impl DeploymentMachine {
                     self.stats.ignored += 1;
                 }
             }
+            DeploymentEvent::PodUnhealthy { member, generation } => {
+                if let Some(i) = self.current(member, generation) {
+                    self.members[i].healthy = false;
+                    if matches!(
+                        self.members[i].state,
+                        MemberState::Starting | MemberState::Started | MemberState::Ready
+                    ) {
+                        // It closes itself; its end decides what comes next.
+                        self.set_member(i, MemberState::Stopping);
+                    }
+                }
+            }
             DeploymentEvent::PodHealthy { member, generation } => {
                 if let Some(i) = self.current(member, generation) {
                     self.members[i].healthy = true;

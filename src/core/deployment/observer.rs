@@ -36,6 +36,7 @@ pub struct PodObserver {
     started: bool,
     result: bool,
     healthy: bool,
+    unhealthy: bool,
     ended: bool,
 }
 
@@ -48,6 +49,7 @@ impl PodObserver {
             started: false,
             result: false,
             healthy: false,
+            unhealthy: false,
             ended: false,
         }
     }
@@ -89,17 +91,44 @@ impl PodObserver {
         events
     }
 
-    /// [`DeploymentEvent::PodHealthy`] the first time `health` is healthy, before the
-    /// pod ended.
+    /// [`DeploymentEvent::PodHealthy`] the first time `health` is healthy, and
+    /// [`DeploymentEvent::PodUnhealthy`] the first time it is unhealthy, before the pod
+    /// ended.
     pub fn observe_health(&mut self, health: Option<Health>) -> Option<DeploymentEvent> {
-        if self.healthy || self.ended || health != Some(Health::Healthy) {
-            return None;
+        let (member, generation) = (self.member, self.generation);
+        match health {
+            _ if self.ended => None,
+            Some(Health::Healthy) if !self.healthy => {
+                self.healthy = true;
+                Some(DeploymentEvent::PodHealthy { member, generation })
+            }
+            Some(Health::Unhealthy(_)) if !self.unhealthy => {
+                self.unhealthy = true;
+                Some(DeploymentEvent::PodUnhealthy { member, generation })
+            }
+            _ => None,
         }
-        self.healthy = true;
-        Some(DeploymentEvent::PodHealthy {
-            member: self.member,
-            generation: self.generation,
-        })
+    }
+
+    /// [`observe`](PodObserver::observe) and [`observe_health`](PodObserver::observe_health)
+    /// in order: started, start result, health, end.
+    pub fn observe_all(
+        &mut self,
+        state: State,
+        start_result: Option<&StartResult>,
+        end: Option<End>,
+        health: Option<Health>,
+    ) -> Vec<DeploymentEvent> {
+        let health = self.observe_health(health);
+        let mut events = self.observe(state, start_result, end);
+        if let Some(health) = health {
+            let at = events
+                .iter()
+                .position(|e| matches!(e, DeploymentEvent::PodEnded { .. }))
+                .unwrap_or(events.len());
+            events.insert(at, health);
+        }
+        events
     }
 
     /// Whether the end was reported.

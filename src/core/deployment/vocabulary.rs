@@ -180,6 +180,14 @@ pub enum DeploymentEvent {
         /// Which member.
         member: MemberId,
     },
+    /// The member's pod turned unhealthy: it is closing itself; it meets no dependency
+    /// condition any more.
+    PodUnhealthy {
+        /// Which member.
+        member: MemberId,
+        /// The generation from [`DeploymentAction::StartPod`].
+        generation: Generation,
+    },
     /// The member's pod passed its health checks for the first time.
     PodHealthy {
         /// Which member.

@@ -197,6 +197,7 @@ impl DeploymentChecker {
         } else {
             m.running
                 && m.close_sent.is_none()
+                && !m.unhealthy
                 && matches!(m.result, Some(StartResult::Ready { .. }))
         }
     }

@@ -31,6 +31,8 @@ struct Model {
     started: bool,
     /// Its pod reported passing its health checks.
     healthy: bool,
+    /// Its pod reported turning unhealthy (it is closing itself).
+    unhealthy: bool,
     /// Stopped or restarted on request while its pod runs: (close only once its
     /// dependents are down, start again once down).
     held: Option<(bool, bool)>,
@@ -135,8 +137,9 @@ impl DeploymentChecker {
 
     fn meets(&self, d: usize, condition: Condition) -> bool {
         let m = &self.members[d];
-        if m.held.is_some() {
-            // Being stopped or restarted on request: it meets nothing.
+        if m.held.is_some() || m.unhealthy {
+            // Being stopped or restarted on request, or closing as unhealthy: it meets
+            // nothing.
             return false;
         }
         if m.succeeded {

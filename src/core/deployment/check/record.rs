@@ -79,6 +79,14 @@ impl DeploymentChecker {
                     }
                 }
             }
+            DeploymentEvent::PodUnhealthy { member, generation } => {
+                if let Some(m) = self.members.get_mut(member.0) {
+                    if ours(m, *generation) {
+                        m.unhealthy = true;
+                        m.healthy = false;
+                    }
+                }
+            }
             DeploymentEvent::PodHealthy { member, generation } => {
                 if let Some(m) = self.members.get_mut(member.0) {
                     if ours(m, *generation) {
