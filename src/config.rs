@@ -206,6 +206,20 @@ pub struct PodConfig {
     pub(crate) prefix: Option<String>,
     pub(crate) death_signal: bool,
     pub(crate) host: Host,
+    pub(crate) tap: Option<OutputTap>,
+}
+
+/// A function given every line the child writes on a captured or forwarded stream; see
+/// [`PodConfig::output_tap`].
+#[derive(Clone)]
+pub(crate) struct OutputTap(pub(crate) std::sync::Arc<TapFn>);
+
+type TapFn = dyn Fn(core::Stream, &[u8]) + Send + Sync;
+
+impl fmt::Debug for OutputTap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OutputTap")
+    }
 }
 
 /// What a pod runs.
@@ -258,6 +272,7 @@ impl PodConfig {
             watchdog_signal: Signal::ABRT,
             started_by: core::StartedBy::Exec,
             prefix: None,
+            tap: None,
             death_signal: true,
             host: Host::Command,
         }
@@ -532,6 +547,15 @@ impl PodConfig {
         } else {
             ProbeSchedule::default()
         }
+    }
+
+    /// Calls `tap` with every line the child writes on a stream that is captured or
+    /// forwarded (without its terminator; lines longer than 4096 bytes come in pieces), as
+    /// it is read. It is called on podvisor's driver thread, which reads every pod: it must
+    /// return at once (queue the line, never wait for a reader).
+    pub fn output_tap(mut self, tap: impl Fn(core::Stream, &[u8]) + Send + Sync + 'static) -> Self {
+        self.tap = Some(OutputTap(std::sync::Arc::new(tap)));
+        self
     }
 
     /// How many of the last output lines to keep (20 by default).

@@ -555,3 +555,43 @@ fn odd_fields_do_not_drop_a_notify_datagram() {
         pod.close().await;
     });
 }
+
+#[test]
+fn output_tap_sees_every_line_of_both_streams() {
+    use podvisor::core::Stream;
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(Stream, String)>>> = Arc::default();
+    let tap = seen.clone();
+    // More lines than are kept: the tap sees them all, in order.
+    let mut steps = Vec::new();
+    let numbers: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
+    for n in &numbers {
+        steps.extend(["print", n.as_str()]);
+    }
+    steps.extend(["eprint", "to stderr", "exit", "0"]);
+    let pod = Pod::new(
+        fixture(&steps)
+            .last_lines(5)
+            .output_tap(move |stream, line| {
+                tap.lock()
+                    .unwrap()
+                    .push((stream, String::from_utf8_lossy(line).into_owned()));
+            }),
+    )
+    .unwrap();
+    // It may end before it counts as ready: either way every line was read.
+    let _ = pod.start_and_wait_blocking();
+    pod.join_blocking();
+    let seen = seen.lock().unwrap().clone();
+    let stdout: Vec<String> = seen
+        .iter()
+        .filter(|(s, _)| *s == Stream::Stdout)
+        .map(|(_, l)| l.clone())
+        .collect();
+    assert_eq!(stdout, numbers);
+    assert!(
+        seen.contains(&(Stream::Stderr, "to stderr".to_string())),
+        "{seen:?}"
+    );
+    assert_eq!(pod.last_lines().len(), 5);
+}

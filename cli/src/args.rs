@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use podvisor::core::deployment::RestartPolicy;
 use podvisor::{PodConfig, Readiness, Signal};
 
+use crate::client::{Action, ClientOptions};
 use crate::duration::parse_duration;
 use crate::file::{check_pod_name, printable};
 
@@ -14,9 +15,14 @@ is ready or has failed, close it gracefully, reap everything.
 
 Usage:
   podvisor run [OPTIONS] -- COMMAND [ARGS...]
-  podvisor up [--json] [FILE]  run a deployment file (default podvisor.toml)
+  podvisor up [--json] [--socket PATH] [FILE]  run a deployment file (default podvisor.toml)
   podvisor check [FILE]        validate a deployment file (default podvisor.toml)
-  podvisor help [run|up|check]  (or COMMAND --help) for one command's options and an example
+  podvisor ps [--json]         the members of the running deployment
+  podvisor logs [NAME...] [--follow] [--tail N]  their output
+  podvisor events [--json]     follow its events
+  podvisor down                close it (pods in reverse dependency order)
+  podvisor stop|start|restart NAME...  one member (or pod's replicas) at a time
+  podvisor help [COMMAND]      (or COMMAND --help) for one command's options and an example
   podvisor --help | --version
 
 Options of run:
@@ -57,6 +63,8 @@ pub enum Topic {
     Up,
     /// `podvisor check`.
     Check,
+    /// A command talking to a running `up`.
+    Client(Action),
 }
 
 /// The help text of `topic`.
@@ -66,8 +74,97 @@ pub fn help(topic: Topic) -> &'static str {
         Topic::Run => RUN_USAGE,
         Topic::Up => UP_USAGE,
         Topic::Check => CHECK_USAGE,
+        Topic::Client(Action::Ps) => PS_USAGE,
+        Topic::Client(Action::Logs) => LOGS_USAGE,
+        Topic::Client(Action::Events) => EVENTS_USAGE,
+        Topic::Client(Action::Down) => DOWN_USAGE,
+        Topic::Client(Action::Stop | Action::Start | Action::Restart) => MEMBER_USAGE,
     }
 }
+
+/// Where client commands find the deployment; part of their help texts.
+const PS_USAGE: &str = "\
+podvisor ps: one row per member of the running deployment: name, state, health, pid,
+uptime, restarts, last exit status.
+
+Usage:
+  podvisor ps [--json] [-f FILE | --socket PATH]
+
+Options:
+      --json              one JSON object per member: name, state, health, pid, uptime
+                          (seconds), restarts, last_exit
+  -f, --file FILE         the deployment's file (default podvisor.toml)
+      --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
+  -h, --help              this text
+
+Example:
+  podvisor ps -f examples/podvisor.toml";
+
+const LOGS_USAGE: &str = "\
+podvisor logs: the output of the running deployment's members, each line prefixed with
+[member]; the last 5000 lines of each member are kept.
+
+Usage:
+  podvisor logs [NAME...] [--follow] [--tail N] [-f FILE | --socket PATH]
+
+NAME is a member (web/0) or a pod of the file (web: all its replicas); default all.
+
+Options:
+      --follow            keep printing new lines until the deployment ends
+      --tail N            only the last N lines (before following)
+  -f, --file FILE         the deployment's file (default podvisor.toml)
+      --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
+  -h, --help              this text
+
+Example:
+  podvisor logs web --tail 20 --follow";
+
+const EVENTS_USAGE: &str = "\
+podvisor events: follow the running deployment's events (starts, readiness, health, ends)
+until it ends, as `podvisor up` reports them.
+
+Usage:
+  podvisor events [--json] [-f FILE | --socket PATH]
+
+Options:
+      --json              JSON lines, as `podvisor up --json` writes them
+  -f, --file FILE         the deployment's file (default podvisor.toml)
+      --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
+  -h, --help              this text
+
+Example:
+  podvisor events --json";
+
+const DOWN_USAGE: &str = "\
+podvisor down: close the running deployment gracefully, pods in reverse dependency order;
+returns once it is down (podvisor up then exits 0).
+
+Usage:
+  podvisor down [-f FILE | --socket PATH]
+
+Options:
+  -f, --file FILE         the deployment's file (default podvisor.toml)
+      --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
+  -h, --help              this text
+
+Example:
+  podvisor down -f examples/podvisor.toml";
+
+const MEMBER_USAGE: &str = "\
+podvisor stop|start|restart: stop, start or restart members of the running deployment.
+
+Usage:
+  podvisor stop|start|restart NAME... [-f FILE | --socket PATH]
+
+NAME is a member (web/0) or a pod of the file (web: all its replicas).
+
+Options:
+  -f, --file FILE         the deployment's file (default podvisor.toml)
+      --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
+  -h, --help              this text
+
+Example:
+  podvisor restart web/1";
 
 const RUN_USAGE: &str = "\
 podvisor run: take one command through its life: start it, wait until it is ready, close it
@@ -113,10 +210,16 @@ podvisor up: run a deployment file: pods started in dependency order, closed in 
 order on SIGINT/SIGTERM or when a pod that is neither one-shot nor restarted ends.
 
 Usage:
-  podvisor up [--json] [FILE]      FILE defaults to podvisor.toml
+  podvisor up [--json] [--socket PATH] [FILE]      FILE defaults to podvisor.toml
+
+While it runs, `podvisor ps`, `logs`, `events`, `down`, `stop`, `start` and `restart`
+talk to it through its control socket: in $XDG_RUNTIME_DIR/podvisor/ (or
+/tmp/podvisor-UID/), a directory only its user can enter, named after FILE's path. A
+second `up` of the same FILE is refused (status 125).
 
 Options:
       --json              report events as JSON lines on stderr
+      --socket PATH       serve the control socket at PATH instead (env PODVISOR_SOCKET)
   -h, --help              this text
 
 Example:
@@ -203,8 +306,26 @@ pub enum Command {
     Up {
         file: std::path::PathBuf,
         json: bool,
+        socket: Option<std::path::PathBuf>,
     },
+    /// Talk to a running deployment.
+    Client(ClientOptions),
 }
+
+/// Every command, for suggestions.
+const COMMANDS: &[&str] = &[
+    "run", "up", "check", "ps", "logs", "events", "down", "stop", "start", "restart", "help",
+];
+
+const CLIENTS: &[(&str, Action)] = &[
+    ("ps", Action::Ps),
+    ("logs", Action::Logs),
+    ("events", Action::Events),
+    ("down", Action::Down),
+    ("stop", Action::Stop),
+    ("start", Action::Start),
+    ("restart", Action::Restart),
+];
 
 /// `podvisor run`'s options.
 #[derive(Debug)]
@@ -223,7 +344,7 @@ fn text(arg: &OsString) -> Result<&str, String> {
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut args = args.into_iter();
     let Some(first) = args.next() else {
-        return Err("missing command; expected run, up or check".into());
+        return Err("missing command; expected run, up, check, ps, logs, events, down, stop, start or restart".into());
     };
     match text(&first)? {
         "-h" | "--help" => Ok(Command::Help(Topic::All)),
@@ -232,10 +353,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             Some("run") => Ok(Command::Help(Topic::Run)),
             Some("up") => Ok(Command::Help(Topic::Up)),
             Some("check") => Ok(Command::Help(Topic::Check)),
-            Some(other) => Err(format!(
-                "no help on {other:?}; expected run, up or check{}",
-                suggestion(other, &["run", "up", "check"])
-            )),
+            Some(other) => match CLIENTS.iter().find(|(name, _)| *name == other) {
+                Some((_, action)) => Ok(Command::Help(Topic::Client(*action))),
+                None => Err(format!(
+                    "no help on {other:?}; expected one of {}{}",
+                    COMMANDS[..COMMANDS.len() - 1].join(", "),
+                    suggestion(other, COMMANDS)
+                )),
+            },
         },
         "-V" | "--version" => Ok(Command::Version),
         "run" => parse_run(args.collect()).map(|o| match o {
@@ -250,18 +375,144 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             parse_file_arg("check", rest).map(Command::Check)
         }
         "up" => {
-            let mut rest: Vec<OsString> = args.collect();
+            let rest: Vec<OsString> = args.collect();
             if rest.iter().any(|a| a == "-h" || a == "--help") {
                 return Ok(Command::Help(Topic::Up));
             }
-            let json = rest.iter().any(|a| a == "--json");
-            rest.retain(|a| a != "--json");
-            parse_file_arg("up", rest).map(|file| Command::Up { file, json })
+            let mut json = false;
+            let mut socket = None;
+            let mut file = Vec::new();
+            let mut iter = rest.into_iter();
+            while let Some(arg) = iter.next() {
+                match arg.to_str() {
+                    Some("--json") => json = true,
+                    Some("--socket" | "-f" | "--file") => {
+                        let option = text(&arg)?.to_string();
+                        let value = iter
+                            .next()
+                            .ok_or_else(|| format!("{option} needs a value: PATH"))?;
+                        if option == "--socket" {
+                            socket = Some(std::path::PathBuf::from(value));
+                        } else {
+                            file.push(value);
+                        }
+                    }
+                    Some(flag) if flag.starts_with("--socket=") => {
+                        socket = Some(flag["--socket=".len()..].into());
+                    }
+                    Some(flag) if flag.starts_with("--file=") => {
+                        file.push(flag["--file=".len()..].into());
+                    }
+                    _ => file.push(arg),
+                }
+            }
+            if socket.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
+                return Err("--socket: expected a path".into());
+            }
+            parse_file_arg("up", file).map(|file| Command::Up { file, json, socket })
         }
-        other => Err(format!(
-            "unknown command {other:?}; expected run, up or check{}",
-            suggestion(other, &["run", "up", "check", "help"])
+        other => match CLIENTS.iter().find(|(name, _)| *name == other) {
+            Some((_, action)) => parse_client(*action, args.collect()),
+            None => Err(format!(
+                "unknown command {other:?}; expected one of {}{}",
+                COMMANDS[..COMMANDS.len() - 1].join(", "),
+                suggestion(other, COMMANDS)
+            )),
+        },
+    }
+}
+
+/// The options of a command that talks to a running deployment.
+fn parse_client(action: Action, args: Vec<OsString>) -> Result<Command, String> {
+    let command = action.name();
+    let mut options = ClientOptions {
+        action,
+        file: "podvisor.toml".into(),
+        socket: None,
+        json: false,
+        follow: false,
+        tail: None,
+        names: Vec::new(),
+    };
+    let mut known = vec!["--file", "--socket", "--help"];
+    match action {
+        Action::Ps | Action::Events => known.push("--json"),
+        Action::Logs => known.extend(["--follow", "--tail"]),
+        _ => {}
+    }
+    let mut iter = args.into_iter();
+    let mut only_names = false;
+    while let Some(arg) = iter.next() {
+        let arg = text(&arg)?.to_string();
+        if only_names || !arg.starts_with('-') || arg == "-" {
+            options.names.push(arg);
+            continue;
+        }
+        let (option, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let option = if option == "-f" {
+            "--file".to_string()
+        } else {
+            option
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => iter
+                    .next()
+                    .ok_or_else(|| format!("{option} needs a value: {what}"))
+                    .and_then(|v| text(&v).map(str::to_string)),
+            }
+        };
+        match option.as_str() {
+            "--" => only_names = true,
+            "-h" | "--help" => return Ok(Command::Help(Topic::Client(action))),
+            "--file" => options.file = value("FILE")?.into(),
+            "--socket" => {
+                let path = value("PATH")?;
+                if path.is_empty() {
+                    return Err("--socket: expected a path".into());
+                }
+                options.socket = Some(path.into());
+            }
+            "--json" if known.contains(&"--json") => options.json = true,
+            "--follow" if action == Action::Logs => options.follow = true,
+            "--tail" if action == Action::Logs => {
+                let text = value("N")?;
+                options.tail = Some(text.parse().map_err(|_| {
+                    format!("--tail {text:?}: expected a whole number of 0 or more")
+                })?);
+            }
+            other => {
+                return Err(format!(
+                    "unknown option {other:?} for {command}{}; see podvisor {command} --help",
+                    suggestion(other, &known)
+                ))
+            }
+        }
+        if inline.is_some() && matches!(option.as_str(), "--json" | "--follow") {
+            return Err(format!("{option} takes no value"));
+        }
+    }
+    for name in &options.names {
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(format!(
+                "{command}: {} is not a member name",
+                printable(name)
+            ));
+        }
+    }
+    match action {
+        Action::Ps | Action::Events | Action::Down if !options.names.is_empty() => Err(format!(
+            "{command} takes no NAME; unexpected argument {:?}",
+            options.names[0]
         )),
+        Action::Stop | Action::Start | Action::Restart if options.names.is_empty() => Err(format!(
+            "{command} needs at least one NAME (a member like web/0, or a pod like web)"
+        )),
+        _ => Ok(Command::Client(options)),
     }
 }
 
@@ -716,8 +967,66 @@ mod tests {
             assert!(error.contains(needle), "{args:?}: {error}");
         }
         assert!(parse(vec![]).unwrap_err().contains("missing command"));
-        assert!(parse(vec!["stop".into()])
+        assert!(parse(vec!["stp".into()])
             .unwrap_err()
-            .contains("unknown command"));
+            .contains("unknown command \"stp\"; expected one of run, up, check, ps"));
+    }
+
+    #[test]
+    fn client_commands() {
+        let client = |args: &[&str]| match parsed(args) {
+            Ok(Command::Client(options)) => Ok(options),
+            Ok(other) => panic!("{args:?}: {other:?}"),
+            Err(e) => Err(e),
+        };
+        let options = client(&[
+            "logs", "web", "db/0", "--tail", "5", "--follow", "-f", "x.toml",
+        ])
+        .unwrap();
+        assert_eq!(options.names, ["web", "db/0"]);
+        assert_eq!((options.tail, options.follow), (Some(5), true));
+        assert_eq!(options.file, std::path::PathBuf::from("x.toml"));
+        let options = client(&["ps", "--json", "--socket=/tmp/s"]).unwrap();
+        assert!(options.json);
+        assert_eq!(options.socket, Some("/tmp/s".into()));
+        assert_eq!(client(&["restart", "web"]).unwrap().action, Action::Restart);
+        for (args, needle) in [
+            (&["stop"][..], "stop needs at least one NAME"),
+            (&["ps", "web"], "ps takes no NAME"),
+            (
+                &["logs", "--tail", "x"],
+                "--tail \"x\": expected a whole number",
+            ),
+            (&["logs", "--tial", "3"], "did you mean --tail?"),
+            (&["logs", "--json"], "unknown option \"--json\" for logs"),
+            (&["down", "--socket"], "--socket needs a value"),
+            (&["down", "--socket="], "--socket: expected a path"),
+            (&["ps", "--json=1"], "takes no value"),
+            (&["events", "--follow"], "unknown option"),
+        ] {
+            let error = client(args).unwrap_err();
+            assert!(error.contains(needle), "{args:?}: {error}");
+        }
+        match parsed(&["up", "--socket", "/tmp/s", "--json", "f.toml"]).unwrap() {
+            Command::Up { file, json, socket } => {
+                assert_eq!(file, std::path::PathBuf::from("f.toml"));
+                assert!(json);
+                assert_eq!(socket, Some("/tmp/s".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parsed(&["up", "--socket"])
+            .unwrap_err()
+            .contains("needs a value"));
+        for (args, topic) in [
+            (&["ps", "--help"][..], Topic::Client(Action::Ps)),
+            (&["help", "logs"], Topic::Client(Action::Logs)),
+            (&["restart", "-h"], Topic::Client(Action::Restart)),
+        ] {
+            match parsed(args) {
+                Ok(Command::Help(t)) => assert_eq!(t, topic, "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
     }
 }

@@ -27,10 +27,14 @@ macro_rules! say_partial {
 }
 
 mod args;
+mod client;
+mod control;
 mod dotenv;
 mod duration;
 mod exit;
 mod file;
+mod json;
+mod logbook;
 mod report;
 mod run;
 mod sd_notify;
@@ -55,7 +59,15 @@ fn main() {
             0
         }
         Ok(args::Command::Run(options)) => run::run(*options),
-        Ok(args::Command::Up { file, json }) => up::up(&file, json),
+        Ok(args::Command::Up { file, json, socket }) => {
+            let socket = socket.or_else(|| {
+                std::env::var_os("PODVISOR_SOCKET")
+                    .filter(|s| !s.is_empty())
+                    .map(std::path::PathBuf::from)
+            });
+            up::up(&file, json, socket.as_deref())
+        }
+        Ok(args::Command::Client(options)) => client::client(&options),
         Ok(args::Command::Check(path)) => match file::load(&path) {
             Ok(plan) => {
                 let names: Vec<&str> = plan.pods.iter().map(|p| p.template.name.as_str()).collect();

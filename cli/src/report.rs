@@ -44,17 +44,33 @@ impl Reporter {
 
     /// The line of `event`, if it has one in this style.
     pub fn event(&self, event: &LifecycleEvent) {
+        self.visit(event, &mut |at, pod, name, text, fields| {
+            self.line(at, pod, name, text, fields)
+        });
+    }
+
+    /// The line of `event` in both forms, text and JSON, if it has one in this style.
+    pub fn render(&self, event: &LifecycleEvent) -> Option<(String, String)> {
+        let mut rendered = None;
+        self.visit(event, &mut |at, pod, name, text, fields| {
+            rendered = Some((text_line(pod, text), json_line(at, pod, name, fields)));
+        });
+        rendered
+    }
+
+    /// Calls `line` with the parts of `event`'s line, if it has one in this style.
+    fn visit(&self, event: &LifecycleEvent, line: &mut LineFn<'_>) {
         let pod = event.source.as_str();
         let at = event.at;
         match &event.kind {
-            EventKind::Started { pid } => self.line(
+            EventKind::Started { pid } => line(
                 at,
                 pod,
                 "started",
                 &format!("started (pid {pid})"),
                 &[("pid", pid.to_string())],
             ),
-            EventKind::Ready { after } => self.line(
+            EventKind::Ready { after } => line(
                 at,
                 pod,
                 "ready",
@@ -78,12 +94,12 @@ impl Reporter {
                         )
                     }
                 };
-                self.line(at, pod, "stopping", &text, &[]);
+                line(at, pod, "stopping", &text, &[]);
             }
             EventKind::Killing { after } if self.style == Style::Run => {
                 let after =
                     Duration::from_millis(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
-                self.line(
+                line(
                     at,
                     pod,
                     "killing",
@@ -110,7 +126,7 @@ impl Reporter {
                     _ => return,
                 };
                 let status = crate::exit::of_status(*status).to_string();
-                self.line(at, pod, name, &text, &[("status", status)]);
+                line(at, pod, name, &text, &[("status", status)]);
             }
             EventKind::Member {
                 state,
@@ -139,17 +155,17 @@ impl Reporter {
                     .map(|s| ("status", crate::exit::of_status(s).to_string()))
                     .into_iter()
                     .collect();
-                self.line(at, pod, state.name(), &text, &fields);
+                line(at, pod, state.name(), &text, &fields);
             }
             EventKind::Deployment { state } if self.style == Style::Up => match state {
-                DeploymentState::Ready => self.line(
+                DeploymentState::Ready => line(
                     at,
                     "deployment",
                     "ready",
                     &format!("ready after {:.3}s", at.as_secs_f64()),
                     &[],
                 ),
-                DeploymentState::Stopping => self.line(
+                DeploymentState::Stopping => line(
                     at,
                     "deployment",
                     "stopping",
@@ -159,7 +175,7 @@ impl Reporter {
                 _ => {}
             },
             EventKind::Health { health, message } => match health {
-                podvisor::Health::Healthy => self.line(at, pod, "healthy", "healthy", &[]),
+                podvisor::Health::Healthy => line(at, pod, "healthy", "healthy", &[]),
                 podvisor::Health::Unhealthy(cause) => {
                     let mut text = format!("unhealthy: {cause}");
                     if let Some(message) = message {
@@ -167,11 +183,11 @@ impl Reporter {
                     }
                     let fields: Vec<(&str, String)> =
                         message.iter().map(|m| ("message", quote(m))).collect();
-                    self.line(at, pod, "unhealthy", &text, &fields);
+                    line(at, pod, "unhealthy", &text, &fields);
                 }
                 _ => {}
             },
-            EventKind::Lagged { missed } => self.line(
+            EventKind::Lagged { missed } => line(
                 at,
                 "podvisor",
                 "lagged",
@@ -198,23 +214,35 @@ impl Reporter {
 
     fn line(&self, at: Duration, pod: &str, event: &str, text: &str, fields: &[(&str, String)]) {
         if self.json {
-            let mut out = String::new();
-            let _ = write!(
-                out,
-                "{{\"time\":{:.6},\"pod\":{},\"event\":{}",
-                at.as_secs_f64(),
-                quote(pod),
-                quote(event)
-            );
-            for (key, value) in fields {
-                let _ = write!(out, ",{}:{value}", quote(key));
-            }
-            out.push('}');
-            say!("{out}");
+            say!("{}", json_line(at, pod, event, fields));
         } else {
-            say!("podvisor: {pod} {text}");
+            say!("{}", text_line(pod, text));
         }
     }
+}
+
+/// What [`Reporter::visit`] calls with a line's parts: when, who, the event's name, the
+/// text, the JSON fields.
+type LineFn<'a> = dyn FnMut(Duration, &str, &str, &str, &[(&str, String)]) + 'a;
+
+fn text_line(pod: &str, text: &str) -> String {
+    format!("podvisor: {pod} {text}")
+}
+
+fn json_line(at: Duration, pod: &str, event: &str, fields: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{{\"time\":{:.6},\"pod\":{},\"event\":{}",
+        at.as_secs_f64(),
+        quote(pod),
+        quote(event)
+    );
+    for (key, value) in fields {
+        let _ = write!(out, ",{}:{value}", quote(key));
+    }
+    out.push('}');
+    out
 }
 
 /// A JSON string literal.

@@ -94,7 +94,12 @@ fn terminal_width() -> usize {
 /// Runs `deployment` to its end, reporting each member's changes, closing it on
 /// SIGINT/SIGTERM (a second one kills) and forwarding SIGHUP/USR1/USR2/WINCH; returns
 /// podvisor's exit status.
-pub fn supervise(deployment: Deployment, json: bool, style: Style) -> i32 {
+pub fn supervise(
+    deployment: &Deployment,
+    json: bool,
+    style: Style,
+    observe: &dyn Fn(&podvisor::events::LifecycleEvent),
+) -> i32 {
     crate::raise_nofile_limit();
     let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
         Ok(signals) => signals,
@@ -167,6 +172,7 @@ pub fn supervise(deployment: Deployment, json: bool, style: Style) -> i32 {
                 Wake::Event(None) => break,
                 Wake::Event(Some(event)) => {
                     live.borrow_mut().clear();
+                    observe(&event);
                     reporter.event(&event);
                     match event.kind {
                         EventKind::Deployment {
@@ -226,7 +232,7 @@ pub fn supervise(deployment: Deployment, json: bool, style: Style) -> i32 {
                 deployment.state(),
                 DeploymentState::Starting | DeploymentState::Stopping
             ) {
-                live.borrow_mut().draw(&deployment);
+                live.borrow_mut().draw(deployment);
             } else {
                 live.borrow_mut().clear();
             }
@@ -235,7 +241,7 @@ pub fn supervise(deployment: Deployment, json: bool, style: Style) -> i32 {
         let code = match deployment.failure() {
             _ if stdout_closed => STDOUT_CLOSED,
             // One command: the exit status of its pod, as `timeout(1)` would give it.
-            _ if style == Style::Run => run_status(&deployment, &reporter, requested),
+            _ if style == Style::Run => run_status(deployment, &reporter, requested),
             // A pod that finished its work with status 0 ends the deployment as planned.
             Some(failure) if matches!(failure.cause(), Cause::Ended(podvisor::End::Exited(status)) if status.success()) =>
             {

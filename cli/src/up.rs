@@ -2,27 +2,33 @@
 //! SIGINT/SIGTERM or when a pod that is neither one-shot nor restarted ends.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use podvisor::{Deployment, DeploymentConfig, PodConfig, PodSet};
 
 use crate::exit;
 use crate::file::{self, PlannedPod};
+use crate::logbook::LogBook;
 use crate::report::Style;
 
-/// Builds the deployment of `plan`'s pods.
-fn deployment_config(pods: Vec<PlannedPod>) -> DeploymentConfig {
+/// Builds the deployment of `plan`'s pods; every line they write is also kept in `logs`.
+fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentConfig {
     let mut config = DeploymentConfig::new();
     for pod in pods {
         let template = pod.template.clone();
         let name = template.name.clone();
+        let logs = logs.clone();
         let mut set = PodSet::from_fn(name.clone(), move |replica| {
             // The strings were checked when the file was loaded, with the same
             // placeholders; a failure here would need a placeholder to expand into
             // something unparsable (a port of 0 when none is free).
-            pod.config(|s| replica.expand(s)).unwrap_or_else(|e| {
+            let config = pod.config(|s| replica.expand(s)).unwrap_or_else(|e| {
                 say!("podvisor: pod {}: {e}", replica.name());
                 PodConfig::new("/nonexistent/podvisor-config-error").name(replica.name())
-            })
+            });
+            let logs = logs.clone();
+            let member = replica.name().to_string();
+            config.output_tap(move |stream, line| logs.push(&member, stream, line))
         })
         .replicas(template.replicas)
         .restart(template.restart)
@@ -38,8 +44,9 @@ fn deployment_config(pods: Vec<PlannedPod>) -> DeploymentConfig {
     config
 }
 
-/// Runs the deployment in `path` to its end; returns podvisor's exit status.
-pub fn up(path: &Path, json: bool) -> i32 {
+/// Runs the deployment in `path` to its end, serving its control socket (at `socket`,
+/// or the one of `path` in podvisor's private directory); returns podvisor's exit status.
+pub fn up(path: &Path, json: bool, socket: Option<&Path>) -> i32 {
     let plan = match file::load(path) {
         Ok(plan) => plan,
         Err(e) => {
@@ -47,11 +54,33 @@ pub fn up(path: &Path, json: bool) -> i32 {
             return exit::USAGE;
         }
     };
-    match Deployment::new(deployment_config(plan.pods)) {
-        Ok(deployment) => crate::supervise::supervise(deployment, json, Style::Up),
+    let bound = crate::control::locate(socket, path, true).and_then(|s| crate::control::bind(&s));
+    let (listener, socket_file) = match bound {
+        Ok(bound) => bound,
+        Err(message) => {
+            say!("podvisor: {message}");
+            return exit::USAGE;
+        }
+    };
+    let logs = Arc::new(LogBook::default());
+    let code = match Deployment::new(deployment_config(plan.pods, &logs)) {
+        Ok(deployment) => {
+            let server = Arc::new(crate::control::Server::new(
+                Arc::new(deployment),
+                logs.clone(),
+                json,
+            ));
+            server.serve(listener);
+            crate::supervise::supervise(&server.deployment, json, Style::Up, &|event| {
+                server.observe(event)
+            })
+        }
         Err(e) => {
             say!("podvisor: {}: {e}", path.display());
             exit::USAGE
         }
-    }
+    };
+    logs.close();
+    drop(socket_file);
+    code
 }

@@ -309,6 +309,11 @@ impl Driver {
         // Only the newest lines are kept: skip the others without building them.
         let skip = lines.ends.len().saturating_sub(self.config.last_lines);
         self.shared.push_lines(lines.iter().skip(skip));
+        if let Some(tap) = &self.config.tap {
+            for line in lines.iter() {
+                (tap.0)(stream, line);
+            }
+        }
         if prefixed {
             let prefix = self.prefix.clone();
             if let Some(pipe) = self.pipe(stream) {

@@ -23,13 +23,14 @@ pub fn spawn(args: &[&str]) -> Running {
 
 /// Like [`spawn`], with podvisor's stdout set to `stdout`.
 pub fn spawn_with(args: &[&str], stdout: Stdio) -> Running {
-    let mut child = Command::new(PODVISOR)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut command = Command::new(PODVISOR);
+    command.args(args).stdin(Stdio::null()).stdout(stdout);
+    spawn_command(command)
+}
+
+/// Starts `command` with its stderr read line by line.
+pub fn spawn_command(mut command: Command) -> Running {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let (tx, rx) = channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {

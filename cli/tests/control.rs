@@ -1,0 +1,468 @@
+//! End-to-end tests of `podvisor up`'s control socket and the commands that use it: `ps`,
+//! `logs`, `events`, `down`, `stop`/`start`/`restart`, run by the built binary.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::{Running, PODVISOR};
+
+/// A fresh directory of this test's own, with mode 0700.
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pv-ctl-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+const DEPLOYMENT: &str = r#"
+[pod.db]
+command = ["sh", "-c", "echo db one; echo db two; exec sleep 300"]
+
+[pod.web]
+command = ["sh", "-c", "for i in 1 2 3; do echo web $$i; done; exec sleep 300"]
+depends_on = ["db"]
+"#;
+
+fn write_file(dir: &Path) -> PathBuf {
+    let file = dir.join("podvisor.toml");
+    std::fs::write(&file, DEPLOYMENT).unwrap();
+    file
+}
+
+/// `podvisor up ARGS` with `XDG_RUNTIME_DIR` set to `runtime`, waited for until ready.
+fn up(runtime: &Path, args: &[&str]) -> Running {
+    let mut command = Command::new(PODVISOR);
+    command
+        .arg("up")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env_remove("PODVISOR_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut running = support::spawn_command(command);
+    running.wait_for("deployment ready");
+    running
+}
+
+/// `podvisor ARGS` as a client, to its end.
+fn client(runtime: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(PODVISOR)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env_remove("PODVISOR_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Generous: a client must end by itself, but the machine may be slow.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("podvisor {args:?} hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(output: &Output) -> (i32, String, String) {
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+}
+
+fn sockets_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn ps_logs_events_and_down_through_the_default_socket() {
+    let runtime = dir("main");
+    let file = write_file(&runtime);
+    let f = file.to_str().unwrap();
+    let mut running = up(&runtime, &[f]);
+    // The socket is in a private directory of the runtime directory.
+    let private = runtime.join("podvisor");
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(sockets_in(&private).len(), 1);
+
+    let (code, stdout, stderr) = text(&client(&runtime, &["ps", "-f", f]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert!(
+        rows[0].starts_with("NAME") && rows[0].contains("LAST EXIT"),
+        "{stdout}"
+    );
+    assert!(
+        rows[1].starts_with("db/0") && rows[1].contains("ready"),
+        "{stdout}"
+    );
+    assert!(rows[2].starts_with("web/0"), "{stdout}");
+
+    let (code, stdout, stderr) = text(&client(&runtime, &["ps", "--json", "--file", f]));
+    assert_eq!(code, 0, "{stderr}");
+    let pids: Vec<u32> = stdout
+        .lines()
+        .map(|l| {
+            for key in [
+                "\"state\":\"ready\"",
+                "\"health\":null",
+                "\"uptime\":",
+                "\"restarts\":0",
+                "\"last_exit\":null",
+            ] {
+                assert!(l.contains(key), "{key} in {l}");
+            }
+            l.split("\"pid\":")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pids.len(), 2, "{stdout}");
+    assert!(stdout.starts_with("{\"name\":\"db/0\""), "{stdout}");
+
+    // The lines are read after ready: wait until the last one is in.
+    let mut logs = String::new();
+    for _ in 0..200 {
+        logs = text(&client(&runtime, &["logs", "-f", f])).1;
+        if logs.contains("web 3") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        logs.contains("[db/0] db one\n") && logs.contains("[web/0] web 3\n"),
+        "{logs}"
+    );
+    let (code, stdout, _) = text(&client(&runtime, &["logs", "web", "--tail", "2", "-f", f]));
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "[web/0] web 2\n[web/0] web 3\n")
+    );
+    let (code, stdout, _) = text(&client(&runtime, &["logs", "db/0", "--tail=1", "-f", f]));
+    assert_eq!((code, stdout.as_str()), (0, "[db/0] db two\n"));
+
+    // Unknown names and the member commands still to come are clear errors.
+    let (code, _, stderr) = text(&client(&runtime, &["logs", "webb", "-f", f]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("unknown member \"webb\"; did you mean web?")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    for action in ["stop", "start", "restart"] {
+        let (code, _, stderr) = text(&client(&runtime, &[action, "web", "-f", f]));
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("not supported by this podvisor"),
+            "{stderr}"
+        );
+        let (code, _, stderr) = text(&client(&runtime, &[action, "nope", "-f", f]));
+        assert_eq!(code, 1);
+        assert!(stderr.contains("unknown member \"nope\""), "{stderr}");
+    }
+
+    // Events and a following `logs` run until the deployment ends.
+    let spawn_client = |args: &[&str], json: bool| {
+        let mut command = Command::new(PODVISOR);
+        command
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let _ = json;
+        command.spawn().unwrap()
+    };
+    let events = spawn_client(&["events", "-f", f], false);
+    let events_json = spawn_client(&["events", "--json", "-f", f], true);
+    let follow = spawn_client(&["logs", "--follow", "--tail", "1", "db", "-f", f], false);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (code, _, stderr) = text(&client(&runtime, &["down", "-f", f]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("down"), "{stderr}");
+    assert_eq!(
+        running.exit_within(Duration::from_secs(60)),
+        0,
+        "{:?}",
+        running.seen
+    );
+    assert!(running
+        .seen
+        .iter()
+        .any(|l| l.contains("asked by podvisor down")));
+    for pid in pids {
+        assert!(!alive(pid), "pod {pid} still runs");
+    }
+    assert!(sockets_in(&private).is_empty(), "the socket is removed");
+
+    let events = events.wait_with_output().unwrap();
+    let (code, stdout, _) = text(&events);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("podvisor: db/0 started (pid "), "{stdout}");
+    assert!(stdout.contains("podvisor: deployment stopping"), "{stdout}");
+    let (code, stdout, _) = text(&events_json.wait_with_output().unwrap());
+    assert_eq!(code, 0);
+    assert!(
+        stdout.lines().all(|l| l.starts_with("{\"time\":"))
+            && stdout.contains("\"pod\":\"web/0\",\"event\":\"ready\""),
+        "{stdout}"
+    );
+    let (code, stdout, _) = text(&follow.wait_with_output().unwrap());
+    assert_eq!((code, stdout.as_str()), (0, "[db/0] db two\n"));
+
+    // Nothing runs any more: one clear line, no hang.
+    let (code, _, stderr) = text(&client(&runtime, &["ps", "-f", f]));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("no running deployment of"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_a_second_up_is_refused() {
+    let runtime = dir("stale");
+    let file = write_file(&runtime);
+    let f = file.to_str().unwrap();
+    let socket = runtime.join("ctl.sock");
+    let s = socket.to_str().unwrap();
+    // The socket of an `up` that died: the file is there, nobody listens.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let mut first = up(&runtime, &["--socket", s, f]);
+
+    // A second `up` of the same socket is refused and leaves the first alone.
+    let second = Command::new(PODVISOR)
+        .args(["up", "--socket", s, f])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("this deployment is already up"), "{stderr}");
+    assert!(!stderr.contains("started"), "nothing was started: {stderr}");
+    assert!(socket.exists());
+
+    // PODVISOR_SOCKET works as --socket.
+    let output = Command::new(PODVISOR)
+        .args(["ps"])
+        .env("PODVISOR_SOCKET", s)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("web/0"));
+    let (code, _, stderr) = text(&client(&runtime, &["down", "--socket", s]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(first.exit_within(Duration::from_secs(60)), 0);
+    assert!(!socket.exists());
+
+    // A path that is not a socket is never replaced.
+    std::fs::write(&socket, "precious").unwrap();
+    let refused = Command::new(PODVISOR)
+        .args(["up", "--socket", s, f])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a socket"));
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+#[test]
+fn a_socket_directory_others_can_enter_is_refused() {
+    let runtime = dir("mode");
+    let file = write_file(&runtime);
+    let f = file.to_str().unwrap();
+    let private = runtime.join("podvisor");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = Command::new(PODVISOR)
+        .args(["up", f])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("has unsafe permissions") && stderr.contains("mode 0755"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("started"), "{stderr}");
+    let (code, _, stderr) = text(&client(&runtime, &["ps", "-f", f]));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("has unsafe permissions"), "{stderr}");
+    // Not a directory at all.
+    std::fs::remove_dir(&private).unwrap();
+    std::os::unix::fs::symlink("/tmp", &private).unwrap();
+    let (code, _, stderr) = text(&client(&runtime, &["ps", "-f", f]));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+#[test]
+fn without_a_deployment_clients_say_so() {
+    let runtime = dir("none");
+    let (code, _, stderr) = text(&client(
+        &runtime,
+        &["ps", "--socket", "/nonexistent/ctl.sock"],
+    ));
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("no running deployment") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let output = Command::new(PODVISOR)
+        .args(["logs"])
+        .env_remove("PODVISOR_SOCKET")
+        .current_dir(&runtime)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no deployment file podvisor.toml here")
+    );
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+fn answer(reader: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn bad_and_oversized_request_lines_are_answered_with_errors() {
+    let runtime = dir("bad");
+    let file = write_file(&runtime);
+    let socket = runtime.join("ctl.sock");
+    let mut running = up(
+        &runtime,
+        &["--socket", socket.to_str().unwrap(), file.to_str().unwrap()],
+    );
+    let stream = UnixStream::connect(&socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for (request, needle) in [
+        (
+            "hello",
+            "\"error\":\"bad request: expected a JSON value at byte 0\"",
+        ),
+        ("{\"cmd\":\"ps\"}", "missing \\\"v\\\""),
+        ("{\"v\":2,\"cmd\":\"ps\"}", "unsupported protocol version 2"),
+        ("{\"v\":1,\"cmd\":\"frob\"}", "unknown command \\\"frob\\\""),
+        (
+            "{\"v\":1,\"cmd\":\"logs\",\"tail\":\"x\"}",
+            "\\\"tail\\\" must be",
+        ),
+    ] {
+        writer.write_all(format!("{request}\n").as_bytes()).unwrap();
+        let line = answer(&mut reader);
+        assert!(line.starts_with("{\"v\":1,\"ok\":false,"), "{line}");
+        assert!(line.contains(needle), "{request}: {line}");
+    }
+    // The connection still serves good requests.
+    writer.write_all(b"{\"v\":1,\"cmd\":\"ps\"}\n").unwrap();
+    let line = answer(&mut reader);
+    assert!(
+        line.starts_with(
+            "{\"v\":1,\"ok\":true,\"state\":\"ready\",\"members\":[{\"name\":\"db/0\""
+        ),
+        "{line}"
+    );
+    // Too long: an error, then the connection is closed.
+    let _ = writer.write_all(&vec![b'x'; 70 * 1024]);
+    let line = answer(&mut reader);
+    assert!(
+        line.contains("request line longer than 65536 bytes"),
+        "{line}"
+    );
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    assert_eq!(rest, "");
+    // The deployment did not notice.
+    let (code, _, _) = text(&client(
+        &runtime,
+        &["ps", "--socket", socket.to_str().unwrap()],
+    ));
+    assert_eq!(code, 0);
+    running.signal("TERM");
+    assert_eq!(running.exit_within(Duration::from_secs(60)), 0);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+#[test]
+fn another_user_is_refused_although_the_socket_lets_them_connect() {
+    if rustix_uid() != 0 {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let runtime = dir("peer");
+    // A directory anyone may enter, a socket anyone may connect to.
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = write_file(&runtime);
+    let socket = runtime.join("ctl.sock");
+    let s = socket.to_str().unwrap();
+    let mut running = up(&runtime, &["--socket", s, file.to_str().unwrap()]);
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for action in [&["ps", "--socket", s][..], &["down", "--socket", s]] {
+        let output = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", PODVISOR])
+            .args(action)
+            .stdin(Stdio::null())
+            .output()
+            .expect("setpriv (util-linux) runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("permission denied") && stderr.contains("uid 65534"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+    // Still up, still ours.
+    let (code, _, _) = text(&client(&runtime, &["ps", "--socket", s]));
+    assert_eq!(code, 0);
+    let (code, _, _) = text(&client(&runtime, &["down", "--socket", s]));
+    assert_eq!(code, 0);
+    assert_eq!(running.exit_within(Duration::from_secs(60)), 0);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+fn rustix_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+        .unwrap()
+}
