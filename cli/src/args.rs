@@ -158,9 +158,16 @@ Usage:
 
 NAME is a member (web/0) or a pod of the file (web: all its replicas).
 
+stop closes the members and keeps them down (not restarted, not a failure) until start;
+the running members that depend on them are stopped first, in reverse dependency order.
+start starts stopped members once their dependencies meet their conditions, with a fresh
+restart budget. restart stops the members and their running dependents, then starts them
+all again (dependencies first); it spends no restart budget.
+
 Options:
   -f, --file FILE         the deployment's file (default podvisor.toml)
       --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
+      --no-deps           stop only: leave the members that depend on them running
   -h, --help              this text
 
 Example:
@@ -433,11 +440,13 @@ fn parse_client(action: Action, args: Vec<OsString>) -> Result<Command, String> 
         follow: false,
         tail: None,
         names: Vec::new(),
+        no_deps: false,
     };
     let mut known = vec!["--file", "--socket", "--help"];
     match action {
         Action::Ps | Action::Events => known.push("--json"),
         Action::Logs => known.extend(["--follow", "--tail"]),
+        Action::Stop => known.push("--no-deps"),
         _ => {}
     }
     let mut iter = args.into_iter();
@@ -479,6 +488,7 @@ fn parse_client(action: Action, args: Vec<OsString>) -> Result<Command, String> 
             }
             "--json" if known.contains(&"--json") => options.json = true,
             "--follow" if action == Action::Logs => options.follow = true,
+            "--no-deps" if action == Action::Stop => options.no_deps = true,
             "--tail" if action == Action::Logs => {
                 let text = value("N")?;
                 options.tail = Some(text.parse().map_err(|_| {
@@ -492,7 +502,7 @@ fn parse_client(action: Action, args: Vec<OsString>) -> Result<Command, String> 
                 ))
             }
         }
-        if inline.is_some() && matches!(option.as_str(), "--json" | "--follow") {
+        if inline.is_some() && matches!(option.as_str(), "--json" | "--follow" | "--no-deps") {
             return Err(format!("{option} takes no value"));
         }
     }

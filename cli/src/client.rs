@@ -55,6 +55,8 @@ pub struct ClientOptions {
     pub follow: bool,
     pub tail: Option<usize>,
     pub names: Vec<String>,
+    /// `stop`: leave the members that depend on it running.
+    pub no_deps: bool,
 }
 
 /// A failure: the message and the exit status.
@@ -118,6 +120,9 @@ pub fn request(options: &ClientOptions) -> String {
     if !options.names.is_empty() {
         let names: Vec<String> = options.names.iter().map(|n| quote(n)).collect();
         line += &format!(",\"names\":[{}]", names.join(","));
+    }
+    if options.action == Action::Stop && options.no_deps {
+        line += ",\"no_deps\":true";
     }
     if options.action == Action::Logs {
         if let Some(tail) = options.tail {
@@ -245,7 +250,25 @@ fn talk(options: &ClientOptions) -> Result<(), Failure> {
             while answers.next()?.is_some() {}
             say!("podvisor down: the deployment is down");
         }
-        Action::Stop | Action::Start | Action::Restart => {}
+        Action::Stop | Action::Start | Action::Restart => {
+            let members = match header.get("members") {
+                Some(Value::Array(members)) => members.as_slice(),
+                _ => &[],
+            };
+            let verb = match options.action {
+                Action::Stop => "stopping",
+                Action::Start => "starting",
+                _ => "restarting",
+            };
+            for member in members {
+                let name = member.get("name").and_then(Value::as_str).unwrap_or("?");
+                match member.get("result").and_then(Value::as_str) {
+                    Some("done") => say!("podvisor {}: {name} {verb}", options.action.name()),
+                    Some(other) => say!("podvisor {}: {name} {other}", options.action.name()),
+                    None => {}
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -351,6 +374,7 @@ mod tests {
             follow: true,
             tail: Some(3),
             names: vec!["web".into(), "a\"b".into()],
+            no_deps: false,
         };
         let line = request(&options);
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);

@@ -150,10 +150,12 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), String> {
             ));
         }
         match UnixStream::connect(path) {
-            Ok(_) => return Err(format!(
+            Ok(_) => {
+                return Err(format!(
                 "this deployment is already up: its control socket {} answers (see podvisor ps)",
                 path.display()
-            )),
+            ))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 // Nobody listens: the socket of an `up` that is gone.
                 std::fs::remove_file(path).map_err(|e| {
@@ -361,6 +363,7 @@ impl Server {
                     &self.deployment,
                     &request.cmd,
                     &request.names,
+                    request.no_deps,
                 ));
                 true
             }
@@ -475,11 +478,33 @@ impl Server {
     }
 }
 
-/// `stop`, `start` and `restart` of members: the place where these requests will be routed
-/// to the deployment's member controls; until the library has them, a clear error. The
-/// names were checked against the deployment's members already.
-fn member_action(_deployment: &Deployment, cmd: &str, _names: &[String]) -> String {
-    error(&format!("{cmd}: not supported by this podvisor"))
+/// `stop`, `start` and `restart` of members (a replica, or every replica of a pod): the
+/// deployment decides; the answer says, per member, what was asked for or that nothing
+/// was needed. The names were checked against the deployment's members already.
+fn member_action(deployment: &Deployment, cmd: &str, names: &[String], no_deps: bool) -> String {
+    let mut rows = Vec::new();
+    for name in names {
+        let result = match cmd {
+            "stop" => deployment.stop_member(name, !no_deps),
+            "start" => deployment.start_member(name),
+            _ => deployment.restart_member(name),
+        };
+        match result {
+            Ok(done) => rows.extend(done),
+            Err(e) => return error(&format!("{cmd} {name}: {e}")),
+        }
+    }
+    let members: Vec<String> = rows
+        .iter()
+        .map(|(name, done)| {
+            format!(
+                "{{\"name\":{},\"result\":{}}}",
+                quote(name),
+                quote(&done.to_string())
+            )
+        })
+        .collect();
+    ok(&format!(",\"members\":[{}]", members.join(",")))
 }
 
 fn health_name(health: podvisor::Health) -> String {
@@ -520,6 +545,8 @@ pub struct Request {
     pub names: Vec<String>,
     pub tail: Option<usize>,
     pub follow: bool,
+    /// `stop` only: leave the members that depend on it running.
+    pub no_deps: bool,
 }
 
 /// Reads a request line: a JSON object with `v` and `cmd`, and per command `names`,
@@ -572,6 +599,12 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             .as_bool()
             .ok_or("bad request: \"follow\" must be true or false")?,
     };
+    let no_deps = match value.get("no_deps") {
+        None | Some(Value::Null) => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or("bad request: \"no_deps\" must be true or false")?,
+    };
     if matches!(cmd.as_str(), "stop" | "start" | "restart") && names.is_empty() {
         return Err(format!("bad request: {cmd} needs \"names\""));
     }
@@ -580,6 +613,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         names,
         tail,
         follow,
+        no_deps,
     })
 }
 
@@ -759,13 +793,18 @@ mod tests {
                 cmd: "logs".into(),
                 names: vec!["web".into()],
                 tail: Some(5),
-                follow: true
+                follow: true,
+                no_deps: false,
             }
         );
         for (line, needle) in [
             (&b"nope"[..], "bad request"),
             (b"[1]", "expected a JSON object"),
             (b"{\"cmd\":\"ps\"}", "missing \"v\""),
+            (
+                b"{\"v\":1,\"cmd\":\"stop\",\"names\":[\"a\"],\"no_deps\":1}",
+                "\"no_deps\" must be true or false",
+            ),
             (
                 b"{\"v\":2,\"cmd\":\"ps\"}",
                 "unsupported protocol version 2",

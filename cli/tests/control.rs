@@ -165,7 +165,7 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     let (code, stdout, _) = text(&client(&runtime, &["logs", "db/0", "--tail=1", "-f", f]));
     assert_eq!((code, stdout.as_str()), (0, "[db/0] db two\n"));
 
-    // Unknown names and the member commands still to come are clear errors.
+    // Unknown names are clear errors.
     let (code, _, stderr) = text(&client(&runtime, &["logs", "webb", "-f", f]));
     assert_eq!(code, 1);
     assert!(
@@ -174,16 +174,64 @@ fn ps_logs_events_and_down_through_the_default_socket() {
         "{stderr}"
     );
     for action in ["stop", "start", "restart"] {
-        let (code, _, stderr) = text(&client(&runtime, &[action, "web", "-f", f]));
-        assert_eq!(code, 1, "{stderr}");
-        assert!(
-            stderr.contains("not supported by this podvisor"),
-            "{stderr}"
-        );
         let (code, _, stderr) = text(&client(&runtime, &[action, "nope", "-f", f]));
         assert_eq!(code, 1);
         assert!(stderr.contains("unknown member \"nope\""), "{stderr}");
     }
+
+    // Members stopped, started and restarted: web depends on db.
+    let states = |runtime: &Path| {
+        let (_, stdout, _) = text(&client(runtime, &["ps", "--json", "-f", f]));
+        stdout
+            .lines()
+            .map(|l| {
+                let state = l.split("\"state\":\"").nth(1).unwrap_or("");
+                state.split('"').next().unwrap_or("").to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let wait_states = |runtime: &Path, want: [&str; 2]| {
+        for _ in 0..400 {
+            if states(runtime) == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("states {:?}, expected {want:?}", states(runtime));
+    };
+    let (code, _, stderr) = text(&client(&runtime, &["stop", "db", "-f", f]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (0, "podvisor stop: db/0 stopping\n")
+    );
+    // With its dependent, which went first.
+    wait_states(&runtime, ["stopped", "stopped"]);
+    let (code, _, stderr) = text(&client(&runtime, &["stop", "db/0", "-f", f]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (0, "podvisor stop: db/0 already stopped\n")
+    );
+    let (code, _, stderr) = text(&client(&runtime, &["start", "db", "web", "-f", f]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("db/0 starting") && stderr.contains("web/0 starting"),
+        "{stderr}"
+    );
+    wait_states(&runtime, ["ready", "ready"]);
+    let (code, _, stderr) = text(&client(&runtime, &["start", "web", "-f", f]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (0, "podvisor start: web/0 already running\n")
+    );
+    let (code, _, stderr) = text(&client(&runtime, &["stop", "--no-deps", "db", "-f", f]));
+    assert_eq!(code, 0, "{stderr}");
+    wait_states(&runtime, ["stopped", "ready"]);
+    let (code, _, stderr) = text(&client(&runtime, &["restart", "db", "-f", f]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (0, "podvisor restart: db/0 restarting\n")
+    );
+    wait_states(&runtime, ["ready", "ready"]);
 
     // Events and a following `logs` run until the deployment ends.
     let spawn_client = |args: &[&str], json: bool| {
