@@ -160,10 +160,7 @@ impl Sink {
                     queue = self.work.wait(queue).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let written = match self.stream {
-                Stream::Stdout => write_all(&mut io::stdout().lock(), &chunk),
-                Stream::Stderr => write_all(&mut io::stderr().lock(), &chunk),
-            };
+            let written = write_through(self.stream, &chunk);
             if let Err(error) = written {
                 if error.kind() == io::ErrorKind::BrokenPipe {
                     self.close();
@@ -187,6 +184,107 @@ impl Sink {
 fn write_all(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     out.write_all(bytes)?;
     out.flush()
+}
+
+/// What podvisor's terminal shows at its bottom, and whether a line is half written.
+#[derive(Default)]
+struct Screen {
+    /// The status line, when one is kept (on standard error).
+    status: Option<String>,
+    /// It is on the screen now.
+    shown: bool,
+    /// The last write to each stream did not end its line (a prompt, a progress bar).
+    open_line: [bool; 2],
+}
+
+/// Every write to podvisor's standard output and error goes through this lock: forwarded
+/// output, podvisor's own lines ([`write_own`]) and the status line
+/// ([`set_status_line`]). So one writer at a time, and the status line is erased before
+/// any other line and drawn again after it, never splitting a line.
+fn screen() -> std::sync::MutexGuard<'static, Screen> {
+    static SCREEN: OnceLock<Mutex<Screen>> = OnceLock::new();
+    SCREEN
+        .get_or_init(|| Mutex::new(Screen::default()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+fn index(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
+}
+
+/// Writes `bytes` to podvisor's own `stream`. While a status line is kept, a write that
+/// shares its terminal happens under the screen's lock: the status line is erased first
+/// and drawn again once every stream is at the start of a line. Otherwise nothing is held
+/// while writing, so a stream whose reader does not read (a full pipe) never holds up the
+/// other.
+fn write_through(stream: Stream, bytes: &[u8]) -> io::Result<()> {
+    let shares_terminal = match stream {
+        Stream::Stderr => true,
+        Stream::Stdout => stdout_is_terminal(),
+    };
+    let mut screen = screen();
+    if !shares_terminal || (screen.status.is_none() && !screen.shown) {
+        drop(screen);
+        return match stream {
+            Stream::Stdout => write_all(&mut io::stdout().lock(), bytes),
+            Stream::Stderr => write_all(&mut io::stderr().lock(), bytes),
+        };
+    }
+    if screen.shown {
+        let _ = write_all(&mut io::stderr().lock(), b"\r\x1b[K");
+        screen.shown = false;
+    }
+    let written = match stream {
+        Stream::Stdout => write_all(&mut io::stdout().lock(), bytes),
+        Stream::Stderr => write_all(&mut io::stderr().lock(), bytes),
+    };
+    if let Some(last) = bytes.last() {
+        screen.open_line[index(stream)] = *last != b'\n';
+    }
+    redraw(&mut screen);
+    written
+}
+
+fn stdout_is_terminal() -> bool {
+    static TERMINAL: OnceLock<bool> = OnceLock::new();
+    *TERMINAL.get_or_init(|| io::IsTerminal::is_terminal(&io::stdout()))
+}
+
+fn redraw(screen: &mut Screen) {
+    if screen.shown || screen.open_line.contains(&true) {
+        return;
+    }
+    if let Some(status) = &screen.status {
+        let _ = write_all(&mut io::stderr().lock(), status.as_bytes());
+        screen.shown = true;
+    }
+}
+
+/// Writes one of podvisor's own lines (a newline is added) to its `stream`, through the
+/// same lock as forwarded output, so that it never splits a pod's line nor the status
+/// line. Errors (a closed stream) are ignored: podvisor never panics on its own output.
+pub fn write_own(stream: Stream, line: &str) {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    let _ = write_through(stream, &bytes);
+}
+
+/// Keeps `text` (one line, without a newline) at the bottom of the terminal on standard
+/// error, below everything written through this module; `None` erases it. Meant for a
+/// terminal: the caller decides whether standard error is one.
+pub fn set_status_line(text: Option<String>) {
+    let mut screen = screen();
+    if screen.shown {
+        let _ = write_all(&mut io::stderr().lock(), b"\r\x1b[K");
+        screen.shown = false;
+    }
+    screen.status = text;
+    redraw(&mut screen);
 }
 
 /// The sink of podvisor's own `stream`.

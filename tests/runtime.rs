@@ -194,6 +194,14 @@ fn lines(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| format!("call {n}")).collect()
 }
 
+/// The calls of a runtime closed once it was ready: `cancel` may come before
+/// `run_forever` is entered (ready is reported between `setup` and `run_forever`, and the
+/// cancellation flag it sets makes `run_forever` return at once).
+fn closed_calls(calls: &[String]) -> bool {
+    calls == lines(&["construct", "setup", "run_forever", "cancel", "teardown"])
+        || calls == lines(&["construct", "setup", "cancel", "run_forever", "teardown"])
+}
+
 #[test]
 fn child_construction_and_setup_failures_fail_to_start_with_the_error() {
     for (mode, text, calls) in [
@@ -251,10 +259,8 @@ fn child_close_turns_sigterm_into_one_cancel() {
     let pod = child_pod("nothing", Duration::from_secs(10));
     pod.start_and_wait_blocking().unwrap();
     assert_eq!(pod.close_blocking(), End::Closed(ExitStatus::Code(0)));
-    assert_eq!(
-        calls_in(&pod),
-        lines(&["construct", "setup", "run_forever", "cancel", "teardown"])
-    );
+    let calls = calls_in(&pod);
+    assert!(closed_calls(&calls), "{calls:?}");
 }
 
 #[test]
@@ -270,10 +276,8 @@ fn child_teardown_and_cancel_failures_are_reported_not_fatal() {
             End::Closed(ExitStatus::Code(0)),
             "{mode}"
         );
-        assert_eq!(
-            calls_in(&pod),
-            lines(&["construct", "setup", "run_forever", "cancel", "teardown"])
-        );
+        let calls = calls_in(&pod);
+        assert!(closed_calls(&calls), "{mode}: {calls:?}");
         // The error text also went to the child's stderr, which the pod keeps.
         assert!(
             pod.last_lines().iter().any(|l| l == status),

@@ -351,8 +351,11 @@ impl Server {
                     "closing: asked by podvisor down",
                     &[],
                 );
-                self.deployment.close_nowait(None);
+                // The answer goes out before the close: the deployment may end, and
+                // podvisor exit, right after it.
                 outbox.push(ok(""));
+                outbox.wait_sent(Duration::from_secs(2));
+                self.deployment.close_nowait(None);
                 // The answer's connection stays open until the deployment has ended.
                 let mut events = self.deployment.events();
                 while events.next_blocking().is_some() {}
@@ -704,6 +707,8 @@ struct Queue {
     closed: bool,
     /// Nothing more will be queued: write the rest, then end.
     finished: bool,
+    /// A line taken from the queue is being written.
+    writing: bool,
 }
 
 impl Outbox {
@@ -746,6 +751,24 @@ impl Outbox {
         self.changed.notify_all();
     }
 
+    /// Waits (at most `limit`) until every queued line has been written, or the client is
+    /// gone: before something that may end podvisor, such as `down`.
+    fn wait_sent(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let mut queue = self.lock();
+        while !queue.closed && (queue.writing || !queue.lines.is_empty()) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            queue = self
+                .changed
+                .wait_timeout(queue, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Writes the queued lines to `stream` until finished and empty, or the client is gone.
     fn write_to(&self, mut stream: UnixStream) {
         loop {
@@ -756,6 +779,7 @@ impl Outbox {
                         return;
                     }
                     if let Some(line) = queue.lines.pop_front() {
+                        queue.writing = true;
                         break line;
                     }
                     if queue.finished {
@@ -770,7 +794,10 @@ impl Outbox {
             } else {
                 line + "\n"
             };
-            if stream.write_all(line.as_bytes()).is_err() {
+            let written = stream.write_all(line.as_bytes());
+            self.lock().writing = false;
+            self.changed.notify_all();
+            if written.is_err() {
                 self.close();
                 return;
             }

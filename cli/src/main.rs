@@ -5,24 +5,15 @@
 /// and losing a message must not take the pods' supervisor down with it.
 macro_rules! say {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        // Through the terminal's one writer: never inside a pod's line or the status line.
+        podvisor::forward::write_own(podvisor::core::Stream::Stderr, &format!($($arg)*));
     }};
 }
 
 /// `println!` that never panics: `podvisor --help | head -2` closes the pipe early.
 macro_rules! out {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// `eprint!` that never panics (see `say!`).
-macro_rules! say_partial {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($arg)*);
+        podvisor::forward::write_own(podvisor::core::Stream::Stdout, &format!($($arg)*));
     }};
 }
 

@@ -42,7 +42,7 @@ struct Live {
 impl Live {
     fn clear(&mut self) {
         if self.shown {
-            say_partial!("\r\x1b[K");
+            podvisor::forward::set_status_line(None);
             self.shown = false;
         }
     }
@@ -77,8 +77,8 @@ impl Live {
                 .collect::<String>()
                 + "…";
         }
-        say_partial!("\r\x1b[K{text}");
-        let _ = std::io::Write::flush(&mut std::io::stderr());
+        // Kept below every line by the one writer of the terminal.
+        podvisor::forward::set_status_line(Some(text));
         self.shown = true;
     }
 }

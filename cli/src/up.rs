@@ -11,10 +11,43 @@ use crate::file::{self, PlannedPod};
 use crate::logbook::LogBook;
 use crate::report::Style;
 
+/// Colours of the pods' prefixes on a terminal, one per pod of the file in turn: cyan,
+/// yellow, green, magenta, blue, red.
+const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
+
+/// Whether prefixes are coloured: podvisor's standard output is a terminal and `NO_COLOR`
+/// is unset or empty (no-color.org).
+fn colour() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The prefix of member `name`'s forwarded lines: `[name]` padded to `width` (the longest
+/// member name), coloured by its pod's place in the file when `colour`.
+pub fn prefix(name: &str, width: usize, pod_index: usize, colour: bool) -> String {
+    let pad = " ".repeat(width.saturating_sub(name.chars().count()));
+    if colour {
+        let code = COLOURS[pod_index % COLOURS.len()];
+        format!("\x1b[{code}m[{name}]\x1b[0m{pad} ")
+    } else {
+        format!("[{name}]{pad} ")
+    }
+}
+
 /// Builds the deployment of `plan`'s pods; every line they write is also kept in `logs`.
 fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentConfig {
     let mut config = DeploymentConfig::new();
-    for pod in pods {
+    // Every member is `pod/N`: the widest name sets the prefixes' width.
+    let width = pods
+        .iter()
+        .map(|p| {
+            let last = p.template.replicas.saturating_sub(1);
+            p.template.name.chars().count() + 1 + last.to_string().len()
+        })
+        .max()
+        .unwrap_or(0);
+    let colour = colour();
+    for (pod_index, pod) in pods.into_iter().enumerate() {
         let template = pod.template.clone();
         let name = template.name.clone();
         let logs = logs.clone();
@@ -28,7 +61,9 @@ fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentCo
             });
             let logs = logs.clone();
             let member = replica.name().to_string();
-            config.output_tap(move |stream, line| logs.push(&member, stream, line))
+            config
+                .forward_prefix(prefix(&member, width, pod_index, colour))
+                .output_tap(move |stream, line| logs.push(&member, stream, line))
         })
         .replicas(template.replicas)
         .restart(template.restart)
@@ -83,4 +118,17 @@ pub fn up(path: &Path, json: bool, socket: Option<&Path>) -> i32 {
     logs.close();
     drop(socket_file);
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix;
+
+    #[test]
+    fn prefixes_are_padded_to_one_width_and_coloured_only_when_asked() {
+        assert_eq!(prefix("db/0", 6, 0, false), "[db/0]   ");
+        assert_eq!(prefix("worker/1", 8, 3, false), "[worker/1] ");
+        assert_eq!(prefix("db/0", 6, 1, true), "\x1b[33m[db/0]\x1b[0m   ");
+        assert_eq!(prefix("db/0", 6, 7, true), "\x1b[33m[db/0]\x1b[0m   ");
+    }
 }

@@ -46,7 +46,10 @@ fn shipped_example_serves_http_and_ends_cleanly() {
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/podvisor.toml");
     let (code, stdout, stderr) = up(&example);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("[check/0] hello from podvisor"), "{stdout}");
+    assert!(
+        stdout.contains("[check/0]   hello from podvisor"),
+        "{stdout}"
+    );
     // A planned end reads as one.
     assert!(
         stderr.contains("deployment finished: check/0 exited with status 0")
@@ -207,4 +210,58 @@ fn on_a_terminal_a_live_status_line_shows_each_pod() {
     // Without a terminal there is no status line at all.
     let (_, _, plain) = up(&file);
     assert!(!plain.contains('\x1b'), "{plain:?}");
+}
+
+/// `podvisor up FILE` under a pseudo-terminal (`script`), with `env` added; its raw output.
+fn up_on_a_terminal(file: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let log = file.with_extension("typescript");
+    let mut command = Command::new("script");
+    command
+        .args(["-qfec", &format!("{PODVISOR} up {}", file.display())])
+        .arg(&log)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let status = command.status().unwrap();
+    assert!(status.success() || status.code().is_some(), "{status:?}");
+    String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned()
+}
+
+#[test]
+fn on_a_terminal_one_writer_keeps_lines_whole_and_prefixes_coloured_and_aligned() {
+    // Lines written while the status line is shown (it is drawn while pods start).
+    let file = write(
+        "terminal.toml",
+        r#"
+[pod.db]
+command = ["sh", "-c", "for i in 1 2 3 4 5; do echo db: accepting connections $$i; sleep 0.05; done"]
+oneshot = true
+
+[pod.worker]
+command = ["sh", "-c", "sleep 0.3; echo worker: done"]
+depends_on = { db = "succeeded" }
+"#,
+    );
+    let raw = up_on_a_terminal(&file, &[]);
+    // The status line was drawn while the lines came, and erased before each of them.
+    assert!(raw.contains("\r\x1b[K[starting]"), "{raw:?}");
+    for i in 1..=5 {
+        let line = format!("\x1b[36m[db/0]\x1b[0m     db: accepting connections {i}\r\n");
+        assert!(raw.contains(&line), "{line:?} whole in {raw:?}");
+    }
+    assert!(
+        raw.contains("\x1b[33m[worker/0]\x1b[0m worker: done\r\n"),
+        "{raw:?}"
+    );
+    // No colour with NO_COLOR.
+    let raw = up_on_a_terminal(&file, &[("NO_COLOR", "1")]);
+    assert!(
+        raw.contains("[db/0]     db: accepting connections 3\r\n"),
+        "{raw:?}"
+    );
+    assert!(!raw.contains("\x1b[36m"), "{raw:?}");
 }
