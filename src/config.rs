@@ -202,6 +202,9 @@ pub struct PodConfig {
     pub(crate) health_schedule: HealthCheck,
     pub(crate) watchdog: Option<Duration>,
     pub(crate) watchdog_signal: Signal,
+    /// The pod leads a process group of its own (the default), rather than sharing
+    /// podvisor's (`foreground`).
+    pub(crate) own_group: bool,
     pub(crate) started_by: core::StartedBy,
     pub(crate) prefix: Option<String>,
     pub(crate) death_signal: bool,
@@ -270,6 +273,7 @@ impl PodConfig {
             health_schedule: HealthCheck::default(),
             watchdog: None,
             watchdog_signal: Signal::ABRT,
+            own_group: true,
             started_by: core::StartedBy::Exec,
             prefix: None,
             tap: None,
@@ -497,6 +501,17 @@ impl PodConfig {
     /// `STOPPING=1` turns it off. Process pods only.
     pub fn watchdog(mut self, interval: Duration) -> Self {
         self.watchdog = Some(interval);
+        self
+    }
+
+    /// Runs the pod in podvisor's own process group instead of a group of its own, as GNU
+    /// `timeout --foreground` does: on a terminal it then reads the terminal and gets its
+    /// signals (Ctrl-C, Ctrl-Z stopping it and podvisor together, window changes) as if run
+    /// directly. Its signals (stop, SIGKILL) go to its leader alone, and what it started is
+    /// swept through its cgroup where pods get one (not through a process group). Process
+    /// pods only.
+    pub fn foreground(mut self, on: bool) -> Self {
+        self.own_group = !on;
         self
     }
 

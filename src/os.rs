@@ -124,6 +124,30 @@ impl fmt::Display for Signal {
 }
 
 /// Sends `signal` to the process group `pgid`. A group that no longer exists is not an error.
+/// Sends `signal` to process `pid` alone; a process that is gone is not an error.
+pub(crate) fn signal_process(pid: u32, signal: Signal) -> io::Result<()> {
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad process id",
+        ));
+    };
+    match rustix::process::kill_process(pid, signal.raw()) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends `signal` to `pid`'s process group when it leads one (`group`), to `pid` alone
+/// otherwise.
+pub(crate) fn signal_pod(pid: u32, group: bool, signal: Signal) -> io::Result<()> {
+    if group {
+        signal_group(pid, signal)
+    } else {
+        signal_process(pid, signal)
+    }
+}
+
 pub(crate) fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
     let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) else {
         return Err(io::Error::new(
@@ -158,8 +182,11 @@ pub(crate) fn prepare_command(
     death_signal: bool,
     cgroup_procs: Option<std::os::fd::RawFd>,
     exec: Option<ExecPlan>,
+    own_group: bool,
 ) {
-    command.process_group(0);
+    if own_group {
+        command.process_group(0);
+    }
     if !death_signal && cgroup_procs.is_none() && exec.is_none() {
         return;
     }

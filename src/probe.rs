@@ -359,7 +359,7 @@ impl ExecAttempt {
     fn spawn(command: &str) -> io::Result<ExecAttempt> {
         let mut std_command = std::process::Command::new("sh");
         std_command.args(["-c", command]);
-        os::prepare_command(&mut std_command, true, None, None);
+        os::prepare_command(&mut std_command, true, None, None, true);
         let mut command = async_process::Command::from(std_command);
         command
             .stdin(Stdio::null())

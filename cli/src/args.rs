@@ -206,6 +206,9 @@ Options:
       --restart POLICY    no (default), on-failure or always
       --stdin inherit|null  what the command reads (default: podvisor's input when it is
                           a pipe or a file, nothing when it is a terminal)
+      --foreground        for interactive commands: the command stays in podvisor's process
+                          group and reads the terminal (stdin inherit); Ctrl-C is the
+                          command's to handle, Ctrl-Z stops it and podvisor together
       --json              report events as JSON lines on stderr
   -h, --help              this text
 
@@ -294,6 +297,7 @@ const RUN_OPTIONS: &[&str] = &[
     "--env-clear",
     "--restart",
     "--stdin",
+    "--foreground",
     "--json",
     "--help",
 ];
@@ -340,6 +344,8 @@ pub struct RunOptions {
     pub config: PodConfig,
     pub json: bool,
     pub restart: RestartPolicy,
+    /// The command shares podvisor's process group and terminal (`--foreground`).
+    pub foreground: bool,
 }
 
 fn text(arg: &OsString) -> Result<&str, String> {
@@ -580,6 +586,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut health_start_period = None;
     let mut watchdog = None;
     let mut watchdog_signal = None;
+    let mut foreground = false;
     let positive = |option: &str, text: String| -> Result<std::time::Duration, String> {
         let d = parse_duration(&text).map_err(|e| format!("{option}: {e}"))?;
         if d.is_zero() {
@@ -737,6 +744,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                 })
             }
             "--json" => json = true,
+            "--foreground" => foreground = true,
             "-h" | "--help" => return Ok(None),
             other => {
                 return Err(format!(
@@ -745,7 +753,8 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                 ))
             }
         }
-        if inline.is_some() && matches!(option.as_str(), "--env-clear" | "--json") {
+        if inline.is_some() && matches!(option.as_str(), "--env-clear" | "--json" | "--foreground")
+        {
             return Err(format!("{option} takes no value"));
         }
     }
@@ -806,14 +815,20 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         .timeout_ready(timeout_ready)
         .grace(grace)
         .stop_signal(stop_signal)
-        .stdin(stdin.unwrap_or_else(default_stdin))
+        .stdin(stdin.unwrap_or(if foreground {
+            podvisor::Input::Inherit
+        } else {
+            default_stdin()
+        }))
         .stdout(podvisor::Output::Forward)
         .stderr(podvisor::Output::Forward)
-        .forward_prefix("");
+        .forward_prefix("")
+        .foreground(foreground);
     Ok(Some(RunOptions {
         config,
         json,
         restart,
+        foreground,
     }))
 }
 

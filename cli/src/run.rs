@@ -13,9 +13,13 @@ pub fn run(options: RunOptions) -> i32 {
         .keep_name()
         .restart(options.restart);
     match podvisor::Deployment::new(podvisor::DeploymentConfig::new().pod(set)) {
-        Ok(deployment) => {
-            crate::supervise::supervise(&deployment, options.json, Style::Run, &|_| {})
-        }
+        Ok(deployment) => crate::supervise::supervise(
+            &deployment,
+            options.json,
+            Style::Run,
+            options.foreground,
+            &|_| {},
+        ),
         Err(e) => {
             say!("podvisor: {e}");
             exit::USAGE

@@ -98,6 +98,7 @@ pub fn supervise(
     deployment: &Deployment,
     json: bool,
     style: Style,
+    foreground: bool,
     observe: &dyn Fn(&podvisor::events::LifecycleEvent),
 ) -> i32 {
     crate::raise_nofile_limit();
@@ -193,6 +194,14 @@ pub fn supervise(
                         _ => {}
                     }
                 }
+                // In the foreground the command shares podvisor's terminal: it got the
+                // terminal's SIGINT, SIGHUP and SIGWINCH itself, and SIGINT is its to
+                // handle (an interactive program goes on after Ctrl-C).
+                Wake::Signal(Some(number))
+                    if foreground
+                        && (number == Os::Int as i32
+                            || number == Os::Hup as i32
+                            || number == Os::Winch as i32) => {}
                 Wake::Signal(Some(number))
                     if number == Os::Int as i32 || number == Os::Term as i32 =>
                 {

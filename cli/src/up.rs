@@ -106,7 +106,7 @@ pub fn up(path: &Path, json: bool, socket: Option<&Path>) -> i32 {
                 json,
             ));
             server.serve(listener);
-            crate::supervise::supervise(&server.deployment, json, Style::Up, &|event| {
+            crate::supervise::supervise(&server.deployment, json, Style::Up, false, &|event| {
                 server.observe(event)
             })
         }

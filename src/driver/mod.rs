@@ -163,7 +163,8 @@ impl Driver {
                 Action::SweepGroup { .. } => {
                     // Record what outlived the leader (orphaned zombies excepted), then kill
                     // it: the group, and the cgroup with whatever left the group.
-                    let mut left: Vec<u32> = match self.pgid.filter(|&g| os::group_exists(g)) {
+                    let group = self.pgid.filter(|_| self.config.own_group);
+                    let mut left: Vec<u32> = match group.filter(|&g| os::group_exists(g)) {
                         Some(pgid) => os::group_members(pgid),
                         None => Vec::new(),
                     };
@@ -179,7 +180,7 @@ impl Driver {
                     if let Some(cgroup) = &self.cgroup {
                         cgroup.kill();
                     }
-                    if let Some(pgid) = self.pgid {
+                    if let Some(pgid) = group {
                         crate::keeper::forget_group(pgid);
                     }
                     Vec::new()
@@ -273,8 +274,17 @@ impl Driver {
                 let exec = config
                     .watchdog
                     .and_then(|_| os::ExecPlan::with_own_pid(&command, config.env_clear));
+                let own_group = config.own_group;
                 let answer = Answer::spawn(move || {
-                    spawn_process(command, death_signal, stdin, stdout, stderr, exec)
+                    spawn_process(
+                        command,
+                        death_signal,
+                        stdin,
+                        stdout,
+                        stderr,
+                        exec,
+                        own_group,
+                    )
                 });
                 self.spawning = Some((generation, answer));
                 None

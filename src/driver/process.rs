@@ -102,7 +102,8 @@ impl Driver {
     pub(super) fn signal_group(&self, signal: Signal) {
         if let Some(pgid) = self.pgid {
             // ESRCH (group gone) is not an error; anything else cannot be acted on here.
-            let _ = os::signal_group(pgid, signal);
+            // A pod sharing podvisor's group (`foreground`) is signalled alone.
+            let _ = os::signal_pod(pgid, self.config.own_group, signal);
         }
     }
 
@@ -172,7 +173,9 @@ impl Driver {
         }
         self.pgid = Some(child.id());
         self.cgroup = cgroup;
-        crate::keeper::watch_group(child.id());
+        if self.config.own_group {
+            crate::keeper::watch_group(child.id());
+        }
         self.shared.set_pid(child.id());
         self.stdout = child
             .stdout
@@ -406,6 +409,7 @@ pub(super) fn spawn_process(
     stdout: Output,
     stderr: Output,
     exec: Option<os::ExecPlan>,
+    own_group: bool,
 ) -> io::Result<(async_process::Child, Option<crate::cgroup::PodCgroup>)> {
     let mut command = command;
     crate::keeper::ensure();
@@ -417,6 +421,7 @@ pub(super) fn spawn_process(
             .as_ref()
             .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.procs())),
         exec,
+        own_group,
     );
     let mut command = async_process::Command::from(command);
     command.stdin(match stdin {

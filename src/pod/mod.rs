@@ -57,6 +57,8 @@ pub struct Pod {
     program: String,
     readiness: Vec<String>,
     default_grace: Duration,
+    /// It leads a process group of its own (not `foreground`).
+    own_group: bool,
 }
 
 impl fmt::Debug for Pod {
@@ -122,6 +124,7 @@ impl Pod {
             program: config.program.to_string_lossy().into_owned(),
             readiness: config.readiness.iter().map(ToString::to_string).collect(),
             default_grace: config.grace,
+            own_group: config.own_group,
         };
         crate::executor::spawn(Driver::new(shared, config, Instant::now()));
         Ok(pod)
@@ -241,7 +244,7 @@ impl Pod {
             State::Starting | State::Started | State::Ready | State::Stopping | State::Killing
         );
         match (running, inner.pid) {
-            (true, Some(pid)) => crate::os::signal_group(pid, signal).map(|()| true),
+            (true, Some(pid)) => crate::os::signal_pod(pid, self.own_group, signal).map(|()| true),
             _ => Ok(false),
         }
     }

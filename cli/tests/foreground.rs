@@ -1,0 +1,77 @@
+//! `podvisor run --foreground` under a pseudo-terminal (`script`): the command reads the
+//! terminal, and Ctrl-C is its to handle, as if run directly.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::PODVISOR;
+
+/// Runs `podvisor ARGS` on a pseudo-terminal, typing `typed` (each piece after a pause)
+/// into it; returns podvisor's exit status and what the terminal showed.
+fn on_a_terminal(args: &str, typed: &[&[u8]]) -> (i32, String) {
+    let dir = std::env::temp_dir().join(format!("podvisor-fg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join(format!("{}.typescript", args.len()));
+    let mut child = Command::new("script")
+        .args(["-qfec", &format!("{PODVISOR} {args}")])
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    for piece in typed {
+        std::thread::sleep(Duration::from_millis(800));
+        let _ = input.write_all(piece);
+        let _ = input.flush();
+    }
+    let status = child.wait().unwrap();
+    drop(input);
+    let shown = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    let code = shown
+        .split("COMMAND_EXIT_CODE=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| status.code().unwrap_or(-1));
+    (code, shown)
+}
+
+#[test]
+fn the_command_reads_the_terminal_in_the_foreground_only() {
+    let script = "read line; echo \"got [$line]\"";
+    let (code, shown) = on_a_terminal(
+        &format!("run --foreground -- sh -c '{script}'"),
+        &[b"hello\n"],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("got [hello]"), "{shown}");
+    // Without it, a terminal is not the command's input.
+    let (code, shown) = on_a_terminal(&format!("run -- sh -c '{script}'"), &[b"hello\n"]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("got []"), "{shown}");
+}
+
+#[test]
+fn ctrl_c_is_the_commands_to_handle_in_the_foreground() {
+    let program = "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n    time.sleep(0.3)\n    print('still here', flush=True)\n";
+    let dir = std::env::temp_dir().join(format!("podvisor-fg-py-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("interactive.py");
+    std::fs::write(&file, program).unwrap();
+    let (code, shown) = on_a_terminal(
+        &format!("run --foreground -- python3 {}", file.display()),
+        &[b"\x03"],
+    );
+    // The program went on after Ctrl-C and ended by itself: not closed by podvisor.
+    assert!(
+        shown.contains("interrupted") && shown.contains("still here"),
+        "{shown}"
+    );
+    assert!(!shown.contains("closing on SIGINT"), "{shown}");
+    assert_eq!(code, 0, "{shown}");
+}
