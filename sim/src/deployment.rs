@@ -8,7 +8,8 @@
 //! request meets none), nothing starts once the deployment closes, a member stopped on
 //! request stays down until started, a stop with dependents closes the member only once
 //! its dependents are down, the restart budget is never exceeded and a member gives up only
-//! once it is spent (restarts on request spend none), and after `down` or healing, and
+//! once it is spent (restarts on request spend none), a member stopped or restarted on
+//! request never fails the deployment, and after `down` or healing, and
 //! after a stop, everything concerned ends within the sum of the grace periods along the
 //! dependency levels.
 
@@ -667,6 +668,18 @@ impl World {
                 }
                 DeploymentAction::StateChanged { state } => {
                     fnv(&mut self.hash, 0xbb + state as u64);
+                    if let Some(failure) = link.machine.machine.failure() {
+                        let watch = &link.watch[failure.member.0];
+                        if state == DeploymentState::Stopping
+                            && (watch.restarting || watch.stopped.is_some())
+                        {
+                            return Err(safety(format!(
+                                "{now}: the deployment failed because of {}, which was {} on request: {failure}",
+                                failure.name,
+                                if watch.restarting { "restarting" } else { "stopped" }
+                            )));
+                        }
+                    }
                     if state == DeploymentState::Ended && link.ended_at.is_none() {
                         link.ended_at = Some(now);
                     }
