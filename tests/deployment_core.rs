@@ -2087,3 +2087,83 @@ fn an_unhealthy_pod_meets_no_condition_while_it_closes() {
     assert!(starts(&out).is_empty(), "{out:?}");
     assert_eq!(state_of(&d, "api/0"), MemberState::Waiting);
 }
+
+#[test]
+fn a_start_while_the_stopped_pod_still_closes_gives_a_fresh_budget() {
+    // A failed start schedules a restart (one of a budget of 1), then the member is stopped
+    // and started again before its pod is down: that restart never happens, so the member
+    // comes back with its whole budget, as it would had the start come once it was down.
+    let mut d = checked(
+        DeploymentSpec::new().pod(
+            PodTemplate::new("web")
+                .restart(RestartPolicy::OnFailure)
+                .backoff(plain_backoff(Some(1))),
+        ),
+    );
+    start(&mut d);
+    let web = id(&d, "web/0");
+    let timed_out = || StartResult::TimedOut {
+        waited: dur(50),
+        pending: CheckSet::EMPTY,
+    };
+    result(&mut d, "web/0", G1, timed_out(), ms(50));
+    assert_eq!(state_of(&d, "web/0"), MemberState::Stopping);
+    assert_eq!(d.machine.member(web).restarts_since_reset(), 1);
+    step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: web,
+            cascade: false,
+        },
+        ms(51),
+    );
+    step(&mut d, DeploymentEvent::StartMember { member: web }, ms(52));
+    assert_eq!(d.machine.member(web).restarts_since_reset(), 0);
+    let out = ended(&mut d, "web/0", G1, End::Closed(SIGTERM), ms(60));
+    assert_eq!(starts(&out), ["web/0"]);
+    // Its second generation fails too: one restart is left, so it backs off.
+    result(&mut d, "web/0", G2, timed_out(), ms(100));
+    ended(&mut d, "web/0", G2, End::Closed(SIGTERM), ms(110));
+    assert_eq!(state_of(&d, "web/0"), MemberState::BackingOff);
+    assert_eq!(d.machine.failure(), None);
+}
+
+#[test]
+fn a_stop_with_dependents_keeps_down_a_dependent_that_was_restarting() {
+    let mut d = checked(
+        DeploymentSpec::new()
+            .pod(PodTemplate::new("db"))
+            .pod(PodTemplate::new("api").depends_on("db", Condition::Ready)),
+    );
+    start(&mut d);
+    ready(&mut d, "db/0", G1, ms(10));
+    ready(&mut d, "api/0", G1, ms(20));
+    let db = id(&d, "db/0");
+    // A restart of db closes api first; before api is down, db is stopped with its
+    // dependents: api must stay down too, not come back with db.
+    let out = step(
+        &mut d,
+        DeploymentEvent::RestartMember { member: db },
+        ms(100),
+    );
+    assert_eq!(close_names(&out), ["api/0"]);
+    step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: db,
+            cascade: true,
+        },
+        ms(110),
+    );
+    let out = ended(&mut d, "api/0", G1, End::Closed(SIGTERM), ms(120));
+    assert_eq!(close_names(&out), ["db/0"]);
+    ended(&mut d, "db/0", G1, End::Closed(SIGTERM), ms(130));
+    assert_eq!(state_of(&d, "api/0"), MemberState::Stopped);
+    assert_eq!(state_of(&d, "db/0"), MemberState::Stopped);
+    // Starting db brings db back, not api.
+    let out = step(&mut d, DeploymentEvent::StartMember { member: db }, ms(140));
+    assert_eq!(starts(&out), ["db/0"]);
+    let out = ready(&mut d, "db/0", G2, ms(150));
+    assert!(starts(&out).is_empty(), "{out:?}");
+    assert_eq!(state_of(&d, "api/0"), MemberState::Stopped);
+}

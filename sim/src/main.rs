@@ -20,7 +20,9 @@ usage: podvisor-sim [--seeds N] [--start S] [--pods K] [--mutation NAME] [--chec
   --seeds N            seeds to run (default 10000)
   --start S            first seed (default 0)  --pods K             pods per world (default 1)
   --deployments        deployment worlds: a random dependency DAG of pods with replicas,
-                       one-shot jobs and restart policies, run by the deployment machine
+                       one-shot jobs, restart policies and health-checked dependencies,
+                       run by the deployment machine, with control commands (stop,
+                       start, restart, down) at random times
   --mutation NAME      run a deliberately wrong core: kill-one-tick-early,
                        exited-early-as-failed-to-start, deadline-from-spawn, missed-reap,
                        ready-after-zero, foreign-spawned-or-notify,
@@ -29,7 +31,8 @@ usage: podvisor-sim [--seeds N] [--start S] [--pods K] [--mutation NAME] [--chec
                        or a wrong driver model: timers-before-input, input-at-wake-time,
                        drain-until-empty;
                        with --deployments: ready-means-started, close-all-at-once,
-                       restart-after-close, ignore-budget
+                       restart-after-close, ignore-budget, stopped-comes-back,
+                       stop-skips-dependents, restart-spends-budget
   --check-determinism  run every seed twice and compare trace hashes
   --coverage           print how many seeds reached each outcome and fault";
 

@@ -28,7 +28,7 @@ pub struct Coverage {
     /// Deployment worlds run.
     pub deployment_seeds: u64,
     /// Per deployment outcome (see `DEPLOYMENT_OUTCOMES`).
-    pub deployment_outcomes: [u64; 8],
+    pub deployment_outcomes: [u64; DEPLOYMENT_OUTCOMES.len()],
 }
 
 impl Coverage {
@@ -253,11 +253,20 @@ pub fn first_driver_catch(mutation: DriverMutation, pods: usize, limit: u64) -> 
 }
 
 /// The deployment mutations, by name.
-pub const DEPLOYMENT_MUTATIONS: [(&str, DeploymentMutation); 4] = [
+pub const DEPLOYMENT_MUTATIONS: [(&str, DeploymentMutation); 7] = [
     ("ready-means-started", DeploymentMutation::ReadyMeansStarted),
     ("close-all-at-once", DeploymentMutation::CloseAllAtOnce),
     ("restart-after-close", DeploymentMutation::RestartAfterClose),
     ("ignore-budget", DeploymentMutation::IgnoreBudget),
+    ("stopped-comes-back", DeploymentMutation::StoppedComesBack),
+    (
+        "stop-skips-dependents",
+        DeploymentMutation::StopSkipsDependents,
+    ),
+    (
+        "restart-spends-budget",
+        DeploymentMutation::RestartSpendsBudget,
+    ),
 ];
 
 /// The name of a deployment mutation.

@@ -204,7 +204,7 @@ pub(crate) struct Process {
     grandchildren_alive: bool,
     probe_count: u64,
     timer: Option<Time>,
-    ended_at: Option<Time>,
+    pub(crate) ended_at: Option<Time>,
     /// Health: per health check, how it answers.
     checks: Vec<CheckScript>,
     pinger: Option<Pinger>,
@@ -254,6 +254,8 @@ pub(crate) enum WorldEvent {
     Watchdog(Ping),
     /// The process's health life is over (see [`Ending`]).
     HealthEnd,
+    /// Deployment worlds: a control command (stop, start, restart, down).
+    Control(crate::deployment::Command),
 }
 
 fn ms(n: u64) -> Duration {
@@ -323,14 +325,14 @@ impl World {
         hit
     }
 
-    /// Draws pod `i`'s spec and process.
     /// Draws a pod's spec and process and schedules its start: at a random moment of the
     /// first second, or now when a deployment started it (`managed`; then only the
-    /// deployment closes it).
+    /// deployment closes it). With `health_checked` the pod always gets health checks.
     pub(crate) fn make_pod(
         &mut self,
         mutation: Option<Mutation>,
         managed: bool,
+        health_checked: bool,
     ) -> Result<usize, Failure> {
         let rng = &mut self.rng;
         let runtime = rng.chance(25);
@@ -367,7 +369,7 @@ impl World {
             Readiness::NotifyAndProbe => spec.check(Check::Notify).check(probe),
         };
         let rng = &mut self.rng;
-        if rng.chance(20) {
+        if rng.chance(20) || health_checked {
             for _ in 0..rng.range(1, 2) {
                 spec = spec.health(HealthCheck {
                     interval: ms(rng.range(20, 400)),
@@ -938,7 +940,8 @@ impl World {
             | WorldEvent::DeploymentStart
             | WorldEvent::DeploymentTick
             | WorldEvent::Pinger
-            | WorldEvent::HealthEnd => Event::Tick,
+            | WorldEvent::HealthEnd
+            | WorldEvent::Control(_) => Event::Tick,
         };
         self.handle(i, core_event, event, at)
     }
@@ -1206,6 +1209,7 @@ fn discriminant(event: &WorldEvent) -> u64 {
         WorldEvent::Wake => 18,
         WorldEvent::Pinger => 20,
         WorldEvent::HealthEnd => 21,
+        WorldEvent::Control(command) => 23 + 32 * command.code(),
         WorldEvent::Watchdog(ping) => {
             22 + 32
                 * match ping {
@@ -1277,7 +1281,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         match &config.deployment {
             None => {
                 for _ in 0..config.pods.max(1) {
-                    world.make_pod(config.mutation, false)?;
+                    world.make_pod(config.mutation, false, false)?;
                 }
             }
             Some(mutation) => world.make_deployment(*mutation)?,

@@ -252,6 +252,16 @@ fn command_line_exit_codes() {
     assert!(
         String::from_utf8_lossy(&caught.stdout).contains("--deployments --mutation ignore-budget")
     );
+    let caught = status(&[
+        "--deployments",
+        "--seeds",
+        "100",
+        "--mutation",
+        "stopped-comes-back",
+    ]);
+    assert_eq!(caught.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&caught.stdout)
+        .contains("--deployments --mutation stopped-comes-back"));
     for bad in [
         &["--seeds"][..],
         &["--pods", "0"],

@@ -609,9 +609,10 @@ impl DeploymentMachine {
                         seen[d] = true;
                         templates.push(d);
                         // Only the dependents that are up or on their way: one stopped on
-                        // request before stays stopped.
+                        // request before stays stopped; one being restarted is stopped (or
+                        // restarted) anew.
                         stop.extend(self.members_of[d].clone().filter(|&j| {
-                            self.members[j].held.is_none()
+                            self.members[j].held.is_none_or(|h| h.then_start)
                                 && (self.members[j].state.is_running()
                                     || matches!(
                                         self.members[j].state,
@@ -660,7 +661,9 @@ impl DeploymentMachine {
     }
 
     /// Starts member `i` on request: a stopped (or ended) member waits for its
-    /// dependencies with a fresh budget; one whose pod is still closing starts once down.
+    /// dependencies with a fresh budget; one whose pod is still closing on request starts
+    /// once down, with a fresh budget too (a restart its failure had scheduled before the
+    /// stop never happens).
     fn start_on_request(&mut self, i: usize) {
         let m = &mut self.members[i];
         match m.state {
@@ -672,6 +675,7 @@ impl DeploymentMachine {
             state if state.is_running() => {
                 if let Some(held) = &mut m.held {
                     held.then_start = true;
+                    m.restarts.reset();
                 }
             }
             _ => {}

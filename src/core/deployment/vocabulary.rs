@@ -156,8 +156,8 @@ pub enum DeploymentEvent {
     },
     /// Stop one member on request: its pod is closed and it stays down (not restarted, not
     /// a failure) until [`DeploymentEvent::StartMember`]. With `cascade`, the running
-    /// members that depend on it (directly or not) are stopped too, first, in reverse
-    /// dependency order. Ignored while the deployment is closing; nothing to do for a
+    /// members that depend on it (directly or not), also those being restarted, are
+    /// stopped too, first, in reverse dependency order. Ignored while the deployment is closing; nothing to do for a
     /// member that is down already.
     StopMember {
         /// Which member.
@@ -167,7 +167,8 @@ pub enum DeploymentEvent {
     },
     /// Start a member that was stopped on request (or had ended, or gave up restarting) once
     /// its dependencies meet their conditions, with a fresh restart budget. A stopped member
-    /// whose pod is still closing starts once it is down. Ignored while the deployment is
+    /// whose pod is still closing starts once it is down, with a fresh budget too (a restart
+    /// its failure had scheduled before the stop never happens). Ignored while the deployment is
     /// closing; nothing to do for a member that runs.
     StartMember {
         /// Which member.

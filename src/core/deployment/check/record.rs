@@ -67,6 +67,8 @@ impl DeploymentChecker {
                     if m.running {
                         if let Some((_, again)) = &mut m.held {
                             *again = true;
+                            m.since_reset = 0;
+                            m.last_delay = None;
                         }
                     } else if m.stopped || m.gave_up {
                         m.stopped = false;
@@ -204,8 +206,9 @@ impl DeploymentChecker {
             for &t in &templates[1..] {
                 for &d in &self.members_of[t] {
                     let m = &self.members[d];
-                    let on_its_way =
-                        m.held.is_none() && (m.running || !(m.stopped || m.succeeded || m.gave_up));
+                    // One stopped on request stays so; one being restarted is held anew.
+                    let on_its_way = m.held.is_none_or(|(_, again)| again)
+                        && (m.running || !(m.stopped || m.succeeded || m.gave_up));
                     if on_its_way {
                         members.push(d);
                     }
