@@ -206,6 +206,7 @@ struct RawPod {
     cwd: Option<Spanned<String>>,
     depends_on: Option<Spanned<DependsOn>>,
     replicas: Option<Spanned<i64>>,
+    log_lines: Option<Spanned<i64>>,
     restart: Option<Spanned<String>>,
     #[serde(default)]
     oneshot: bool,
@@ -232,6 +233,8 @@ pub struct PlannedPod {
     watchdog_signal: Option<Signal>,
     grace: Option<Duration>,
     stop_signal: Option<Signal>,
+    /// Output lines kept for `podvisor logs`, per member.
+    pub log_lines: usize,
 }
 
 impl PlannedPod {
@@ -573,6 +576,9 @@ fn duration(
     parse_duration(&text).map_err(|e| at.at(span, format!("pod {pod}: key {key}: {e}")))
 }
 
+/// The most output lines kept per member for `podvisor logs`.
+const MAX_LOG_LINES: usize = 100_000;
+
 /// What a string with a NUL byte was expected to be: a C string cannot hold one, so no
 /// program, argument, variable or path can.
 const NO_NUL: &str = "expected text without NUL (\\u0000)";
@@ -825,6 +831,7 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         watchdog_signal: None,
         grace: None,
         stop_signal: None,
+        log_lines: crate::logbook::KEPT,
     };
     let mut ready_span = None;
     if let Some(ready) = raw.ready {
@@ -927,6 +934,21 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                 )
             })?;
         planned.health_retries = Some(n);
+    }
+    if let Some(lines) = raw.log_lines {
+        let span = lines.span();
+        planned.log_lines = usize::try_from(*lines.get_ref())
+            .ok()
+            .filter(|&n| n <= MAX_LOG_LINES)
+            .ok_or_else(|| {
+                at.at(
+                    span,
+                    format!(
+                        "pod {name}: key log_lines: expected a whole number from 0 to {MAX_LOG_LINES}, got {}",
+                        lines.get_ref()
+                    ),
+                )
+            })?;
     }
     if let Some(value) = raw.watchdog {
         planned.watchdog = Some(positive("watchdog", value)?);

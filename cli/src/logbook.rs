@@ -39,13 +39,23 @@ impl LogBook {
         self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps a line `member` wrote; called on the pods' driver thread, so it only queues.
+    /// Keeps a line `member` wrote, the last [`KEPT`] per member.
+    #[cfg(test)]
     pub fn push(&self, member: &str, stream: Stream, text: &[u8]) {
+        self.push_kept(member, stream, text, KEPT);
+    }
+
+    /// Keeps a line `member` wrote, the last `kept` per member (the pod's `log_lines`);
+    /// called on the pods' driver thread, so it only queues.
+    pub fn push_kept(&self, member: &str, stream: Stream, text: &[u8], kept: usize) {
         let mut book = self.lock();
         let seq = book.next;
         book.next += 1;
         let lines = book.members.entry(member.to_string()).or_default();
-        if lines.len() == KEPT {
+        if kept == 0 {
+            return;
+        }
+        while lines.len() >= kept {
             lines.pop_front();
         }
         lines.push_back(Line {
@@ -132,6 +142,15 @@ mod tests {
         let (lines, _) = book.tail(&only_c, None);
         assert_eq!(lines.len(), KEPT);
         assert_eq!(lines[0].text, "10");
+        // A pod's own `log_lines`, 0 keeping nothing.
+        for i in 0..5 {
+            book.push_kept("d/0", Stream::Stdout, i.to_string().as_bytes(), 2);
+            book.push_kept("e/0", Stream::Stdout, b"x", 0);
+        }
+        let (lines, _) = book.tail(&|m: &str| m == "d/0", None);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["3", "4"]);
+        assert!(book.tail(&|m: &str| m == "e/0", None).0.is_empty());
         book.close();
         let (lines, _, closed) = book.since(&all, u64::MAX, Duration::from_secs(60));
         assert!(lines.is_empty() && closed);

@@ -49,6 +49,7 @@ fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentCo
     let colour = colour();
     for (pod_index, pod) in pods.into_iter().enumerate() {
         let template = pod.template.clone();
+        let kept = pod.log_lines;
         let name = template.name.clone();
         let logs = logs.clone();
         let mut set = PodSet::from_fn(name.clone(), move |replica| {
@@ -63,7 +64,7 @@ fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentCo
             let member = replica.name().to_string();
             config
                 .forward_prefix(prefix(&member, width, pod_index, colour))
-                .output_tap(move |stream, line| logs.push(&member, stream, line))
+                .output_tap(move |stream, line| logs.push_kept(&member, stream, line, kept))
         })
         .replicas(template.replicas)
         .restart(template.restart)

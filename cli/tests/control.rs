@@ -514,3 +514,73 @@ fn rustix_uid() -> u32 {
         .and_then(|u| u.parse().ok())
         .unwrap()
 }
+
+#[test]
+fn a_client_that_stops_reading_gets_a_lag_marker_and_never_stalls_up() {
+    use std::io::{BufRead, BufReader, Write as _};
+    let runtime = dir("lag");
+    let file = runtime.join("podvisor.toml");
+    // A pod that writes a burst of lines once the test has started not reading.
+    let marker = runtime.join("go");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[pod.chatty]
+command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.05; done; seq 1 200000; echo last-line; exec sleep 300"]
+"#,
+            go = marker.display()
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let mut running = up(&runtime, &[f]);
+    let socket = sockets_in(&runtime.join("podvisor")).pop().unwrap();
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream
+        .write_all(b"{\"v\":1,\"cmd\":\"logs\",\"follow\":true}\n")
+        .unwrap();
+    std::fs::write(&marker, b"").unwrap();
+    // Not reading while the burst comes; up goes on answering others meanwhile.
+    let mut answered = false;
+    for _ in 0..100 {
+        let (code, _, stderr) = text(&client(
+            &runtime,
+            &["logs", "chatty", "--tail", "1", "-f", f],
+        ));
+        assert_eq!(code, 0, "{stderr}");
+        let (_, stdout, _) = text(&client(
+            &runtime,
+            &["logs", "chatty", "--tail", "1", "-f", f],
+        ));
+        if stdout.contains("last-line") {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        answered,
+        "up never took in the burst while a client did not read"
+    );
+    // Now read: some lines were dropped for this client, and it was told so (the last
+    // line may be among them: reading ends at a pause).
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut lagged = false;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if line.contains("\"event\":\"lagged\"") && line.contains("\"missed\":") {
+            lagged = true;
+        }
+        if line.contains("last-line") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(lagged, "no lag marker");
+    running.signal("TERM");
+    assert_eq!(running.exit_within(Duration::from_secs(30)), 0);
+}
