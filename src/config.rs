@@ -823,6 +823,32 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Readiness {
+    /// Tries a pulled check once (`tcp:`, `http://`, `file:`, `exec:`), on the calling
+    /// thread, for at most `timeout`: `Ok`, or why it did not pass. `notify`, `stdout:` and
+    /// `stderr:` are pushed by a pod and cannot be tried from outside: an error says so.
+    ///
+    /// ```
+    /// use podvisor::Readiness;
+    /// use std::time::Duration;
+    ///
+    /// let check: Readiness = "file:/".parse().unwrap();
+    /// assert_eq!(check.check_once(Duration::from_secs(1)), Ok(()));
+    /// let refused: Readiness = "tcp:127.0.0.1:1".parse().unwrap();
+    /// assert!(refused.check_once(Duration::from_secs(1)).is_err());
+    /// ```
+    pub fn check_once(&self, timeout: Duration) -> Result<(), String> {
+        let Some(probe) = self.probe() else {
+            return Err(format!(
+                "{self} is reported by a pod itself and cannot be checked from outside; expected tcp:, http://, file: or exec:"
+            ));
+        };
+        let attempt = probe.attempt();
+        futures_lite::future::block_on(futures_lite::future::or(attempt, async move {
+            async_io::Timer::after(timeout).await;
+            Err(format!("no answer within {timeout:?}"))
+        }))
+    }
+
     /// The probe behind a pulled check.
     pub(crate) fn probe(&self) -> Option<crate::probe::Probe> {
         use crate::probe::{HttpTarget, Probe};

@@ -17,6 +17,7 @@ Usage:
   podvisor run [OPTIONS] -- COMMAND [ARGS...]
   podvisor up [--json] [--socket PATH] [FILE]  run a deployment file (default podvisor.toml)
   podvisor check [FILE]        validate a deployment file (default podvisor.toml)
+  podvisor wait CHECK...       block until every check passes (tcp:, http://, file:, exec:)
   podvisor ps [--json]         the members of the running deployment
   podvisor logs [NAME...] [--follow] [--tail N]  their output
   podvisor events [--json]     follow its events
@@ -63,6 +64,8 @@ pub enum Topic {
     Up,
     /// `podvisor check`.
     Check,
+    /// `podvisor wait`.
+    Wait,
     /// A command talking to a running `up`.
     Client(Action),
 }
@@ -74,6 +77,7 @@ pub fn help(topic: Topic) -> &'static str {
         Topic::Run => RUN_USAGE,
         Topic::Up => UP_USAGE,
         Topic::Check => CHECK_USAGE,
+        Topic::Wait => WAIT_USAGE,
         Topic::Client(Action::Ps) => PS_USAGE,
         Topic::Client(Action::Logs) => LOGS_USAGE,
         Topic::Client(Action::Events) => EVENTS_USAGE,
@@ -149,6 +153,76 @@ Options:
 
 Example:
   podvisor down -f examples/podvisor.toml";
+
+const WAIT_USAGE: &str = "\
+podvisor wait: block until every check passes (a server listening, a file there, a
+command succeeding), as an init step or in a script.
+
+Usage:
+  podvisor wait [--timeout DUR] CHECK...
+
+CHECK is tcp:HOST:PORT, http://HOST:PORT/PATH (2xx or 3xx), file:PATH or exec:COMMAND;
+each is tried every 10 ms at first, backing off to 500 ms. Exit status: 0 once all pass;
+124 when --timeout ran out first (the failing checks are named); 125 for a bad check.
+
+Options:
+  -t, --timeout DUR       give up after this long (default: wait for ever)
+  -h, --help              this text
+
+Example:
+  podvisor wait --timeout 30s tcp:db:5432 http://127.0.0.1:8080/health";
+
+/// `wait`'s options; help when asked for.
+fn parse_wait(args: Vec<OsString>) -> Result<Command, String> {
+    let mut checks = Vec::new();
+    let mut timeout = None;
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        let arg = text(&arg)?.to_string();
+        let (option, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        match option.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(Topic::Wait)),
+            "-t" | "--timeout" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => iter
+                        .next()
+                        .ok_or_else(|| "--timeout needs a value: DUR".to_string())
+                        .and_then(|v| text(&v).map(str::to_string))?,
+                };
+                let d = parse_duration(&value).map_err(|e| format!("--timeout: {e}"))?;
+                timeout = (!d.is_zero()).then_some(d);
+            }
+            flag if flag.starts_with('-') => {
+                return Err(format!(
+                    "unknown option {flag:?} for wait{}; see podvisor wait --help",
+                    suggestion(flag, &["--timeout", "--help"])
+                ))
+            }
+            _ => {
+                let check: Readiness = arg.parse().map_err(|e: String| {
+                    format!("wait: {}", e.replacen("readiness check", "check", 1))
+                })?;
+                if matches!(
+                    check,
+                    Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_)
+                ) {
+                    return Err(format!(
+                        "wait: {arg:?} is reported by a pod itself; expected tcp:HOST:PORT, http://HOST:PORT/PATH, file:PATH or exec:COMMAND"
+                    ));
+                }
+                checks.push(check);
+            }
+        }
+    }
+    if checks.is_empty() {
+        return Err("wait needs at least one CHECK; see podvisor wait --help".into());
+    }
+    Ok(Command::Wait { checks, timeout })
+}
 
 const MEMBER_USAGE: &str = "\
 podvisor stop|start|restart: stop, start or restart members of the running deployment.
@@ -321,11 +395,17 @@ pub enum Command {
     },
     /// Talk to a running deployment.
     Client(ClientOptions),
+    /// Wait until checks pass.
+    Wait {
+        checks: Vec<Readiness>,
+        timeout: Option<std::time::Duration>,
+    },
 }
 
 /// Every command, for suggestions.
 const COMMANDS: &[&str] = &[
-    "run", "up", "check", "ps", "logs", "events", "down", "stop", "start", "restart", "help",
+    "run", "up", "check", "wait", "ps", "logs", "events", "down", "stop", "start", "restart",
+    "help",
 ];
 
 const CLIENTS: &[(&str, Action)] = &[
@@ -366,6 +446,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             Some("run") => Ok(Command::Help(Topic::Run)),
             Some("up") => Ok(Command::Help(Topic::Up)),
             Some("check") => Ok(Command::Help(Topic::Check)),
+            Some("wait") => Ok(Command::Help(Topic::Wait)),
             Some(other) => match CLIENTS.iter().find(|(name, _)| *name == other) {
                 Some((_, action)) => Ok(Command::Help(Topic::Client(*action))),
                 None => Err(format!(
@@ -380,6 +461,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             Some(o) => Command::Run(Box::new(o)),
             None => Command::Help(Topic::Run),
         }),
+        "wait" => parse_wait(args.collect()),
         "check" => {
             let rest: Vec<OsString> = args.collect();
             if rest.iter().any(|a| a == "-h" || a == "--help") {

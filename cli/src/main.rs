@@ -59,6 +59,7 @@ fn main() {
             up::up(&file, json, socket.as_deref())
         }
         Ok(args::Command::Client(options)) => client::client(&options),
+        Ok(args::Command::Wait { checks, timeout }) => wait(&checks, timeout),
         Ok(args::Command::Check(path)) => match file::load(&path) {
             Ok(plan) => {
                 let names: Vec<&str> = plan.pods.iter().map(|p| p.template.name.as_str()).collect();
@@ -92,5 +93,41 @@ pub(crate) fn raise_nofile_limit() {
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+/// `podvisor wait`: tries every check until all passed (0) or `timeout` ran out (124,
+/// naming the checks that did not pass and why).
+fn wait(checks: &[podvisor::Readiness], timeout: Option<std::time::Duration>) -> i32 {
+    use std::time::{Duration, Instant};
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut pending: Vec<(&podvisor::Readiness, String)> =
+        checks.iter().map(|c| (c, String::new())).collect();
+    let mut delay = Duration::from_millis(10);
+    loop {
+        let attempt_limit = deadline.map_or(Duration::from_secs(5), |d| {
+            d.saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), Duration::from_secs(5))
+        });
+        pending.retain_mut(|(check, why)| match check.check_once(attempt_limit) {
+            Ok(()) => false,
+            Err(e) => {
+                *why = e;
+                true
+            }
+        });
+        if pending.is_empty() {
+            return 0;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            for (check, why) in &pending {
+                say!("podvisor wait: timed out waiting for {check}: {why}");
+            }
+            return exit::TIMED_OUT;
+        }
+        let pause = deadline.map_or(delay, |d| delay.min(d.saturating_duration_since(now)));
+        std::thread::sleep(pause);
+        delay = (delay * 2).min(Duration::from_millis(500));
     }
 }
