@@ -437,7 +437,7 @@ fn text(arg: &OsString) -> Result<&str, String> {
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut args = args.into_iter();
     let Some(first) = args.next() else {
-        return Err("missing command; expected run, up, check, ps, logs, events, down, stop, start or restart".into());
+        return Err("missing command; expected run, up, check, wait, ps, logs, events, down, stop, start or restart".into());
     };
     match text(&first)? {
         "-h" | "--help" => Ok(Command::Help(Topic::All)),
@@ -1076,7 +1076,7 @@ mod tests {
         assert!(parse(vec![]).unwrap_err().contains("missing command"));
         assert!(parse(vec!["stp".into()])
             .unwrap_err()
-            .contains("unknown command \"stp\"; expected one of run, up, check, ps"));
+            .contains("unknown command \"stp\"; expected one of run, up, check, wait, ps"));
     }
 
     #[test]
