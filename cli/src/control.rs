@@ -780,6 +780,14 @@ impl Outbox {
                     }
                     if let Some(line) = queue.lines.pop_front() {
                         queue.writing = true;
+                        // Room again: the client learns of the lines it lost, even when no
+                        // more come (the marker goes where the gap is, after the queue).
+                        if queue.missed > 0 {
+                            let missed = std::mem::take(&mut queue.missed);
+                            queue.lines.push_back(format!(
+                                "{{\"v\":{VERSION},\"event\":\"lagged\",\"missed\":{missed}}}"
+                            ));
+                        }
                         break line;
                     }
                     if queue.finished {
@@ -868,6 +876,27 @@ mod tests {
         assert_eq!(
             queue.lines.iter().collect::<Vec<_>>(),
             ["{\"v\":1,\"event\":\"lagged\",\"missed\":4}", "next"]
+        );
+    }
+
+    #[test]
+    fn the_lag_marker_goes_out_even_when_no_line_follows() {
+        let outbox = std::sync::Arc::new(Outbox::default());
+        for i in 0..QUEUE + 2 {
+            outbox.push(i.to_string());
+        }
+        outbox.finish();
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let writer = outbox.clone();
+        let thread = std::thread::spawn(move || writer.write_to(ours));
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut &theirs, &mut text).unwrap();
+        thread.join().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), QUEUE + 1);
+        assert_eq!(
+            lines.last(),
+            Some(&"{\"v\":1,\"event\":\"lagged\",\"missed\":2}")
         );
     }
 
