@@ -283,6 +283,9 @@ Options:
       --foreground        for interactive commands: the command stays in podvisor's process
                           group and reads the terminal (stdin inherit); Ctrl-C is the
                           command's to handle, Ctrl-Z stops it and podvisor together
+      --serve-health ADDR answer HTTP GET /readyz (200 once ready, 503 before, when
+                          unhealthy or stopping) and /livez (200 from start until
+                          unhealthy or stopping) on IP:PORT, for an orchestrator's probes
       --json              report events as JSON lines on stderr
   -h, --help              this text
 
@@ -372,6 +375,7 @@ const RUN_OPTIONS: &[&str] = &[
     "--restart",
     "--stdin",
     "--foreground",
+    "--serve-health",
     "--json",
     "--help",
 ];
@@ -426,6 +430,8 @@ pub struct RunOptions {
     pub restart: RestartPolicy,
     /// The command shares podvisor's process group and terminal (`--foreground`).
     pub foreground: bool,
+    /// Where to answer `/readyz` and `/livez` (`--serve-health ADDR`).
+    pub serve_health: Option<std::net::SocketAddr>,
 }
 
 fn text(arg: &OsString) -> Result<&str, String> {
@@ -669,6 +675,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut watchdog = None;
     let mut watchdog_signal = None;
     let mut foreground = false;
+    let mut serve_health = None;
     let positive = |option: &str, text: String| -> Result<std::time::Duration, String> {
         let d = parse_duration(&text).map_err(|e| format!("{option}: {e}"))?;
         if d.is_zero() {
@@ -827,6 +834,13 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
             }
             "--json" => json = true,
             "--foreground" => foreground = true,
+            "--serve-health" => {
+                let text = value("ADDR")?;
+                let address = text.parse::<std::net::SocketAddr>().map_err(|_| {
+                    format!("--serve-health {text:?}: expected IP:PORT, such as 0.0.0.0:8081")
+                })?;
+                serve_health = Some(address);
+            }
             "-h" | "--help" => return Ok(None),
             other => {
                 return Err(format!(
@@ -911,6 +925,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         json,
         restart,
         foreground,
+        serve_health,
     }))
 }
 
