@@ -224,9 +224,12 @@ fn index(stream: Stream) -> usize {
 fn write_through(stream: Stream, bytes: &[u8]) -> io::Result<()> {
     let shares_terminal = match stream {
         Stream::Stderr => true,
-        Stream::Stdout => stdout_is_terminal(),
+        Stream::Stdout => same_terminal(),
     };
     let mut screen = screen();
+    if let Some(last) = bytes.last() {
+        screen.open_line[index(stream)] = *last != b'\n';
+    }
     if !shares_terminal || (screen.status.is_none() && !screen.shown) {
         drop(screen);
         return match stream {
@@ -242,16 +245,24 @@ fn write_through(stream: Stream, bytes: &[u8]) -> io::Result<()> {
         Stream::Stdout => write_all(&mut io::stdout().lock(), bytes),
         Stream::Stderr => write_all(&mut io::stderr().lock(), bytes),
     };
-    if let Some(last) = bytes.last() {
-        screen.open_line[index(stream)] = *last != b'\n';
-    }
     redraw(&mut screen);
     written
 }
 
-fn stdout_is_terminal() -> bool {
-    static TERMINAL: OnceLock<bool> = OnceLock::new();
-    *TERMINAL.get_or_init(|| io::IsTerminal::is_terminal(&io::stdout()))
+/// Whether podvisor's standard output and error are one terminal (the same device): only
+/// then do writes to one need the status line on the other out of the way. A stdout that
+/// is another terminal, stalled, never holds up standard error.
+fn same_terminal() -> bool {
+    static SAME: OnceLock<bool> = OnceLock::new();
+    *SAME.get_or_init(|| {
+        let (out, err) = (io::stdout(), io::stderr());
+        io::IsTerminal::is_terminal(&out)
+            && io::IsTerminal::is_terminal(&err)
+            && match (rustix::fs::fstat(&out), rustix::fs::fstat(&err)) {
+                (Ok(a), Ok(b)) => a.st_rdev == b.st_rdev && a.st_dev == b.st_dev,
+                _ => false,
+            }
+    })
 }
 
 fn redraw(screen: &mut Screen) {
@@ -268,7 +279,20 @@ fn redraw(screen: &mut Screen) {
 /// same lock as forwarded output, so that it never splits a pod's line nor the status
 /// line. Errors (a closed stream) are ignored: podvisor never panics on its own output.
 pub fn write_own(stream: Stream, line: &str) {
-    let mut bytes = Vec::with_capacity(line.len() + 1);
+    let mut bytes = Vec::with_capacity(line.len() + 2);
+    // A pod's unfinished line (a prompt, a progress bar) on the same terminal is ended
+    // first, so podvisor's line does not run on from it.
+    let other = match stream {
+        Stream::Stdout => Stream::Stderr,
+        Stream::Stderr => Stream::Stdout,
+    };
+    let open = {
+        let screen = screen();
+        screen.open_line[index(other)] || screen.open_line[index(stream)]
+    };
+    if open && same_terminal() {
+        bytes.push(b'\n');
+    }
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
     let _ = write_through(stream, &bytes);

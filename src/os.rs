@@ -269,11 +269,28 @@ impl ExecPlan {
             let search = env
                 .get(std::ffi::OsStr::new("PATH"))
                 .cloned()
-                .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
-            std::env::split_paths(&search)
+                .unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
+            let dirs: Vec<std::path::PathBuf> = std::env::split_paths(&search).collect();
+            // A relative entry is searched from the pod's cwd, which only the child has:
+            // leave such a lookup to the standard library.
+            if dirs.iter().any(|d| d.is_relative()) {
+                return None;
+            }
+            dirs.into_iter()
                 .map(|dir| dir.join(program))
                 .find(|candidate| is_executable(candidate))?
         };
+        // `execvp` runs a script without `#!` through `/bin/sh`; `execve` would refuse it
+        // (ENOEXEC): leave those to the standard library too.
+        let directly = path.is_relative()
+            || std::fs::File::open(&path).is_ok_and(|mut file| {
+                let mut head = [0u8; 4];
+                std::io::Read::read_exact(&mut file, &mut head).is_ok()
+                    && (head == *b"\x7fELF" || head.starts_with(b"#!"))
+            });
+        if !directly {
+            return None;
+        }
         let path = CString::new(path.as_os_str().as_bytes()).ok()?;
         let argv: Vec<CString> = std::iter::once(program)
             .chain(command.get_args())

@@ -276,7 +276,11 @@ fn connect_loopback_now(address: SocketAddr) -> Option<io::Result<TcpStream>> {
     .ok()?;
     match rustix::net::connect(&socket, &address) {
         Ok(()) => Some(Ok(TcpStream::from(socket))),
-        Err(rustix::io::Errno::INPROGRESS | rustix::io::Errno::AGAIN) => None,
+        // Not answered within the timeout (rounded up to the kernel's tick), or a signal
+        // came in between: the usual way.
+        Err(rustix::io::Errno::INPROGRESS | rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
+            None
+        }
         Err(e) => Some(Err(e.into())),
     }
 }

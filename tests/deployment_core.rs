@@ -2167,3 +2167,30 @@ fn a_stop_with_dependents_keeps_down_a_dependent_that_was_restarting() {
     assert!(starts(&out).is_empty(), "{out:?}");
     assert_eq!(state_of(&d, "api/0"), MemberState::Stopped);
 }
+
+#[test]
+fn a_succeeded_job_runs_again_on_request() {
+    let mut d = checked(
+        DeploymentSpec::new()
+            .pod(PodTemplate::new("migrate").one_shot())
+            .pod(PodTemplate::new("web")),
+    );
+    start(&mut d);
+    ready(&mut d, "web/0", G1, ms(5));
+    ended(&mut d, "migrate/0", G1, End::Exited(OK), ms(10));
+    assert_eq!(state_of(&d, "migrate/0"), MemberState::Succeeded);
+    let migrate = id(&d, "migrate/0");
+    let out = step(
+        &mut d,
+        DeploymentEvent::RestartMember { member: migrate },
+        ms(20),
+    );
+    assert_eq!(starts(&out), ["migrate/0"]);
+    ended(&mut d, "migrate/0", G2, End::Exited(OK), ms(30));
+    let out = step(
+        &mut d,
+        DeploymentEvent::StartMember { member: migrate },
+        ms(40),
+    );
+    assert_eq!(starts(&out), ["migrate/0"]);
+}

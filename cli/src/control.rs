@@ -232,7 +232,12 @@ impl Server {
             .name("podvisor-control".into())
             .spawn(move || {
                 for stream in listener.incoming() {
-                    let Ok(stream) = stream else { continue };
+                    let Ok(stream) = stream else {
+                        // Out of descriptors, say: the connection waits in the backlog;
+                        // do not spin on it.
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
                     let server = server.clone();
                     if server.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
                         server.connections.fetch_sub(1, Ordering::SeqCst);
@@ -241,6 +246,7 @@ impl Server {
                         let _ = (&stream).write_all((refusal + "\n").as_bytes());
                         continue;
                     }
+                    let counted = server.clone();
                     let spawned = std::thread::Builder::new()
                         .name("podvisor-client".into())
                         .spawn(move || {
@@ -248,6 +254,8 @@ impl Server {
                             server.connections.fetch_sub(1, Ordering::SeqCst);
                         });
                     if let Err(e) = spawned {
+                        // The slot taken for it is given back.
+                        counted.connections.fetch_sub(1, Ordering::SeqCst);
                         say!("podvisor: control socket: cannot start a thread: {e}");
                     }
                 }

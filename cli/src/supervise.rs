@@ -124,8 +124,8 @@ pub fn supervise(
             .map_or_else(|| "deployment".to_string(), |m| m.name.clone()),
         Style::Up => "deployment".to_string(),
     };
+    // The one writer of the terminal keeps the status line below podvisor's own lines.
     let say = |pod: &str, event: &str, text: &str| {
-        live.borrow_mut().clear();
         reporter.note(pod, event, text, &[]);
     };
     future::block_on(async {
@@ -172,7 +172,6 @@ pub fn supervise(
                 }
                 Wake::Event(None) => break,
                 Wake::Event(Some(event)) => {
-                    live.borrow_mut().clear();
                     observe(&event);
                     reporter.event(&event);
                     match event.kind {

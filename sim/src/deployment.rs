@@ -205,15 +205,19 @@ impl DeploymentLink {
         }
     }
 
-    /// A start is about to be asked for: a stopped or ended member waits for its
-    /// dependencies with a fresh budget; one whose pod still closes starts once it is down.
+    /// A start is about to be asked for: a stopped or ended member (or a succeeded job)
+    /// waits for its dependencies with a fresh budget; one whose pod still closes starts
+    /// once it is down.
     fn expect_start(&mut self, member: usize) {
         let state = self.state(member);
         let held = self.machine.machine.member(MemberId(member)).is_held();
         let watch = &mut self.watch[member];
         if matches!(
             state,
-            MemberState::Stopped | MemberState::Ended | MemberState::CrashLooping
+            MemberState::Stopped
+                | MemberState::Ended
+                | MemberState::CrashLooping
+                | MemberState::Succeeded
         ) {
             watch.stopped = None;
             watch.spent = 0;

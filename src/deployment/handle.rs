@@ -253,7 +253,10 @@ impl Deployment {
         self.control(name, |member, m| {
             let stopped = matches!(
                 m.state(),
-                MemberState::Stopped | MemberState::Ended | MemberState::CrashLooping
+                MemberState::Stopped
+                    | MemberState::Ended
+                    | MemberState::CrashLooping
+                    | MemberState::Succeeded
             ) || m.is_held();
             let answer = if stopped {
                 MemberControl::Done

@@ -176,7 +176,12 @@ impl Driver {
                     if !left.is_empty() {
                         self.shared.set_leftovers(left.len());
                     }
-                    self.signal_group(Signal::KILL);
+                    // The leader is reaped by now: only a group outlives it. A pod without
+                    // a group of its own (`foreground`) is swept through its cgroup alone;
+                    // its pid may already belong to another process.
+                    if self.config.own_group {
+                        self.signal_group(Signal::KILL);
+                    }
                     if let Some(cgroup) = &self.cgroup {
                         cgroup.kill();
                     }

@@ -649,7 +649,10 @@ impl DeploymentMachine {
                         then_start,
                     });
                 }
-                MemberState::Stopped | MemberState::Ended | MemberState::CrashLooping
+                MemberState::Stopped
+                | MemberState::Ended
+                | MemberState::CrashLooping
+                | MemberState::Succeeded
                     if then_start =>
                 {
                     m.held = None;
@@ -667,7 +670,10 @@ impl DeploymentMachine {
     fn start_on_request(&mut self, i: usize) {
         let m = &mut self.members[i];
         match m.state {
-            MemberState::Stopped | MemberState::Ended | MemberState::CrashLooping => {
+            MemberState::Stopped
+            | MemberState::Ended
+            | MemberState::CrashLooping
+            | MemberState::Succeeded => {
                 m.held = None;
                 m.restarts.reset();
                 self.set_member(i, MemberState::Waiting);

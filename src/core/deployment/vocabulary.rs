@@ -165,7 +165,8 @@ pub enum DeploymentEvent {
         /// Stop its dependents first.
         cascade: bool,
     },
-    /// Start a member that was stopped on request (or had ended, or gave up restarting) once
+    /// Start a member that was stopped on request (or had ended, gave up restarting, or is a
+    /// one-shot job that succeeded: it runs again) once
     /// its dependencies meet their conditions, with a fresh restart budget. A stopped member
     /// whose pod is still closing starts once it is down, with a fresh budget too (a restart
     /// its failure had scheduled before the stop never happens). Ignored while the deployment is

@@ -70,9 +70,10 @@ impl DeploymentChecker {
                             m.since_reset = 0;
                             m.last_delay = None;
                         }
-                    } else if m.stopped || m.gave_up {
+                    } else if m.stopped || m.gave_up || m.succeeded {
                         m.stopped = false;
                         m.gave_up = false;
+                        m.succeeded = false;
                         m.crash_looping = false;
                         m.control_start = true;
                         m.since_reset = 0;
@@ -223,8 +224,9 @@ impl DeploymentChecker {
             }
             if m.running {
                 m.held = Some((cascade, again));
-            } else if m.succeeded {
+            } else if m.succeeded && !again {
             } else if again {
+                m.succeeded = false;
                 m.stopped = false;
                 m.gave_up = false;
                 m.crash_looping = false;
