@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,6 +129,9 @@ pub fn check_private(dir: &Path) -> Result<(), String> {
 pub struct SocketFile {
     path: PathBuf,
     id: (u64, u64),
+    /// `<socket>.lock`, locked for as long as this `up` runs: the check for a stale
+    /// socket, its removal and the bind are one step for two `up`s of one file.
+    _lock: std::fs::File,
 }
 
 impl Drop for SocketFile {
@@ -142,6 +145,22 @@ impl Drop for SocketFile {
 /// Binds the control socket at `path`: a socket file left by a podvisor that died is
 /// replaced; a live one (another `up` of the same deployment) is refused, untouched.
 pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), String> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", Path::new(&lock_path).display()))?;
+    use rustix::fs::{flock, FlockOperation};
+    if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Err(format!(
+            "this deployment is already up: another podvisor holds {}",
+            Path::new(&lock_path).display()
+        ));
+    }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(format!(
@@ -191,6 +210,7 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), String> {
         SocketFile {
             path: path.to_path_buf(),
             id: (meta.dev(), meta.ino()),
+            _lock: lock,
         },
     ))
 }
