@@ -395,6 +395,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     if std::env::args().any(|a| a == "late") {
         // `cargo bench --bench driver -- late`: the late listeners alone.
+        late_file(15);
         for delay in [100, 500, 2000] {
             late_listener(delay, 15);
         }

@@ -117,8 +117,14 @@ pub(crate) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
     // Drive async-process's reaper from this thread too, instead of a thread of its own.
     static REAPER: OnceLock<()> = OnceLock::new();
     REAPER.get_or_init(|| {
-        spawn_task(async {
-            async_process::driver().await;
+        // Polled once here, before any child can be spawned: async-process then counts it
+        // as its driver. A spawn that found none would start async-process's own thread,
+        // which runs `async_io::block_on` for ever, and async-io's thread would poll with
+        // a backoff (up to 10 ms late for each event) from then on.
+        let mut driver = Box::pin(async_process::driver());
+        let _ = futures_lite::future::block_on(futures_lite::future::poll_once(&mut driver));
+        spawn_task(async move {
+            driver.await;
         })
     });
     spawn_task(future);
