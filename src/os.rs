@@ -138,6 +138,22 @@ pub(crate) fn signal_process(pid: u32, signal: Signal) -> io::Result<()> {
     }
 }
 
+/// Sends `signal` to the process behind `pidfd`: never to another process that reused
+/// its pid after it was reaped (then it is `Ok(false)`).
+pub(crate) fn signal_pidfd(pidfd: &std::os::fd::OwnedFd, signal: Signal) -> io::Result<bool> {
+    match rustix::process::pidfd_send_signal(pidfd, signal.raw()) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A pidfd for `pid`, where the kernel has them (Linux 5.3).
+pub(crate) fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    let pid = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
 /// Sends `signal` to `pid`'s process group when it leads one (`group`), to `pid` alone
 /// otherwise.
 pub(crate) fn signal_pod(pid: u32, group: bool, signal: Signal) -> io::Result<()> {

@@ -595,3 +595,27 @@ fn output_tap_sees_every_line_of_both_streams() {
     );
     assert_eq!(pod.last_lines().len(), 5);
 }
+
+#[test]
+fn a_foreground_pod_is_signalled_alone_and_never_after_its_end() {
+    let pod = podvisor::Pod::new(
+        podvisor::PodConfig::new("sh")
+            .args([
+                "-c",
+                "trap 'echo got usr1' USR1; echo up; while :; do sleep 0.05; done",
+            ])
+            .ready(podvisor::Readiness::Stdout("up".into()))
+            .foreground(true)
+            .grace(Duration::from_secs(2)),
+    )
+    .unwrap();
+    pod.start_and_wait_blocking().unwrap();
+    assert!(pod.signal(podvisor::Signal::USR1).unwrap());
+    assert!(support::eventually(Duration::from_secs(10), || pod
+        .last_lines()
+        .iter()
+        .any(|l| l == "got usr1")));
+    // It shares podvisor's process group, which is not signalled: podvisor is still here.
+    pod.close_blocking();
+    assert!(!pod.signal(podvisor::Signal::USR1).unwrap());
+}

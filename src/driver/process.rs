@@ -175,6 +175,9 @@ impl Driver {
         self.cgroup = cgroup;
         if self.config.own_group {
             crate::keeper::watch_group(child.id());
+        } else if let Some(pidfd) = os::pidfd(child.id()) {
+            // Not reaped yet: only this driver reaps it, later.
+            self.shared.set_pidfd(pidfd);
         }
         self.shared.set_pid(child.id());
         self.stdout = child

@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     pub(crate) stopped_at: Option<Time>,
     /// The last health failure's message.
     pub(crate) health_message: Option<String>,
+    /// The leader's pidfd, for a pod without a process group of its own (`foreground`):
+    /// a signal from another thread never reaches a process that reused its pid.
+    pub(crate) pidfd: Option<std::os::fd::OwnedFd>,
 }
 
 /// State shared by a pod's handle and its driver.
@@ -231,6 +234,10 @@ impl Shared {
     pub(crate) fn mark_driver_done(&self) {
         self.lock().driver_done = true;
         self.changed.notify(usize::MAX);
+    }
+
+    pub(crate) fn set_pidfd(&self, pidfd: std::os::fd::OwnedFd) {
+        self.lock().pidfd = Some(pidfd);
     }
 
     pub(crate) fn set_pid(&self, pid: u32) {

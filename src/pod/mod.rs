@@ -110,6 +110,7 @@ impl Pod {
                 notify_from_outside: 0,
                 stopped_at: None,
                 health_message: None,
+                pidfd: None,
             }),
             changed: Notifier::new(),
             events: EventLog::new(),
@@ -244,7 +245,11 @@ impl Pod {
             State::Starting | State::Started | State::Ready | State::Stopping | State::Killing
         );
         match (running, inner.pid) {
-            (true, Some(pid)) => crate::os::signal_pod(pid, self.own_group, signal).map(|()| true),
+            (true, Some(pid)) => match (&inner.pidfd, self.own_group) {
+                // No group: the leader alone, through its pidfd where there is one.
+                (Some(pidfd), false) => crate::os::signal_pidfd(pidfd, signal),
+                _ => crate::os::signal_pod(pid, self.own_group, signal).map(|()| true),
+            },
             _ => Ok(false),
         }
     }
