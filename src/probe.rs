@@ -194,9 +194,14 @@ async fn wait_for_file(path: &std::path::Path) -> Result<(), String> {
         | inotify::WatchFlags::DELETE_SELF
         | inotify::WatchFlags::MOVE_SELF;
     if inotify::add_watch(&fd, &dir, watch).is_err() {
+        close_later(fd);
         return missing();
     }
-    let Ok(fd) = Async::new(fd) else {
+    let watched = match Async::new(fd) {
+        Ok(fd) => Watched(Some(fd)),
+        Err(_) => return missing(),
+    };
+    let Some(fd) = watched.0.as_ref() else {
         return missing();
     };
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
@@ -219,6 +224,44 @@ async fn wait_for_file(path: &std::path::Path) -> Result<(), String> {
             // The directory itself went away: the core's schedule tries again.
             return missing();
         }
+    }
+}
+
+/// An inotify descriptor in the reactor; closed on the closing thread when dropped.
+struct Watched(Option<Async<std::os::fd::OwnedFd>>);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take().and_then(|fd| fd.into_inner().ok()) {
+            close_later(fd);
+        }
+    }
+}
+
+/// Closes `fd` on a thread of its own: closing an inotify descriptor waits for the kernel
+/// to retire its watches (an RCU grace period, several milliseconds), which must not hold
+/// up the driver thread — a `file:` check would be seen ready that much later.
+fn close_later(fd: std::os::fd::OwnedFd) {
+    use std::sync::mpsc::{channel, Sender};
+    static CLOSER: std::sync::OnceLock<Option<Mutex<Sender<std::os::fd::OwnedFd>>>> =
+        std::sync::OnceLock::new();
+    let closer = CLOSER.get_or_init(|| {
+        let (send, receive) = channel::<std::os::fd::OwnedFd>();
+        std::thread::Builder::new()
+            .name("podvisor-close".into())
+            .spawn(move || receive.into_iter().for_each(drop))
+            .ok()
+            .map(|_| Mutex::new(send))
+    });
+    match closer {
+        Some(send) => {
+            let send = send.lock().unwrap_or_else(|e| e.into_inner());
+            // If the thread is gone, the descriptor comes back and is closed here.
+            if let Err(returned) = send.send(fd) {
+                drop(returned.0);
+            }
+        }
+        None => drop(fd),
     }
 }
 
