@@ -833,18 +833,17 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         stop_signal: None,
         log_lines: crate::logbook::KEPT,
     };
-    let mut ready_span = None;
-    if let Some(ready) = raw.ready {
-        ready_span = Some(ready.span());
-        let span = ready.span();
-        let checks = match ready.into_inner() {
+    // A check or an array of them, interpolated, without NUL bytes.
+    let check_list = |key: &str, value: Spanned<OneOrMany>| {
+        let span = value.span();
+        let checks = match value.into_inner() {
             OneOrMany::One(one) => vec![one],
             OneOrMany::Many(many) => many,
         };
         let checks = checks
             .into_iter()
             .map(|c| {
-                at.interpolate(name, "ready", Spanned::new(span.clone(), c))
+                at.interpolate(name, key, Spanned::new(span.clone(), c))
                     .map(Spanned::into_inner)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -852,24 +851,13 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             return Err(at.at(
                 span,
                 format!(
-                    "pod {name}: key ready: check {} contains a NUL byte; {NO_NUL}",
+                    "pod {name}: key {key}: check {} contains a NUL byte; {NO_NUL}",
                     i + 1
                 ),
             ));
         }
-        planned.ready = checks.into_iter().filter(|c| c != "none").collect();
-    }
-    if let Some(value) = raw.ready_interval {
-        let span = value.span();
-        let interval = duration(at, name, "ready_interval", value)?;
-        if interval.is_zero() {
-            return Err(at.at(
-                span,
-                format!("pod {name}: key ready_interval: expected a duration of at least 1ms"),
-            ));
-        }
-        planned.ready_interval = Some(interval);
-    }
+        Ok(checks)
+    };
     let positive = |key: &str, value: Spanned<DurationValue>| {
         let span = value.span();
         let d = duration(at, name, key, value)?;
@@ -881,34 +869,20 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         }
         Ok(d)
     };
+    let ready_span = raw.ready.as_ref().map(Spanned::span);
+    if let Some(ready) = raw.ready {
+        let checks = check_list("ready", ready)?;
+        planned.ready = checks.into_iter().filter(|c| c != "none").collect();
+    }
+    if let Some(value) = raw.ready_interval {
+        planned.ready_interval = Some(positive("ready_interval", value)?);
+    }
     if let Some(value) = raw.ready_timeout {
         planned.ready_timeout = Some(positive("ready_timeout", value)?);
     }
-    let mut health_span = None;
+    let health_span = raw.health.as_ref().map(Spanned::span);
     if let Some(health) = raw.health {
-        let span = health.span();
-        health_span = Some(span.clone());
-        let checks = match health.into_inner() {
-            OneOrMany::One(one) => vec![one],
-            OneOrMany::Many(many) => many,
-        };
-        let checks = checks
-            .into_iter()
-            .map(|c| {
-                at.interpolate(name, "health", Spanned::new(span.clone(), c))
-                    .map(Spanned::into_inner)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(i) = checks.iter().position(|c| c.contains('\0')) {
-            return Err(at.at(
-                span,
-                format!(
-                    "pod {name}: key health: check {} contains a NUL byte; {NO_NUL}",
-                    i + 1
-                ),
-            ));
-        }
-        planned.health = checks;
+        planned.health = check_list("health", health)?;
     }
     if let Some(value) = raw.health_interval {
         planned.health_interval = Some(positive("health_interval", value)?);
