@@ -16,7 +16,9 @@ fn on_a_terminal(args: &str, typed: &[&[u8]]) -> (i32, String) {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join(format!("{}.typescript", args.len()));
     let mut child = Command::new("script")
-        .args(["-qfec", &format!("{PODVISOR} {args}")])
+        // `exec`: `script` runs the command through `$SHELL -c`, and a shell that stays
+        // as podvisor's parent (dash does) would itself die of the terminal's Ctrl-C.
+        .args(["-qfec", &format!("exec {PODVISOR} {args}")])
         .arg(&log)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
