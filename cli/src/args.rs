@@ -18,6 +18,7 @@ Usage:
   podvisor up [--json] [--socket PATH] [FILE]  run a deployment file (default podvisor.toml)
   podvisor check [FILE]        validate a deployment file (default podvisor.toml)
   podvisor wait CHECK...       block until every check passes (tcp:, http://, file:, exec:)
+  podvisor export kubernetes|compose [FILE]  the deployment as manifests or a Compose file
   podvisor ps [--json]         the members of the running deployment
   podvisor logs [NAME...] [--follow] [--tail N]  their output
   podvisor events [--json]     follow its events
@@ -66,6 +67,8 @@ pub enum Topic {
     Check,
     /// `podvisor wait`.
     Wait,
+    /// `podvisor export`.
+    Export,
     /// A command talking to a running `up`.
     Client(Action),
 }
@@ -78,6 +81,7 @@ pub fn help(topic: Topic) -> &'static str {
         Topic::Up => UP_USAGE,
         Topic::Check => CHECK_USAGE,
         Topic::Wait => WAIT_USAGE,
+        Topic::Export => EXPORT_USAGE,
         Topic::Client(Action::Ps) => PS_USAGE,
         Topic::Client(Action::Logs) => LOGS_USAGE,
         Topic::Client(Action::Events) => EVENTS_USAGE,
@@ -171,6 +175,147 @@ Options:
 
 Example:
   podvisor wait --timeout 30s tcp:db:5432 http://127.0.0.1:8080/health";
+
+const EXPORT_USAGE: &str = "\
+podvisor export: write a deployment file as Kubernetes manifests or a Compose file, with
+readiness, health checks, grace periods, replicas and dependency order carried over.
+
+Usage:
+  podvisor export kubernetes [FILE] [--namespace NS] [--kube-version V]
+                             [--podvisor-image IMAGE] [--kubectl-image IMAGE]
+  podvisor export compose [FILE] [--podvisor-image IMAGE]
+
+FILE defaults to podvisor.toml. Every pod needs an `image` key. The output goes to
+standard output; what could only be approximated is said on standard error. Where the
+orchestrator cannot see what a pod relies on (notify or output-line readiness, the
+watchdog), podvisor runs inside the container, copied from --podvisor-image, and answers
+the probes on /readyz and /livez (port 8558); init containers wait for dependencies with
+`podvisor wait`. The README has the whole mapping.
+
+Options:
+      --namespace NS      the namespace of every object (default: none, kubectl's own)
+      --kube-version V    the cluster's version, MAJOR.MINOR (default 1.30); 1.33 or later
+                          carries stop_signal as lifecycle.stopSignal
+      --podvisor-image IMAGE  an image with podvisor at /usr/local/bin/podvisor, for the
+                          pods that need it (an error names them when it is missing)
+      --kubectl-image IMAGE  runs `kubectl wait` for a job others wait for
+                          (default registry.k8s.io/kubectl:v1.30.0)
+  -h, --help              this text
+
+Exit status: 0 written; 125 for a bad file or option (nothing written).
+
+Example:
+  podvisor export kubernetes examples/podvisor.toml --podvisor-image ghcr.io/me/podvisor:0.1";
+
+/// `export`'s options; help when asked for.
+fn parse_export(args: Vec<OsString>) -> Result<Command, String> {
+    use crate::export::{Options, Target, DEFAULT_KUBECTL_IMAGE, DEFAULT_KUBE_VERSION};
+    let mut iter = args.into_iter();
+    let target = match iter.next().as_ref().map(text).transpose()? {
+        Some("-h" | "--help") => return Ok(Command::Help(Topic::Export)),
+        Some("kubernetes" | "k8s") => Target::Kubernetes,
+        Some("compose") => Target::Compose,
+        Some(other) => {
+            return Err(format!(
+                "export: unknown target {other:?}; expected kubernetes or compose{}",
+                suggestion(other, &["kubernetes", "compose"])
+            ))
+        }
+        None => {
+            return Err(
+                "export needs a target: kubernetes or compose; see podvisor export --help".into(),
+            )
+        }
+    };
+    let mut options = Options {
+        target,
+        file: std::path::PathBuf::from("podvisor.toml"),
+        namespace: None,
+        kube_version: DEFAULT_KUBE_VERSION,
+        podvisor_image: None,
+        kubectl_image: DEFAULT_KUBECTL_IMAGE.to_string(),
+    };
+    let mut files = Vec::new();
+    let kubernetes_only = ["--namespace", "--kube-version", "--kubectl-image"];
+    while let Some(arg) = iter.next() {
+        let arg = text(&arg)?.to_string();
+        let (option, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let known = [
+            "--namespace",
+            "--kube-version",
+            "--podvisor-image",
+            "--kubectl-image",
+            "--help",
+        ];
+        match option.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(Topic::Export)),
+            flag if known.contains(&flag) => {
+                if target == Target::Compose && kubernetes_only.contains(&flag) {
+                    return Err(format!(
+                        "export compose: {flag} is for export kubernetes only"
+                    ));
+                }
+                let value = match inline {
+                    Some(v) => v,
+                    None => iter
+                        .next()
+                        .ok_or_else(|| format!("{flag} needs a value"))
+                        .and_then(|v| text(&v).map(str::to_string))?,
+                };
+                if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(format!(
+                        "{flag}: {value:?} is empty or has spaces; expected a name"
+                    ));
+                }
+                match flag {
+                    "--namespace" => {
+                        let ok = value.len() <= 63
+                            && value.starts_with(|c: char| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit()
+                            })
+                            && value
+                                .ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                            && value
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                        if !ok {
+                            return Err(format!("--namespace: {value:?} is not a namespace name; expected up to 63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"));
+                        }
+                        options.namespace = Some(value);
+                    }
+                    "--kube-version" => {
+                        let trimmed = value.strip_prefix('v').unwrap_or(&value);
+                        let mut parts = trimmed.split('.');
+                        let parsed = match (parts.next(), parts.next(), parts.next(), parts.next())
+                        {
+                            (Some(major), Some(minor), _, None) => {
+                                major.parse::<u32>().ok().zip(minor.parse::<u32>().ok())
+                            }
+                            _ => None,
+                        };
+                        options.kube_version = parsed.filter(|&(major, _)| major == 1).ok_or_else(|| {
+                            format!("--kube-version: {value:?} is not a Kubernetes version; expected MAJOR.MINOR such as 1.30")
+                        })?;
+                    }
+                    "--podvisor-image" => options.podvisor_image = Some(value),
+                    _ => options.kubectl_image = value,
+                }
+            }
+            flag if flag.starts_with('-') => {
+                return Err(format!(
+                    "unknown option {flag:?} for export{}; see podvisor export --help",
+                    suggestion(flag, &known)
+                ))
+            }
+            _ => files.push(OsString::from(arg)),
+        }
+    }
+    options.file = parse_file_arg("export", files)?;
+    Ok(Command::Export(Box::new(options)))
+}
 
 /// `wait`'s options; help when asked for.
 fn parse_wait(args: Vec<OsString>) -> Result<Command, String> {
@@ -404,12 +549,14 @@ pub enum Command {
         checks: Vec<Readiness>,
         timeout: Option<std::time::Duration>,
     },
+    /// Export a deployment file.
+    Export(Box<crate::export::Options>),
 }
 
 /// Every command, for suggestions.
 const COMMANDS: &[&str] = &[
-    "run", "up", "check", "wait", "ps", "logs", "events", "down", "stop", "start", "restart",
-    "help",
+    "run", "up", "check", "wait", "export", "ps", "logs", "events", "down", "stop", "start",
+    "restart", "help",
 ];
 
 const CLIENTS: &[(&str, Action)] = &[
@@ -443,7 +590,7 @@ fn text(arg: &OsString) -> Result<&str, String> {
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut args = args.into_iter();
     let Some(first) = args.next() else {
-        return Err("missing command; expected run, up, check, wait, ps, logs, events, down, stop, start or restart".into());
+        return Err("missing command; expected run, up, check, wait, export, ps, logs, events, down, stop, start or restart".into());
     };
     match text(&first)? {
         "-h" | "--help" => Ok(Command::Help(Topic::All)),
@@ -453,6 +600,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             Some("up") => Ok(Command::Help(Topic::Up)),
             Some("check") => Ok(Command::Help(Topic::Check)),
             Some("wait") => Ok(Command::Help(Topic::Wait)),
+            Some("export") => Ok(Command::Help(Topic::Export)),
             Some(other) => match CLIENTS.iter().find(|(name, _)| *name == other) {
                 Some((_, action)) => Ok(Command::Help(Topic::Client(*action))),
                 None => Err(format!(
@@ -468,6 +616,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             None => Command::Help(Topic::Run),
         }),
         "wait" => parse_wait(args.collect()),
+        "export" => parse_export(args.collect()),
         "check" => {
             let rest: Vec<OsString> = args.collect();
             if rest.iter().any(|a| a == "-h" || a == "--help") {
@@ -1091,7 +1240,7 @@ mod tests {
         assert!(parse(vec![]).unwrap_err().contains("missing command"));
         assert!(parse(vec!["stp".into()])
             .unwrap_err()
-            .contains("unknown command \"stp\"; expected one of run, up, check, wait, ps"));
+            .contains("unknown command \"stp\"; expected one of run, up, check, wait, export, ps"));
     }
 
     #[test]

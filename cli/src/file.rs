@@ -210,6 +210,8 @@ struct RawPod {
     restart: Option<Spanned<String>>,
     #[serde(default)]
     oneshot: bool,
+    image: Option<Spanned<String>>,
+    ports: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 /// One pod of the file: its place in the deployment and how to build each replica's
@@ -235,6 +237,65 @@ pub struct PlannedPod {
     stop_signal: Option<Signal>,
     /// Output lines kept for `podvisor logs`, per member.
     pub log_lines: usize,
+    /// The container image for `podvisor export` (ignored by `up`).
+    pub(crate) image: Option<String>,
+    /// The ports the pod listens on, for `podvisor export` (ignored by `up`).
+    pub(crate) ports: Vec<u16>,
+    /// The `env_file` paths whose variables are in `env`.
+    pub(crate) env_files: Vec<String>,
+}
+
+/// What `podvisor export` reads of a pod: the file as written, interpolated.
+impl PlannedPod {
+    pub(crate) fn command(&self) -> &[String] {
+        &self.command
+    }
+    pub(crate) fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+    pub(crate) fn cwd(&self) -> Option<&str> {
+        self.cwd.as_deref()
+    }
+    pub(crate) fn ready(&self) -> &[String] {
+        &self.ready
+    }
+    pub(crate) fn health(&self) -> &[String] {
+        &self.health
+    }
+    /// `timeout_ready` as given (`Some(ZERO)` for no limit).
+    pub(crate) fn timeout_ready(&self) -> Option<Duration> {
+        self.timeout_ready
+    }
+    pub(crate) fn ready_interval(&self) -> Option<Duration> {
+        self.ready_interval
+    }
+    pub(crate) fn ready_timeout(&self) -> Option<Duration> {
+        self.ready_timeout
+    }
+    pub(crate) fn health_interval(&self) -> Option<Duration> {
+        self.health_interval
+    }
+    pub(crate) fn health_timeout(&self) -> Option<Duration> {
+        self.health_timeout
+    }
+    pub(crate) fn health_retries(&self) -> Option<u32> {
+        self.health_retries
+    }
+    pub(crate) fn health_start_period(&self) -> Option<Duration> {
+        self.health_start_period
+    }
+    pub(crate) fn watchdog(&self) -> Option<Duration> {
+        self.watchdog
+    }
+    pub(crate) fn watchdog_signal(&self) -> Option<Signal> {
+        self.watchdog_signal
+    }
+    pub(crate) fn grace(&self) -> Option<Duration> {
+        self.grace
+    }
+    pub(crate) fn stop_signal(&self) -> Option<Signal> {
+        self.stop_signal
+    }
 }
 
 impl PlannedPod {
@@ -328,6 +389,9 @@ struct Locator<'a> {
     dir: Option<&'a Path>,
     /// Variables for `$VAR` interpolation.
     vars: &'a Vars,
+    /// For `podvisor export`: paths are kept as written (they name places in an image),
+    /// nothing is looked up on this machine.
+    export: bool,
 }
 
 impl Locator<'_> {
@@ -373,6 +437,17 @@ impl Locator<'_> {
 /// Reads and checks `path`. At most [`MAX_FILE_BYTES`] are read, whatever `path` is (a
 /// device such as `/dev/zero` or a pipe has no size to look at first).
 pub fn load(path: &Path) -> Result<Plan, Vec<FileError>> {
+    load_as(path, false)
+}
+
+/// Reads and checks `path` for `podvisor export`: as [`load`], but a pod's `cwd` is kept
+/// as written and must be absolute (it names a directory in the image), and programs are
+/// not looked for on this machine.
+pub fn load_for_export(path: &Path) -> Result<Plan, Vec<FileError>> {
+    load_as(path, true)
+}
+
+fn load_as(path: &Path, export: bool) -> Result<Plan, Vec<FileError>> {
     let shown = path.display().to_string();
     let whole = |message: String| FileError {
         path: shown.clone(),
@@ -409,6 +484,7 @@ pub fn load(path: &Path) -> Result<Plan, Vec<FileError>> {
             text: prefix,
             dir: None,
             vars: &no_vars,
+            export: false,
         };
         vec![at.at(
             valid..valid,
@@ -418,7 +494,7 @@ pub fn load(path: &Path) -> Result<Plan, Vec<FileError>> {
     let dir = std::fs::canonicalize(path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf));
-    parse_all(&shown, &text, dir.as_deref())
+    parse_mode(&shown, &text, dir.as_deref(), export)
 }
 
 /// Parses and checks a deployment file's text.
@@ -471,13 +547,25 @@ pub const MAX_ERRORS: usize = 50;
 
 /// Like [`parse_in`], with every pod's error (the first of each pod), then the
 /// deployment's own if every pod was understood. Never empty on `Err`.
+#[cfg(test)]
 pub fn parse_all(path: &str, text: &str, dir: Option<&Path>) -> Result<Plan, Vec<FileError>> {
+    parse_mode(path, text, dir, false)
+}
+
+/// [`parse_all`], or with `export` the checks of [`load_for_export`].
+pub fn parse_mode(
+    path: &str,
+    text: &str,
+    dir: Option<&Path>,
+    export: bool,
+) -> Result<Plan, Vec<FileError>> {
     let vars = variables(dir).map_err(|e| vec![e])?;
     let at = Locator {
         path,
         text,
         dir,
         vars: &vars,
+        export,
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let message = with_suggestion(e.message().trim_end());
@@ -726,6 +814,7 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         }
     }
     let mut env = Vec::with_capacity(raw.env.len());
+    let mut env_files = Vec::new();
     if let Some(files) = raw.env_file {
         let span = files.span();
         let files = match files.into_inner() {
@@ -757,6 +846,7 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                 )
             })?;
             env.extend(pairs);
+            env_files.push(file.into_inner());
         }
     }
     for (key, value) in raw.env {
@@ -802,6 +892,18 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         cwd = Some(path);
     }
     let cwd = match at.dir {
+        _ if at.export => match cwd {
+            Some(path) if !path.get_ref().starts_with('/') => {
+                return Err(at.at(
+                    path.span(),
+                    format!(
+                        "pod {name}: key cwd: {:?} is relative, which cannot be exported; expected an absolute directory in the image",
+                        path.get_ref()
+                    ),
+                ))
+            }
+            other => other.map(Spanned::into_inner),
+        },
         Some(dir) => Some(resolve_cwd(
             at,
             name,
@@ -832,6 +934,9 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
         grace: None,
         stop_signal: None,
         log_lines: crate::logbook::KEPT,
+        image: None,
+        ports: Vec::new(),
+        env_files,
     };
     // A check or an array of them, interpolated, without NUL bytes.
     let check_list = |key: &str, value: Spanned<OneOrMany>| {
@@ -1007,6 +1112,45 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                     template = template.depends_on(dependency, condition);
                 }
             }
+        }
+    }
+    if let Some(image) = raw.image {
+        let span = image.span();
+        let image = at.interpolate(name, "image", image)?.into_inner();
+        if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(at.at(
+                span,
+                format!(
+                    "pod {name}: key image: {image:?} is not an image reference; expected a name such as \"redis:7\" or \"registry.example/app@sha256:...\", without spaces"
+                ),
+            ));
+        }
+        planned.image = Some(image);
+    }
+    if let Some(ports) = raw.ports {
+        for port in ports.into_inner() {
+            let span = port.span();
+            let n = u16::try_from(*port.get_ref())
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| {
+                    at.at(
+                        span.clone(),
+                        format!(
+                            "pod {name}: key ports: {} is not a port; expected a whole number from 1 to 65535",
+                            port.get_ref()
+                        ),
+                    )
+                })?;
+            if planned.ports.contains(&n) {
+                return Err(at.at(
+                    span,
+                    format!(
+                        "pod {name}: key ports: port {n} is listed twice; expected each port once"
+                    ),
+                ));
+            }
+            planned.ports.push(n);
         }
     }
     planned.template = template.health_checked(!planned.health.is_empty());

@@ -23,6 +23,7 @@ mod control;
 mod dotenv;
 mod duration;
 mod exit;
+mod export;
 mod file;
 mod json;
 mod logbook;
@@ -60,6 +61,7 @@ fn main() {
         }
         Ok(args::Command::Client(options)) => client::client(&options),
         Ok(args::Command::Wait { checks, timeout }) => wait(&checks, timeout),
+        Ok(args::Command::Export(options)) => export(&options),
         Ok(args::Command::Check(path)) => match file::load(&path) {
             Ok(plan) => {
                 let names: Vec<&str> = plan.pods.iter().map(|p| p.template.name.as_str()).collect();
@@ -93,6 +95,33 @@ pub(crate) fn raise_nofile_limit() {
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+/// `podvisor export`: the manifests on stdout, warnings and errors on stderr.
+fn export(options: &export::Options) -> i32 {
+    let plan = match file::load_for_export(&options.file) {
+        Ok(plan) => plan,
+        Err(e) => {
+            file::report(&e);
+            return exit::USAGE;
+        }
+    };
+    match export::export(&plan, options) {
+        Ok(done) => {
+            for warning in &done.warnings {
+                say!("podvisor export: warning: {warning}");
+            }
+            out!("{}", done.text.trim_end());
+            0
+        }
+        Err(errors) => {
+            let path = options.file.display();
+            for error in &errors {
+                say!("podvisor export: {path}: {error}");
+            }
+            exit::USAGE
+        }
     }
 }
 
