@@ -615,3 +615,87 @@ fn export_help_names_both_targets() {
         text.contains("podvisor export kubernetes") && text.contains("podvisor export compose")
     );
 }
+
+/// The status code of `GET path` on 127.0.0.1:`port`, or `None` while nothing answers.
+fn get(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The command line export gives a container that runs podvisor inside, run here with
+/// the built podvisor: every option it writes is one `podvisor run` takes, `/readyz`
+/// answers once the output line came, and the kubelet's SIGTERM reaches the command as
+/// its own stop signal.
+#[test]
+fn the_podvisor_inside_command_line_runs() {
+    let dir = scratch("inside");
+    let file = write(
+        &dir,
+        "inside.toml",
+        r#"[pod.svc]
+image = "x:1"
+command = ["sh", "-c", "trap 'echo got-int; exit 0' INT; echo up; while :; do sleep 0.1; done"]
+ready = "stdout:up"
+timeout_ready = "30s"
+ready_interval = "100ms"
+ready_timeout = "1s"
+health = "exec:true"
+health_interval = "1s"
+health_timeout = "1s"
+health_retries = 2
+health_start_period = "1s"
+grace = "1500ms"
+stop_signal = "INT"
+"#,
+    );
+    for target in ["kubernetes", "compose"] {
+        let (text, _) = export(&[target, &file, "--podvisor-image", "p:1"]);
+        let docs = documents(&text);
+        let command = if target == "kubernetes" {
+            strs(&container(find(&docs, "Deployment", "svc"))["command"])
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        } else {
+            strs(&docs[0]["services"]["svc"]["command"])
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(command[0], "/podvisor/podvisor");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let serve = command
+            .iter()
+            .position(|a| a == "--serve-health")
+            .expect("--serve-health");
+        let mut args: Vec<String> = command[1..].to_vec();
+        args[serve] = format!("127.0.0.1:{port}");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = support::spawn(&args);
+        let start = std::time::Instant::now();
+        while get(port, "/readyz") != Some(200) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{target}: /readyz never 200; {:?}",
+                run.seen
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(get(port, "/livez"), Some(200));
+        run.signal("TERM");
+        let (code, stderr, stdout) = run.finish();
+        assert_eq!(code, 0, "{target}: {stderr:?}");
+        assert!(stdout.contains("got-int"), "{target}: {stdout}");
+    }
+}
