@@ -81,6 +81,7 @@ pub fn export(plan: &Plan, options: &Options) -> Result<Export, Vec<String>> {
     let pods = analyse(plan, options)?;
     let mut warnings = Vec::new();
     for pod in &pods {
+        warnings.extend(pod.notes.iter().cloned());
         for file in &pod.pod.env_files {
             warnings.push(format!(
                 "pod {}: key env_file: the variables of {file} are written into the output as plain values; keep it as secret as the file",
@@ -232,12 +233,17 @@ struct Pod<'a> {
     id: String,
     /// What `{port}` stands for.
     port: u16,
+    /// Where podvisor inside the container answers: [`HEALTH_PORT`], or the next port the
+    /// pod does not use itself.
+    health_port: u16,
     /// The container's ports: `ports`, `{port}`'s, and the local checks'.
     ports: Vec<u16>,
     /// `{replica}` appears somewhere.
     uses_replica: bool,
     ready: Vec<Check>,
     health: Vec<Check>,
+    /// Warnings about the pod, whatever the target.
+    notes: Vec<String>,
     /// Why podvisor must run inside the container on Kubernetes (empty: it need not).
     inside_kubernetes: Vec<String>,
     /// Why podvisor must run inside the container under Compose.
@@ -363,8 +369,10 @@ fn analyse<'a>(plan: &'a Plan, options: &Options) -> Result<Vec<Pod<'a>>, Vec<St
             name,
             id,
             port,
+            health_port: HEALTH_PORT,
             ports: planned.ports.clone(),
             uses_replica,
+            notes: Vec::new(),
             ready: Vec::new(),
             health: Vec::new(),
             inside_kubernetes: Vec::new(),
@@ -404,6 +412,24 @@ fn analyse<'a>(plan: &'a Plan, options: &Options) -> Result<Vec<Pod<'a>>, Vec<St
                     pod.ports.push(*port);
                 }
             }
+        }
+        while pod.ports.contains(&pod.health_port) {
+            pod.health_port += 1;
+        }
+        // A one-shot pod's readiness only matters to pods that wait for it, and podvisor
+        // inside would turn its early successful end into a failure: only podvisor sees
+        // notify and output lines, so they are left out.
+        let (ready, dropped): (Vec<Check>, Vec<Check>) = if planned.template.one_shot {
+            ready
+                .into_iter()
+                .partition(|c| !matches!(c, Check::Reported(_)))
+        } else {
+            (ready, Vec::new())
+        };
+        if let Some(Check::Reported(text)) = dropped.first() {
+            pod.notes.push(format!(
+                "pod {name}: key ready: {text:?} is not exported: only podvisor sees it, and a one-shot pod is not run under podvisor (its end, not its readiness, is what others wait for)"
+            ));
         }
         let reported: Vec<&Check> = ready
             .iter()
@@ -517,15 +543,21 @@ fn analyse<'a>(plan: &'a Plan, options: &Options) -> Result<Vec<Pod<'a>>, Vec<St
 /// Whole seconds, rounded up, at least 1.
 fn seconds(d: Duration) -> i64 {
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    i64::try_from(s.max(1)).unwrap_or(i64::MAX)
+    i64::try_from(s.max(1)).map_or(MAX_INT32, |s| s.min(MAX_INT32))
 }
+
+/// Kubernetes' numbers are 32-bit.
+const MAX_INT32: i64 = i32::MAX as i64;
 
 /// The checks a dependent runs to wait until `pod` meets `condition` (ready: its readiness
 /// checks; healthy: its health checks too), with loopback hosts replaced by the pod's
 /// Service; `None` when there is nothing to wait for.
 fn wait_checks(pod: &Pod<'_>, condition: Condition) -> Option<Vec<String>> {
     if !pod.inside_kubernetes.is_empty() {
-        return Some(vec![format!("http://{}:{HEALTH_PORT}/readyz", pod.id)]);
+        return Some(vec![format!(
+            "http://{}:{}/readyz",
+            pod.id, pod.health_port
+        )]);
     }
     let health: &[Check] = if condition == Condition::Healthy {
         &pod.health
@@ -593,7 +625,10 @@ fn quote(text: &str) -> String {
 }
 
 fn key(text: &str) -> String {
+    // Words YAML 1.1 readers (docker-compose's) take as booleans or null.
+    const WORDS: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
     let plain = text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && !WORDS.contains(&text.to_ascii_lowercase().as_str())
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
@@ -662,9 +697,10 @@ fn yaml(y: &Y) -> String {
 // ---------------------------------------------------------------------------------------
 // Kubernetes.
 
-/// `$(` in a string the kubelet expands (command, args, env values), escaped.
+/// A string the kubelet expands (command, args, env values) escaped: it reads `$$` as `$`
+/// and `$(VAR)` as the variable.
 fn kube_literal(text: &str) -> String {
-    text.replace("$(", "$$(")
+    text.replace('$', "$$")
 }
 
 /// The podvisor command line that runs `pod` inside its container.
@@ -677,6 +713,12 @@ fn podvisor_run(pod: &Pod<'_>, fill: &dyn Fn(&str) -> String, serve: &str) -> Ve
     };
     option("--name", pod.name.to_string());
     for check in p.ready() {
+        if p.template.one_shot
+            && read_check(&pod.fill(check).replace("{replica}", "0"))
+                .is_ok_and(|c| matches!(c, Check::Reported(_)))
+        {
+            continue;
+        }
         option("--ready", fill(check));
     }
     if let Some(t) = p.timeout_ready() {
@@ -796,11 +838,21 @@ fn kubernetes(
             ));
             continue;
         }
-        let replica_var = if one_shot {
-            "$(JOB_COMPLETION_INDEX)"
-        } else {
-            "$(PODVISOR_REPLICA)"
-        };
+        let replica_var = "$(PODVISOR_REPLICA)";
+        if pod.uses_replica && p.cwd().is_some_and(|c| c.contains("{replica}")) {
+            errors.push(format!(
+                "pod {}: key cwd: {{replica}} cannot be used there: Kubernetes does not expand variables in workingDir; expected a cwd without {{replica}}",
+                pod.name
+            ));
+            continue;
+        }
+        if let Some((bad, _)) = p.env().iter().find(|(k, _)| !is_env_name(k)) {
+            errors.push(format!(
+                "pod {}: key env: variable name {bad:?} is not allowed in Kubernetes; expected letters, digits, '_', '-' and '.', not starting with a digit",
+                pod.name
+            ));
+            continue;
+        }
         let fill = |text: &str| {
             pod.fill(&kube_literal(text))
                 .replace("{replica}", replica_var)
@@ -808,8 +860,8 @@ fn kubernetes(
         let inside = !pod.inside_kubernetes.is_empty();
         for why in &pod.inside_kubernetes {
             warnings.push(format!(
-                "pod {}: podvisor runs inside its container, answering probes on /readyz and /livez (port {HEALTH_PORT}): {why}",
-                pod.name
+                "pod {}: podvisor runs inside its container, answering probes on /readyz and /livez (port {}): {why}",
+                pod.name, pod.health_port
             ));
         }
         if !one_shot {
@@ -827,24 +879,24 @@ fn kubernetes(
             ("image", s(p.image.clone().unwrap_or_default())),
         ];
         let command: Vec<String> = if inside {
-            podvisor_run(pod, &fill, &format!("0.0.0.0:{HEALTH_PORT}"))
+            podvisor_run(pod, &fill, &format!("0.0.0.0:{}", pod.health_port))
         } else {
             p.command().iter().map(|c| fill(c)).collect()
         };
         container.push(("command", strings(command)));
         let mut env = Vec::new();
-        if stateful {
+        if pod.uses_replica {
+            // Defined first: the kubelet expands $(VAR) only for variables defined before.
+            let field = if one_shot {
+                "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+            } else {
+                "metadata.labels['apps.kubernetes.io/pod-index']"
+            };
             env.push(m(vec![
                 ("name", s("PODVISOR_REPLICA")),
                 (
                     "valueFrom",
-                    m(vec![(
-                        "fieldRef",
-                        m(vec![(
-                            "fieldPath",
-                            s("metadata.labels['apps.kubernetes.io/pod-index']"),
-                        )]),
-                    )]),
+                    m(vec![("fieldRef", m(vec![("fieldPath", s(field))]))]),
                 ),
             ]));
         }
@@ -873,7 +925,7 @@ fn kubernetes(
         if inside {
             ports.push(m(vec![
                 ("name", s("podvisor")),
-                ("containerPort", Y::I(i64::from(HEALTH_PORT))),
+                ("containerPort", Y::I(i64::from(pod.health_port))),
             ]));
         }
         if !ports.is_empty() {
@@ -886,13 +938,13 @@ fn kubernetes(
                     "httpGet",
                     m(vec![
                         ("path", s(path)),
-                        ("port", Y::I(i64::from(HEALTH_PORT))),
+                        ("port", Y::I(i64::from(pod.health_port))),
                     ]),
                 )]
             };
             let startup = pod
                 .ready_limit()
-                .map_or(NO_LIMIT_FAILURES, |t| seconds(t) + 5);
+                .map_or(NO_LIMIT_FAILURES, |t| (seconds(t) + 5).min(MAX_INT32));
             container.push((
                 "startupProbe",
                 probe(
@@ -926,7 +978,11 @@ fn kubernetes(
                 let timeout = seconds(p.ready_timeout().unwrap_or(Duration::from_secs(1)));
                 let failures = pod
                     .ready_limit()
-                    .map_or(NO_LIMIT_FAILURES, |t| (seconds(t) + period - 1) / period);
+                    // The first attempt is at the start: one more than the periods in the
+                    // limit.
+                    .map_or(NO_LIMIT_FAILURES, |t| {
+                        ((seconds(t) + period - 1) / period + 1).min(MAX_INT32)
+                    });
                 container.push((
                     "startupProbe",
                     probe(
@@ -970,6 +1026,11 @@ fn kubernetes(
         }
         let mut os_linux = false;
         if let (Some(signal), false) = (p.stop_signal(), inside) {
+            warnings.push(format!(
+                "pod {}: stop_signal {} is lifecycle.stopSignal, an alpha field (feature gate ContainerStopSignals): a cluster without it drops the field and sends SIGTERM",
+                pod.name,
+                signal.name()
+            ));
             container.push((
                 "lifecycle",
                 m(vec![("stopSignal", s(format!("SIG{}", signal.name())))]),
@@ -1012,12 +1073,18 @@ fn kubernetes(
                 continue;
             };
             match dependency.condition {
+                Condition::Ready | Condition::Healthy if other.pod.template.one_shot => {
+                    errors.push(format!(
+                        "pod {}: key depends_on.{}: \"{}\" on a one-shot pod cannot be exported: it becomes a Job, which has no Service to ask; expected \"succeeded\" (or \"started\")",
+                        pod.name, other.name, dependency.condition
+                    ));
+                }
                 Condition::Ready | Condition::Healthy => match wait_checks(other, dependency.condition) {
                     Some(checks) => {
                         let mut command = vec![PODVISOR_IN_IMAGE.to_string(), "wait".into()];
                         command.extend(checks.into_iter().map(|c| kube_literal(&c)));
                         init.push(m(vec![
-                            ("name", s(format!("wait-for-{}", other.id))),
+                            ("name", s(init_name(pod, other, init.len()))),
                             ("image", s(&podvisor_image)),
                             ("command", strings(command)),
                         ]));
@@ -1035,7 +1102,7 @@ fn kubernetes(
                     service_account = true;
                     needs_job_reader = true;
                     init.push(m(vec![
-                        ("name", s(format!("wait-for-{}", other.id))),
+                        ("name", s(init_name(pod, other, init.len()))),
                         ("image", s(&options.kubectl_image)),
                         (
                             "command",
@@ -1166,8 +1233,8 @@ fn kubernetes(
                 .chain(inside.then(|| {
                     m(vec![
                         ("name", s("podvisor")),
-                        ("port", Y::I(i64::from(HEALTH_PORT))),
-                        ("targetPort", Y::I(i64::from(HEALTH_PORT))),
+                        ("port", Y::I(i64::from(pod.health_port))),
+                        ("targetPort", Y::I(i64::from(pod.health_port))),
                     ])
                 }))
                 .collect();
@@ -1247,6 +1314,25 @@ fn kubernetes(
         out.push_str(&yaml(document));
     }
     Ok(out)
+}
+
+/// The name of `pod`'s init container that waits for `other`: `wait-for-OTHER`, or
+/// `wait-N` where that would be too long or the pod's own container's name.
+fn init_name(pod: &Pod<'_>, other: &Pod<'_>, index: usize) -> String {
+    let name = format!("wait-for-{}", other.id);
+    if name.len() > 63 || name == pod.id {
+        format!("wait-{index}")
+    } else {
+        name
+    }
+}
+
+/// Whether Kubernetes takes `name` as an environment variable's name.
+fn is_env_name(name: &str) -> bool {
+    !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// The ServiceAccount, Role and RoleBinding that let an init container wait for a Job.
@@ -1341,7 +1427,7 @@ fn compose(
                 s(compose_literal(p.image.as_deref().unwrap_or_default())),
             )];
             let command = if inside {
-                podvisor_run(pod, &fill, &format!("127.0.0.1:{HEALTH_PORT}"))
+                podvisor_run(pod, &fill, &format!("127.0.0.1:{}", pod.health_port))
             } else {
                 p.command().iter().map(|c| fill(c)).collect()
             };
@@ -1380,8 +1466,18 @@ fn compose(
                     _ => "no".to_string(),
                 }),
             ));
-            if let Some(grace) = p.grace() {
-                entries.push(("stop_grace_period", s(compose_duration(grace))));
+            // podvisor inside keeps the pod's grace itself and needs a moment to report.
+            match (p.grace(), inside) {
+                (Some(grace), false) => {
+                    entries.push(("stop_grace_period", s(compose_duration(grace))))
+                }
+                (grace, true) => entries.push((
+                    "stop_grace_period",
+                    s(compose_duration(
+                        grace.unwrap_or(Duration::from_secs(10)) + Duration::from_secs(2),
+                    )),
+                )),
+                (None, false) => {}
             }
             if let (Some(signal), false) = (p.stop_signal(), inside) {
                 entries.push(("stop_signal", s(format!("SIG{}", signal.name()))));
@@ -1391,7 +1487,7 @@ fn compose(
                 vec![Check::Http {
                     https: false,
                     host: "127.0.0.1".into(),
-                    port: HEALTH_PORT,
+                    port: pod.health_port,
                     path: "/readyz".into(),
                 }]
             } else {
@@ -1417,10 +1513,19 @@ fn compose(
             };
             if !checks.is_empty() {
                 let test = match checks.iter().map(Check::shell).collect::<Option<Vec<_>>>() {
-                    Some(shell) => strings(
-                        std::iter::once("CMD-SHELL".to_string())
-                            .chain(std::iter::once(compose_literal(&shell.join(" && ")))),
-                    ),
+                    Some(shell) => {
+                        // Each check in a shell of its own, as podvisor runs it: a comment
+                        // or an `||` in one cannot reach the others.
+                        let line = match shell.as_slice() {
+                            [one] => one.clone(),
+                            many => many
+                                .iter()
+                                .map(|c| format!("sh -c {}", shell_quote(c)))
+                                .collect::<Vec<_>>()
+                                .join(" && "),
+                        };
+                        strings(["CMD-SHELL".to_string(), compose_literal(&line)])
+                    }
                     None => {
                         let mut test = vec![
                             "CMD".to_string(),

@@ -301,8 +301,8 @@ fn kubernetes_objects_carry_the_meaning_of_the_file() {
     let cache = container(find(&docs, "Deployment", "cache"));
     assert_eq!(cache["readinessProbe"]["tcpSocket"]["port"], 6379);
     assert_eq!(cache["startupProbe"]["tcpSocket"]["port"], 6379);
-    // 600 s (the default) of 1 s periods (500 ms rounded up).
-    assert_eq!(cache["startupProbe"]["failureThreshold"], 600);
+    // 600 s (the default) of 1 s periods (500 ms rounded up), and the attempt at the start.
+    assert_eq!(cache["startupProbe"]["failureThreshold"], 601);
     let live = &cache["livenessProbe"];
     assert_eq!(live["tcpSocket"]["port"], 6379);
     assert_eq!(live["periodSeconds"], 5);
@@ -328,6 +328,8 @@ fn kubernetes_objects_carry_the_meaning_of_the_file() {
         command.contains(&"0.0.0.0:8080"),
         "{{port}} without ports: 8080"
     );
+    // The kubelet reads $$ as $: a literal $ is written doubled.
+    assert!(command.contains(&"$$HOME"), "{command:?}");
     // $(...) the file meant literally is escaped from the kubelet's expansion.
     let greeting = c["env"]
         .as_array()
@@ -335,7 +337,7 @@ fn kubernetes_objects_carry_the_meaning_of_the_file() {
         .iter()
         .find(|e| e["name"] == "GREETING")
         .unwrap();
-    assert_eq!(greeting["value"], "it costs $5 (or $$(literally))");
+    assert_eq!(greeting["value"], "it costs $$5 (or $$(literally))");
     assert!(c["env"]
         .as_array()
         .unwrap()
@@ -386,7 +388,13 @@ fn kubernetes_objects_carry_the_meaning_of_the_file() {
         migrate["spec"]["template"]["spec"]["restartPolicy"],
         "OnFailure"
     );
-    assert!(strs(&container(migrate)["command"]).contains(&"$(JOB_COMPLETION_INDEX)"));
+    let c = container(migrate);
+    assert!(strs(&c["command"]).contains(&"$(PODVISOR_REPLICA)"));
+    assert_eq!(c["env"][0]["name"], "PODVISOR_REPLICA");
+    assert!(c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"]
+        .as_str()
+        .unwrap()
+        .contains("batch.kubernetes.io/job-completion-index"));
 
     // worker: stdout readiness, so podvisor inside; it waits for web's readiness only
     // (not its health), and not at all for a "started" dependency (said).
@@ -433,6 +441,7 @@ fn compose_services_carry_the_meaning_of_the_file() {
         );
         // $ that the file meant literally stays literal for Compose.
         assert!(command.contains(&"$$HOME"), "{command:?}");
+        assert_eq!(web["environment"]["MODE"], "prod");
         assert_eq!(web["depends_on"]["db"]["condition"], "service_healthy");
         assert_eq!(web["depends_on"]["cache"]["condition"], "service_healthy");
         for m in ["migrate-0", "migrate-1"] {
@@ -697,5 +706,158 @@ stop_signal = "INT"
         let (code, stderr, stdout) = run.finish();
         assert_eq!(code, 0, "{target}: {stderr:?}");
         assert!(stdout.contains("got-int"), "{target}: {stdout}");
+    }
+}
+
+/// Edge cases: what the kubelet and Compose would read differently from podvisor.
+#[test]
+fn literal_text_names_and_ports_survive_the_orchestrators_readers() {
+    let dir = scratch("edges");
+    let marker = dir.join("it's here");
+    let _ = std::fs::remove_file(&marker);
+    let file = write(
+        &dir,
+        "edges.toml",
+        r#"[pod.seed]
+image = "s:1"
+command = ["sh", "-c", "echo $$$$ > /tmp/pid; echo seeded"]
+oneshot = true
+ready = "stdout:seeded"
+replicas = 2
+env = { SHARD = "shard-{replica}" }
+
+[pod."null"]
+image = "n:1"
+command = ["serve"]
+ports = [8558]
+ready = "notify"
+env = { on = "1", NO = "2" }
+depends_on = { seed = "succeeded" }
+
+[pod.checks]
+image = "c:1"
+command = ["serve"]
+ready = ["exec:true # always", "file:MARKER"]
+grace = "3s"
+"#
+        .replace("MARKER", marker.to_str().unwrap())
+        .as_str(),
+    );
+    let (k8s, warnings) = export(&["kubernetes", &file, "--podvisor-image", "p:1"]);
+    kubernetes_valid(&k8s, "1.30.0");
+    let docs = documents(&k8s);
+    // $$ in the file is a literal $$ for the shell: written $$$$ for the kubelet.
+    let seed = find(&docs, "Job", "seed");
+    let c = container(seed);
+    assert_eq!(strs(&c["command"])[2], "echo $$$$ > /tmp/pid; echo seeded");
+    // A one-shot pod is not run under podvisor (its early end would be a failure there),
+    // and its output-line readiness is said to be left out.
+    assert!(c["volumeMounts"].is_null());
+    assert!(
+        warnings.contains("key ready: \"stdout:seeded\" is not exported"),
+        "{warnings}"
+    );
+    // {replica} in an env value: the variable is defined before it.
+    assert_eq!(c["env"][0]["name"], "PODVISOR_REPLICA");
+    assert_eq!(c["env"][1]["value"], "shard-$(PODVISOR_REPLICA)");
+    // podvisor's port moves aside for the pod's own.
+    let null = find(&docs, "Deployment", "null");
+    let c = container(null);
+    let ports: Vec<i64> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [8558, 8559]);
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], 8559);
+    // The env names YAML 1.1 reads as booleans stay strings (PyYAML reads YAML 1.1).
+    let names: Vec<&str> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"on") && names.contains(&"NO"), "{names:?}");
+
+    let (compose, _) = export(&["compose", &file, "--podvisor-image", "p:1"]);
+    compose_valid(&compose);
+    let doc = &documents(&compose)[0];
+    let services = &doc["services"];
+    let null = &services["null"];
+    assert_eq!(null["environment"]["on"], "1");
+    assert_eq!(null["environment"]["NO"], "2");
+    assert_eq!(
+        strs(&services["seed-0"]["command"])[2],
+        "echo $$$$ > /tmp/pid; echo seeded"
+    );
+    assert_eq!(services["seed-1"]["environment"]["SHARD"], "shard-1");
+    // podvisor inside keeps the grace: Compose waits 2 s longer (10 s default + 2).
+    assert_eq!(null["stop_grace_period"], "12s");
+    // Two exec/file checks, each in its own shell: the comment in the first does not
+    // swallow the second, which fails; the quote in the path stays quoted.
+    let test = strs(&services["checks"]["healthcheck"]["test"]);
+    assert_eq!(test[0], "CMD-SHELL");
+    let line = test[1].replace("$$", "$");
+    let status = Command::new("sh").args(["-c", &line]).status().unwrap();
+    assert!(!status.success(), "{test:?} passed without the file");
+    std::fs::write(&marker, "").unwrap();
+    let status = Command::new("sh").args(["-c", &line]).status().unwrap();
+    assert!(status.success(), "{test:?} failed with the file there");
+}
+
+#[test]
+fn numbers_are_kubernetes_sized_and_names_unique() {
+    let dir = scratch("numbers");
+    let file = write(
+        &dir,
+        "numbers.toml",
+        r#"[pod.db]
+image = "d:1"
+command = ["db"]
+ready = "tcp:127.0.0.1:5432"
+timeout_ready = "1000000h"
+ready_interval = "3s"
+
+[pod.wait-for-db]
+image = "w:1"
+command = ["w"]
+depends_on = ["db"]
+"#,
+    );
+    let (k8s, _) = export(&["kubernetes", &file, "--podvisor-image", "p:1"]);
+    kubernetes_valid(&k8s, "1.30.0");
+    let docs = documents(&k8s);
+    let db = container(find(&docs, "Deployment", "db"));
+    // Seconds capped to Kubernetes' 32 bits, then divided by the period.
+    let failures = db["startupProbe"]["failureThreshold"].as_i64().unwrap();
+    assert_eq!(failures, (i64::from(i32::MAX) + 2) / 3 + 1);
+    assert_eq!(db["startupProbe"]["periodSeconds"], 3);
+    let w = find(&docs, "Deployment", "wait-for-db");
+    let init = &w["spec"]["template"]["spec"]["initContainers"][0];
+    assert_ne!(init["name"], "wait-for-db");
+    assert_eq!(container(w)["name"], "wait-for-db");
+}
+
+#[test]
+fn what_kubernetes_cannot_run_is_refused() {
+    let dir = scratch("refused");
+    for (text, expected) in [
+        (
+            "[pod.init]\nimage = \"i:1\"\ncommand = [\"x\"]\noneshot = true\nready = \"tcp:127.0.0.1:9000\"\n[pod.app]\nimage = \"a:1\"\ncommand = [\"y\"]\ndepends_on = { init = \"ready\" }\n",
+            "pod app: key depends_on.init: \"ready\" on a one-shot pod cannot be exported",
+        ),
+        (
+            "[pod.a]\nimage = \"a:1\"\ncommand = [\"x\"]\ncwd = \"/srv/{replica}\"\nreplicas = 2\n",
+            "pod a: key cwd: {replica} cannot be used there",
+        ),
+        (
+            "[pod.a]\nimage = \"a:1\"\ncommand = [\"x\"]\nenv = { \"9X\" = \"1\" }\n",
+            "pod a: key env: variable name \"9X\" is not allowed in Kubernetes",
+        ),
+    ] {
+        let file = write(&dir, "case.toml", text);
+        let stderr = refused(&["kubernetes", &file, "--podvisor-image", "p:1"]);
+        assert!(stderr.contains(expected), "{stderr}");
     }
 }
