@@ -234,3 +234,127 @@ impl fmt::Debug for CheckSet {
         f.debug_set().entries(self.iter()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: ExitStatus = ExitStatus::Code(3);
+
+    #[test]
+    fn start_results_are_named_and_only_ready_is_ready() {
+        let pending = CheckSet::first(1);
+        let cases = [
+            (
+                StartResult::Ready {
+                    after: Duration::ZERO,
+                },
+                "ready",
+                true,
+            ),
+            (
+                StartResult::FailedToStart(StartFailure::Runtime {
+                    status: STATUS,
+                    error: None,
+                    errno: None,
+                }),
+                "failed-to-start",
+                false,
+            ),
+            (
+                StartResult::ExitedEarly { status: STATUS },
+                "exited-early",
+                false,
+            ),
+            (
+                StartResult::TimedOut {
+                    waited: Duration::from_secs(1),
+                    pending,
+                },
+                "timed-out",
+                false,
+            ),
+            (StartResult::Cancelled, "cancelled", false),
+        ];
+        for (result, name, ready) in cases {
+            assert_eq!(result.name(), name);
+            assert_eq!(result.is_ready(), ready, "{result:?}");
+        }
+    }
+
+    #[test]
+    fn ends_are_named_and_keep_their_status() {
+        let unhealthy = End::Unhealthy {
+            cause: Unhealthy::WatchdogTrigger,
+            status: ExitStatus::Signal(6),
+            killed: false,
+        };
+        let cases = [
+            (End::NeverSpawned, "never-spawned", None),
+            (End::Exited(STATUS), "exited", Some(STATUS)),
+            (
+                End::Closed(ExitStatus::Code(0)),
+                "closed",
+                Some(ExitStatus::Code(0)),
+            ),
+            (
+                End::Killed(ExitStatus::Signal(9)),
+                "killed",
+                Some(ExitStatus::Signal(9)),
+            ),
+            (unhealthy, "unhealthy", Some(ExitStatus::Signal(6))),
+        ];
+        for (end, name, status) in cases {
+            assert_eq!(end.name(), name);
+            assert_eq!(end.status(), status, "{end:?}");
+        }
+    }
+
+    #[test]
+    fn health_is_named_and_unhealthy_causes_are_said() {
+        assert_eq!(Health::Starting.name(), "starting");
+        assert_eq!(Health::Healthy.name(), "healthy");
+        assert_eq!(
+            Health::Unhealthy(Unhealthy::WatchdogTrigger).name(),
+            "unhealthy"
+        );
+        assert_eq!(
+            Unhealthy::Check {
+                check: 1,
+                failures: 3
+            }
+            .to_string(),
+            "health check #1 failed 3 times in a row"
+        );
+        assert!(Unhealthy::Watchdog {
+            interval: Duration::from_secs(2)
+        }
+        .to_string()
+        .contains("2s"));
+        assert_eq!(
+            Unhealthy::WatchdogTrigger.to_string(),
+            "the pod sent WATCHDOG=trigger"
+        );
+    }
+
+    #[test]
+    fn check_sets_hold_what_is_put_in() {
+        assert!(CheckSet::EMPTY.is_empty());
+        assert!(CheckSet::first(0).is_empty());
+        let three = CheckSet::first(3);
+        assert_eq!(three.len(), 3);
+        assert_eq!(three.iter().collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(three.contains(2) && !three.contains(3) && !three.contains(64));
+        assert_eq!(CheckSet::first(64).len(), 64);
+        assert_eq!(CheckSet::first(70).len(), 64);
+        let mut odd = CheckSet::EMPTY;
+        odd.insert(1);
+        odd.insert(63);
+        assert!(!odd.is_empty());
+        assert_eq!(odd.len(), 2);
+        assert_eq!(odd.iter().collect::<Vec<_>>(), [1, 63]);
+        assert_eq!(three.union(odd).iter().collect::<Vec<_>>(), [0, 1, 2, 63]);
+        assert_eq!(three.difference(odd).iter().collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(format!("{odd:?}"), "{1, 63}");
+    }
+}
