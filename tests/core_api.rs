@@ -1,0 +1,200 @@
+//! What `PodMachine`'s accessors report, and that input of another generation is ignored
+//! whatever its kind: each test here kills mutants that the transition tests let live
+//! (`bash .ci/mutants`).
+
+use std::time::Duration;
+
+use podvisor::core::{
+    Action, Check, CheckSet, Event, ExitStatus, Generation, PodMachine, PodSpec, ProbeSchedule,
+    SpawnError, SpawnErrorKind, State, Stream, Time,
+};
+
+const G: Generation = Generation(1);
+const OTHER: Generation = Generation(7);
+
+fn ms(n: u64) -> Time {
+    Time::from_millis(n)
+}
+
+fn started(spec: PodSpec) -> PodMachine {
+    let mut pod = PodMachine::new(spec).unwrap();
+    pod.handle(Event::Start, ms(10));
+    pod.handle(Event::Spawned { generation: G }, ms(11));
+    pod
+}
+
+fn actions(pod: &mut PodMachine) -> Vec<Action> {
+    std::iter::from_fn(|| pod.poll_action()).collect()
+}
+
+#[test]
+fn accessors_report_what_the_machine_was_told() {
+    let spec = PodSpec::default()
+        .check(Check::Notify)
+        .check(Check::Output {
+            stream: Stream::Stdout,
+            text: "up".into(),
+        })
+        .timeout_ready(Some(Duration::from_secs(5)))
+        .watchdog(Some(Duration::from_secs(3)));
+    let mut pod = started(spec.clone());
+    assert_eq!(pod.spec(), &spec);
+    assert_eq!(pod.started_at(), Some(ms(10)));
+    assert_eq!(pod.main_pid(), None);
+    assert!(!pod.child_stopping());
+    assert_eq!(pod.watchdog_interval(), Some(Duration::from_secs(3)));
+    pod.handle(
+        Event::OutputLine {
+            generation: G,
+            stream: Stream::Stdout,
+            line: b"it is up",
+        },
+        ms(20),
+    );
+    let mut one = CheckSet::EMPTY;
+    one.insert(1);
+    assert_eq!(pod.latched_checks(), one);
+    assert_eq!(pod.pending_checks(), CheckSet::first(1));
+    pod.handle(
+        Event::Notify {
+            generation: G,
+            datagram: b"MAINPID=4242\nWATCHDOG_USEC=2000000\nREADY=1",
+        },
+        ms(30),
+    );
+    assert_eq!(pod.state(), State::Ready);
+    assert_eq!(pod.latched_checks(), CheckSet::first(2));
+    assert_eq!(pod.main_pid(), Some(4242));
+    assert_eq!(pod.watchdog_interval(), Some(Duration::from_secs(2)));
+    assert_eq!(pod.watchdog_deadline(), Some(ms(2030)));
+    pod.handle(
+        Event::Notify {
+            generation: G,
+            datagram: b"STOPPING=1",
+        },
+        ms(40),
+    );
+    assert!(pod.child_stopping());
+}
+
+#[test]
+fn a_tick_is_not_ignored_input() {
+    let mut pod = started(PodSpec::default().check(Check::Notify));
+    pod.handle(Event::Tick, ms(12));
+    assert_eq!(pod.stats().ignored, 0);
+    assert_eq!(pod.now(), ms(12));
+}
+
+#[test]
+fn input_is_dated_before_a_due_deadline_and_never_before_now() {
+    let spec = PodSpec::default()
+        .check(Check::Notify)
+        .timeout_ready(Some(Duration::from_millis(100)));
+    let pod = started(spec);
+    // Deadline 110 ms: due at 110 and later, not before.
+    assert_eq!(pod.input_instant(ms(50)), ms(50));
+    assert_eq!(pod.input_instant(ms(109)), ms(109));
+    let just_before = Time::from_nanos(ms(110).as_nanos() - 1);
+    assert_eq!(pod.input_instant(ms(110)), just_before);
+    assert_eq!(pod.input_instant(ms(5000)), just_before);
+    // Never before the machine's own now.
+    let mut late = started(
+        PodSpec::default()
+            .check(Check::Notify)
+            .timeout_ready(Some(Duration::from_millis(100))),
+    );
+    late.handle(Event::Tick, ms(105));
+    assert_eq!(late.input_instant(ms(200)), just_before.max(ms(105)));
+    let mut later = started(
+        PodSpec::default()
+            .check(Check::Notify)
+            .timeout_ready(Some(Duration::from_millis(1))),
+    );
+    // Its deadline (11 ms) already fired at 11 ms: the pod is stopping, with the kill
+    // deadline as the next one.
+    later.handle(Event::Tick, ms(12));
+    assert_eq!(later.state(), State::Stopping);
+    let kill = later.kill_deadline().unwrap();
+    assert_eq!(later.input_instant(ms(12)), ms(12));
+    assert_eq!(
+        later.input_instant(Time::from_nanos(kill.as_nanos() + 1)),
+        Time::from_nanos(kill.as_nanos() - 1)
+    );
+}
+
+/// Every kind of input a process reports, stamped with another generation.
+fn foreign_events() -> Vec<Event<'static>> {
+    vec![
+        Event::Spawned { generation: OTHER },
+        Event::SpawnFailed {
+            generation: OTHER,
+            error: SpawnError {
+                kind: SpawnErrorKind::NotFound,
+                errno: Some(2),
+            },
+        },
+        Event::Notify {
+            generation: OTHER,
+            datagram: b"READY=1\nSTATUS=other\nMAINPID=9",
+        },
+        Event::OutputLine {
+            generation: OTHER,
+            stream: Stream::Stdout,
+            line: b"ready now",
+        },
+        Event::ProbeFinished {
+            generation: OTHER,
+            attempt: 0,
+            ok: true,
+        },
+        Event::ProbeFinished {
+            generation: OTHER,
+            attempt: 1,
+            ok: true,
+        },
+        Event::Exited {
+            generation: OTHER,
+            status: ExitStatus::Code(0),
+        },
+    ]
+}
+
+#[test]
+fn input_of_another_generation_is_ignored_in_every_state() {
+    let spec = || {
+        PodSpec::default()
+            .check(Check::Notify)
+            .check(Check::Output {
+                stream: Stream::Stdout,
+                text: "ready".into(),
+            })
+            .check(Check::Probe(ProbeSchedule::default()))
+            .timeout_ready(Some(Duration::from_secs(5)))
+    };
+    // Spawning (before Spawned) and Starting (after).
+    for spawned in [false, true] {
+        for event in foreign_events() {
+            let mut pod = PodMachine::new(spec()).unwrap();
+            pod.handle(Event::Start, ms(0));
+            if spawned {
+                pod.handle(Event::Spawned { generation: G }, ms(1));
+            }
+            let state = pod.state();
+            let _ = actions(&mut pod);
+            let shown = format!("{event:?}");
+            pod.handle(event, ms(2));
+            assert_eq!(pod.state(), state, "{shown}");
+            assert_eq!(pod.stats().ignored, 1, "{shown}");
+            assert_eq!(pod.latched_checks(), CheckSet::EMPTY, "{shown}");
+            assert_eq!(pod.status_text(), None, "{shown}");
+            assert_eq!(pod.main_pid(), None, "{shown}");
+            assert_eq!(pod.start_result(), None, "{shown}");
+            assert!(
+                actions(&mut pod)
+                    .iter()
+                    .all(|a| !matches!(a, Action::StateChanged { .. })),
+                "{shown}"
+            );
+        }
+    }
+}
