@@ -50,9 +50,8 @@ fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentCo
     for (pod_index, pod) in pods.into_iter().enumerate() {
         let template = pod.template.clone();
         let kept = pod.log_lines;
-        let name = template.name.clone();
         let logs = logs.clone();
-        let mut set = PodSet::from_fn(name.clone(), move |replica| {
+        let set = PodSet::from_template(template, move |replica| {
             // The strings were checked when the file was loaded, with the same
             // placeholders; a failure here would need a placeholder to expand into
             // something unparsable (a port of 0 when none is free).
@@ -65,16 +64,7 @@ fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentCo
             config
                 .forward_prefix(prefix(&member, width, pod_index, colour))
                 .output_tap(move |stream, line| logs.push_kept(&member, stream, line, kept))
-        })
-        .replicas(template.replicas)
-        .restart(template.restart)
-        .backoff(template.backoff);
-        if template.one_shot {
-            set = set.one_shot();
-        }
-        for dependency in &template.depends_on {
-            set = set.depends_on(dependency.on.clone(), dependency.condition);
-        }
+        });
         config = config.pod(set);
     }
     config

@@ -147,6 +147,28 @@ impl PodSet {
         }
     }
 
+    /// Like [`PodSet::from_fn`], with everything else taken from `template` (its name,
+    /// replicas, dependencies, one-shot flag, restart policy and backoff), as a deployment
+    /// file describes a pod. Whether it has health checks is read from the configs.
+    ///
+    /// ```
+    /// use podvisor::core::deployment::{Condition, PodTemplate};
+    /// use podvisor::{PodConfig, PodSet};
+    ///
+    /// let template = PodTemplate::new("web").replicas(2).depends_on("db", Condition::Ready);
+    /// let web = PodSet::from_template(template, |r| PodConfig::new("web-server").arg(r.expand("{replica}")));
+    /// # let _ = web;
+    /// ```
+    pub fn from_template(
+        template: PodTemplate,
+        make: impl Fn(&Replica) -> PodConfig + Send + Sync + 'static,
+    ) -> PodSet {
+        PodSet {
+            template,
+            make: Arc::new(make),
+        }
+    }
+
     /// How many replicas (1 by default).
     pub fn replicas(mut self, replicas: u32) -> Self {
         self.template.replicas = replicas;
