@@ -128,7 +128,7 @@ impl Checker {
         ];
         for (name, did, expected) in expectations {
             if did != expected {
-                let (deadline, stop_at) = (self.kill_deadline, self.stop_sent_at);
+                let (deadline, stop_at) = (self.kill_instant(), self.stop_sent_at);
                 return Self::violation(
                     name,
                     format!(
@@ -235,9 +235,9 @@ impl Checker {
             );
         }
         let due = if self.waiting() && !self.closing {
-            self.deadline
+            self.ready_deadline()
         } else if self.alive() && self.kill_sent_at.is_none() {
-            self.kill_deadline
+            self.kill_instant()
         } else {
             None
         };
@@ -248,6 +248,65 @@ impl Checker {
                     format!("{now}: next timer {timeout:?}, but a deadline falls due at {due}"),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The ready deadline and the SIGKILL instant the machine holds, against the record's:
+    /// the ready deadline never moves earlier, SIGKILL never later, and each is the one the
+    /// record calls for.
+    pub(super) fn check_deadlines(
+        &mut self,
+        machine: &PodMachine,
+        now: Time,
+    ) -> Result<(), Violation> {
+        let (ready, kill) = (machine.ready_deadline(), machine.kill_deadline());
+        let (seen_ready, seen_kill) = (self.seen_ready_deadline, self.seen_kill_deadline);
+        self.seen_ready_deadline = ready;
+        self.seen_kill_deadline = kill;
+        if let (Some(before), Some(after)) = (seen_ready, ready) {
+            if after < before {
+                return Self::violation(
+                    "ready-deadline",
+                    format!("{now}: the ready deadline moved earlier, from {before} to {after}"),
+                );
+            }
+        }
+        if let (Some(before), Some(after)) = (seen_kill, kill) {
+            if after > before {
+                return Self::violation(
+                    "kill-deadline",
+                    format!("{now}: SIGKILL moved later, from {before} to {after}"),
+                );
+            }
+        }
+        let expected_ready = if self.waiting() && !self.closing {
+            self.ready_deadline()
+        } else {
+            None
+        };
+        if ready != expected_ready {
+            return Self::violation(
+                "ready-deadline",
+                format!(
+                    "{now}: machine's ready deadline {ready:?}, the history calls for {expected_ready:?} (start {:?} + {:?}, extensions {:?})",
+                    self.start_at, self.timeout_ready, self.extensions
+                ),
+            );
+        }
+        let expected_kill = if self.alive() && self.kill_sent_at.is_none() {
+            self.kill_instant()
+        } else {
+            None
+        };
+        if kill != expected_kill {
+            return Self::violation(
+                "kill-deadline",
+                format!(
+                    "{now}: machine's SIGKILL instant {kill:?}, the history calls for {expected_kill:?} (stop sent {:?}, requests {:?})",
+                    self.stop_sent_at, self.stop_requests
+                ),
+            );
         }
         Ok(())
     }
@@ -263,7 +322,8 @@ impl Checker {
             // Exactly the time from the start to the instant readiness was reached, and
             // before the deadline.
             (Some(Expected::Ready(at)), Some(StartResult::Ready { after })) => {
-                start_at.checked_add(*after) == Some(*at) && self.deadline.is_none_or(|d| *at < d)
+                start_at.checked_add(*after) == Some(*at)
+                    && self.ready_deadline().is_none_or(|d| *at < d)
             }
             (
                 Some(Expected::SpawnFailed),
@@ -297,7 +357,7 @@ impl Checker {
                 "outcome",
                 format!(
                     "{now}: machine start result {got:?}, the history calls for {:?} (start {:?}, deadline {:?}, started {}, latched {:?})",
-                    self.expected_start, self.start_at, self.deadline, self.started, self.latched
+                    self.expected_start, self.start_at, self.ready_deadline(), self.started, self.latched
                 ),
             )
         }
