@@ -4,7 +4,6 @@
 use crate::core::event::{Action, GroupSignal};
 use crate::core::outcome::{CheckSet, StartFailure, StartResult};
 use crate::core::pod::PodMachine;
-use crate::core::spec::Check;
 use crate::core::time::Time;
 use crate::core::State;
 
@@ -78,41 +77,8 @@ impl Checker {
                     ..
                 } => kill = true,
                 Action::SweepGroup { .. } => sweep = true,
-                Action::StartProbe { check, attempt, .. } => {
-                    if !matches!(self.checks.get(check), Some(Check::Probe(_))) {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: probe of check #{check}, which is not a probe"),
-                        );
-                    }
-                    if !self.probes_allowed.contains(check) {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: probe attempt {attempt} of check #{check} while not waiting on it"),
-                        );
-                    }
-                    if attempt <= self.probe_attempts_seen {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: probe attempt number {attempt} reused"),
-                        );
-                    }
-                    self.probe_attempts_seen = attempt;
-                    if self.probes_in_flight.values().any(|&c| c == check) {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: two attempts of check #{check} at once"),
-                        );
-                    }
-                    self.probes_in_flight.insert(attempt, check);
-                }
-                Action::CancelProbe { attempt, .. } => {
-                    if self.probes_in_flight.remove(&attempt).is_none() {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: cancel of attempt {attempt}, which is not running"),
-                        );
-                    }
+                Action::StartProbe { .. } | Action::CancelProbe { .. } => {
+                    self.probe_action(action, now)?
                 }
                 Action::StateChanged { state } => last_state = Some(state),
                 Action::StartHealthProbe { .. }
@@ -213,15 +179,7 @@ impl Checker {
                 ),
             );
         }
-        if self.is_terminal() && !self.probes_in_flight.is_empty() {
-            return Self::violation(
-                "probe",
-                format!(
-                    "{now}: pod ended with probe attempts still running: {:?}",
-                    self.probes_in_flight
-                ),
-            );
-        }
+        let probe_due = self.check_probes(now)?;
         let timeout = machine.poll_timeout();
         if let Some(t) = timeout {
             if t <= now {
@@ -234,18 +192,23 @@ impl Checker {
                 format!("{now}: timer {timeout:?} after the pod ended"),
             );
         }
-        let due = if self.waiting() && !self.closing {
+        let deadline = if self.waiting() && !self.closing {
             self.ready_deadline()
+                .map(|t| (t, "the ready deadline".to_owned()))
         } else if self.alive() && self.kill_sent_at.is_none() {
-            self.kill_instant()
+            self.kill_instant().map(|t| (t, "SIGKILL".to_owned()))
         } else {
             None
         };
-        if let Some(due) = due {
+        let due = match (deadline, probe_due) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        if let Some((due, what)) = due {
             if timeout.is_none_or(|t| t > due) {
                 return Self::violation(
                     "timer-late",
-                    format!("{now}: next timer {timeout:?}, but a deadline falls due at {due}"),
+                    format!("{now}: next timer {timeout:?}, but {what} falls due at {due}"),
                 );
             }
         }

@@ -16,14 +16,17 @@
 //! - SIGKILL is due at the earliest of `request + grace` over every stop request (a
 //!   close, the ready timeout, turning unhealthy), a request made before the stop signal
 //!   could go out (before the spawn answered) counting from the stop signal; it never
-//!   moves later.
+//!   moves later;
+//! - readiness probes follow their documented schedule (`probe.rs`): the first attempt at
+//!   the started instant, each next one a doubling, capped delay after a failure, an
+//!   attempt that runs past its timeout cancelled and failed.
 
 mod datagram;
 mod health;
 mod invariants;
+mod probe;
 mod record;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -99,7 +102,7 @@ pub struct Checker {
     spawned: bool,
     started: bool,
     latched: CheckSet,
-    probes_in_flight: BTreeMap<u64, usize>,
+    probes: probe::ProbeModel,
     probe_attempts_seen: u64,
     status_text: Option<String>,
     errno: Option<i32>,
@@ -145,7 +148,7 @@ impl Checker {
             spawned: false,
             started: false,
             latched: CheckSet::EMPTY,
-            probes_in_flight: BTreeMap::new(),
+            probes: probe::ProbeModel::new(&spec.checks),
             probe_attempts_seen: 0,
             status_text: None,
             errno: None,
@@ -216,6 +219,7 @@ impl Checker {
         self.expect_sweep = false;
         self.expect_spawn = false;
         self.health.clear_step();
+        self.probes.clear_step();
         self.now = self.now.max(now);
         let now = self.now;
         if let Event::Notify {
@@ -240,7 +244,7 @@ impl Checker {
         // Probe attempts may start from timers that fire before the event, or because of
         // it: either state may justify one.
         let probes_before = self.probe_waitable();
-        self.apply(event, now, actions);
+        self.apply(event, now);
         self.timers(now);
         self.probes_allowed = probes_before.union(self.probe_waitable());
         self.health_allow(false);

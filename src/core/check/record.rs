@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::core::event::{Action, Event, Generation};
+use crate::core::event::{Event, Generation};
 use crate::core::outcome::{CheckSet, End};
 use crate::core::spec::{Check, StartedBy};
 use crate::core::time::Time;
@@ -53,6 +53,7 @@ impl Checker {
             }
         }
         self.health_timers(now);
+        self.probe_timers(now);
     }
 
     /// A request to stop at `now` with `grace`: a close, the ready timeout, turning
@@ -79,9 +80,15 @@ impl Checker {
         self.expect_stop = true;
     }
 
+    /// The pod reached "started" at `now`.
+    fn mark_started(&mut self, now: Time) {
+        self.started = true;
+        self.probes.started(now);
+    }
+
     // The model reads as "which event, then whether it fits"; keep that shape.
     #[allow(clippy::collapsible_match)]
-    pub(super) fn apply(&mut self, event: &Event<'_>, now: Time, actions: &[Action]) {
+    pub(super) fn apply(&mut self, event: &Event<'_>, now: Time) {
         if self.is_terminal() {
             return;
         }
@@ -101,7 +108,7 @@ impl Checker {
                     if self.closing {
                         self.send_stop(now);
                     } else if self.started_by == StartedBy::Exec {
-                        self.started = true;
+                        self.mark_started(now);
                     }
                 }
             }
@@ -142,8 +149,8 @@ impl Checker {
                         }
                     }
                 }
-                if message.ready || message.started {
-                    self.started = true;
+                if (message.ready || message.started) && !self.started {
+                    self.mark_started(now);
                 }
             }
             Event::OutputLine {
@@ -170,18 +177,9 @@ impl Checker {
                 if self.health_result(attempt, ok, now) {
                     return;
                 }
-                // Due timers fire before the event: an attempt whose own timeout fell due
+                // Due timers fired before the event: an attempt whose own timeout fell due
                 // by now was cancelled in this very step, and its answer comes too late.
-                let timed_out = actions.iter().any(|a| {
-                    matches!(a, Action::CancelProbe { attempt: cancelled, .. } if *cancelled == attempt)
-                });
-                if !timed_out {
-                    if let Some(check) = self.probes_in_flight.remove(&attempt) {
-                        if ok {
-                            self.latched.insert(check);
-                        }
-                    }
-                }
+                self.probe_result(attempt, ok, now);
             }
             Event::Exited { generation, status } if ours(&generation) => {
                 if self.alive() {
