@@ -86,19 +86,34 @@ proptest! {
 }
 
 /// The suite bites: each deliberately wrong machine is caught within a bounded number of
-/// random scenarios (a fixed seed keeps this deterministic).
+/// random scenarios (a fixed seed keeps this deterministic), by a broken invariant whose
+/// message contains one of the texts given (for the older mutations any invariant; the
+/// newer ones by the rule they break).
 #[test]
 fn every_mutation_is_caught() {
-    for mutation in [
-        Mutation::KillOneTickEarly,
-        Mutation::ExitedEarlyAsFailedToStart,
-        Mutation::DeadlineFromSpawn,
-        Mutation::MissedReap,
-        Mutation::ReadyAfterZero,
-        Mutation::ForeignSpawnedOrNotify,
-        Mutation::HealthThresholdOffByOne,
-        Mutation::StartPeriodIgnored,
-        Mutation::WatchdogRearmedByMalformed,
+    let any: &[&str] = &["invariant "];
+    for (mutation, rule) in [
+        (Mutation::KillOneTickEarly, any),
+        (Mutation::ExitedEarlyAsFailedToStart, any),
+        (Mutation::DeadlineFromSpawn, any),
+        (Mutation::MissedReap, any),
+        (Mutation::ReadyAfterZero, any),
+        (Mutation::ForeignSpawnedOrNotify, any),
+        (Mutation::HealthThresholdOffByOne, any),
+        (Mutation::StartPeriodIgnored, any),
+        (Mutation::WatchdogRearmedByMalformed, any),
+        (
+            Mutation::NeverRetriesProbe,
+            &["next probe attempt falls due", "next probe attempt was due"][..],
+        ),
+        (
+            Mutation::LaterCloseMovesKill,
+            &["invariant kill-deadline violated"][..],
+        ),
+        (
+            Mutation::ExtensionCountsFromStart,
+            &["invariant ready-deadline violated"][..],
+        ),
     ] {
         let config = Config {
             cases: 5_000,
@@ -114,11 +129,11 @@ fn every_mutation_is_caught() {
         if let Err(e) = &result {
             println!("{mutation:?}: {e}");
         }
-        // Caught by a broken invariant, not by an unrelated panic.
+        // Caught by the broken invariant, not by an unrelated panic or another rule.
         match result {
             Err(e) => assert!(
-                e.to_string().contains("invariant "),
-                "{mutation:?} failed without a violated invariant: {e}"
+                rule.iter().any(|text| e.to_string().contains(text)),
+                "{mutation:?} failed without breaking {rule:?}: {e}"
             ),
             Ok(()) => panic!("{mutation:?} was not caught by 5,000 scenarios"),
         }

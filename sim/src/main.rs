@@ -27,7 +27,8 @@ usage: podvisor-sim [--seeds N] [--start S] [--pods K] [--mutation NAME] [--chec
                        exited-early-as-failed-to-start, deadline-from-spawn, missed-reap,
                        ready-after-zero, foreign-spawned-or-notify,
                        health-threshold-off-by-one, start-period-ignored,
-                       watchdog-rearmed-by-malformed;
+                       watchdog-rearmed-by-malformed, never-retries-probe,
+                       later-close-moves-kill, extension-counts-from-start;
                        or a wrong driver model: timers-before-input, input-at-wake-time,
                        drain-until-empty;
                        with --deployments: ready-means-started, close-all-at-once,

@@ -196,7 +196,7 @@ pub fn batch(
 }
 
 /// The mutations, by name.
-pub const MUTATIONS: [(&str, Mutation); 9] = [
+pub const MUTATIONS: [(&str, Mutation); 12] = [
     ("kill-one-tick-early", Mutation::KillOneTickEarly),
     (
         "exited-early-as-failed-to-start",
@@ -217,6 +217,12 @@ pub const MUTATIONS: [(&str, Mutation); 9] = [
     (
         "watchdog-rearmed-by-malformed",
         Mutation::WatchdogRearmedByMalformed,
+    ),
+    ("never-retries-probe", Mutation::NeverRetriesProbe),
+    ("later-close-moves-kill", Mutation::LaterCloseMovesKill),
+    (
+        "extension-counts-from-start",
+        Mutation::ExtensionCountsFromStart,
     ),
 ];
 

@@ -2,6 +2,7 @@
 //! outcome and fault is reached, every deliberately wrong core is caught, and the CLI's
 //! exit codes.
 
+use podvisor::core::Mutation;
 use podvisor_sim::driver::DriverMutation;
 use podvisor_sim::report::{
     batch, first_catch, first_deployment_catch, first_driver_catch, fuzz_seed, Coverage,
@@ -84,6 +85,40 @@ fn every_wrong_core_is_caught_within_ten_thousand_seeds() {
     for (name, mutation) in MUTATIONS {
         let seed = first_catch(mutation, 1, 10_000);
         assert!(seed.is_some(), "mutation {name} survived 10,000 seeds");
+    }
+}
+
+/// The wrong cores whose rule the checker states on its own are caught by that rule: the
+/// first catching seed's violation names it.
+#[test]
+fn wrong_probe_schedules_and_deadlines_are_caught_by_their_own_rule() {
+    let rules: [(Mutation, &[&str]); 3] = [
+        (
+            Mutation::NeverRetriesProbe,
+            &["next probe attempt falls due", "next probe attempt was due"],
+        ),
+        (
+            Mutation::LaterCloseMovesKill,
+            &["invariant kill-deadline violated"],
+        ),
+        (
+            Mutation::ExtensionCountsFromStart,
+            &["invariant ready-deadline violated"],
+        ),
+    ];
+    for (mutation, texts) in rules {
+        let seed = first_catch(mutation, 1, 10_000)
+            .unwrap_or_else(|| panic!("{mutation:?} survived 10,000 seeds"));
+        let report = run(&RunConfig {
+            mutation: Some(mutation),
+            ..config(seed, 1)
+        });
+        let failure = report.result.expect_err("the catching seed fails again");
+        assert!(
+            texts.iter().any(|t| failure.message.contains(t)),
+            "{mutation:?} caught at seed {seed} by another rule: {}",
+            failure.message
+        );
     }
 }
 

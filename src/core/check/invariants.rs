@@ -4,7 +4,6 @@
 use crate::core::event::{Action, GroupSignal};
 use crate::core::outcome::{CheckSet, StartFailure, StartResult};
 use crate::core::pod::PodMachine;
-use crate::core::spec::Check;
 use crate::core::time::Time;
 use crate::core::State;
 
@@ -78,41 +77,8 @@ impl Checker {
                     ..
                 } => kill = true,
                 Action::SweepGroup { .. } => sweep = true,
-                Action::StartProbe { check, attempt, .. } => {
-                    if !matches!(self.checks.get(check), Some(Check::Probe(_))) {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: probe of check #{check}, which is not a probe"),
-                        );
-                    }
-                    if !self.probes_allowed.contains(check) {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: probe attempt {attempt} of check #{check} while not waiting on it"),
-                        );
-                    }
-                    if attempt <= self.probe_attempts_seen {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: probe attempt number {attempt} reused"),
-                        );
-                    }
-                    self.probe_attempts_seen = attempt;
-                    if self.probes_in_flight.values().any(|&c| c == check) {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: two attempts of check #{check} at once"),
-                        );
-                    }
-                    self.probes_in_flight.insert(attempt, check);
-                }
-                Action::CancelProbe { attempt, .. } => {
-                    if self.probes_in_flight.remove(&attempt).is_none() {
-                        return Self::violation(
-                            "probe",
-                            format!("{now}: cancel of attempt {attempt}, which is not running"),
-                        );
-                    }
+                Action::StartProbe { .. } | Action::CancelProbe { .. } => {
+                    self.probe_action(action, now)?
                 }
                 Action::StateChanged { state } => last_state = Some(state),
                 Action::StartHealthProbe { .. }
@@ -128,7 +94,7 @@ impl Checker {
         ];
         for (name, did, expected) in expectations {
             if did != expected {
-                let (deadline, stop_at) = (self.kill_deadline, self.stop_sent_at);
+                let (deadline, stop_at) = (self.kill_instant(), self.stop_sent_at);
                 return Self::violation(
                     name,
                     format!(
@@ -213,15 +179,7 @@ impl Checker {
                 ),
             );
         }
-        if self.is_terminal() && !self.probes_in_flight.is_empty() {
-            return Self::violation(
-                "probe",
-                format!(
-                    "{now}: pod ended with probe attempts still running: {:?}",
-                    self.probes_in_flight
-                ),
-            );
-        }
+        let probe_due = self.check_probes(now)?;
         let timeout = machine.poll_timeout();
         if let Some(t) = timeout {
             if t <= now {
@@ -234,20 +192,84 @@ impl Checker {
                 format!("{now}: timer {timeout:?} after the pod ended"),
             );
         }
-        let due = if self.waiting() && !self.closing {
-            self.deadline
+        let deadline = if self.waiting() && !self.closing {
+            self.ready_deadline()
+                .map(|t| (t, "the ready deadline".to_owned()))
         } else if self.alive() && self.kill_sent_at.is_none() {
-            self.kill_deadline
+            self.kill_instant().map(|t| (t, "SIGKILL".to_owned()))
         } else {
             None
         };
-        if let Some(due) = due {
+        let due = match (deadline, probe_due) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        if let Some((due, what)) = due {
             if timeout.is_none_or(|t| t > due) {
                 return Self::violation(
                     "timer-late",
-                    format!("{now}: next timer {timeout:?}, but a deadline falls due at {due}"),
+                    format!("{now}: next timer {timeout:?}, but {what} falls due at {due}"),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The ready deadline and the SIGKILL instant the machine holds, against the record's:
+    /// the ready deadline never moves earlier, SIGKILL never later, and each is the one the
+    /// record calls for.
+    pub(super) fn check_deadlines(
+        &mut self,
+        machine: &PodMachine,
+        now: Time,
+    ) -> Result<(), Violation> {
+        let (ready, kill) = (machine.ready_deadline(), machine.kill_deadline());
+        let (seen_ready, seen_kill) = (self.seen_ready_deadline, self.seen_kill_deadline);
+        self.seen_ready_deadline = ready;
+        self.seen_kill_deadline = kill;
+        if let (Some(before), Some(after)) = (seen_ready, ready) {
+            if after < before {
+                return Self::violation(
+                    "ready-deadline",
+                    format!("{now}: the ready deadline moved earlier, from {before} to {after}"),
+                );
+            }
+        }
+        if let (Some(before), Some(after)) = (seen_kill, kill) {
+            if after > before {
+                return Self::violation(
+                    "kill-deadline",
+                    format!("{now}: SIGKILL moved later, from {before} to {after}"),
+                );
+            }
+        }
+        let expected_ready = if self.waiting() && !self.closing {
+            self.ready_deadline()
+        } else {
+            None
+        };
+        if ready != expected_ready {
+            return Self::violation(
+                "ready-deadline",
+                format!(
+                    "{now}: machine's ready deadline {ready:?}, the history calls for {expected_ready:?} (start {:?} + {:?}, extensions {:?})",
+                    self.start_at, self.timeout_ready, self.extensions
+                ),
+            );
+        }
+        let expected_kill = if self.alive() && self.kill_sent_at.is_none() {
+            self.kill_instant()
+        } else {
+            None
+        };
+        if kill != expected_kill {
+            return Self::violation(
+                "kill-deadline",
+                format!(
+                    "{now}: machine's SIGKILL instant {kill:?}, the history calls for {expected_kill:?} (stop sent {:?}, requests {:?})",
+                    self.stop_sent_at, self.stop_requests
+                ),
+            );
         }
         Ok(())
     }
@@ -263,7 +285,8 @@ impl Checker {
             // Exactly the time from the start to the instant readiness was reached, and
             // before the deadline.
             (Some(Expected::Ready(at)), Some(StartResult::Ready { after })) => {
-                start_at.checked_add(*after) == Some(*at) && self.deadline.is_none_or(|d| *at < d)
+                start_at.checked_add(*after) == Some(*at)
+                    && self.ready_deadline().is_none_or(|d| *at < d)
             }
             (
                 Some(Expected::SpawnFailed),
@@ -297,7 +320,7 @@ impl Checker {
                 "outcome",
                 format!(
                     "{now}: machine start result {got:?}, the history calls for {:?} (start {:?}, deadline {:?}, started {}, latched {:?})",
-                    self.expected_start, self.start_at, self.deadline, self.started, self.latched
+                    self.expected_start, self.start_at, self.ready_deadline(), self.started, self.latched
                 ),
             )
         }

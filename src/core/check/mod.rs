@@ -7,13 +7,26 @@
 //! the expected state, start result and end follow directly; it shares no code with the
 //! machine, not even the notify datagram parser (the model reads datagrams with its own
 //! [`model_datagram`]).
+//!
+//! Deadlines are stated as properties of the record, not replayed step by step:
+//!
+//! - the ready deadline is `start + timeout_ready`, pushed to at least `receipt + N` by
+//!   every `EXTEND_TIMEOUT_USEC=N` taken while the pod waits for ready (systemd's rule: an
+//!   extension never brings the deadline closer); it never moves earlier;
+//! - SIGKILL is due at the earliest of `request + grace` over every stop request (a
+//!   close, the ready timeout, turning unhealthy), a request made before the stop signal
+//!   could go out (before the spawn answered) counting from the stop signal; it never
+//!   moves later;
+//! - readiness probes follow their documented schedule (`probe.rs`): the first attempt at
+//!   the started instant, each next one a doubling, capped delay after a failure, an
+//!   attempt that runs past its timeout cancelled and failed.
 
 mod datagram;
 mod health;
 mod invariants;
+mod probe;
 mod record;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -83,20 +96,24 @@ pub struct Checker {
 
     now: Time,
     start_at: Option<Time>,
-    deadline: Option<Time>,
+    /// `EXTEND_TIMEOUT_USEC=N` taken while waiting for ready: (receipt, N).
+    extensions: Vec<(Time, Duration)>,
     spawn_answered: bool,
     spawned: bool,
     started: bool,
     latched: CheckSet,
-    probes_in_flight: BTreeMap<u64, usize>,
+    probes: probe::ProbeModel,
     probe_attempts_seen: u64,
     status_text: Option<String>,
     errno: Option<i32>,
     closing: bool,
-    pending_grace: Option<Duration>,
+    /// Every stop request: (instant, grace).
+    stop_requests: Vec<(Time, Duration)>,
     stop_sent_at: Option<Time>,
-    kill_deadline: Option<Time>,
     kill_sent_at: Option<Time>,
+    /// The machine's ready and kill deadlines after the previous step.
+    seen_ready_deadline: Option<Time>,
+    seen_kill_deadline: Option<Time>,
     exited: Option<ExitStatus>,
     expected_start: Option<Expected>,
     expected_end: Option<End>,
@@ -126,20 +143,21 @@ impl Checker {
             generation,
             now: Time::ZERO,
             start_at: None,
-            deadline: None,
+            extensions: Vec::new(),
             spawn_answered: false,
             spawned: false,
             started: false,
             latched: CheckSet::EMPTY,
-            probes_in_flight: BTreeMap::new(),
+            probes: probe::ProbeModel::new(&spec.checks),
             probe_attempts_seen: 0,
             status_text: None,
             errno: None,
             closing: false,
-            pending_grace: None,
+            stop_requests: Vec::new(),
             stop_sent_at: None,
-            kill_deadline: None,
             kill_sent_at: None,
+            seen_ready_deadline: None,
+            seen_kill_deadline: None,
             exited: None,
             expected_start: None,
             expected_end: None,
@@ -201,6 +219,7 @@ impl Checker {
         self.expect_sweep = false;
         self.expect_spawn = false;
         self.health.clear_step();
+        self.probes.clear_step();
         self.now = self.now.max(now);
         let now = self.now;
         if let Event::Notify {
@@ -225,12 +244,13 @@ impl Checker {
         // Probe attempts may start from timers that fire before the event, or because of
         // it: either state may justify one.
         let probes_before = self.probe_waitable();
-        self.apply(event, now, actions);
+        self.apply(event, now);
         self.timers(now);
         self.probes_allowed = probes_before.union(self.probe_waitable());
         self.health_allow(false);
 
         self.check_actions(actions, now)?;
+        self.check_deadlines(machine, now)?;
         self.check_state(machine, now)?;
         self.check_health(machine, now)
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::core::event::{Action, Event, Generation};
+use crate::core::event::{Event, Generation};
 use crate::core::outcome::{CheckSet, End};
 use crate::core::spec::{Check, StartedBy};
 use crate::core::time::Time;
@@ -12,25 +12,52 @@ use crate::core::time::Time;
 use super::{cut_status, model_datagram, Checker, Expected};
 
 impl Checker {
+    /// The ready deadline the record calls for: `timeout_ready` after the start, pushed to
+    /// at least `receipt + N` by each `EXTEND_TIMEOUT_USEC=N` taken while waiting (an
+    /// extension past the end of time is none); no deadline without a timeout.
+    pub(super) fn ready_deadline(&self) -> Option<Time> {
+        let base = self.start_at?.checked_add(self.timeout_ready?)?;
+        Some(
+            self.extensions
+                .iter()
+                .filter_map(|&(receipt, by)| receipt.checked_add(by))
+                .fold(base, Time::max),
+        )
+    }
+
+    /// The instant SIGKILL is due once the stop signal went out: the earliest over every
+    /// stop request of its grace after the request, or after the stop signal for a request
+    /// made before the signal could go out (while the spawn was under way).
+    pub(super) fn kill_instant(&self) -> Option<Time> {
+        let sent = self.stop_sent_at?;
+        self.stop_requests
+            .iter()
+            .filter_map(|&(at, grace)| at.max(sent).checked_add(grace))
+            .min()
+    }
+
     /// Deadlines that have passed by `now`, in the order they fall due.
     pub(super) fn timers(&mut self, now: Time) {
         if self.waiting() {
-            if let Some(deadline) = self.deadline {
+            if let Some(deadline) = self.ready_deadline() {
                 if deadline <= now {
                     self.expected_start = Some(Expected::TimedOut(deadline));
                     self.stop(now, self.grace);
                 }
             }
         }
-        if let Some(kill) = self.kill_deadline {
+        if let Some(kill) = self.kill_instant() {
             if kill <= now && self.alive() && self.kill_sent_at.is_none() {
                 self.kill_sent_at = Some(now);
                 self.expect_kill = true;
             }
         }
         self.health_timers(now);
+        self.probe_timers(now);
     }
 
+    /// A request to stop at `now` with `grace`: a close, the ready timeout, turning
+    /// unhealthy.
     pub(super) fn stop(&mut self, now: Time, grace: Duration) {
         if self.start_at.is_none() {
             self.expected_end = Some(End::NeverSpawned);
@@ -39,33 +66,29 @@ impl Checker {
         if self.exited.is_some() || (self.spawn_answered && !self.spawned) {
             return;
         }
+        self.stop_requests.push((now, grace));
         if !self.closing {
             self.closing = true;
             if self.spawned {
-                self.send_stop(now, grace);
-            } else {
-                self.pending_grace = Some(grace);
+                self.send_stop(now);
             }
-        } else if self.stop_sent_at.is_some() {
-            let shorter = now.checked_add(grace);
-            self.kill_deadline = match (self.kill_deadline, shorter) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        } else {
-            self.pending_grace = Some(self.pending_grace.map_or(grace, |g| g.min(grace)));
         }
     }
 
-    pub(super) fn send_stop(&mut self, now: Time, grace: Duration) {
+    pub(super) fn send_stop(&mut self, now: Time) {
         self.stop_sent_at = Some(now);
         self.expect_stop = true;
-        self.kill_deadline = now.checked_add(grace);
+    }
+
+    /// The pod reached "started" at `now`.
+    fn mark_started(&mut self, now: Time) {
+        self.started = true;
+        self.probes.started(now);
     }
 
     // The model reads as "which event, then whether it fits"; keep that shape.
     #[allow(clippy::collapsible_match)]
-    pub(super) fn apply(&mut self, event: &Event<'_>, now: Time, actions: &[Action]) {
+    pub(super) fn apply(&mut self, event: &Event<'_>, now: Time) {
         if self.is_terminal() {
             return;
         }
@@ -75,7 +98,6 @@ impl Checker {
             Event::Start => {
                 if self.start_at.is_none() {
                     self.start_at = Some(now);
-                    self.deadline = self.timeout_ready.and_then(|t| now.checked_add(t));
                     self.expect_spawn = true;
                 }
             }
@@ -84,10 +106,9 @@ impl Checker {
                     self.spawn_answered = true;
                     self.spawned = true;
                     if self.closing {
-                        let grace = self.pending_grace.unwrap_or(self.grace);
-                        self.send_stop(now, grace);
+                        self.send_stop(now);
                     } else if self.started_by == StartedBy::Exec {
-                        self.started = true;
+                        self.mark_started(now);
                     }
                 }
             }
@@ -118,10 +139,8 @@ impl Checker {
                 if !self.waiting() || self.closing {
                     return;
                 }
-                if let (Some(extend), Some(deadline)) = (message.extend, self.deadline) {
-                    if let Some(extended) = now.checked_add(extend) {
-                        self.deadline = Some(deadline.max(extended));
-                    }
+                if let Some(extend) = message.extend {
+                    self.extensions.push((now, extend));
                 }
                 if message.ready {
                     for (i, check) in self.checks.iter().enumerate() {
@@ -130,8 +149,8 @@ impl Checker {
                         }
                     }
                 }
-                if message.ready || message.started {
-                    self.started = true;
+                if (message.ready || message.started) && !self.started {
+                    self.mark_started(now);
                 }
             }
             Event::OutputLine {
@@ -158,18 +177,9 @@ impl Checker {
                 if self.health_result(attempt, ok, now) {
                     return;
                 }
-                // Due timers fire before the event: an attempt whose own timeout fell due
+                // Due timers fired before the event: an attempt whose own timeout fell due
                 // by now was cancelled in this very step, and its answer comes too late.
-                let timed_out = actions.iter().any(|a| {
-                    matches!(a, Action::CancelProbe { attempt: cancelled, .. } if *cancelled == attempt)
-                });
-                if !timed_out {
-                    if let Some(check) = self.probes_in_flight.remove(&attempt) {
-                        if ok {
-                            self.latched.insert(check);
-                        }
-                    }
-                }
+                self.probe_result(attempt, ok, now);
             }
             Event::Exited { generation, status } if ours(&generation) => {
                 if self.alive() {

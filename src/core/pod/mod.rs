@@ -57,6 +57,13 @@ pub enum Mutation {
     StartPeriodIgnored,
     /// A notify datagram with a malformed line re-arms the watchdog.
     WatchdogRearmedByMalformed,
+    /// A failed or timed-out probe attempt schedules no next attempt.
+    NeverRetriesProbe,
+    /// A close while stopping sets SIGKILL at its own instant + grace, even when that is
+    /// later than the instant already set.
+    LaterCloseMovesKill,
+    /// `EXTEND_TIMEOUT_USEC=N` counts from the start instead of the datagram's receipt.
+    ExtensionCountsFromStart,
 }
 
 /// One pod's lifecycle: events in with the current time, actions and deadlines out.
@@ -476,7 +483,12 @@ impl PodMachine {
             return;
         }
         if let (Some(extend), Some(deadline)) = (message.extend_timeout, self.ready_deadline) {
-            if let Some(extended) = now.checked_add(extend) {
+            let from = if self.mutation == Some(Mutation::ExtensionCountsFromStart) {
+                self.start_at.unwrap_or(now)
+            } else {
+                now
+            };
+            if let Some(extended) = from.checked_add(extend) {
                 self.ready_deadline = Some(deadline.max(extended));
             }
         }
@@ -527,11 +539,17 @@ impl PodMachine {
             let check = probe.check;
             self.latch(check, now);
         } else {
-            Self::schedule_retry(probe, now);
+            self.schedule_retry(i, now);
         }
     }
 
-    fn schedule_retry(probe: &mut ProbeTimer, now: Time) {
+    /// After a failed attempt of probe `i` at `now`: the next one after the current delay,
+    /// which then doubles up to the cap.
+    fn schedule_retry(&mut self, i: usize, now: Time) {
+        if self.mutation == Some(Mutation::NeverRetriesProbe) {
+            return;
+        }
+        let probe = &mut self.probes[i];
         probe.next_at = now.checked_add(probe.interval);
         probe.interval = (probe.interval * 2).min(probe.max).max(probe.initial);
     }
@@ -625,6 +643,11 @@ impl PodMachine {
                 if self.spawned {
                     let shortened = now.checked_add(grace);
                     self.kill_at = match (self.kill_at, shortened) {
+                        (Some(_), Some(b))
+                            if self.mutation == Some(Mutation::LaterCloseMovesKill) =>
+                        {
+                            Some(b)
+                        }
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };

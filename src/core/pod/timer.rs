@@ -119,7 +119,7 @@ impl PodMachine {
                         attempt,
                     });
                 }
-                Self::schedule_retry(probe, now);
+                self.schedule_retry(i, now);
             }
             Timer::Watchdog => self.watchdog_expired(now),
             Timer::HealthNext(i) => self.start_health_attempt(i, now),
