@@ -198,3 +198,81 @@ fn input_of_another_generation_is_ignored_in_every_state() {
         }
     }
 }
+
+#[test]
+fn a_long_status_is_cut_at_a_character_boundary() {
+    let mut pod = started(PodSpec::default().check(Check::Notify));
+    // 4095 ASCII bytes, then 'é' (2 bytes) straddling the 4096-byte limit.
+    let mut datagram = b"STATUS=".to_vec();
+    datagram.extend(std::iter::repeat_n(b'a', 4095));
+    datagram.extend("é and more".as_bytes());
+    pod.handle(
+        Event::Notify {
+            generation: G,
+            datagram: &datagram,
+        },
+        ms(20),
+    );
+    let text = pod.status_text().unwrap();
+    assert_eq!(text.len(), 4095);
+    assert!(text.bytes().all(|b| b == b'a'));
+    // A short one is kept whole.
+    pod.handle(
+        Event::Notify {
+            generation: G,
+            datagram: "STATUS=déjà vu".as_bytes(),
+        },
+        ms(21),
+    );
+    assert_eq!(pod.status_text(), Some("déjà vu"));
+}
+
+#[test]
+fn at_most_max_checks_of_each_kind() {
+    use podvisor::core::{HealthCheck, SpecError, MAX_CHECKS};
+    let readiness = |n: usize| (0..n).fold(PodSpec::default(), |spec, _| spec.check(Check::Notify));
+    assert_eq!(readiness(MAX_CHECKS).validate(), Ok(()));
+    assert_eq!(
+        readiness(MAX_CHECKS + 1).validate(),
+        Err(SpecError::TooManyChecks {
+            count: MAX_CHECKS + 1
+        })
+    );
+    let health = |n: usize| {
+        (0..n).fold(PodSpec::default(), |spec, _| {
+            spec.health(HealthCheck::default())
+        })
+    };
+    assert_eq!(health(MAX_CHECKS).validate(), Ok(()));
+    assert_eq!(
+        health(MAX_CHECKS + 1).validate(),
+        Err(SpecError::TooManyChecks {
+            count: MAX_CHECKS + 1
+        })
+    );
+}
+
+#[test]
+fn time_counts_nanoseconds_from_its_epoch() {
+    assert_eq!(ms(3).as_nanos(), 3_000_000);
+    assert_eq!(Time::from_nanos(7).as_nanos(), 7);
+    assert_eq!(ms(5).checked_sub(Duration::from_millis(2)), Some(ms(3)));
+    assert_eq!(
+        ms(5).checked_sub(Duration::from_millis(5)),
+        Some(Time::ZERO)
+    );
+    assert_eq!(ms(5).checked_sub(Duration::from_millis(6)), None);
+    assert_eq!(ms(5).checked_sub(Duration::MAX), None);
+}
+
+#[test]
+fn a_deployment_machine_keeps_its_spec() {
+    use podvisor::core::deployment::{Condition, DeploymentMachine, DeploymentSpec, PodTemplate};
+    let spec = DeploymentSpec::new().pod(PodTemplate::new("db")).pod(
+        PodTemplate::new("web")
+            .replicas(2)
+            .depends_on("db", Condition::Ready),
+    );
+    let machine = DeploymentMachine::new(spec.clone()).unwrap();
+    assert_eq!(machine.spec(), &spec);
+}
