@@ -276,3 +276,40 @@ fn a_deployment_machine_keeps_its_spec() {
     let machine = DeploymentMachine::new(spec.clone()).unwrap();
     assert_eq!(machine.spec(), &spec);
 }
+
+#[test]
+fn a_deployment_ignores_requests_for_unknown_members_and_while_closing() {
+    use podvisor::core::deployment::{
+        DeploymentEvent, DeploymentMachine, DeploymentSpec, MemberId, PodTemplate,
+    };
+    let spec = DeploymentSpec::new().pod(PodTemplate::new("a").replicas(2));
+    let mut machine = DeploymentMachine::new(spec).unwrap();
+    machine.handle(DeploymentEvent::Start, ms(0));
+    // The same instant twice is not time going back.
+    machine.handle(DeploymentEvent::Tick, ms(0));
+    assert_eq!(machine.stats().time_went_back, 0);
+    machine.handle(DeploymentEvent::Tick, ms(5));
+    machine.handle(DeploymentEvent::Tick, ms(4));
+    assert_eq!(machine.stats().time_went_back, 1);
+    let requests = |member| {
+        [
+            DeploymentEvent::StopMember {
+                member,
+                cascade: false,
+            },
+            DeploymentEvent::StartMember { member },
+            DeploymentEvent::RestartMember { member },
+        ]
+    };
+    // One past the last member: ignored, counted once each, nothing panics.
+    for (n, event) in requests(MemberId(2)).into_iter().enumerate() {
+        machine.handle(event, ms(6));
+        assert_eq!(machine.stats().ignored, n as u64 + 1);
+    }
+    // A known member while the deployment closes: ignored too.
+    machine.handle(DeploymentEvent::Close { grace: None }, ms(7));
+    for (n, event) in requests(MemberId(0)).into_iter().enumerate() {
+        machine.handle(event, ms(8));
+        assert_eq!(machine.stats().ignored, n as u64 + 4);
+    }
+}
