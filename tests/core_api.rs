@@ -313,3 +313,142 @@ fn a_deployment_ignores_requests_for_unknown_members_and_while_closing() {
         assert_eq!(machine.stats().ignored, n as u64 + 4);
     }
 }
+
+mod deployment {
+    use super::ms;
+    use podvisor::core::deployment::{
+        Condition, DeploymentAction, DeploymentEvent, DeploymentMachine, DeploymentSpec, MemberId,
+        MemberState, PodTemplate,
+    };
+    use podvisor::core::{End, ExitStatus, Generation, StartResult};
+    use std::time::Duration;
+
+    /// `db` (2 replicas) ← `web` (1), started: the StartPod actions so far.
+    fn started() -> (DeploymentMachine, Vec<(MemberId, Generation)>) {
+        let spec = DeploymentSpec::new()
+            .pod(PodTemplate::new("db").replicas(2))
+            .pod(PodTemplate::new("web").depends_on("db", Condition::Ready));
+        let mut machine = DeploymentMachine::new(spec).unwrap();
+        machine.handle(DeploymentEvent::Start, ms(0));
+        let starts = std::iter::from_fn(|| machine.poll_action())
+            .filter_map(|a| match a {
+                DeploymentAction::StartPod { member, generation } => Some((member, generation)),
+                _ => None,
+            })
+            .collect();
+        (machine, starts)
+    }
+
+    const READY: StartResult = StartResult::Ready {
+        after: Duration::from_millis(1),
+    };
+
+    #[test]
+    fn members_report_their_replica_start_health_and_end() {
+        let (mut machine, starts) = started();
+        assert_eq!(starts.len(), 2, "db's two replicas start, web waits");
+        let replicas: Vec<u32> = machine.members().iter().map(|m| m.replica()).collect();
+        assert_eq!(replicas, [0, 1, 0]);
+        let (db1, generation) = starts[1];
+        let m = |machine: &DeploymentMachine| machine.members()[db1.0].clone();
+        assert!(!m(&machine).is_started() && !m(&machine).is_healthy());
+        machine.handle(
+            DeploymentEvent::PodStarted {
+                member: db1,
+                generation,
+            },
+            ms(1),
+        );
+        assert!(m(&machine).is_started());
+        machine.handle(
+            DeploymentEvent::PodStartResult {
+                member: db1,
+                generation,
+                result: READY,
+            },
+            ms(2),
+        );
+        assert_eq!(m(&machine).start_result(), Some(&READY));
+        machine.handle(
+            DeploymentEvent::PodHealthy {
+                member: db1,
+                generation,
+            },
+            ms(3),
+        );
+        assert!(m(&machine).is_healthy());
+        assert!(!m(&machine).is_held());
+        machine.handle(
+            DeploymentEvent::StopMember {
+                member: db1,
+                cascade: false,
+            },
+            ms(4),
+        );
+        assert!(m(&machine).is_held());
+        let end = End::Closed(ExitStatus::Signal(15));
+        machine.handle(
+            DeploymentEvent::PodEnded {
+                member: db1,
+                generation,
+                end,
+            },
+            ms(5),
+        );
+        assert_eq!(m(&machine).end(), Some(end));
+        assert_eq!(m(&machine).state(), MemberState::Stopped);
+    }
+
+    #[test]
+    fn events_of_generation_zero_are_ignored() {
+        let (mut machine, _) = started();
+        // web has not started: its generation is 0, and an event claiming it is not its.
+        let web = MemberId(2);
+        assert_eq!(machine.members()[2].generation(), Generation(0));
+        let before = machine.stats().ignored;
+        machine.handle(
+            DeploymentEvent::PodStarted {
+                member: web,
+                generation: Generation(0),
+            },
+            ms(1),
+        );
+        assert_eq!(machine.stats().ignored, before + 1);
+        assert!(!machine.members()[2].is_started());
+        assert_eq!(machine.members()[2].state(), MemberState::Waiting);
+    }
+
+    #[test]
+    fn a_start_that_fails_while_the_deployment_closes_is_no_failure() {
+        for result in [
+            StartResult::ExitedEarly {
+                status: ExitStatus::Code(1),
+            },
+            StartResult::Cancelled,
+        ] {
+            let (mut machine, starts) = started();
+            let (db0, generation) = starts[0];
+            machine.handle(
+                DeploymentEvent::PodStarted {
+                    member: db0,
+                    generation,
+                },
+                ms(1),
+            );
+            machine.handle(DeploymentEvent::Close { grace: None }, ms(2));
+            machine.handle(
+                DeploymentEvent::PodStartResult {
+                    member: db0,
+                    generation,
+                    result: result.clone(),
+                },
+                ms(3),
+            );
+            assert!(
+                machine.failure().is_none(),
+                "{result:?}: {:?}",
+                machine.failure()
+            );
+        }
+    }
+}
