@@ -13,6 +13,7 @@ use podvisor::Readiness;
 
 use crate::duration::format_duration;
 use crate::file::{Plan, PlannedPod};
+use crate::report::quote;
 
 /// What `podvisor export` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -604,26 +605,6 @@ fn strings<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Y {
     Y::L(items.into_iter().map(|i| Y::S(i.into())).collect())
 }
 
-fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() || c == '\u{feff}' || ('\u{2028}'..='\u{2029}').contains(&c) => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn key(text: &str) -> String {
     // Words YAML 1.1 readers (docker-compose's) take as booleans or null.
     const WORDS: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
@@ -721,41 +702,34 @@ fn podvisor_run(pod: &Pod<'_>, fill: &dyn Fn(&str) -> String, serve: &str) -> Ve
         }
         option("--ready", fill(check));
     }
-    if let Some(t) = p.timeout_ready() {
-        option("--timeout-ready", format_duration(t));
-    }
-    if let Some(d) = p.ready_interval() {
-        option("--ready-interval", format_duration(d));
-    }
-    if let Some(d) = p.ready_timeout() {
-        option("--ready-timeout", format_duration(d));
+    let durations = [
+        ("--timeout-ready", p.timeout_ready()),
+        ("--ready-interval", p.ready_interval()),
+        ("--ready-timeout", p.ready_timeout()),
+        ("--health-interval", p.health_interval()),
+        ("--health-timeout", p.health_timeout()),
+        ("--health-start-period", p.health_start_period()),
+        ("--watchdog", p.watchdog()),
+        ("--grace", p.grace()),
+    ];
+    for (flag, value) in durations {
+        if let Some(d) = value {
+            option(flag, format_duration(d));
+        }
     }
     for check in p.health() {
         option("--health", fill(check));
     }
-    if let Some(d) = p.health_interval() {
-        option("--health-interval", format_duration(d));
-    }
-    if let Some(d) = p.health_timeout() {
-        option("--health-timeout", format_duration(d));
-    }
     if let Some(n) = p.health_retries() {
         option("--health-retries", n.to_string());
     }
-    if let Some(d) = p.health_start_period() {
-        option("--health-start-period", format_duration(d));
-    }
-    if let Some(d) = p.watchdog() {
-        option("--watchdog", format_duration(d));
-    }
-    if let Some(signal) = p.watchdog_signal() {
-        option("--watchdog-signal", signal.name());
-    }
-    if let Some(d) = p.grace() {
-        option("--grace", format_duration(d));
-    }
-    if let Some(signal) = p.stop_signal() {
-        option("--stop-signal", signal.name());
+    for (flag, value) in [
+        ("--watchdog-signal", p.watchdog_signal()),
+        ("--stop-signal", p.stop_signal()),
+    ] {
+        if let Some(signal) = value {
+            option(flag, signal.name());
+        }
     }
     option("--serve-health", serve.to_string());
     args.push("--".into());

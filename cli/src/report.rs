@@ -245,7 +245,7 @@ fn json_line(at: Duration, pod: &str, event: &str, fields: &[(&str, String)]) ->
     out
 }
 
-/// A JSON string literal.
+/// A JSON string literal, which is also a YAML double-quoted scalar.
 pub fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -256,7 +256,9 @@ pub fn quote(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            // Every control character, and the separators YAML readers take as line
+            // breaks: the same literal serves JSON and YAML (`podvisor export`).
+            c if c.is_control() || c == '\u{feff}' || ('\u{2028}'..='\u{2029}').contains(&c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
