@@ -452,3 +452,95 @@ mod deployment {
         }
     }
 }
+
+mod observer {
+    use podvisor::core::deployment::{DeploymentEvent, MemberId, PodObserver};
+    use podvisor::core::{End, ExitStatus, Generation, Health, StartResult, State, Unhealthy};
+    use std::time::Duration;
+
+    const M: MemberId = MemberId(3);
+    const G: Generation = Generation(2);
+
+    #[test]
+    fn health_is_reported_once_each_way_and_never_after_the_end() {
+        let mut observer = PodObserver::new(M, G);
+        assert_eq!(observer.observe_health(None), None);
+        assert_eq!(observer.observe_health(Some(Health::Starting)), None);
+        let healthy = DeploymentEvent::PodHealthy {
+            member: M,
+            generation: G,
+        };
+        assert_eq!(
+            observer.observe_health(Some(Health::Healthy)),
+            Some(healthy)
+        );
+        assert_eq!(observer.observe_health(Some(Health::Healthy)), None);
+        let bad = Some(Health::Unhealthy(Unhealthy::WatchdogTrigger));
+        let unhealthy = DeploymentEvent::PodUnhealthy {
+            member: M,
+            generation: G,
+        };
+        assert_eq!(observer.observe_health(bad), Some(unhealthy));
+        assert_eq!(observer.observe_health(bad), None);
+        // After the end, nothing more about health.
+        let mut ended = PodObserver::new(M, G);
+        assert!(!ended.ended());
+        let end = End::Exited(ExitStatus::Code(0));
+        ended.observe(State::Ended, None, Some(end));
+        assert!(ended.ended());
+        assert_eq!(ended.observe_health(Some(Health::Healthy)), None);
+        assert_eq!(ended.observe_health(bad), None);
+    }
+
+    #[test]
+    fn observe_all_puts_health_before_the_end() {
+        let mut observer = PodObserver::new(M, G);
+        let ready = StartResult::Ready {
+            after: Duration::from_millis(3),
+        };
+        let first = observer.observe_all(State::Ready, Some(&ready), None, Some(Health::Healthy));
+        assert_eq!(
+            first,
+            vec![
+                DeploymentEvent::PodStarted {
+                    member: M,
+                    generation: G
+                },
+                DeploymentEvent::PodStartResult {
+                    member: M,
+                    generation: G,
+                    result: ready.clone()
+                },
+                DeploymentEvent::PodHealthy {
+                    member: M,
+                    generation: G
+                },
+            ]
+        );
+        let end = End::Unhealthy {
+            cause: Unhealthy::WatchdogTrigger,
+            status: ExitStatus::Signal(6),
+            killed: false,
+        };
+        let last = observer.observe_all(
+            State::Ended,
+            Some(&ready),
+            Some(end),
+            Some(Health::Unhealthy(Unhealthy::WatchdogTrigger)),
+        );
+        assert_eq!(
+            last,
+            vec![
+                DeploymentEvent::PodUnhealthy {
+                    member: M,
+                    generation: G
+                },
+                DeploymentEvent::PodEnded {
+                    member: M,
+                    generation: G,
+                    end
+                },
+            ]
+        );
+    }
+}
