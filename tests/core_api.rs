@@ -544,3 +544,88 @@ mod observer {
         );
     }
 }
+
+mod vocabulary {
+    use podvisor::core::deployment::{
+        jitter_draw, DeploymentStartResult, DeploymentState, MemberState, RestartPolicy,
+    };
+    use std::time::Duration;
+
+    #[test]
+    fn member_and_deployment_states_are_named_and_classified() {
+        use MemberState as M;
+        let members = [
+            (M::Waiting, "waiting", false, false),
+            (M::Starting, "starting", true, false),
+            (M::Started, "started", true, false),
+            (M::Ready, "ready", true, false),
+            (M::Stopping, "stopping", true, false),
+            (M::BackingOff, "backing-off", false, false),
+            (M::Succeeded, "succeeded", false, true),
+            (M::CrashLooping, "crash-looping", false, true),
+            (M::Ended, "ended", false, true),
+            (M::Stopped, "stopped", false, false),
+        ];
+        for (state, name, running, last) in members {
+            assert_eq!(state.name(), name);
+            assert_eq!(state.is_running(), running, "{name}");
+            assert_eq!(state.is_final(), last, "{name}");
+        }
+        use DeploymentState as D;
+        for (state, name) in [
+            (D::Created, "created"),
+            (D::Starting, "starting"),
+            (D::Ready, "ready"),
+            (D::Stopping, "stopping"),
+            (D::Ended, "ended"),
+        ] {
+            assert_eq!(state.name(), name);
+        }
+        assert!(DeploymentStartResult::Ready {
+            after: Duration::ZERO
+        }
+        .is_ready());
+        assert!(!DeploymentStartResult::Cancelled.is_ready());
+    }
+
+    #[test]
+    fn restart_policies_parse() {
+        assert_eq!("no".parse(), Ok(RestartPolicy::No));
+        assert_eq!("on-failure".parse(), Ok(RestartPolicy::OnFailure));
+        assert_eq!("always".parse(), Ok(RestartPolicy::Always));
+        let error = "unless-stopped".parse::<RestartPolicy>().unwrap_err();
+        assert!(
+            error.contains("expected no, on-failure or always"),
+            "{error}"
+        );
+    }
+
+    /// SplitMix64's finaliser, checked against its published sequence below.
+    fn splitmix(x: u64) -> u64 {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The jitter of a restart is SplitMix64 of (seed, member, restart): the same seed
+    /// gives the same delays in every run and every version.
+    #[test]
+    fn jitter_draws_are_splitmix64_of_seed_member_and_restart() {
+        // SplitMix64 seeded with 0: its first two outputs.
+        assert_eq!(splitmix(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(splitmix(0x9e37_79b9_7f4a_7c15), 0x6e78_9e6a_a1b9_65f4);
+        for (seed, member, restart) in [(0, 0, 0), (42, 3, 1), (u64::MAX, 7, 9), (1 << 40, 1, 0)] {
+            let expected = splitmix(
+                splitmix(splitmix(seed ^ 0x6a09_e667_f3bc_c909) ^ member as u64)
+                    ^ u64::from(restart),
+            );
+            assert_eq!(jitter_draw(seed, member, restart), expected);
+        }
+        // Different members and restarts draw differently.
+        let draws: std::collections::BTreeSet<u64> = (0..8)
+            .flat_map(|m| (0..8).map(move |r| jitter_draw(5, m, r)))
+            .collect();
+        assert_eq!(draws.len(), 64);
+    }
+}
