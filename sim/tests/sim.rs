@@ -91,8 +91,12 @@ fn every_wrong_core_is_caught_within_ten_thousand_seeds() {
 /// The wrong cores whose rule the checker states on its own are caught by that rule: the
 /// first catching seed's violation names it.
 #[test]
-fn wrong_probe_schedules_and_deadlines_are_caught_by_their_own_rule() {
-    let rules: [(Mutation, &[&str]); 3] = [
+fn wrong_generations_probe_schedules_and_deadlines_are_caught_by_their_own_rule() {
+    let rules: [(Mutation, &[&str]); 4] = [
+        (
+            Mutation::ForeignSpawnedOrNotify,
+            &["invariant foreign-generation violated"],
+        ),
         (
             Mutation::NeverRetriesProbe,
             &["next probe attempt falls due", "next probe attempt was due"],

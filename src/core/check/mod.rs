@@ -128,6 +128,8 @@ pub struct Checker {
     /// Notify datagrams of this generation with a malformed line, and such lines.
     malformed_datagrams: u64,
     malformed_lines: u64,
+    /// The machine's count of ignored input after the last step.
+    ignored_seen: u64,
     /// Health checks and the watchdog.
     health: health::HealthModel,
 }
@@ -170,6 +172,7 @@ impl Checker {
             probes_allowed: CheckSet::EMPTY,
             malformed_datagrams: 0,
             malformed_lines: 0,
+            ignored_seen: 0,
             health: health::HealthModel::new(&spec.health, spec.watchdog),
         }
     }
@@ -249,10 +252,39 @@ impl Checker {
         self.probes_allowed = probes_before.union(self.probe_waitable());
         self.health_allow(false);
 
+        // Input about another generation's process is ignored, and counted so: the
+        // machine acts on it in no way (its effects would show only later, if at all).
+        let ignored = machine.stats().ignored;
+        if let Some(generation) = event_generation(event).filter(|&g| g != self.generation) {
+            if ignored != self.ignored_seen + 1 {
+                return Self::violation(
+                    "foreign-generation",
+                    format!(
+                        "{now}: {event:?} is about {generation}, not this pod's {}, and was taken in (ignored count {} -> {ignored})",
+                        self.generation, self.ignored_seen
+                    ),
+                );
+            }
+        }
+        self.ignored_seen = ignored;
+
         self.check_actions(actions, now)?;
         self.check_deadlines(machine, now)?;
         self.check_state(machine, now)?;
         self.check_health(machine, now)
+    }
+}
+
+/// The generation an event reports about, for events that carry one.
+fn event_generation(event: &Event<'_>) -> Option<Generation> {
+    match *event {
+        Event::Spawned { generation }
+        | Event::SpawnFailed { generation, .. }
+        | Event::Notify { generation, .. }
+        | Event::OutputLine { generation, .. }
+        | Event::ProbeFinished { generation, .. }
+        | Event::Exited { generation, .. } => Some(generation),
+        Event::Tick | Event::Start | Event::Close { .. } => None,
     }
 }
 
