@@ -418,6 +418,91 @@ mod deployment {
         assert_eq!(machine.members()[2].state(), MemberState::Waiting);
     }
 
+    /// `db` (1 replica) ← `web` (started condition): both started, web's StartPod seen.
+    fn both_started() -> (DeploymentMachine, Generation, Generation) {
+        let spec = DeploymentSpec::new()
+            .pod(PodTemplate::new("db"))
+            .pod(PodTemplate::new("web").depends_on("db", Condition::Started));
+        let mut machine = DeploymentMachine::new(spec).unwrap();
+        let drain = |machine: &mut DeploymentMachine| -> Vec<Generation> {
+            std::iter::from_fn(|| machine.poll_action())
+                .filter_map(|a| match a {
+                    DeploymentAction::StartPod { generation, .. } => Some(generation),
+                    _ => None,
+                })
+                .collect()
+        };
+        machine.handle(DeploymentEvent::Start, ms(0));
+        let db = drain(&mut machine)[0];
+        machine.handle(
+            DeploymentEvent::PodStarted {
+                member: MemberId(0),
+                generation: db,
+            },
+            ms(1),
+        );
+        let web = drain(&mut machine)[0];
+        machine.handle(
+            DeploymentEvent::PodStarted {
+                member: MemberId(1),
+                generation: web,
+            },
+            ms(2),
+        );
+        (machine, db, web)
+    }
+
+    /// A member stopped on request with its dependents is held until they are down; its
+    /// pod failing meanwhile is no failure of the deployment.
+    #[test]
+    fn a_member_held_for_its_dependents_may_fail_without_failing_the_deployment() {
+        let (mut machine, db, _) = both_started();
+        machine.handle(
+            DeploymentEvent::StopMember {
+                member: MemberId(0),
+                cascade: true,
+            },
+            ms(3),
+        );
+        assert!(machine.members()[0].is_held());
+        machine.handle(
+            DeploymentEvent::PodStartResult {
+                member: MemberId(0),
+                generation: db,
+                result: StartResult::ExitedEarly {
+                    status: ExitStatus::Code(1),
+                },
+            },
+            ms(4),
+        );
+        assert!(machine.failure().is_none(), "{:?}", machine.failure());
+    }
+
+    /// While the deployment closes, a member whose close is not sent yet (its dependents
+    /// are still up) may end by itself: that is no failure either.
+    #[test]
+    fn a_member_ending_before_its_close_is_sent_is_no_failure_while_closing() {
+        let (mut machine, db, _) = both_started();
+        machine.handle(DeploymentEvent::Close { grace: None }, ms(3));
+        let closes: Vec<MemberId> = std::iter::from_fn(|| machine.poll_action())
+            .filter_map(|a| match a {
+                DeploymentAction::ClosePod { member, .. } => Some(member),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closes, [MemberId(1)], "web first, db once web is down");
+        machine.handle(
+            DeploymentEvent::PodEnded {
+                member: MemberId(0),
+                generation: db,
+                end: End::Exited(ExitStatus::Code(1)),
+            },
+            ms(4),
+        );
+        assert!(machine.failure().is_none(), "{:?}", machine.failure());
+        assert_eq!(machine.members()[0].state(), MemberState::Ended);
+    }
+
     #[test]
     fn a_start_that_fails_while_the_deployment_closes_is_no_failure() {
         for result in [
