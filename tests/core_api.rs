@@ -714,3 +714,48 @@ mod vocabulary {
         assert_eq!(draws.len(), 64);
     }
 }
+
+/// Docker's start period: failures strictly within it do not count; one at its very end
+/// does.
+#[test]
+fn a_failure_at_the_end_of_the_start_period_counts() {
+    use podvisor::core::{Health, HealthCheck};
+    let check = HealthCheck {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(500),
+        retries: 1,
+        successes: 1,
+        start_period: Duration::from_secs(1),
+    };
+    // No readiness checks: ready when spawned, at 11 ms.
+    let mut pod = started(PodSpec::default().health(check));
+    assert_eq!(pod.state(), State::Ready);
+    let mut fail_next_attempt = |pod: &mut PodMachine, at: Time| {
+        pod.handle(Event::Tick, at);
+        let attempt = actions(pod)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::StartHealthProbe { attempt, .. } => Some(attempt),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no health attempt at {at:?}"));
+        pod.handle(
+            Event::ProbeFinished {
+                generation: G,
+                attempt,
+                ok: false,
+            },
+            at,
+        );
+    };
+    // Within the period: not counted.
+    fail_next_attempt(&mut pod, ms(11));
+    assert_eq!(pod.health(), Some(Health::Starting));
+    // At ready + start period exactly: counted, and one failure is the threshold.
+    fail_next_attempt(&mut pod, ms(1011));
+    assert!(
+        matches!(pod.health(), Some(Health::Unhealthy(_))),
+        "{:?}",
+        pod.health()
+    );
+}
