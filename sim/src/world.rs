@@ -91,6 +91,12 @@ pub struct RunReport {
     pub deployment: bool,
     /// Bit per health outcome some pod reached (see [`HEALTH_OUTCOMES`]).
     pub health: u32,
+    /// Bit `s × ENDS.len() + e` per start result `s` and end `e` some pod reached both of
+    /// (see [`START_RESULTS`], [`ENDS`]).
+    pub pairs: u32,
+    /// Per fault (see [`FAULTS`]): bit `s` per start result and bit `START_RESULTS.len() +
+    /// e` per end reached by some pod that had the fault.
+    pub fault_outcomes: [u16; FAULTS.len()],
 }
 
 /// Start-result names, in coverage-bit order.
@@ -215,6 +221,8 @@ pub(crate) struct Process {
     health_since: Option<Time>,
     /// The sick checks fail or hang for good; the pinger stopped.
     sick: bool,
+    /// The faults drawn for this pod (bit per fault, see [`FAULTS`]).
+    faults: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -290,6 +298,8 @@ pub(crate) struct World {
     pub(crate) deployment: Option<Box<crate::deployment::DeploymentLink>>,
     /// Bit per health outcome reached (see [`HEALTH_OUTCOMES`]).
     pub(crate) health: u32,
+    /// The faults the pod being drawn got (bit per fault, see [`FAULTS`]).
+    pub(crate) pod_faults: u32,
 }
 
 pub(crate) fn fnv(hash: &mut u64, value: u64) {
@@ -321,6 +331,7 @@ impl World {
         if hit {
             let i = FAULTS.iter().position(|f| *f == fault).unwrap_or(0);
             self.faults |= 1 << i;
+            self.pod_faults |= 1 << i;
         }
         hit
     }
@@ -334,6 +345,7 @@ impl World {
         managed: bool,
         health_checked: bool,
     ) -> Result<usize, Failure> {
+        self.pod_faults = 0;
         let rng = &mut self.rng;
         let runtime = rng.chance(25);
         let readiness = match rng.below(5) {
@@ -420,6 +432,7 @@ impl World {
             ending: Ending::Sick,
             health_since: None,
             sick: false,
+            faults: 0,
         };
         if self.fault(Fault::SpawnFailure) {
             proc.spawn_fail = Some(if self.rng.chance(50) {
@@ -497,6 +510,7 @@ impl World {
         };
         self.draw_floods(&mut proc, start, timeout, grace, managed);
         self.draw_pause(&mut proc, start, timeout, grace);
+        proc.faults = self.pod_faults;
         self.schedule(start, i, WorldEvent::Start);
         if managed {
             self.procs.push(proc);
@@ -1238,15 +1252,42 @@ fn action_code(action: &Action) -> u64 {
     }
 }
 
-fn start_bit(result: &StartResult) -> u32 {
-    1 << START_RESULTS
-        .iter()
-        .position(|n| *n == result.name())
-        .unwrap_or(0)
+fn start_index(result: &StartResult) -> usize {
+    match result {
+        StartResult::Ready { .. } => 0,
+        StartResult::FailedToStart(_) => 1,
+        StartResult::ExitedEarly { .. } => 2,
+        StartResult::TimedOut { .. } => 3,
+        StartResult::Cancelled => 4,
+        other => unreachable!("a start result the simulator does not model: {other:?}"),
+    }
 }
 
-fn end_bit(end: End) -> u32 {
-    1 << ENDS.iter().position(|n| *n == end.name()).unwrap_or(0)
+fn end_index(end: End) -> usize {
+    match end {
+        End::NeverSpawned => 0,
+        End::Exited(_) => 1,
+        End::Closed(_) => 2,
+        End::Killed(_) => 3,
+        End::Unhealthy { .. } => 4,
+        other => unreachable!("an end the simulator does not model: {other:?}"),
+    }
+}
+
+/// The faults that touch every pod of a world, not only the one drawn with them: the
+/// order of same-instant events and a paused supervisor (and, in deployment worlds, a
+/// deployment closed early).
+const WORLD_WIDE: u32 = fault_bit(Fault::SameInstant) | fault_bit(Fault::SupervisorPaused);
+
+const fn fault_bit(fault: Fault) -> u32 {
+    let mut i = 0;
+    while i < FAULTS.len() {
+        if FAULTS[i] as u32 == fault as u32 {
+            return 1 << i;
+        }
+        i += 1;
+    }
+    0
 }
 
 /// Runs one seed.
@@ -1272,6 +1313,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         driver_mutation: config.driver_mutation,
         situations: 0,
         health: 0,
+        pod_faults: 0,
     };
     if swarm.has(Fault::SameInstant) {
         world.mark_fault(Fault::SameInstant);
@@ -1365,12 +1407,33 @@ pub fn run(config: &RunConfig) -> RunReport {
     })();
     let mut start_results = 0;
     let mut ends = 0;
-    for pod in &world.pods {
-        if let Some(result) = pod.machine.start_result() {
-            start_results |= start_bit(result);
+    let mut pairs = 0;
+    let mut fault_outcomes = [0u16; FAULTS.len()];
+    let world_wide = world.faults
+        & if config.deployment.is_some() {
+            WORLD_WIDE | fault_bit(Fault::EarlyClose)
+        } else {
+            WORLD_WIDE
+        };
+    for (pod, proc) in world.pods.iter().zip(&world.procs) {
+        let start = pod.machine.start_result().map(start_index);
+        let end = pod.machine.end().map(end_index);
+        let mut outcomes = 0u16;
+        if let Some(s) = start {
+            start_results |= 1 << s;
+            outcomes |= 1 << s;
         }
-        if let Some(end) = pod.machine.end() {
-            ends |= end_bit(end);
+        if let Some(e) = end {
+            ends |= 1 << e;
+            outcomes |= 1 << (START_RESULTS.len() + e);
+        }
+        if let (Some(s), Some(e)) = (start, end) {
+            pairs |= 1 << (s * ENDS.len() + e);
+        }
+        let mut faults = proc.faults | world_wide;
+        while faults != 0 {
+            fault_outcomes[faults.trailing_zeros() as usize] |= outcomes;
+            faults &= faults - 1;
         }
     }
     RunReport {
@@ -1387,5 +1450,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         deployment_outcomes: world.deployment.as_ref().map_or(0, |d| d.outcomes()),
         deployment: config.deployment.is_some(),
         health: world.health,
+        pairs,
+        fault_outcomes,
     }
 }

@@ -39,6 +39,14 @@ fn a_block_of_single_pod_seeds_passes_with_full_coverage() {
         "reached by fewer than 1% of seeds: {thin:?}\n{}",
         coverage.table()
     );
+    // Every start result × end and fault × outcome that can occur is reached, and none
+    // that cannot.
+    let pairs = coverage.pairs_below(1.0);
+    assert!(
+        pairs.is_empty(),
+        "pairs reached by fewer than 1% of their seeds, or though they cannot occur: {pairs:?}\n{}",
+        coverage.pair_tables()
+    );
     for fault in [Fault::FloodOutput, Fault::SupervisorPaused] {
         let i = FAULTS.iter().position(|f| *f == fault).unwrap();
         assert!(
@@ -59,6 +67,9 @@ fn a_block_of_eight_pod_seeds_passes() {
             failed.report.seed, failed.failure.message, failed.replay
         );
     }
+    // With eight pods a world reaches most pairs; none that cannot occur.
+    let impossible = coverage.pairs_below(0.0);
+    assert!(impossible.is_empty(), "{impossible:?}");
 }
 
 #[test]
