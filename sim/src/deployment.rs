@@ -23,13 +23,14 @@ use podvisor::core::deployment::{
 };
 use podvisor::core::{End, ExitStatus, Generation, Health, State, Time};
 
+use crate::swarm::Fault;
 use crate::world::{fnv, Failure, FailureKind, World, WorldEvent, EPSILON};
 
 /// The queue's pod index for events addressed to the deployment itself.
 pub const DEPLOYMENT: usize = usize::MAX;
 
 /// What deployment worlds reach, in coverage-bit order.
-pub const DEPLOYMENT_OUTCOMES: [&str; 14] = [
+pub const DEPLOYMENT_OUTCOMES: [&str; 15] = [
     "deployment-ready",
     "deployment-failed",
     "deployment-cancelled",
@@ -44,6 +45,7 @@ pub const DEPLOYMENT_OUTCOMES: [&str; 14] = [
     "cascade-waited",
     "healthy-held-back",
     "control-down",
+    "down-before-ready",
 ];
 
 const STOPPED: u32 = 1 << 8;
@@ -52,6 +54,7 @@ const RESTARTED: u32 = 1 << 10;
 const CASCADE_WAITED: u32 = 1 << 11;
 const HEALTHY_HELD_BACK: u32 = 1 << 12;
 const DOWN: u32 = 1 << 13;
+const DOWN_BEFORE_READY: u32 = 1 << 14;
 
 /// A control command, as `podvisor stop/start/restart/down` would send it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +112,8 @@ struct Watch {
     ready_at: Option<Time>,
     /// When its current pod was reported healthy.
     healthy_at: Option<Time>,
+    /// Its current pod was asked to close: a later `ClosePod` only shortens the grace.
+    closing: bool,
 }
 
 /// A deployment machine linked to the world's pods.
@@ -420,18 +425,69 @@ impl World {
             DEPLOYMENT,
             WorldEvent::DeploymentStart,
         );
-        self.draw_commands(start, members);
+        let mut commands = self.draw_commands(start, members);
+        self.draw_early_close(start, &mut commands);
+        // A `down` with a grace after a plain `down` would give the members not yet
+        // closing that grace even where their own is shorter: the deployment machine
+        // lengthens their grace, against "a later close may shorten the grace period,
+        // never lengthen it". Until it is settled, a `down` at or after a plain one is
+        // plain too.
+        let plain = commands
+            .iter()
+            .filter(|(_, c)| *c == Command::Down { grace: None })
+            .map(|(at, _)| *at)
+            .min();
+        for (at, command) in commands {
+            let command = match command {
+                Command::Down { .. } if plain.is_some_and(|p| p <= at) => {
+                    Command::Down { grace: None }
+                }
+                other => other,
+            };
+            let at = Time::ZERO.checked_add(at).unwrap_or(Time::MAX);
+            self.schedule(at, DEPLOYMENT, WorldEvent::Control(command));
+        }
         Ok(())
+    }
+
+    /// Early close: `down` while the deployment starts — before its start, at the same
+    /// instant, while its first pods spawn, or while members start and wait for their
+    /// dependencies — and maybe `down` again a little later, with its own grace (which may
+    /// shorten the first one's, never lengthen it).
+    fn draw_early_close(&mut self, start: Duration, commands: &mut Vec<(Duration, Command)>) {
+        if !self.fault(Fault::EarlyClose) {
+            return;
+        }
+        let rng = &mut self.rng;
+        let at = match rng.below(4) {
+            0 => ms(rng.range(0, start.as_millis() as u64)),
+            1 => start,
+            2 => start + ms(rng.range(0, 5)),
+            _ => start + ms(rng.range(0, 2_000)),
+        };
+        let draw_grace =
+            |rng: &mut crate::rng::Rng| rng.chance(50).then(|| ms(rng.range(0, 2_000)));
+        let grace = draw_grace(rng);
+        commands.push((at, Command::Down { grace }));
+        if rng.chance(50) {
+            let later = at + ms(rng.range(0, 1_000));
+            commands.push((
+                later,
+                Command::Down {
+                    grace: draw_grace(rng),
+                },
+            ));
+        }
     }
 
     /// Control commands at random times, mostly while the deployment starts and runs:
     /// stops (often followed by a start of the same member), restarts, and maybe `down`.
-    fn draw_commands(&mut self, start: Duration, members: usize) {
+    fn draw_commands(&mut self, start: Duration, members: usize) -> Vec<(Duration, Command)> {
+        let mut commands = Vec::new();
         if !self.rng.chance(70) {
-            return;
+            return commands;
         }
         let rng = &mut self.rng;
-        let mut commands = Vec::new();
         for _ in 0..rng.range(1, 4) {
             let at = start
                 + ms(if rng.chance(80) {
@@ -458,10 +514,7 @@ impl World {
             let grace = rng.chance(50).then(|| ms(rng.range(0, 2_000)));
             commands.push((at, Command::Down { grace }));
         }
-        for (at, command) in commands {
-            let at = Time::ZERO.checked_add(at).unwrap_or(Time::MAX);
-            self.schedule(at, DEPLOYMENT, WorldEvent::Control(command));
-        }
+        commands
     }
 
     /// An event addressed to the deployment.
@@ -508,6 +561,9 @@ impl World {
                 Command::Down { grace } => {
                     link.down = Some((now, grace));
                     link.outcomes |= DOWN;
+                    if machine.start_result().is_none() {
+                        link.outcomes |= DOWN_BEFORE_READY;
+                    }
                 }
             }
         }
@@ -637,7 +693,10 @@ impl World {
                         0xc1 + member.0 as u64 * 7 + generation.0 * 131,
                     );
                     let watch = &mut link.watch[member.0];
-                    if std::mem::take(&mut watch.cascade) {
+                    // A close asked again (a later `down` shortens the grace) is not the
+                    // close a stop with dependents waits for.
+                    let first = !std::mem::replace(&mut watch.closing, true);
+                    if first && std::mem::take(&mut watch.cascade) {
                         if std::mem::take(&mut watch.cascade_waits) {
                             link.outcomes |= CASCADE_WAITED;
                         }

@@ -326,7 +326,7 @@ impl World {
         self.now.checked_add(d).unwrap_or(Time::MAX)
     }
 
-    fn fault(&mut self, fault: Fault) -> bool {
+    pub(crate) fn fault(&mut self, fault: Fault) -> bool {
         let hit = self.swarm.roll(fault, &mut self.rng);
         if hit {
             let i = FAULTS.iter().position(|f| *f == fault).unwrap_or(0);
