@@ -314,7 +314,7 @@ pub fn pair_reach(s: usize, e: usize) -> Reach {
             Reach::Impossible("exited-early is decided by the exit itself, an exited end")
         }
         ("timed-out", "never-spawned") => Reach::Impossible(
-            "the spawn answers within 3 ms and ready deadlines are at least 500 ms; input that \
+            "the spawn answers within 3 ms and ready deadlines are at least 350 ms; input that \
              arrived before a deadline is taken in first, also after a pause",
         ),
         ("timed-out", "exited") => {
@@ -343,20 +343,18 @@ pub fn fault_outcome_reach(fault: Fault, o: usize) -> Reach {
             Reach::Impossible("the runtime exits before it reports started")
         }
         (Fault::CrashInSetup, "timed-out") => Reach::Impossible(
-            "the runtime crashes within 300 ms of the spawn, before any ready deadline (≥ 500 ms)",
+            "the runtime crashes within 300 ms of the spawn, before any ready deadline (≥ 350 ms)",
         ),
         (Fault::CrashInSetup, "killed") => Reach::Rare(
             "a close must come in the 300 ms before the crash and its grace run out first",
         ),
-        (Fault::ExitBeforeReady, "timed-out") => {
-            Reach::Rare("the exit must come after the deadline: only with a slow readiness as well")
-        }
-        (Fault::ExitBeforeReady, "killed") => {
-            Reach::Rare("a close must come before the exit and the process outlive its grace")
-        }
         (Fault::ExitBeforeReady, "unhealthy") => Reach::Rare(
             "only a pod without readiness checks (ready at once) that turns unhealthy before \
              its exit",
+        ),
+        (Fault::ExitAfterReady, "exited-early") => Reach::Rare(
+            "the exit comes after the process is ready: only when the supervisor has not seen \
+             it yet (a probe not yet retried, a readiness line behind a flood)",
         ),
         (Fault::SlowOrNeverReady, "unhealthy") => {
             Reach::Rare("the pod must be ready before its deadline, then turn unhealthy")
@@ -587,9 +585,13 @@ pub fn fuzz_seed(data: &[u8]) {
     let seed = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
     let enabled =
         u32::from_le_bytes(bytes[8..12].try_into().unwrap_or([0; 4])) & ((1 << FAULTS.len()) - 1);
+    let defaults = crate::swarm::Swarm::default();
     let swarm = crate::swarm::Swarm {
         enabled,
         rate: bytes[12] % 101,
+        health: data.get(15).map_or(defaults.health, |b| b % 101),
+        watchdog: data.get(16).map_or(defaults.watchdog, |b| b % 101),
+        tight: data.get(17).map_or(defaults.tight, |b| b % 101),
     };
     let pods = 1 + usize::from(data.get(13).copied().unwrap_or(0) % 4);
     let report = run(&RunConfig {

@@ -329,9 +329,8 @@ impl World {
     pub(crate) fn fault(&mut self, fault: Fault) -> bool {
         let hit = self.swarm.roll(fault, &mut self.rng);
         if hit {
-            let i = FAULTS.iter().position(|f| *f == fault).unwrap_or(0);
-            self.faults |= 1 << i;
-            self.pod_faults |= 1 << i;
+            self.faults |= 1 << fault as u32;
+            self.pod_faults |= 1 << fault as u32;
         }
         hit
     }
@@ -346,6 +345,7 @@ impl World {
         health_checked: bool,
     ) -> Result<usize, Failure> {
         self.pod_faults = 0;
+        let swarm = self.swarm;
         let rng = &mut self.rng;
         let runtime = rng.chance(25);
         let readiness = match rng.below(5) {
@@ -355,7 +355,14 @@ impl World {
             3 => Readiness::Probe,
             _ => Readiness::NotifyAndProbe,
         };
-        let timeout = (!rng.chance(10)).then(|| ms(rng.range(500, 8_000)));
+        let tight = swarm.tight > 0 && rng.chance(swarm.tight);
+        let timeout = (!rng.chance(10)).then(|| {
+            ms(if tight {
+                rng.range(350, 600)
+            } else {
+                rng.range(500, 8_000)
+            })
+        });
         let grace = ms(rng.range(0, 3_000));
         let mut spec = PodSpec::default()
             .timeout_ready(timeout)
@@ -381,7 +388,7 @@ impl World {
             Readiness::NotifyAndProbe => spec.check(Check::Notify).check(probe),
         };
         let rng = &mut self.rng;
-        if rng.chance(20) || health_checked {
+        if rng.chance(swarm.health) || health_checked {
             for _ in 0..rng.range(1, 2) {
                 spec = spec.health(HealthCheck {
                     interval: ms(rng.range(20, 400)),
@@ -396,7 +403,7 @@ impl World {
                 });
             }
         }
-        if rng.chance(15) {
+        if rng.chance(swarm.watchdog) {
             spec = spec.watchdog(Some(ms(rng.range(30, 800))));
         }
         let started_after = ms(self.rng.range(0, 300));
@@ -602,7 +609,8 @@ impl World {
         let deadline = timeout.map(|t| plus(start, t));
         let outlives_grace = proc.ignores_term || proc.term_delay > grace;
         let mut aims = Vec::with_capacity(4);
-        if let Some(deadline) = deadline.filter(|d| ready.is_none_or(|r| r >= *d)) {
+        let judged = deadline.filter(|d| ready.is_none_or(|r| r >= *d));
+        if let Some(deadline) = judged {
             aims.push(deadline);
         }
         if let Some(ready) = ready {
@@ -623,9 +631,12 @@ impl World {
         if let Some((at, g)) = proc.close_at.filter(|_| outlives_grace) {
             aims.push(plus(start, at + g.unwrap_or(grace)));
         }
-        for _ in 0..self.rng.range(1, 3) {
+        for n in 0..self.rng.range(1, 3) {
             let lines = self.rng.range(1_500, 12_000);
-            let aim = match aims.get(self.rng.below(aims.len() as u64 + 1) as usize) {
+            // The first flood spans the ready deadline when it will be judged.
+            let pick = self.rng.below(aims.len() as u64 + 1) as usize;
+            let pick = if n == 0 && judged.is_some() { 0 } else { pick };
+            let aim = match aims.get(pick) {
                 Some(aim) => *aim,
                 None => plus(start, ms(self.rng.range(0, 5_000))),
             };
@@ -1280,20 +1291,16 @@ fn end_index(end: End) -> usize {
 const WORLD_WIDE: u32 = fault_bit(Fault::SameInstant) | fault_bit(Fault::SupervisorPaused);
 
 const fn fault_bit(fault: Fault) -> u32 {
-    let mut i = 0;
-    while i < FAULTS.len() {
-        if FAULTS[i] as u32 == fault as u32 {
-            return 1 << i;
-        }
-        i += 1;
-    }
-    0
+    1 << fault as u32
 }
 
 /// Runs one seed.
 pub fn run(config: &RunConfig) -> RunReport {
     let mut rng = Rng::new(config.seed);
-    let swarm = config.swarm.unwrap_or_else(|| Swarm::draw(&mut rng));
+    let swarm = config.swarm.unwrap_or_else(|| match config.deployment {
+        Some(_) => Swarm::draw_deployment(&mut rng),
+        None => Swarm::draw(&mut rng),
+    });
     let mut world = World {
         rng,
         swarm,
