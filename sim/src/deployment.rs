@@ -23,13 +23,14 @@ use podvisor::core::deployment::{
 };
 use podvisor::core::{End, ExitStatus, Generation, Health, State, Time};
 
+use crate::swarm::Fault;
 use crate::world::{fnv, Failure, FailureKind, World, WorldEvent, EPSILON};
 
 /// The queue's pod index for events addressed to the deployment itself.
 pub const DEPLOYMENT: usize = usize::MAX;
 
 /// What deployment worlds reach, in coverage-bit order.
-pub const DEPLOYMENT_OUTCOMES: [&str; 14] = [
+pub const DEPLOYMENT_OUTCOMES: [&str; 15] = [
     "deployment-ready",
     "deployment-failed",
     "deployment-cancelled",
@@ -44,6 +45,7 @@ pub const DEPLOYMENT_OUTCOMES: [&str; 14] = [
     "cascade-waited",
     "healthy-held-back",
     "control-down",
+    "down-before-ready",
 ];
 
 const STOPPED: u32 = 1 << 8;
@@ -52,6 +54,7 @@ const RESTARTED: u32 = 1 << 10;
 const CASCADE_WAITED: u32 = 1 << 11;
 const HEALTHY_HELD_BACK: u32 = 1 << 12;
 const DOWN: u32 = 1 << 13;
+const DOWN_BEFORE_READY: u32 = 1 << 14;
 
 /// A control command, as `podvisor stop/start/restart/down` would send it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +112,8 @@ struct Watch {
     ready_at: Option<Time>,
     /// When its current pod was reported healthy.
     healthy_at: Option<Time>,
+    /// Its current pod was asked to close: a later `ClosePod` only shortens the grace.
+    closing: bool,
 }
 
 /// A deployment machine linked to the world's pods.
@@ -132,6 +137,9 @@ pub struct DeploymentLink {
     down: Option<(Time, Option<Duration>)>,
     /// Pods stopped on request while running: (pod index, when).
     stops: Vec<(usize, Time)>,
+    /// A stop with dependents is to come soon after the first pod that depends on
+    /// another starts, while that one is up.
+    stop_after_dependent: bool,
 }
 
 impl DeploymentLink {
@@ -315,8 +323,27 @@ impl DeploymentLink {
     }
 }
 
+// Percent chances in the deployments drawn, set so that each row of the coverage table is
+// reached in at least 5 % of the seeds: a template is a one-shot job; a long-running one
+// is health-checked; it depends on an earlier template (more often on a health-checked
+// one, mostly with `healthy`); the world gets control commands; a stop is with dependents,
+// and then mostly of a member others depend on; a stop with dependents follows the first
+// start of a pod that depends on another.
+const HEALTH_CHECKED: u8 = 65;
+const ONE_SHOT: u8 = 35;
+const DEPENDS: u8 = 45;
+const DEPENDS_ON_CHECKED: u8 = 80;
+const CASCADE_ON_DEPENDED: u8 = 90;
+const COMMANDS: u8 = 85;
+const CASCADE: u8 = 70;
+const STOP_AFTER_DEPENDENT: u8 = 30;
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+fn plus_ms(t: Time, n: u64) -> Time {
+    t.checked_add(ms(n)).unwrap_or(Time::MAX)
 }
 
 fn safety(message: String) -> Failure {
@@ -339,23 +366,20 @@ impl World {
         for t in 0..templates {
             let mut template =
                 PodTemplate::new(format!("t{t}")).replicas(self.rng.range(1, 3) as u32);
-            let is_one_shot = self.rng.chance(25);
+            let is_one_shot = self.rng.chance(ONE_SHOT);
             if is_one_shot {
                 template = template.one_shot();
             }
             // Its pods all get health checks, so others may wait until they are healthy.
-            let health_checked = !is_one_shot && self.rng.chance(35);
+            let health_checked = !is_one_shot && self.rng.chance(HEALTH_CHECKED);
             template = template.health_checked(health_checked);
-            let policies: &[RestartPolicy] = if is_one_shot {
-                &[RestartPolicy::No, RestartPolicy::OnFailure]
-            } else {
-                &[
-                    RestartPolicy::No,
-                    RestartPolicy::OnFailure,
-                    RestartPolicy::Always,
-                ]
+            // A long-running template gives up at once (`no`) less often than it restarts.
+            let policy = match self.rng.below(if is_one_shot { 2 } else { 5 }) {
+                0 => RestartPolicy::No,
+                1 | 2 => RestartPolicy::OnFailure,
+                _ => RestartPolicy::Always,
             };
-            template = template.restart(policies[self.rng.below(policies.len() as u64) as usize]);
+            template = template.restart(policy);
             let initial = self.rng.range(10, 300);
             template = template.backoff(Backoff {
                 initial: ms(initial),
@@ -365,11 +389,21 @@ impl World {
                 budget: self.rng.chance(80).then(|| self.rng.range(0, 4) as u32),
             });
             for (u, &dependency_one_shot) in one_shot.iter().enumerate() {
-                if self.rng.chance(45) {
+                // Mostly on a health-checked template, which makes `healthy` conditions.
+                if self.rng.chance(if checked[u] {
+                    DEPENDS_ON_CHECKED
+                } else {
+                    DEPENDS
+                }) {
                     let conditions: &[Condition] = if dependency_one_shot {
                         &[Condition::Succeeded, Condition::Ready, Condition::Started]
                     } else if checked[u] {
-                        &[Condition::Healthy, Condition::Healthy, Condition::Ready]
+                        &[
+                            Condition::Healthy,
+                            Condition::Healthy,
+                            Condition::Healthy,
+                            Condition::Ready,
+                        ]
                     } else {
                         &[Condition::Ready, Condition::Started]
                     };
@@ -413,6 +447,7 @@ impl World {
             dependents,
             down: None,
             stops: Vec::new(),
+            stop_after_dependent: false,
         }));
         let start = ms(self.rng.range(0, 500));
         self.schedule(
@@ -420,18 +455,83 @@ impl World {
             DEPLOYMENT,
             WorldEvent::DeploymentStart,
         );
-        self.draw_commands(start, members);
+        let mut commands = self.draw_commands(start, members);
+        self.draw_early_close(start, &mut commands);
+        // A stop at a random time mostly finds the dependents still waiting.
+        let follow = self.rng.chance(STOP_AFTER_DEPENDENT);
+        if let Some(link) = &mut self.deployment {
+            link.stop_after_dependent = follow;
+        }
+        // A `down` with a grace after a plain `down` would give the members not yet
+        // closing that grace even where their own is shorter: the deployment machine
+        // lengthens their grace, against "a later close may shorten the grace period,
+        // never lengthen it". Until it is settled, a `down` at or after a plain one is
+        // plain too.
+        let plain = commands
+            .iter()
+            .filter(|(_, c)| *c == Command::Down { grace: None })
+            .map(|(at, _)| *at)
+            .min();
+        for (at, command) in commands {
+            let command = match command {
+                Command::Down { .. } if plain.is_some_and(|p| p <= at) => {
+                    Command::Down { grace: None }
+                }
+                other => other,
+            };
+            let at = Time::ZERO.checked_add(at).unwrap_or(Time::MAX);
+            self.schedule(at, DEPLOYMENT, WorldEvent::Control(command));
+        }
         Ok(())
+    }
+
+    /// Early close: `down` while the deployment starts — before its start, at the same
+    /// instant, while its first pods spawn, or while members start and wait for their
+    /// dependencies — and maybe `down` again a little later, with its own grace (which may
+    /// shorten the first one's, never lengthen it).
+    fn draw_early_close(&mut self, start: Duration, commands: &mut Vec<(Duration, Command)>) {
+        if !self.fault(Fault::EarlyClose) {
+            return;
+        }
+        let rng = &mut self.rng;
+        let at = match rng.below(4) {
+            0 => ms(rng.range(0, start.as_millis() as u64)),
+            1 => start,
+            2 => start + ms(rng.range(0, 5)),
+            _ => start + ms(rng.range(0, 2_000)),
+        };
+        let draw_grace =
+            |rng: &mut crate::rng::Rng| rng.chance(50).then(|| ms(rng.range(0, 2_000)));
+        let grace = draw_grace(rng);
+        commands.push((at, Command::Down { grace }));
+        if rng.chance(50) {
+            let later = at + ms(rng.range(0, 1_000));
+            commands.push((
+                later,
+                Command::Down {
+                    grace: draw_grace(rng),
+                },
+            ));
+        }
     }
 
     /// Control commands at random times, mostly while the deployment starts and runs:
     /// stops (often followed by a start of the same member), restarts, and maybe `down`.
-    fn draw_commands(&mut self, start: Duration, members: usize) {
-        if !self.rng.chance(70) {
-            return;
-        }
-        let rng = &mut self.rng;
+    fn draw_commands(&mut self, start: Duration, members: usize) -> Vec<(Duration, Command)> {
         let mut commands = Vec::new();
+        if !self.rng.chance(COMMANDS) {
+            return commands;
+        }
+        // The members others depend on: a stop with dependents is mostly of one of them.
+        let depended_on: Vec<usize> = self.deployment.as_ref().map_or(Vec::new(), |link| {
+            (0..members)
+                .filter(|&j| {
+                    let template = link.machine.machine.member(MemberId(j)).template();
+                    !link.dependents[template].is_empty()
+                })
+                .collect()
+        });
+        let rng = &mut self.rng;
         for _ in 0..rng.range(1, 4) {
             let at = start
                 + ms(if rng.chance(80) {
@@ -442,7 +542,13 @@ impl World {
             let member = rng.below(members as u64) as usize;
             match rng.below(10) {
                 0..=4 => {
-                    let cascade = rng.chance(50);
+                    let cascade = rng.chance(CASCADE);
+                    let member = match depended_on.len() as u64 {
+                        n if cascade && n > 0 && rng.chance(CASCADE_ON_DEPENDED) => {
+                            depended_on[rng.below(n) as usize]
+                        }
+                        _ => member,
+                    };
                     commands.push((at, Command::Stop { member, cascade }));
                     if rng.chance(60) {
                         let later = at + ms(rng.range(0, 3_000));
@@ -458,10 +564,7 @@ impl World {
             let grace = rng.chance(50).then(|| ms(rng.range(0, 2_000)));
             commands.push((at, Command::Down { grace }));
         }
-        for (at, command) in commands {
-            let at = Time::ZERO.checked_add(at).unwrap_or(Time::MAX);
-            self.schedule(at, DEPLOYMENT, WorldEvent::Control(command));
-        }
+        commands
     }
 
     /// An event addressed to the deployment.
@@ -508,6 +611,9 @@ impl World {
                 Command::Down { grace } => {
                     link.down = Some((now, grace));
                     link.outcomes |= DOWN;
+                    if machine.start_result().is_none() {
+                        link.outcomes |= DOWN_BEFORE_READY;
+                    }
                 }
             }
         }
@@ -626,6 +732,7 @@ impl World {
                         (member, generation, PodObserver::new(member, generation)),
                     );
                     link.current.insert(member.0, index);
+                    self.stop_after_dependent(link, template);
                 }
                 DeploymentAction::ClosePod {
                     member,
@@ -637,7 +744,10 @@ impl World {
                         0xc1 + member.0 as u64 * 7 + generation.0 * 131,
                     );
                     let watch = &mut link.watch[member.0];
-                    if std::mem::take(&mut watch.cascade) {
+                    // A close asked again (a later `down` shortens the grace) is not the
+                    // close a stop with dependents waits for.
+                    let first = !std::mem::replace(&mut watch.closing, true);
+                    if first && std::mem::take(&mut watch.cascade) {
                         if std::mem::take(&mut watch.cascade_waits) {
                             link.outcomes |= CASCADE_WAITED;
                         }
@@ -698,6 +808,44 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// A pod of `template` started: if a stop with dependents is to follow the first
+    /// dependent's start and `template` depends on another, that one (its first member) is
+    /// stopped with its dependents soon, and maybe started again later.
+    fn stop_after_dependent(&mut self, link: &mut DeploymentLink, template: usize) {
+        if !link.stop_after_dependent {
+            return;
+        }
+        let machine = &link.machine.machine;
+        let spec = machine.spec();
+        let Some(member) = spec.templates[template]
+            .depends_on
+            .first()
+            .and_then(|d| spec.position(&d.on))
+            .and_then(|t| machine.members_of(t).next())
+        else {
+            return;
+        };
+        link.stop_after_dependent = false;
+        let member = member.0;
+        let at = plus_ms(self.now, self.rng.range(0, 400));
+        self.schedule(
+            at,
+            DEPLOYMENT,
+            WorldEvent::Control(Command::Stop {
+                member,
+                cascade: true,
+            }),
+        );
+        if self.rng.chance(60) {
+            let later = plus_ms(at, self.rng.range(0, 3_000));
+            self.schedule(
+                later,
+                DEPLOYMENT,
+                WorldEvent::Control(Command::Start { member }),
+            );
+        }
     }
 
     /// Why `member` may not start now, judged from the world's own pods: every replica of

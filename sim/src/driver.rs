@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use podvisor::core::Time;
 
-use crate::swarm::{Fault, FAULTS};
+use crate::swarm::Fault;
 use crate::world::{Failure, FailureKind, World, WorldEvent};
 
 /// Lines a stdout pipe holds: a default Linux pipe (64 KiB) of 64-byte lines. A process
@@ -207,8 +207,7 @@ impl World {
     }
 
     pub(crate) fn mark_fault(&mut self, fault: Fault) {
-        let i = FAULTS.iter().position(|f| *f == fault).unwrap_or(0);
-        self.faults |= 1 << i;
+        self.faults |= 1 << fault as u32;
     }
 
     /// Pod `i` has something to do (input, a request, its timer): wake its driver now,

@@ -217,6 +217,12 @@ fn main_with(o: &Options) -> i32 {
     if o.coverage || result.is_ok() {
         print!("{}", coverage.table());
     }
+    if o.coverage {
+        if !o.deployments {
+            print!("{}", coverage.pair_tables());
+        }
+        print!("{}", coverage.thinnest(6));
+    }
     let what = if o.deployments {
         "deployment worlds".to_string()
     } else {

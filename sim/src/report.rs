@@ -7,7 +7,7 @@ use podvisor::core::Mutation;
 
 use crate::deployment::DEPLOYMENT_OUTCOMES;
 use crate::driver::{DriverMutation, DRIVER_SITUATIONS};
-use crate::swarm::FAULTS;
+use crate::swarm::{Fault, FAULTS};
 use crate::world::{run, Failure, RunConfig, RunReport, ENDS, HEALTH_OUTCOMES, START_RESULTS};
 
 /// How many seeds reached each outcome and each fault.
@@ -29,32 +29,40 @@ pub struct Coverage {
     pub deployment_seeds: u64,
     /// Per deployment outcome (see `DEPLOYMENT_OUTCOMES`).
     pub deployment_outcomes: [u64; DEPLOYMENT_OUTCOMES.len()],
+    /// Per start result × end, `s × ENDS.len() + e`: seeds where some pod reached both.
+    pub pairs: [u64; START_RESULTS.len() * ENDS.len()],
+    /// Per fault, per outcome (the start results, then the ends): seeds where some pod
+    /// that had the fault reached the outcome.
+    pub fault_outcomes: [[u64; OUTCOMES]; FAULTS.len()],
+}
+
+/// Outcomes of a pod in the fault × outcome table: its start result, then its end.
+pub const OUTCOMES: usize = START_RESULTS.len() + ENDS.len();
+
+/// Adds 1 to `counts[i]` for every bit `i` set in `bits`.
+fn count_bits(counts: &mut [u64], mut bits: u32) {
+    while bits != 0 {
+        counts[bits.trailing_zeros() as usize] += 1;
+        bits &= bits - 1;
+    }
 }
 
 impl Coverage {
     /// Adds one run.
     pub fn add(&mut self, report: &RunReport) {
         self.seeds += 1;
-        for (i, count) in self.start_results.iter_mut().enumerate() {
-            *count += u64::from(report.start_results >> i & 1);
-        }
-        for (i, count) in self.ends.iter_mut().enumerate() {
-            *count += u64::from(report.ends >> i & 1);
-        }
-        for (i, count) in self.faults.iter_mut().enumerate() {
-            *count += u64::from(report.faults >> i & 1);
-        }
-        for (i, count) in self.health.iter_mut().enumerate() {
-            *count += u64::from(report.health >> i & 1);
-        }
-        for (i, count) in self.situations.iter_mut().enumerate() {
-            *count += u64::from(report.situations >> i & 1);
+        count_bits(&mut self.start_results, report.start_results);
+        count_bits(&mut self.ends, report.ends);
+        count_bits(&mut self.faults, report.faults);
+        count_bits(&mut self.health, report.health);
+        count_bits(&mut self.situations, report.situations);
+        count_bits(&mut self.pairs, report.pairs);
+        for (counts, bits) in self.fault_outcomes.iter_mut().zip(report.fault_outcomes) {
+            count_bits(counts, u32::from(bits));
         }
         if report.deployment {
             self.deployment_seeds += 1;
-            for (i, count) in self.deployment_outcomes.iter_mut().enumerate() {
-                *count += u64::from(report.deployment_outcomes >> i & 1);
-            }
+            count_bits(&mut self.deployment_outcomes, report.deployment_outcomes);
         }
     }
 
@@ -74,13 +82,11 @@ impl Coverage {
                 .zip(self.health)
                 .map(|(n, c)| ("health", *n, c)),
         );
-        // Deployment worlds close their pods through the deployment, never early at random.
-        let only_deployments = self.deployment_seeds == self.seeds && self.seeds > 0;
+        // In deployment worlds, early-close is `down` while the deployment starts.
         rows.extend(
             FAULTS
                 .iter()
                 .zip(self.faults)
-                .filter(|(f, _)| !(only_deployments && **f == crate::swarm::Fault::EarlyClose))
                 .map(|(f, c)| ("fault", f.name(), c)),
         );
         rows.extend(
@@ -117,6 +123,250 @@ impl Coverage {
             let _ = writeln!(out, "  {kind:<6} {name:<20} {count:>8} seeds {pct:>6.1}%");
         }
         out
+    }
+
+    /// The pairs `(name, seeds, out of, reach)`: each start result × end (out of all seeds),
+    /// then each fault × outcome (out of the seeds where a pod had the fault).
+    pub fn pair_rows(&self) -> Vec<(String, u64, u64, Reach)> {
+        let mut rows = Vec::new();
+        for (s, start) in START_RESULTS.iter().enumerate() {
+            for (e, end) in ENDS.iter().enumerate() {
+                rows.push((
+                    format!("{start} × {end}"),
+                    self.pairs[s * ENDS.len() + e],
+                    self.seeds,
+                    pair_reach(s, e),
+                ));
+            }
+        }
+        for (f, fault) in FAULTS.iter().enumerate() {
+            for o in 0..OUTCOMES {
+                rows.push((
+                    format!("{} × {}", fault.name(), outcome_name(o)),
+                    self.fault_outcomes[f][o],
+                    self.faults[f],
+                    fault_outcome_reach(*fault, o),
+                ));
+            }
+        }
+        rows
+    }
+
+    /// The pairs that can occur and are not rare by design, reached by fewer than
+    /// `percent` % of their seeds; and the pairs that cannot occur but were reached.
+    pub fn pairs_below(&self, percent: f64) -> Vec<String> {
+        self.pair_rows()
+            .into_iter()
+            .filter(|(_, c, of, reach)| match reach {
+                Reach::Expected => (*c as f64) < *of as f64 * percent / 100.0,
+                Reach::Rare(_) => false,
+                Reach::Impossible(_) => *c > 0,
+            })
+            .map(|(name, c, of, reach)| match reach {
+                Reach::Impossible(why) => format!("{name} ({c} seeds, though {why})"),
+                _ => format!("{name} ({c} of {of} seeds)"),
+            })
+            .collect()
+    }
+
+    /// The `n` thinnest rows, and (in pod worlds) the `n` thinnest pairs of each table
+    /// that can occur and are not rare by design, with their share.
+    pub fn thinnest(&self, n: usize) -> String {
+        let pct = |c: u64, of: u64| 100.0 * c as f64 / of.max(1) as f64;
+        let mut rows: Vec<(f64, String)> = self
+            .rows()
+            .into_iter()
+            .map(|(k, name, c)| (pct(c, self.seeds), format!("{k} {name}")))
+            .collect();
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let list = |rows: &[(f64, String)]| {
+            rows.iter()
+                .take(n)
+                .map(|(p, name)| format!("{name} {p:.1}%"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = format!("thinnest rows: {}\n", list(&rows));
+        if self.deployment_seeds == 0 {
+            let pairs = self.pair_rows();
+            let (start_end, fault_outcome) = pairs.split_at(START_RESULTS.len() * ENDS.len());
+            for (what, part) in [
+                ("start × end", start_end),
+                ("fault × outcome (of the fault's seeds)", fault_outcome),
+            ] {
+                let mut thin: Vec<(f64, String)> = part
+                    .iter()
+                    .filter(|(.., reach)| *reach == Reach::Expected)
+                    .map(|(name, c, of, _)| (pct(*c, *of), name.clone()))
+                    .collect();
+                thin.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let _ = writeln!(out, "thinnest {what}: {}", list(&thin));
+            }
+        }
+        out
+    }
+
+    /// The pair tables of pod worlds: start result × end (seeds, and % of all seeds), and
+    /// fault × outcome (% of the seeds where a pod had the fault).
+    pub fn pair_tables(&self) -> String {
+        let mark = |c: u64, reach: Reach, shown: String| match reach {
+            Reach::Impossible(_) if c == 0 => "-".to_string(),
+            Reach::Impossible(_) => format!("‼{shown}"),
+            _ if c == 0 => "!".to_string(),
+            Reach::Rare(_) => format!("({shown})"),
+            Reach::Expected => shown,
+        };
+        let mut out = String::from(
+            "start × end: seeds where a pod had both, and their share of all seeds\n  \
+             (- cannot occur, ! can occur but was not reached, (…) rare by design, ‼ reached though it cannot occur)\n",
+        );
+        let _ = write!(out, "  {:<16}", "");
+        for end in ENDS {
+            let _ = write!(out, "{end:>18}");
+        }
+        out.push('\n');
+        for (s, start) in START_RESULTS.iter().enumerate() {
+            let _ = write!(out, "  {start:<16}");
+            for e in 0..ENDS.len() {
+                let c = self.pairs[s * ENDS.len() + e];
+                let pct = 100.0 * c as f64 / self.seeds.max(1) as f64;
+                let cell = mark(c, pair_reach(s, e), format!("{c} {pct:5.1}%"));
+                let _ = write!(out, "{cell:>18}");
+            }
+            out.push('\n');
+        }
+        out.push_str(
+            "fault × outcome: share of the seeds where a pod had the fault in which it reached \
+             the start result | the end (same marks)\n",
+        );
+        let _ = write!(out, "  {:<20}", "");
+        for (o, label) in OUTCOME_LABELS.iter().enumerate() {
+            if o == START_RESULTS.len() {
+                out.push_str(" |");
+            }
+            let _ = write!(out, "{label:>10}");
+        }
+        out.push('\n');
+        for (f, fault) in FAULTS.iter().enumerate() {
+            let _ = write!(out, "  {:<20}", fault.name());
+            for o in 0..OUTCOMES {
+                if o == START_RESULTS.len() {
+                    out.push_str(" |");
+                }
+                let c = self.fault_outcomes[f][o];
+                let pct = 100.0 * c as f64 / self.faults[f].max(1) as f64;
+                let cell = mark(c, fault_outcome_reach(*fault, o), format!("{pct:.1}"));
+                let _ = write!(out, "{cell:>10}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Column labels of the fault × outcome table: the start results, then the ends.
+const OUTCOME_LABELS: [&str; OUTCOMES] = [
+    "ready",
+    "failed",
+    "early",
+    "timeout",
+    "cancel",
+    "never",
+    "exited",
+    "closed",
+    "killed",
+    "unhealthy",
+];
+
+/// The name of outcome `o` of the fault × outcome table.
+fn outcome_name(o: usize) -> &'static str {
+    START_RESULTS
+        .iter()
+        .chain(ENDS.iter())
+        .nth(o)
+        .copied()
+        .unwrap_or("?")
+}
+
+/// Whether a combination can occur in the simulated world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// It can occur; the swarm settings aim to reach it in at least 5 % of its seeds.
+    Expected,
+    /// It can occur, but only where rare draws meet (why): no target.
+    Rare(&'static str),
+    /// It cannot occur (why).
+    Impossible(&'static str),
+}
+
+/// Whether start result `s` and end `e` (indices into `START_RESULTS`, `ENDS`) can occur
+/// together. Every pod that ended has a start result: a close before one sets `cancelled`,
+/// the ready deadline `timed-out`, a failed spawn `failed-to-start`.
+pub fn pair_reach(s: usize, e: usize) -> Reach {
+    const HEALTH: &str = "health is watched only once the pod is ready";
+    match (START_RESULTS[s], ENDS[e]) {
+        ("ready", "never-spawned") => Reach::Impossible("ready needs a spawned process"),
+        ("failed-to-start", "closed" | "killed") => Reach::Impossible(
+            "a failed start is a failed spawn or a runtime's exit before it reported started; \
+             a close or the deadline before it would make it cancelled or timed-out",
+        ),
+        ("exited-early", "never-spawned" | "closed" | "killed") => {
+            Reach::Impossible("exited-early is decided by the exit itself, an exited end")
+        }
+        ("timed-out", "never-spawned") => Reach::Impossible(
+            "the spawn answers within 3 ms and ready deadlines are at least 350 ms; input that \
+             arrived before a deadline is taken in first, also after a pause",
+        ),
+        ("timed-out", "exited") => {
+            Reach::Impossible("the deadline closes the pod, so its exit counts as closed")
+        }
+        ("cancelled", "exited") => {
+            Reach::Impossible("the close came first, so the exit counts as closed")
+        }
+        (_, "unhealthy") if s != 0 => Reach::Impossible(HEALTH),
+        _ => Reach::Expected,
+    }
+}
+
+/// Whether a pod with `fault` can reach outcome `o` (a start result, then an end, as in
+/// the fault × outcome table).
+pub fn fault_outcome_reach(fault: Fault, o: usize) -> Reach {
+    match (fault, outcome_name(o)) {
+        (Fault::SpawnFailure, "ready" | "exited-early" | "timed-out") => Reach::Impossible(
+            "the spawn fails within 3 ms, before any deadline: failed-to-start, or cancelled \
+             by a close before it",
+        ),
+        (Fault::SpawnFailure, "exited" | "closed" | "killed" | "unhealthy") => {
+            Reach::Impossible("there never is a process")
+        }
+        (Fault::CrashInSetup, "ready" | "exited-early" | "unhealthy") => {
+            Reach::Impossible("the runtime exits before it reports started")
+        }
+        (Fault::CrashInSetup, "timed-out") => Reach::Impossible(
+            "the runtime crashes within 300 ms of the spawn, before any ready deadline (≥ 350 ms)",
+        ),
+        (Fault::CrashInSetup, "killed") => Reach::Rare(
+            "a close must come in the 300 ms before the crash and its grace run out first",
+        ),
+        (Fault::ExitBeforeReady, "unhealthy") => Reach::Rare(
+            "only a pod without readiness checks (ready at once) that turns unhealthy before \
+             its exit",
+        ),
+        (Fault::ExitAfterReady, "exited-early") => Reach::Rare(
+            "the exit comes after the process is ready: only when the supervisor has not seen \
+             it yet (a probe not yet retried, a readiness line behind a flood)",
+        ),
+        (Fault::SlowOrNeverReady, "unhealthy") => {
+            Reach::Rare("the pod must be ready before its deadline, then turn unhealthy")
+        }
+        (Fault::IgnoreTerm, "closed") => {
+            Reach::Rare("only when the process exits by itself within the grace period")
+        }
+        (Fault::EarlyClose, "timed-out" | "exited-early" | "exited" | "unhealthy") => Reach::Rare(
+            "the close comes in the first seconds: the deadline, an exit or ill health must \
+             come before it",
+        ),
+        _ => Reach::Expected,
     }
 }
 
@@ -335,9 +585,13 @@ pub fn fuzz_seed(data: &[u8]) {
     let seed = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
     let enabled =
         u32::from_le_bytes(bytes[8..12].try_into().unwrap_or([0; 4])) & ((1 << FAULTS.len()) - 1);
+    let defaults = crate::swarm::Swarm::default();
     let swarm = crate::swarm::Swarm {
         enabled,
         rate: bytes[12] % 101,
+        health: data.get(15).map_or(defaults.health, |b| b % 101),
+        watchdog: data.get(16).map_or(defaults.watchdog, |b| b % 101),
+        tight: data.get(17).map_or(defaults.tight, |b| b % 101),
     };
     let pods = 1 + usize::from(data.get(13).copied().unwrap_or(0) % 4);
     let report = run(&RunConfig {

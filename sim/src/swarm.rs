@@ -121,28 +121,170 @@ impl Fault {
     }
 }
 
-/// The faults one run's world has, and how often a pod gets each.
+/// The faults one run's world has, how often a pod gets each, and how many of its pods
+/// are watched for health.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Swarm {
     /// Bit `i` set: `FAULTS[i]` is enabled.
     pub enabled: u32,
     /// Percent chance that a pod gets an enabled fault.
     pub rate: u8,
+    /// Percent chance that a pod has health checks.
+    pub health: u8,
+    /// Percent chance that a pod has a watchdog.
+    pub watchdog: u8,
+    /// Percent chance that a pod's ready deadline is tight (350 to 600 ms: about when
+    /// a process without faults becomes ready).
+    pub tight: u8,
 }
 
-impl Swarm {
-    /// Draws the settings of a run: each fault enabled with probability 1/2, and a rate.
-    pub fn draw(rng: &mut Rng) -> Swarm {
+impl Default for Swarm {
+    /// No fault; 20 % of the pods with health checks, 15 % with a watchdog, no tight
+    /// deadline (what a world had before its shares were drawn).
+    fn default() -> Swarm {
         Swarm {
-            enabled: (rng.next_u64() as u32) & ((1 << FAULTS.len()) - 1),
-            rate: rng.range(20, 80) as u8,
+            enabled: 0,
+            rate: 0,
+            health: 20,
+            watchdog: 15,
+            tight: 0,
+        }
+    }
+}
+
+/// What a kind of world is drawn from: the percent chance that it enables each fault (in
+/// `FAULTS` order), and the ranges of its rate and of its shares of pods with health checks,
+/// a watchdog and a tight ready deadline.
+struct Kind {
+    odds: [u8; FAULTS.len()],
+    rate: (u64, u64),
+    health: (u64, u64),
+    watchdog: (u64, u64),
+    tight: (u64, u64),
+}
+
+/// Odds for each fault, with exceptions.
+const fn odds(base: u8, exceptions: &[(Fault, u8)]) -> [u8; FAULTS.len()] {
+    let mut odds = [base; FAULTS.len()];
+    let mut i = 0;
+    while i < exceptions.len() {
+        odds[exceptions[i].0 as usize] = exceptions[i].1;
+        i += 1;
+    }
+    odds
+}
+
+/// Pod worlds of the first kind: few pods watched for health (they are the costly ones);
+/// the faults that make combinations enabled more often — a slow readiness or a tight
+/// deadline with a stop ignored or slow (a time-out ended by SIGKILL), an early close with
+/// them (a cancelled start ended by SIGKILL), a crash in setup, floods (a deadline judged
+/// amid one).
+const PLAIN: Kind = Kind {
+    odds: odds(
+        50,
+        &[
+            (Fault::CrashInSetup, 95),
+            (Fault::SlowOrNeverReady, 85),
+            (Fault::IgnoreTerm, 95),
+            (Fault::SlowExit, 75),
+            (Fault::EarlyClose, 60),
+            (Fault::FloodOutput, 80),
+        ],
+    ),
+    rate: (20, 80),
+    health: (5, 15),
+    watchdog: (0, 10),
+    tight: (20, 90),
+};
+
+/// Pod worlds of the second kind: about half the pods watched for health, the faults of
+/// health and watchdog always enabled, at a high rate, so that most of those pods turn
+/// unhealthy soon (cheaply); the faults that decide how a pod ends (a stop ignored or
+/// slow) and those of the driver at even odds or so, and the others, which mostly end a
+/// pod before it is ready, rarely.
+const WATCHED: Kind = Kind {
+    odds: odds(
+        15,
+        &[
+            (Fault::IgnoreTerm, 60),
+            (Fault::SlowExit, 50),
+            (Fault::SameInstant, 50),
+            (Fault::FloodOutput, 50),
+            (Fault::SupervisorPaused, 50),
+            (Fault::HealthFlaps, 100),
+            (Fault::HealthHangs, 100),
+            (Fault::HealthDegrades, 100),
+            (Fault::WatchdogLapses, 100),
+            (Fault::WatchdogNotify, 100),
+        ],
+    ),
+    rate: (70, 100),
+    health: (40, 60),
+    watchdog: (50, 70),
+    tight: (0, 0),
+};
+
+/// Percent of pod worlds of the second kind.
+const WATCHED_SHARE: u8 = 25;
+
+/// Deployment worlds: at a lower rate, since each fault has many pods to hit and one that
+/// gives up fails the whole deployment; floods more often.
+const DEPLOYMENTS: Kind = Kind {
+    odds: odds(50, &[(Fault::FloodOutput, 80)]),
+    rate: (10, 60),
+    health: (20, 20),
+    watchdog: (20, 20),
+    tight: (0, 0),
+};
+
+// The odds tables and the fault bits (`1 << fault as u32`) index faults by their
+// declaration order, which `FAULTS` follows.
+const _: () = {
+    let mut i = 0;
+    while i < FAULTS.len() {
+        assert!(FAULTS[i] as usize == i);
+        i += 1;
+    }
+};
+
+impl Swarm {
+    /// Draws the settings of a pod world: its kind, then each fault enabled with the kind's
+    /// odds, a rate, and the shares of pods watched for health or with a tight deadline.
+    pub fn draw(rng: &mut Rng) -> Swarm {
+        let kind = if rng.chance(WATCHED_SHARE) {
+            &WATCHED
+        } else {
+            &PLAIN
+        };
+        Swarm::draw_kind(rng, kind)
+    }
+
+    /// Draws the settings of a deployment world: even odds for each fault (floods more
+    /// often) at a lower rate, since each fault has many pods to hit and one that gives up
+    /// fails the whole deployment.
+    pub fn draw_deployment(rng: &mut Rng) -> Swarm {
+        Swarm::draw_kind(rng, &DEPLOYMENTS)
+    }
+
+    fn draw_kind(rng: &mut Rng, kind: &Kind) -> Swarm {
+        let mut enabled = 0;
+        for (i, odds) in kind.odds.iter().enumerate() {
+            if rng.chance(*odds) {
+                enabled |= 1 << i;
+            }
+        }
+        Swarm {
+            enabled,
+            rate: rng.range(kind.rate.0, kind.rate.1) as u8,
+            health: rng.range(kind.health.0, kind.health.1) as u8,
+            watchdog: rng.range(kind.watchdog.0, kind.watchdog.1) as u8,
+            tight: rng.range(kind.tight.0, kind.tight.1) as u8,
         }
     }
 
     /// Whether `fault` is enabled.
     pub fn has(self, fault: Fault) -> bool {
-        let i = FAULTS.iter().position(|f| *f == fault).unwrap_or(0);
-        self.enabled & (1 << i) != 0
+        self.enabled & (1 << fault as u32) != 0
     }
 
     /// Whether a pod gets `fault` (enabled, and drawn at the rate).
@@ -160,6 +302,14 @@ impl fmt::Debug for Swarm {
             .filter(|x| self.has(**x))
             .map(|x| x.name())
             .collect();
-        write!(f, "rate {}% faults [{}]", self.rate, names.join(", "))
+        write!(
+            f,
+            "rate {}% health {}% watchdog {}% tight {}% faults [{}]",
+            self.rate,
+            self.health,
+            self.watchdog,
+            self.tight,
+            names.join(", ")
+        )
     }
 }

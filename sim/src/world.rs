@@ -91,6 +91,12 @@ pub struct RunReport {
     pub deployment: bool,
     /// Bit per health outcome some pod reached (see [`HEALTH_OUTCOMES`]).
     pub health: u32,
+    /// Bit `s × ENDS.len() + e` per start result `s` and end `e` some pod reached both of
+    /// (see [`START_RESULTS`], [`ENDS`]).
+    pub pairs: u32,
+    /// Per fault (see [`FAULTS`]): bit `s` per start result and bit `START_RESULTS.len() +
+    /// e` per end reached by some pod that had the fault.
+    pub fault_outcomes: [u16; FAULTS.len()],
 }
 
 /// Start-result names, in coverage-bit order.
@@ -215,6 +221,8 @@ pub(crate) struct Process {
     health_since: Option<Time>,
     /// The sick checks fail or hang for good; the pinger stopped.
     sick: bool,
+    /// The faults drawn for this pod (bit per fault, see [`FAULTS`]).
+    faults: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -290,6 +298,8 @@ pub(crate) struct World {
     pub(crate) deployment: Option<Box<crate::deployment::DeploymentLink>>,
     /// Bit per health outcome reached (see [`HEALTH_OUTCOMES`]).
     pub(crate) health: u32,
+    /// The faults the pod being drawn got (bit per fault, see [`FAULTS`]).
+    pub(crate) pod_faults: u32,
 }
 
 pub(crate) fn fnv(hash: &mut u64, value: u64) {
@@ -316,11 +326,11 @@ impl World {
         self.now.checked_add(d).unwrap_or(Time::MAX)
     }
 
-    fn fault(&mut self, fault: Fault) -> bool {
+    pub(crate) fn fault(&mut self, fault: Fault) -> bool {
         let hit = self.swarm.roll(fault, &mut self.rng);
         if hit {
-            let i = FAULTS.iter().position(|f| *f == fault).unwrap_or(0);
-            self.faults |= 1 << i;
+            self.faults |= 1 << fault as u32;
+            self.pod_faults |= 1 << fault as u32;
         }
         hit
     }
@@ -334,6 +344,8 @@ impl World {
         managed: bool,
         health_checked: bool,
     ) -> Result<usize, Failure> {
+        self.pod_faults = 0;
+        let swarm = self.swarm;
         let rng = &mut self.rng;
         let runtime = rng.chance(25);
         let readiness = match rng.below(5) {
@@ -343,7 +355,14 @@ impl World {
             3 => Readiness::Probe,
             _ => Readiness::NotifyAndProbe,
         };
-        let timeout = (!rng.chance(10)).then(|| ms(rng.range(500, 8_000)));
+        let tight = swarm.tight > 0 && rng.chance(swarm.tight);
+        let timeout = (!rng.chance(10)).then(|| {
+            ms(if tight {
+                rng.range(350, 600)
+            } else {
+                rng.range(500, 8_000)
+            })
+        });
         let grace = ms(rng.range(0, 3_000));
         let mut spec = PodSpec::default()
             .timeout_ready(timeout)
@@ -369,7 +388,7 @@ impl World {
             Readiness::NotifyAndProbe => spec.check(Check::Notify).check(probe),
         };
         let rng = &mut self.rng;
-        if rng.chance(20) || health_checked {
+        if rng.chance(swarm.health) || health_checked {
             for _ in 0..rng.range(1, 2) {
                 spec = spec.health(HealthCheck {
                     interval: ms(rng.range(20, 400)),
@@ -384,7 +403,7 @@ impl World {
                 });
             }
         }
-        if rng.chance(15) {
+        if rng.chance(swarm.watchdog) {
             spec = spec.watchdog(Some(ms(rng.range(30, 800))));
         }
         let started_after = ms(self.rng.range(0, 300));
@@ -420,6 +439,7 @@ impl World {
             ending: Ending::Sick,
             health_since: None,
             sick: false,
+            faults: 0,
         };
         if self.fault(Fault::SpawnFailure) {
             proc.spawn_fail = Some(if self.rng.chance(50) {
@@ -497,6 +517,7 @@ impl World {
         };
         self.draw_floods(&mut proc, start, timeout, grace, managed);
         self.draw_pause(&mut proc, start, timeout, grace);
+        proc.faults = self.pod_faults;
         self.schedule(start, i, WorldEvent::Start);
         if managed {
             self.procs.push(proc);
@@ -588,7 +609,8 @@ impl World {
         let deadline = timeout.map(|t| plus(start, t));
         let outlives_grace = proc.ignores_term || proc.term_delay > grace;
         let mut aims = Vec::with_capacity(4);
-        if let Some(deadline) = deadline.filter(|d| ready.is_none_or(|r| r >= *d)) {
+        let judged = deadline.filter(|d| ready.is_none_or(|r| r >= *d));
+        if let Some(deadline) = judged {
             aims.push(deadline);
         }
         if let Some(ready) = ready {
@@ -609,9 +631,12 @@ impl World {
         if let Some((at, g)) = proc.close_at.filter(|_| outlives_grace) {
             aims.push(plus(start, at + g.unwrap_or(grace)));
         }
-        for _ in 0..self.rng.range(1, 3) {
+        for n in 0..self.rng.range(1, 3) {
             let lines = self.rng.range(1_500, 12_000);
-            let aim = match aims.get(self.rng.below(aims.len() as u64 + 1) as usize) {
+            // The first flood spans the ready deadline when it will be judged.
+            let pick = self.rng.below(aims.len() as u64 + 1) as usize;
+            let pick = if n == 0 && judged.is_some() { 0 } else { pick };
+            let aim = match aims.get(pick) {
                 Some(aim) => *aim,
                 None => plus(start, ms(self.rng.range(0, 5_000))),
             };
@@ -1238,21 +1263,44 @@ fn action_code(action: &Action) -> u64 {
     }
 }
 
-fn start_bit(result: &StartResult) -> u32 {
-    1 << START_RESULTS
-        .iter()
-        .position(|n| *n == result.name())
-        .unwrap_or(0)
+fn start_index(result: &StartResult) -> usize {
+    match result {
+        StartResult::Ready { .. } => 0,
+        StartResult::FailedToStart(_) => 1,
+        StartResult::ExitedEarly { .. } => 2,
+        StartResult::TimedOut { .. } => 3,
+        StartResult::Cancelled => 4,
+        other => unreachable!("a start result the simulator does not model: {other:?}"),
+    }
 }
 
-fn end_bit(end: End) -> u32 {
-    1 << ENDS.iter().position(|n| *n == end.name()).unwrap_or(0)
+fn end_index(end: End) -> usize {
+    match end {
+        End::NeverSpawned => 0,
+        End::Exited(_) => 1,
+        End::Closed(_) => 2,
+        End::Killed(_) => 3,
+        End::Unhealthy { .. } => 4,
+        other => unreachable!("an end the simulator does not model: {other:?}"),
+    }
+}
+
+/// The faults that touch every pod of a world, not only the one drawn with them: the
+/// order of same-instant events and a paused supervisor (and, in deployment worlds, a
+/// deployment closed early).
+const WORLD_WIDE: u32 = fault_bit(Fault::SameInstant) | fault_bit(Fault::SupervisorPaused);
+
+const fn fault_bit(fault: Fault) -> u32 {
+    1 << fault as u32
 }
 
 /// Runs one seed.
 pub fn run(config: &RunConfig) -> RunReport {
     let mut rng = Rng::new(config.seed);
-    let swarm = config.swarm.unwrap_or_else(|| Swarm::draw(&mut rng));
+    let swarm = config.swarm.unwrap_or_else(|| match config.deployment {
+        Some(_) => Swarm::draw_deployment(&mut rng),
+        None => Swarm::draw(&mut rng),
+    });
     let mut world = World {
         rng,
         swarm,
@@ -1272,6 +1320,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         driver_mutation: config.driver_mutation,
         situations: 0,
         health: 0,
+        pod_faults: 0,
     };
     if swarm.has(Fault::SameInstant) {
         world.mark_fault(Fault::SameInstant);
@@ -1365,12 +1414,33 @@ pub fn run(config: &RunConfig) -> RunReport {
     })();
     let mut start_results = 0;
     let mut ends = 0;
-    for pod in &world.pods {
-        if let Some(result) = pod.machine.start_result() {
-            start_results |= start_bit(result);
+    let mut pairs = 0;
+    let mut fault_outcomes = [0u16; FAULTS.len()];
+    let world_wide = world.faults
+        & if config.deployment.is_some() {
+            WORLD_WIDE | fault_bit(Fault::EarlyClose)
+        } else {
+            WORLD_WIDE
+        };
+    for (pod, proc) in world.pods.iter().zip(&world.procs) {
+        let start = pod.machine.start_result().map(start_index);
+        let end = pod.machine.end().map(end_index);
+        let mut outcomes = 0u16;
+        if let Some(s) = start {
+            start_results |= 1 << s;
+            outcomes |= 1 << s;
         }
-        if let Some(end) = pod.machine.end() {
-            ends |= end_bit(end);
+        if let Some(e) = end {
+            ends |= 1 << e;
+            outcomes |= 1 << (START_RESULTS.len() + e);
+        }
+        if let (Some(s), Some(e)) = (start, end) {
+            pairs |= 1 << (s * ENDS.len() + e);
+        }
+        let mut faults = proc.faults | world_wide;
+        while faults != 0 {
+            fault_outcomes[faults.trailing_zeros() as usize] |= outcomes;
+            faults &= faults - 1;
         }
     }
     RunReport {
@@ -1387,5 +1457,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         deployment_outcomes: world.deployment.as_ref().map_or(0, |d| d.outcomes()),
         deployment: config.deployment.is_some(),
         health: world.health,
+        pairs,
+        fault_outcomes,
     }
 }

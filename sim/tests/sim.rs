@@ -33,11 +33,21 @@ fn a_block_of_single_pod_seeds_passes_with_full_coverage() {
             failed.report.seed, failed.failure.message, failed.replay
         );
     }
-    let thin = coverage.below(1.0);
+    // The swarm settings aim at 5% for every row and pair that can occur (1,000,000 seeds);
+    // 4% leaves room for a block this small.
+    let thin = coverage.below(4.0);
     assert!(
         thin.is_empty(),
-        "reached by fewer than 1% of seeds: {thin:?}\n{}",
+        "reached by fewer than 4% of seeds: {thin:?}\n{}",
         coverage.table()
+    );
+    // Every start result × end and fault × outcome that can occur is reached, and none
+    // that cannot.
+    let pairs = coverage.pairs_below(4.0);
+    assert!(
+        pairs.is_empty(),
+        "pairs reached by fewer than 4% of their seeds, or though they cannot occur: {pairs:?}\n{}",
+        coverage.pair_tables()
     );
     for fault in [Fault::FloodOutput, Fault::SupervisorPaused] {
         let i = FAULTS.iter().position(|f| *f == fault).unwrap();
@@ -59,6 +69,9 @@ fn a_block_of_eight_pod_seeds_passes() {
             failed.report.seed, failed.failure.message, failed.replay
         );
     }
+    // With eight pods a world reaches most pairs; none that cannot occur.
+    let impossible = coverage.pairs_below(0.0);
+    assert!(impossible.is_empty(), "{impossible:?}");
 }
 
 #[test]
@@ -144,6 +157,7 @@ fn only(fault: Fault, seed: u64, driver_mutation: Option<DriverMutation>) -> Run
         swarm: Some(Swarm {
             enabled: 1 << bit,
             rate: 100,
+            ..Swarm::default()
         }),
         driver_mutation,
         ..config(seed, 1)
@@ -249,7 +263,7 @@ proptest! {
 
     #[test]
     fn any_swarm_settings_hold_the_invariants(seed in any::<u64>(), enabled in 0u32..(1 << podvisor_sim::swarm::FAULTS.len()), rate in 0u8..=100, pods in 1usize..5) {
-        let report = run(&RunConfig { seed, pods, mutation: None, swarm: Some(Swarm { enabled, rate }), trace: false, deployment: None, driver_mutation: None });
+        let report = run(&RunConfig { seed, pods, mutation: None, swarm: Some(Swarm { enabled, rate, ..Swarm::default() }), trace: false, deployment: None, driver_mutation: None });
         if let Err(failure) = report.result {
             prop_assert!(false, "seed {} {:?}: {:?}: {}", seed, report.swarm, failure.kind, failure.message);
         }
@@ -324,10 +338,10 @@ fn a_block_of_deployment_worlds_passes_with_full_coverage() {
             failed.report.seed, failed.failure.message, failed.replay
         );
     }
-    let thin = coverage.below(1.0);
+    let thin = coverage.below(4.0);
     assert!(
         thin.is_empty(),
-        "reached by fewer than 1% of deployment seeds: {thin:?}\n{}",
+        "reached by fewer than 4% of deployment seeds: {thin:?}\n{}",
         coverage.table()
     );
 }
