@@ -318,7 +318,7 @@ mod deployment {
     use super::ms;
     use podvisor::core::deployment::{
         Condition, DeploymentAction, DeploymentEvent, DeploymentMachine, DeploymentSpec, MemberId,
-        MemberState, PodTemplate,
+        MemberState, PodTemplate, RestartPolicy,
     };
     use podvisor::core::{End, ExitStatus, Generation, StartResult};
     use std::time::Duration;
@@ -421,7 +421,7 @@ mod deployment {
     /// `db` (1 replica) ← `web` (started condition): both started, web's StartPod seen.
     fn both_started() -> (DeploymentMachine, Generation, Generation) {
         let spec = DeploymentSpec::new()
-            .pod(PodTemplate::new("db"))
+            .pod(PodTemplate::new("db").restart(RestartPolicy::Always))
             .pod(PodTemplate::new("web").depends_on("db", Condition::Started));
         let mut machine = DeploymentMachine::new(spec).unwrap();
         let drain = |machine: &mut DeploymentMachine| -> Vec<Generation> {
@@ -501,6 +501,9 @@ mod deployment {
         );
         assert!(machine.failure().is_none(), "{:?}", machine.failure());
         assert_eq!(machine.members()[0].state(), MemberState::Ended);
+        // No restart decided for it either.
+        assert_eq!(machine.members()[0].restarts_since_reset(), 0);
+        assert_eq!(machine.members()[0].last_delay(), None);
     }
 
     #[test]
@@ -730,7 +733,7 @@ fn a_failure_at_the_end_of_the_start_period_counts() {
     // No readiness checks: ready when spawned, at 11 ms.
     let mut pod = started(PodSpec::default().health(check));
     assert_eq!(pod.state(), State::Ready);
-    let mut fail_next_attempt = |pod: &mut PodMachine, at: Time| {
+    let fail_next_attempt = |pod: &mut PodMachine, at: Time| {
         pod.handle(Event::Tick, at);
         let attempt = actions(pod)
             .into_iter()
