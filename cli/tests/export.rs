@@ -53,25 +53,44 @@ fn refused(args: &[&str]) -> String {
     stderr
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A directory of the test's own, removed when it is dropped (also when the test fails).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!(
         "podvisor-export-test-{}-{name}",
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Runs `program args` on `text` saved as `file` in a scratch directory; panics with its
 /// output unless it succeeds.
 fn validate(program: &str, args: &[&str], file: &str, text: &str) {
-    let dir = scratch(program);
+    // A directory per call: tests run in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch(&format!("{program}-{call}"));
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     let out = Command::new(program)
         .args(args)
         .arg(&path)
-        .current_dir(&dir)
+        .current_dir(&*dir)
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}; .ci/setup installs it"));
     assert!(
