@@ -185,7 +185,7 @@ pub fn run(spec: PodSpec, ops: &[Op], mutation: Option<Mutation>) -> Result<(), 
             Op::Close(grace) => Event::Close {
                 grace: grace.map(|g| Duration::from_millis(u64::from(g))),
             },
-            Op::Foreign(kind) => match kind % 5 {
+            Op::Foreign(kind) => match kind % 6 {
                 0 => Event::Exited {
                     generation: foreign,
                     status: ExitStatus::Code(0),
@@ -202,10 +202,17 @@ pub fn run(spec: PodSpec, ops: &[Op], mutation: Option<Mutation>) -> Result<(), 
                     stream: Stream::Stdout,
                     line: b"ready",
                 },
-                _ => Event::ProbeFinished {
+                4 => Event::ProbeFinished {
                     generation: foreign,
                     attempt: attempts.last().copied().unwrap_or(0),
                     ok: true,
+                },
+                _ => Event::SpawnFailed {
+                    generation: foreign,
+                    error: SpawnError {
+                        kind: SpawnErrorKind::NotFound,
+                        errno: Some(2),
+                    },
                 },
             },
             Op::Advance(ms) => {

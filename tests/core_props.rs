@@ -39,6 +39,15 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         .prop_map(Op::SpawnFailed),
         4 => (0..DATAGRAMS.len()).prop_map(Op::Notify),
         1 => prop::collection::vec(any::<u8>(), 0..24).prop_map(Op::NotifyRaw),
+        // A STATUS= around the 4096-byte cut, in characters of 1 to 4 bytes.
+        1 => (4_080usize..4_110, prop_oneof![Just("a"), Just("é"), Just("€"), Just("𝄞")])
+            .prop_map(|(len, c)| {
+                let mut text = String::from("STATUS=");
+                while text.len() < len {
+                    text.push_str(c);
+                }
+                Op::NotifyRaw(text.into_bytes())
+            }),
         3 => (prop_oneof![Just(Stream::Stdout), Just(Stream::Stderr)], 0..LINES.len())
             .prop_map(|(s, i)| Op::Output(s, i)),
         3 => (any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(ok, stale)| Op::Probe { ok, stale }),
