@@ -132,14 +132,57 @@ pub struct SocketFile {
     /// `<socket>.lock`, locked for as long as this `up` runs: the check for a stale
     /// socket, its removal and the bind are one step for two `up`s of one file.
     _lock: std::fs::File,
+    lock_path: PathBuf,
+    lock_id: (u64, u64),
 }
 
 impl Drop for SocketFile {
+    /// Removes the socket, then the lock file, each if it is still this `up`'s. The lock
+    /// is still held: an `up` that opened the file before its removal sees, once it gets
+    /// the lock, that the path no longer names that file, and opens it anew.
     fn drop(&mut self) {
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
+        let ours = |path: &Path, id| {
+            std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == id)
+        };
+        if ours(&self.path, self.id) {
             let _ = std::fs::remove_file(&self.path);
         }
+        if ours(&self.lock_path, self.lock_id) {
+            let _ = std::fs::remove_file(&self.lock_path);
+        }
     }
+}
+
+/// Opens and locks `path`, the lock file of one socket. A lock file removed by the `up`
+/// that held it while this one waited is opened again.
+fn lock_file(path: &Path) -> Result<(std::fs::File, (u64, u64)), String> {
+    use rustix::fs::{flock, FlockOperation};
+    for _ in 0..16 {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(format!(
+                "this deployment is already up: another podvisor holds {}",
+                path.display()
+            ));
+        }
+        let held = lock
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let id = (held.dev(), held.ino());
+        if std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == id) {
+            return Ok((lock, id));
+        }
+    }
+    Err(format!(
+        "cannot lock {}: it keeps being replaced",
+        path.display()
+    ))
 }
 
 /// Binds the control socket at `path`: a socket file left by a podvisor that died is
@@ -147,20 +190,8 @@ impl Drop for SocketFile {
 pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), String> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(|e| format!("cannot open {}: {e}", Path::new(&lock_path).display()))?;
-    use rustix::fs::{flock, FlockOperation};
-    if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-        return Err(format!(
-            "this deployment is already up: another podvisor holds {}",
-            Path::new(&lock_path).display()
-        ));
-    }
+    let lock_path = PathBuf::from(lock_path);
+    let (lock, lock_id) = lock_file(&lock_path)?;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(format!(
@@ -211,6 +242,8 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), String> {
             path: path.to_path_buf(),
             id: (meta.dev(), meta.ino()),
             _lock: lock,
+            lock_path,
+            lock_id,
         },
     ))
 }

@@ -332,6 +332,8 @@ fn a_stale_socket_is_replaced_and_a_second_up_is_refused() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(first.exit_within(Duration::from_secs(60)), 0);
     assert!(!socket.exists());
+    // Nor is its lock file left behind.
+    assert!(!runtime.join("ctl.sock.lock").exists());
 
     // A path that is not a socket is never replaced.
     std::fs::write(&socket, "precious").unwrap();
