@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use support::PODVISOR;
+use support::{get, PODVISOR};
 
 const FULL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/export/full.toml");
 
@@ -644,19 +644,6 @@ fn export_help_names_both_targets() {
     );
 }
 
-/// The status code of `GET path` on 127.0.0.1:`port`, or `None` while nothing answers.
-fn get(port: u16, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// The command line export gives a container that runs podvisor inside, run here with
 /// the built podvisor: every option it writes is one `podvisor run` takes, `/readyz`
 /// answers once the output line came, and the kubelet's SIGTERM reaches the command as
@@ -698,11 +685,7 @@ stop_signal = "INT"
                 .collect()
         };
         assert_eq!(command[0], "/podvisor/podvisor");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = support::free_port();
         let serve = command
             .iter()
             .position(|a| a == "--serve-health")

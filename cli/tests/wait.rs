@@ -1,18 +1,12 @@
 //! `podvisor wait` against real listeners and files: late, never (124), bad checks (125).
 
+mod support;
+
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-const PODVISOR: &str = env!("CARGO_BIN_EXE_podvisor");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, PODVISOR};
 
 fn wait(args: &[&str]) -> (i32, String) {
     let output = Command::new(PODVISOR)
