@@ -259,6 +259,22 @@ impl Pod<'_> {
         }
     }
 
+    /// Whether its Compose health check runs `podvisor wait` (a check with no shell form:
+    /// Compose has no TCP or HTTP check of its own).
+    fn compose_checks_need_podvisor(&self) -> bool {
+        !self
+            .ready
+            .iter()
+            .chain(&self.health)
+            .all(|c| c.shell().is_some())
+    }
+
+    /// Whether its Compose service needs the copied podvisor: to run under it, or for
+    /// its health check.
+    fn needs_podvisor_in_compose(&self) -> bool {
+        !self.inside_compose.is_empty() || self.compose_checks_need_podvisor()
+    }
+
     /// `text` with `{port}` and `{name}` filled; `{replica}` is left to the caller.
     fn fill(&self, text: &str) -> String {
         text.replace("{port}", &self.port.to_string())
@@ -513,8 +529,8 @@ fn analyse<'a>(plan: &'a Plan, options: &Options) -> Result<Vec<Pod<'a>>, Vec<St
                             .iter()
                             .any(|o| o.name == d.on && wait_checks(o, d.condition).is_some())
                 });
-            let compose_wait = options.target == Target::Compose
-                && !p.ready.iter().chain(&p.health).all(|c| c.shell().is_some());
+            let compose_wait =
+                options.target == Target::Compose && p.compose_checks_need_podvisor();
             if let Some(first) = why.first() {
                 Some(format!("{} ({first})", p.name))
             } else if waits {
@@ -1346,10 +1362,7 @@ fn compose(
         }
     };
     let by_name: BTreeMap<&str, &Pod<'_>> = pods.iter().map(|p| (p.name, p)).collect();
-    let any_podvisor = pods.iter().any(|p| {
-        !p.inside_compose.is_empty()
-            || !p.ready.iter().chain(&p.health).all(|c| c.shell().is_some())
-    });
+    let any_podvisor = pods.iter().any(Pod::needs_podvisor_in_compose);
     let mut services: Vec<(String, Y)> = Vec::new();
     if any_podvisor {
         services.push((
@@ -1532,12 +1545,7 @@ fn compose(
                 entries.push(("healthcheck", m(check)));
             }
             let mut depends: Vec<(String, Y)> = Vec::new();
-            let podvisor_used = inside
-                || !pod
-                    .ready
-                    .iter()
-                    .chain(&pod.health)
-                    .all(|c| c.shell().is_some());
+            let podvisor_used = pod.needs_podvisor_in_compose();
             if podvisor_used {
                 depends.push((
                     INSTALL_SERVICE.to_string(),
