@@ -303,6 +303,48 @@ fn unknown_dependency_is_an_error_naming_the_known_pods() {
 }
 
 #[test]
+fn problems_lists_every_problem_in_validates_order() {
+    let spec = DeploymentSpec::new()
+        .pod(PodTemplate::new("db").replicas(0))
+        .pod(
+            PodTemplate::new("web")
+                .depends_on("dbb", Condition::Ready)
+                .depends_on("db", Condition::Succeeded)
+                .depends_on("api", Condition::Ready),
+        )
+        .pod(PodTemplate::new("api").depends_on("web", Condition::Started));
+    let problems = spec.problems();
+    assert_eq!(
+        problems,
+        vec![
+            DeploymentError::ZeroReplicas { pod: "db".into() },
+            DeploymentError::UnknownDependency {
+                pod: "web".into(),
+                dependency: "dbb".into(),
+                known: vec!["db".into(), "web".into(), "api".into()],
+            },
+            DeploymentError::SucceededNeedsOneShot {
+                pod: "web".into(),
+                dependency: "db".into(),
+            },
+            DeploymentError::Cycle {
+                pods: vec!["web".into(), "api".into(), "web".into()],
+            },
+        ]
+    );
+    // validate gives the first of them; a good spec has none.
+    assert_eq!(spec.validate(), Err(problems[0].clone()));
+    assert!(DeploymentSpec::new()
+        .pod(PodTemplate::new("db"))
+        .problems()
+        .is_empty());
+    assert_eq!(
+        DeploymentSpec::new().problems(),
+        vec![DeploymentError::NoPods]
+    );
+}
+
+#[test]
 fn duplicate_dependency_is_an_error() {
     let error = error_of(
         DeploymentSpec::new().pod(PodTemplate::new("db")).pod(

@@ -107,13 +107,6 @@ pub fn check_pod_name(name: &str) -> Result<(), String> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    pod: BTreeMap<String, Spanned<RawPod>>,
-}
-
-#[derive(Deserialize)]
 #[serde(untagged, expecting = "a path or an array of paths")]
 enum PathOrPaths {
     One(String),
@@ -186,7 +179,7 @@ impl<'de> Deserialize<'de> for CommandValue {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPod {
-    command: Spanned<CommandValue>,
+    command: Option<Spanned<CommandValue>>,
     ready: Option<Spanned<OneOrMany>>,
     ready_interval: Option<Spanned<DurationValue>>,
     ready_timeout: Option<Spanned<DurationValue>>,
@@ -567,42 +560,51 @@ pub fn parse_mode(
         vars: &vars,
         export,
     };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let message = with_suggestion(e.message().trim_end());
-        vec![match e.span() {
-            Some(span) => at.at(span, message),
-            None => at.whole(message),
-        }]
-    })?;
-    if raw.pod.is_empty() {
-        return Err(vec![at.whole(
-            "no pods; expected at least one [pod.NAME] table with a command".into(),
-        )]);
-    }
     let mut errors = Vec::new();
-    // Declaration order: the order of the tables in the file.
-    let mut entries: Vec<(String, Spanned<RawPod>)> = raw.pod.into_iter().collect();
-    entries.sort_by_key(|(_, pod)| pod.span().start);
+    let Some(entries) = raw_pods(&at, &mut errors) else {
+        return Err(errors);
+    };
     let mut spec = DeploymentSpec::new();
     let mut pods = Vec::new();
     let mut headers: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    // Where each pod's `depends_on` is: the deployment's dependency errors point there.
+    let mut dependency_keys: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    // Pods whose keys could not all be read stand in as bare templates: a problem that
+    // involves one is not reported (it would only repeat what is missing).
+    let mut unread: Vec<String> = Vec::new();
+    // Pods with an error of their own: whether they are one-shot or health-checked is
+    // not known for sure.
+    let mut broken: Vec<String> = Vec::new();
     let mut total: u64 = 0;
-    for (name, pod) in entries {
+    for pod in entries {
         if errors.len() >= MAX_ERRORS {
             break;
         }
+        let RawEntry {
+            name,
+            span,
+            raw,
+            command_seen,
+        } = pod;
         if let Err(e) = check_pod_name(&name) {
-            errors.push(at.at(pod.span(), e));
+            errors.push(at.at(span, e));
             continue;
         }
-        headers.insert(name.clone(), pod.span());
-        let span = pod.span();
-        let planned = match plan_pod(&at, &name, pod.into_inner()) {
-            Ok(planned) => planned,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
+        headers.insert(name.clone(), span.clone());
+        let Some(raw) = raw else {
+            spec = spec.pod(PodTemplate::new(name.clone()));
+            unread.push(name);
+            continue;
+        };
+        if let Some(depends_on) = &raw.depends_on {
+            dependency_keys.insert(name.clone(), depends_on.span());
+        }
+        let (template, planned) =
+            plan_pod(&at, &name, span.clone(), command_seen, raw, &mut errors);
+        spec = spec.pod(template);
+        let Some(planned) = planned else {
+            broken.push(name);
+            continue;
         };
         total += u64::from(planned.template.replicas);
         if total > MAX_PODS {
@@ -615,39 +617,211 @@ pub fn parse_mode(
             ));
             return Err(errors);
         }
-        spec = spec.pod(planned.template.clone());
         pods.push(planned);
     }
+    use podvisor::core::deployment::DeploymentError as E;
+    for problem in spec.problems() {
+        if errors.len() >= MAX_ERRORS {
+            break;
+        }
+        let involved = involved_pods(&problem);
+        if involved.iter().any(|p| unread.iter().any(|u| u == p))
+            || matches!(problem, E::NoPods) && !errors.is_empty()
+        {
+            continue;
+        }
+        if let E::HealthyNeedsChecks { dependency, .. }
+        | E::SucceededNeedsOneShot { dependency, .. } = &problem
+        {
+            if broken.contains(dependency) {
+                continue;
+            }
+        }
+        let about_dependencies = matches!(
+            problem,
+            E::Cycle { .. }
+                | E::UnknownDependency { .. }
+                | E::DuplicateDependency { .. }
+                | E::SucceededNeedsOneShot { .. }
+                | E::HealthyNeedsChecks { .. }
+        );
+        let place = involved.first().and_then(|&pod| {
+            let key = about_dependencies
+                .then(|| dependency_keys.get(pod))
+                .flatten();
+            key.or_else(|| headers.get(pod)).cloned()
+        });
+        errors.push(match place {
+            Some(span) => at.at(span, problem.to_string()),
+            None => at.whole(problem.to_string()),
+        });
+    }
+    // In the order of the file, as a reader goes through it.
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors.truncate(MAX_ERRORS);
     if !errors.is_empty() {
-        // The deployment's own checks would only repeat what is missing.
         return Err(errors);
     }
-    spec.validate().map_err(|e| {
-        let pod = match &e {
-            podvisor::core::deployment::DeploymentError::Cycle { pods } => pods.first().cloned(),
-            other => mentioned_pod(other),
-        };
-        vec![match pod.and_then(|p| headers.get(&p).cloned()) {
-            Some(span) => at.at(span, e.to_string()),
-            None => at.whole(e.to_string()),
-        }]
-    })?;
     Ok(Plan { pods })
 }
 
-/// The pod a validation error is about, from its message's first quoted or named pod.
-fn mentioned_pod(error: &podvisor::core::deployment::DeploymentError) -> Option<String> {
+/// The pods a validation error is about, the one it is reported at first.
+fn involved_pods(error: &podvisor::core::deployment::DeploymentError) -> Vec<&str> {
     use podvisor::core::deployment::DeploymentError as E;
     match error {
-        E::DuplicateName { name } | E::SlashInName { name } => Some(name.clone()),
+        E::DuplicateName { name } | E::SlashInName { name } => vec![name],
+        E::UnknownDependency { pod, .. } => vec![pod],
+        E::DuplicateDependency { pod, dependency }
+        | E::SucceededNeedsOneShot { pod, dependency }
+        | E::HealthyNeedsChecks { pod, dependency } => vec![pod, dependency],
         E::ZeroReplicas { pod }
-        | E::UnknownDependency { pod, .. }
-        | E::DuplicateDependency { pod, .. }
-        | E::SucceededNeedsOneShot { pod, .. }
         | E::OneShotRestartsAlways { pod }
-        | E::Backoff { pod, .. } => Some(pod.clone()),
-        _ => None,
+        | E::BareNameNeedsOneReplica { pod, .. }
+        | E::Backoff { pod, .. } => vec![pod],
+        E::Cycle { pods } => pods.iter().map(String::as_str).collect(),
+        _ => Vec::new(),
     }
+}
+
+/// A pod table of the file, its keys read.
+struct RawEntry {
+    name: String,
+    /// The table's span (its header).
+    span: Range<usize>,
+    /// `None` when some key could not be set aside to read the rest.
+    raw: Option<RawPod>,
+    /// Whether the table has a `command` key (read or not).
+    command_seen: bool,
+}
+
+/// Every pod table of the file, in declaration order, each with its header's span and
+/// its keys understood, or `None` where a key could not be; every problem is in
+/// `errors`. `None` when the file is not TOML or has no `[pod.NAME]` tables at all.
+///
+/// Pods are read one by one, and a key that cannot be read is reported and set aside so
+/// that the rest of its pod is still read: one run of `check` finds every such key.
+fn raw_pods(at: &Locator<'_>, errors: &mut Vec<FileError>) -> Option<Vec<RawEntry>> {
+    let (document, syntax) = toml::de::DeTable::parse_recoverable(at.text);
+    if !syntax.is_empty() {
+        // Past a syntax error the shape of the rest is a guess, and the errors that follow
+        // mostly echo it: the first alone.
+        let e = &syntax[0];
+        let mut message = e.message().trim_end().to_string();
+        if syntax.len() > 1 {
+            message.push_str("; the rest of the file is checked once this is fixed");
+        }
+        errors.push(match e.span() {
+            Some(span) => at.at(span, message),
+            None => at.whole(message),
+        });
+        return None;
+    }
+    let mut pods = None;
+    for (key, value) in document.into_inner() {
+        if key.get_ref().as_ref() == "pod" {
+            pods = Some(value);
+        } else {
+            let message = with_suggestion(&format!(
+                "unknown field `{}`, expected `pod`",
+                printable(key.get_ref())
+            ));
+            errors.push(at.at(key.span(), message));
+        }
+    }
+    let Some(pods) = pods else {
+        if errors.is_empty() {
+            errors.push(
+                at.whole("no pods; expected at least one [pod.NAME] table with a command".into()),
+            );
+        }
+        return None;
+    };
+    let pods_span = pods.span();
+    let toml::de::DeValue::Table(pods) = pods.into_inner() else {
+        errors.push(at.at(
+            pods_span,
+            "key pod: expected tables of pods ([pod.NAME]), not a single value".into(),
+        ));
+        return None;
+    };
+    let mut read = Vec::with_capacity(pods.len());
+    // In the order of the file: the first errors reported are the first ones in it.
+    let mut pods: Vec<_> = pods.into_iter().collect();
+    pods.sort_by_key(|(_, value)| value.span().start);
+    for (name, value) in pods {
+        if errors.len() >= MAX_ERRORS {
+            break;
+        }
+        let name = name.into_inner().into_owned();
+        let span = value.span();
+        let toml::de::DeValue::Table(mut table) = value.into_inner() else {
+            errors.push(at.at(
+                span,
+                format!(
+                    "pod {}: expected a table of keys ([pod.{}] with a command), not a single value",
+                    printable(&name),
+                    printable(&name)
+                ),
+            ));
+            continue;
+        };
+        let mut command_seen = table.contains_key("command");
+        let raw = loop {
+            let value = Spanned::new(span.clone(), toml::de::DeValue::Table(table.clone()));
+            let e = match RawPod::deserialize(toml::de::ValueDeserializer::from(value)) {
+                Ok(raw) => break Some(raw),
+                Err(e) => e,
+            };
+            let message = e
+                .message()
+                .trim_end()
+                .replace("expected i64", "expected a whole number");
+            let message = message.as_str();
+            let at_span = e.span().unwrap_or_else(|| span.clone());
+            // The key the error is in, set aside before reading the pod again.
+            let culprit = table
+                .iter()
+                .find(|(k, v)| {
+                    let whole = k.span().start..v.span().end.max(k.span().end);
+                    whole.contains(&at_span.start)
+                })
+                .map(|(k, _)| k.get_ref().to_string());
+            let shown = printable(&name);
+            match culprit {
+                Some(key) => {
+                    let text = if message.starts_with("unknown field") {
+                        let message = with_suggestion(message);
+                        // A misspelt command is reported as such, not also as missing.
+                        command_seen |= message.ends_with("did you mean `command`?");
+                        format!("pod {shown}: {message}")
+                    } else {
+                        format!("pod {shown}: key {}: {message}", printable(&key))
+                    };
+                    errors.push(at.at(at_span, text));
+                    table.remove(key.as_str());
+                    if errors.len() >= MAX_ERRORS {
+                        break None;
+                    }
+                }
+                None => {
+                    errors.push(at.at(at_span, format!("pod {shown}: {message}")));
+                    break None;
+                }
+            }
+        };
+        read.push(RawEntry {
+            name,
+            span,
+            raw,
+            command_seen,
+        });
+    }
+    if read.is_empty() && errors.is_empty() {
+        errors.push(
+            at.whole("no pods; expected at least one [pod.NAME] table with a command".into()),
+        );
+    }
+    Some(read)
 }
 
 fn duration(
@@ -771,48 +945,90 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, FileError> {
-    let command_span = raw.command.span();
-    let command = match raw.command.into_inner() {
-        CommandValue::Exec(command) => command,
-        CommandValue::Shell(line) => {
-            if line.trim().is_empty() {
-                return Err(at.at(
-                    command_span,
-                    format!("pod {name}: key command: expected a non-empty command line"),
+/// Plans one pod, every problem of it in `errors`: the plan if it had none, and in
+/// any case its template as far as it was understood (for the deployment's checks).
+/// `header` is the span of its table, `command_seen` whether a `command` key was there
+/// (one that could not be read was reported already).
+fn plan_pod(
+    at: &Locator<'_>,
+    name: &str,
+    header: Range<usize>,
+    command_seen: bool,
+    raw: RawPod,
+    errors: &mut Vec<FileError>,
+) -> (PodTemplate, Option<PlannedPod>) {
+    let before = errors.len();
+    // A key's value, or its error noted and the key left out.
+    macro_rules! note {
+        ($result:expr) => {
+            match $result {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            }
+        };
+    }
+    let command_span = raw.command.as_ref().map_or(header, Spanned::span);
+    let (command, shell) = match raw.command.map(Spanned::into_inner) {
+        None => {
+            if !command_seen {
+                errors.push(at.at(
+                    command_span.clone(),
+                    format!(
+                        "pod {name}: key command is missing; expected command = [\"program\", \"arg\", ...] (executed directly) or command = \"a shell line\" (run by sh -c)"
+                    ),
                 ));
             }
+            (None, false)
+        }
+        Some(CommandValue::Exec(command)) => (Some(command), false),
+        Some(CommandValue::Shell(line)) => {
             let span = command_span.clone();
-            vec![
+            let command = vec![
                 Spanned::new(span.clone(), "sh".to_string()),
                 Spanned::new(span.clone(), "-c".to_string()),
                 Spanned::new(span, line),
-            ]
+            ];
+            (Some(command), true)
         }
     };
-    let command = command
-        .into_iter()
-        .map(|element| at.interpolate(name, "command", element))
-        .collect::<Result<Vec<_>, _>>()?;
-    if command.first().is_none_or(|p| p.get_ref().is_empty()) {
-        return Err(at.at(
-            command_span,
-            format!(
-                "pod {name}: key command: expected a non-empty array of strings, the program first"
-            ),
-        ));
-    }
-    for (i, element) in command.iter().enumerate() {
-        if element.get_ref().contains('\0') {
-            return Err(at.at(
-                element.span(),
+    let command = command.and_then(|command| {
+        note!(command
+            .into_iter()
+            .map(|element| at.interpolate(name, "command", element))
+            .collect::<Result<Vec<_>, _>>())
+    });
+    let command = command.and_then(|command| {
+        if shell && command[2].get_ref().trim().is_empty() {
+            errors.push(at.at(
+                command_span.clone(),
+                format!("pod {name}: key command: expected a non-empty command line"),
+            ));
+            return None;
+        }
+        if command.first().is_none_or(|p| p.get_ref().is_empty()) {
+            errors.push(at.at(
+                command_span.clone(),
+                format!(
+                    "pod {name}: key command: expected a non-empty array of strings, the program first"
+                ),
+            ));
+            return None;
+        }
+        if let Some(i) = command.iter().position(|e| e.get_ref().contains('\0')) {
+            errors.push(at.at(
+                command[i].span(),
                 format!(
                     "pod {name}: key command: element {} contains a NUL byte; {NO_NUL}",
                     i + 1
                 ),
             ));
+            return None;
         }
-    }
+        Some(command)
+    });
     let mut env = Vec::with_capacity(raw.env.len());
     let mut env_files = Vec::new();
     if let Some(files) = raw.env_file {
@@ -822,12 +1038,16 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             PathOrPaths::Many(many) => many,
         };
         for file in files {
-            let file = at.interpolate(name, "env_file", Spanned::new(span.clone(), file))?;
+            let Some(file) =
+                note!(at.interpolate(name, "env_file", Spanned::new(span.clone(), file)))
+            else {
+                continue;
+            };
             let path = match at.dir {
                 Some(dir) => dir.join(file.get_ref()),
                 None => PathBuf::from(file.get_ref()),
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let read = std::fs::read_to_string(&path).map_err(|e| {
                 at.at(
                     span.clone(),
                     format!(
@@ -835,7 +1055,10 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                         path.display()
                     ),
                 )
-            })?;
+            });
+            let Some(text) = note!(read) else {
+                continue;
+            };
             let pairs = dotenv::parse(&text).map_err(|(line, message)| {
                 at.at(
                     span.clone(),
@@ -844,13 +1067,19 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                         path.display()
                     ),
                 )
-            })?;
+            });
+            let Some(pairs) = note!(pairs) else {
+                continue;
+            };
             env.extend(pairs);
             env_files.push(file.into_inner());
         }
     }
     for (key, value) in raw.env {
-        let value = at.interpolate(name, &format!("env.{}", key.get_ref()), value)?;
+        let Some(value) = note!(at.interpolate(name, &format!("env.{}", key.get_ref()), value))
+        else {
+            continue;
+        };
         let problem = if key.get_ref().is_empty() {
             Some("is empty")
         } else if key.get_ref().contains('=') {
@@ -861,63 +1090,83 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             None
         };
         if let Some(problem) = problem {
-            return Err(at.at(
+            errors.push(at.at(
                 key.span(),
                 format!(
                     "pod {name}: key env: variable name {:?} {problem}; expected a non-empty name without '=' or NUL",
                     key.get_ref()
                 ),
             ));
+            continue;
         }
         if value.get_ref().contains('\0') {
-            return Err(at.at(
+            errors.push(at.at(
                 value.span(),
                 format!(
                     "pod {name}: key env.{}: the value contains a NUL byte; {NO_NUL}",
                     key.get_ref()
                 ),
             ));
+            continue;
         }
         env.push((key.into_inner(), value.into_inner()));
     }
     let mut cwd = None;
+    let mut cwd_broken = false;
     if let Some(path) = raw.cwd {
-        let path = at.interpolate(name, "cwd", path)?;
-        if path.get_ref().contains('\0') {
-            return Err(at.at(
-                path.span(),
-                format!("pod {name}: key cwd: the path contains a NUL byte; {NO_NUL}"),
-            ));
+        match at.interpolate(name, "cwd", path) {
+            Ok(path) if path.get_ref().contains('\0') => {
+                errors.push(at.at(
+                    path.span(),
+                    format!("pod {name}: key cwd: the path contains a NUL byte; {NO_NUL}"),
+                ));
+                cwd_broken = true;
+            }
+            Ok(path) => cwd = Some(path),
+            Err(e) => {
+                errors.push(e);
+                cwd_broken = true;
+            }
         }
-        cwd = Some(path);
     }
     let cwd = match at.dir {
+        _ if cwd_broken => None,
         _ if at.export => match cwd {
             Some(path) if !path.get_ref().starts_with('/') => {
-                return Err(at.at(
+                errors.push(at.at(
                     path.span(),
                     format!(
                         "pod {name}: key cwd: {:?} is relative, which cannot be exported; expected an absolute directory in the image",
                         path.get_ref()
                     ),
-                ))
+                ));
+                None
             }
             other => other.map(Spanned::into_inner),
         },
-        Some(dir) => Some(resolve_cwd(
-            at,
-            name,
-            dir,
-            cwd,
-            &command,
-            &command_span,
-            &env,
-        )?),
+        // Where the program is looked for depends on the command: checked with it.
+        Some(dir) => match &command {
+            Some(command) => note!(resolve_cwd(
+                at,
+                name,
+                dir,
+                cwd,
+                command,
+                &command_span,
+                &env,
+            )),
+            None => None,
+        },
         None => cwd.map(Spanned::into_inner),
     };
+    let command: Vec<String> = command
+        .unwrap_or_default()
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect();
     let mut planned = PlannedPod {
         template: PodTemplate::new(name),
-        command: command.into_iter().map(Spanned::into_inner).collect(),
+        command,
         env,
         cwd,
         ready: Vec::new(),
@@ -976,31 +1225,32 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
     };
     let ready_span = raw.ready.as_ref().map(Spanned::span);
     if let Some(ready) = raw.ready {
-        let checks = check_list("ready", ready)?;
-        planned.ready = checks.into_iter().filter(|c| c != "none").collect();
+        if let Some(checks) = note!(check_list("ready", ready)) {
+            planned.ready = checks.into_iter().filter(|c| c != "none").collect();
+        }
     }
     if let Some(value) = raw.ready_interval {
-        planned.ready_interval = Some(positive("ready_interval", value)?);
+        planned.ready_interval = note!(positive("ready_interval", value));
     }
     if let Some(value) = raw.ready_timeout {
-        planned.ready_timeout = Some(positive("ready_timeout", value)?);
+        planned.ready_timeout = note!(positive("ready_timeout", value));
     }
     let health_span = raw.health.as_ref().map(Spanned::span);
     if let Some(health) = raw.health {
-        planned.health = check_list("health", health)?;
+        planned.health = note!(check_list("health", health)).unwrap_or_default();
     }
     if let Some(value) = raw.health_interval {
-        planned.health_interval = Some(positive("health_interval", value)?);
+        planned.health_interval = note!(positive("health_interval", value));
     }
     if let Some(value) = raw.health_timeout {
-        planned.health_timeout = Some(positive("health_timeout", value)?);
+        planned.health_timeout = note!(positive("health_timeout", value));
     }
     if let Some(value) = raw.health_start_period {
-        planned.health_start_period = Some(duration(at, name, "health_start_period", value)?);
+        planned.health_start_period = note!(duration(at, name, "health_start_period", value));
     }
     if let Some(retries) = raw.health_retries {
         let span = retries.span();
-        let n = u32::try_from(*retries.get_ref())
+        let n = note!(u32::try_from(*retries.get_ref())
             .ok()
             .filter(|&n| n >= 1)
             .ok_or_else(|| {
@@ -1011,12 +1261,12 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                         retries.get_ref()
                     ),
                 )
-            })?;
-        planned.health_retries = Some(n);
+            }));
+        planned.health_retries = n;
     }
     if let Some(lines) = raw.log_lines {
         let span = lines.span();
-        planned.log_lines = usize::try_from(*lines.get_ref())
+        let n = note!(usize::try_from(*lines.get_ref())
             .ok()
             .filter(|&n| n <= MAX_LOG_LINES)
             .ok_or_else(|| {
@@ -1027,28 +1277,27 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                         lines.get_ref()
                     ),
                 )
-            })?;
+            }));
+        planned.log_lines = n.unwrap_or(planned.log_lines);
     }
     if let Some(value) = raw.watchdog {
-        planned.watchdog = Some(positive("watchdog", value)?);
+        planned.watchdog = note!(positive("watchdog", value));
     }
     if let Some(signal) = raw.watchdog_signal {
         let span = signal.span();
-        let parsed = Signal::from_name(signal.get_ref())
-            .map_err(|e| at.at(span, format!("pod {name}: key watchdog_signal: {e}")))?;
-        planned.watchdog_signal = Some(parsed);
+        planned.watchdog_signal = note!(Signal::from_name(signal.get_ref())
+            .map_err(|e| at.at(span, format!("pod {name}: key watchdog_signal: {e}"))));
     }
     if let Some(value) = raw.timeout_ready {
-        planned.timeout_ready = Some(duration(at, name, "timeout_ready", value)?);
+        planned.timeout_ready = note!(duration(at, name, "timeout_ready", value));
     }
     if let Some(value) = raw.grace {
-        planned.grace = Some(duration(at, name, "grace", value)?);
+        planned.grace = note!(duration(at, name, "grace", value));
     }
     if let Some(signal) = raw.stop_signal {
         let span = signal.span();
-        let parsed = Signal::from_name(signal.get_ref())
-            .map_err(|e| at.at(span, format!("pod {name}: key stop_signal: {e}")))?;
-        planned.stop_signal = Some(parsed);
+        planned.stop_signal = note!(Signal::from_name(signal.get_ref())
+            .map_err(|e| at.at(span, format!("pod {name}: key stop_signal: {e}"))));
     }
     // Check the readiness strings now, with placeholders filled as for a first replica.
     let trial = |s: &str| {
@@ -1056,18 +1305,20 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             .replace("{name}", name)
             .replace("{port}", "1")
     };
-    if let Err(e) = planned.config(trial) {
-        let span = if e.starts_with("key health") {
-            health_span.unwrap_or(command_span)
-        } else {
-            ready_span.unwrap_or(command_span)
-        };
-        return Err(at.at(span, format!("pod {name}: {e}")));
+    if errors.len() == before {
+        if let Err(e) = planned.config(trial) {
+            let span = if e.starts_with("key health") {
+                health_span.unwrap_or(command_span)
+            } else {
+                ready_span.unwrap_or(command_span)
+            };
+            errors.push(at.at(span, format!("pod {name}: {e}")));
+        }
     }
     let mut template = PodTemplate::new(name);
     if let Some(replicas) = raw.replicas {
         let span = replicas.span();
-        let n = u32::try_from(*replicas.get_ref())
+        let n = note!(u32::try_from(*replicas.get_ref())
             .ok()
             .filter(|&n| (1..=MAX_REPLICAS).contains(&n))
             .ok_or_else(|| {
@@ -1078,19 +1329,23 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                         replicas.get_ref()
                     ),
                 )
-            })?;
-        template = template.replicas(n);
+            }));
+        if let Some(n) = n {
+            template = template.replicas(n);
+        }
     }
     if raw.oneshot {
         template = template.one_shot();
     }
     if let Some(restart) = raw.restart {
         let span = restart.span();
-        let policy: RestartPolicy = restart
+        let policy: Option<RestartPolicy> = note!(restart
             .get_ref()
             .parse()
-            .map_err(|e| at.at(span, format!("pod {name}: key restart: {e}")))?;
-        template = template.restart(policy);
+            .map_err(|e| at.at(span, format!("pod {name}: key restart: {e}"))));
+        if let Some(policy) = policy {
+            template = template.restart(policy);
+        }
     }
     if let Some(depends_on) = raw.depends_on {
         let span = depends_on.span();
@@ -1103,34 +1358,39 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
             DependsOn::Conditions(map) => {
                 for (dependency, condition) in map {
                     let span = span.clone();
-                    let condition: Condition = condition.parse().map_err(|e| {
+                    let condition: Option<Condition> = note!(condition.parse().map_err(|e| {
                         at.at(
                             span,
                             format!("pod {name}: key depends_on.{dependency}: {e}"),
                         )
-                    })?;
-                    template = template.depends_on(dependency, condition);
+                    }));
+                    if let Some(condition) = condition {
+                        template = template.depends_on(dependency, condition);
+                    }
                 }
             }
         }
     }
     if let Some(image) = raw.image {
         let span = image.span();
-        let image = at.interpolate(name, "image", image)?.into_inner();
-        if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(at.at(
-                span,
-                format!(
-                    "pod {name}: key image: {image:?} is not an image reference; expected a name such as \"redis:7\" or \"registry.example/app@sha256:...\", without spaces"
-                ),
-            ));
+        if let Some(image) = note!(at.interpolate(name, "image", image)) {
+            let image = image.into_inner();
+            if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                errors.push(at.at(
+                    span,
+                    format!(
+                        "pod {name}: key image: {image:?} is not an image reference; expected a name such as \"redis:7\" or \"registry.example/app@sha256:...\", without spaces"
+                    ),
+                ));
+            } else {
+                planned.image = Some(image);
+            }
         }
-        planned.image = Some(image);
     }
     if let Some(ports) = raw.ports {
         for port in ports.into_inner() {
             let span = port.span();
-            let n = u16::try_from(*port.get_ref())
+            let n = note!(u16::try_from(*port.get_ref())
                 .ok()
                 .filter(|&n| n >= 1)
                 .ok_or_else(|| {
@@ -1141,20 +1401,25 @@ fn plan_pod(at: &Locator<'_>, name: &str, raw: RawPod) -> Result<PlannedPod, Fil
                             port.get_ref()
                         ),
                     )
-                })?;
+                }));
+            let Some(n) = n else {
+                continue;
+            };
             if planned.ports.contains(&n) {
-                return Err(at.at(
+                errors.push(at.at(
                     span,
                     format!(
                         "pod {name}: key ports: port {n} is listed twice; expected each port once"
                     ),
                 ));
+                continue;
             }
             planned.ports.push(n);
         }
     }
-    planned.template = template.health_checked(!planned.health.is_empty());
-    Ok(planned)
+    let template = template.health_checked(!planned.health.is_empty());
+    planned.template = template.clone();
+    (template, (errors.len() == before).then_some(planned))
 }
 
 #[cfg(test)]
@@ -1369,7 +1634,7 @@ oneshot = true
             .iter()
             .map(|e| (e.line, e.message.as_str()))
             .collect();
-        assert_eq!(lines.len(), 2, "{errors:?}");
+        assert_eq!(lines.len(), 3, "{errors:?}");
         assert!(
             lines[0].0 == 3 && lines[0].1.contains("key grace"),
             "{lines:?}"
@@ -1378,14 +1643,11 @@ oneshot = true
             lines[1].0 == 8 && lines[1].1.contains("key replicas"),
             "{lines:?}"
         );
-        // Once every pod is understood, the deployment's own errors.
-        let errors = parse_all(
-            "f.toml",
-            "[pod.d]\ncommand = [\"x\"]\ndepends_on = [\"nobody\"]\n",
-            None,
-        )
-        .unwrap_err();
-        assert!(errors[0].message.contains("nobody"), "{errors:?}");
+        // The deployment's own errors beside the pods' (at the pod's depends_on).
+        assert!(
+            lines[2].0 == 11 && lines[2].1.contains("\"nobody\""),
+            "{lines:?}"
+        );
         // Many broken pods: the first MAX_ERRORS.
         let many: String = (0..200)
             .map(|i| format!("[pod.p{i}]\ncommand = [\"x\"]\nreplicas = 0\n"))
@@ -1393,6 +1655,82 @@ oneshot = true
         assert_eq!(
             parse_all("f.toml", &many, None).unwrap_err().len(),
             MAX_ERRORS
+        );
+    }
+
+    /// Keys that cannot be read at all (unknown, or of the wrong type) are set aside and
+    /// the rest of the file is still checked: several in one pod, in several pods, beside
+    /// values that are wrong, and the file's own stray keys, each once, in file order.
+    #[test]
+    fn keys_that_cannot_be_read_do_not_hide_the_other_errors() {
+        let text = "top = 1\n\
+                    [pod.a]\ncommand = [\"x\"]\nfoo = 1\ngrace = \"10\"\nreplicas = \"x\"\n\
+                    [pod.b]\ncommand = 3\nbar = 2\n\
+                    [pod.c]\ncmd = [\"x\"]\n\
+                    [pod.d]\ncommand = \"true\"\nrestart = \"sometimes\"\n\
+                    depends_on = { a = \"healthy\", nobody = \"ready\", e = \"started\" }\n\
+                    [pod.e]\ncommand = [\"x\"]\ndepends_on = [\"d\"]\n";
+        let errors = parse_all("f.toml", text, None).unwrap_err();
+        let got: Vec<(usize, usize, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.column, e.message.as_str()))
+            .collect();
+        let expect: [(usize, usize, &str); 11] = [
+            (1, 1, "unknown field `top`, expected `pod`"),
+            (4, 1, "pod a: unknown field `foo`"),
+            (5, 9, "pod a: key grace: duration \"10\" has no unit"),
+            (
+                6,
+                12,
+                "pod a: key replicas: invalid type: string \"x\", expected a whole number",
+            ),
+            (8, 11, "pod b: key command: invalid type: integer `3`"),
+            (9, 1, "pod b: unknown field `bar`"),
+            (10, 1, "pod c: key command is missing; expected command = ["),
+            (11, 1, "pod c: unknown field `cmd`"),
+            (14, 11, "pod d: key restart: unknown policy \"sometimes\""),
+            (15, 14, "pod \"d\" depends on \"nobody\""),
+            (15, 14, "dependency cycle: d → e → d"),
+        ];
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+        for (got, expect) in got.iter().zip(expect) {
+            assert!(
+                got.0 == expect.0 && got.1 == expect.1 && got.2.starts_with(expect.2),
+                "{got:?} is not {expect:?}"
+            );
+        }
+        // `healthy` on the broken pod a is not judged: whether a has checks is not known.
+        assert!(!got.iter().any(|e| e.2.contains("healthy")), "{got:#?}");
+        // A misspelt command is not also reported missing.
+        let errors = parse_all("f.toml", "[pod.a]\ncomand = [\"x\"]\n", None).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        // A syntax error: the first, alone, and where it is.
+        let errors =
+            parse_all("f.toml", "[pod.a]\ncommand = [\"x\"\n[pod.b\nx=\n", None).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!((errors[0].line, errors[0].column), (3, 1), "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .ends_with("the rest of the file is checked once this is fixed"),
+            "{errors:?}"
+        );
+        // `pod` that is not a table of tables.
+        let errors = parse_all("f.toml", "pod = 3\n", None).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .starts_with("key pod: expected tables of pods"),
+            "{errors:?}"
+        );
+        let errors = parse_all("f.toml", "[pod]\na = 3\n", None).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .starts_with("pod a: expected a table of keys"),
+            "{errors:?}"
         );
     }
 
@@ -1622,8 +1960,8 @@ oneshot = true
             ("[pod.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n", 3, "key restart", "on-failure"),
             ("[pod.a]\ncommand = [\"x\"]\nstop_signal = \"TREM\"\n", 3, "key stop_signal", "unknown signal"),
             ("[pod.a]\ncommand = [\"x\"]\ndepends_on = { b = \"soon\" }\n[pod.b]\ncommand = [\"y\"]\n", 3, "depends_on.b", "expected started"),
-            ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"zz\"]\n", 1, "zz", ""),
-            ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[pod.b]\ncommand = [\"y\"]\ndepends_on = [\"a\"]\n", 1, "a", "b"),
+            ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"zz\"]\n", 3, "zz", ""),
+            ("[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[pod.b]\ncommand = [\"y\"]\ndepends_on = [\"a\"]\n", 3, "a", "b"),
             ("[pod.a]\ncommand = 3\n", 2, "", "or a string run by sh -c"),
             ("[pod.a\ncommand = [\"x\"]\n", 1, "", ""),
         ];

@@ -64,11 +64,22 @@ fn main() {
         Ok(args::Command::Export(options)) => export(&options),
         Ok(args::Command::Check(path)) => match file::load(&path) {
             Ok(plan) => {
-                let names: Vec<&str> = plan.pods.iter().map(|p| p.template.name.as_str()).collect();
+                // The first names only: a line of 100,000 names says nothing more.
+                const SHOWN: usize = 20;
+                let names: Vec<&str> = plan
+                    .pods
+                    .iter()
+                    .take(SHOWN)
+                    .map(|p| p.template.name.as_str())
+                    .collect();
+                let more = match plan.pods.len().saturating_sub(SHOWN) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
                 out!(
-                    "{}: ok, {} pods: {}",
+                    "{}: ok, {} pods: {}{more}",
                     path.display(),
-                    names.len(),
+                    plan.pods.len(),
                     names.join(", ")
                 );
                 0

@@ -228,3 +228,17 @@ fn nul_bytes_and_bad_environment_names_are_refused_by_check_and_up() {
         podvisor(&["run", "--env", "A=B=x", "--", "sh", "-c", "echo \"$A\""]);
     assert_eq!((code, stdout.as_str()), (0, "B=x\n"), "{stderr}");
 }
+
+#[test]
+fn check_of_many_pods_names_the_first_twenty_and_counts_the_rest() {
+    let text: String = (0..1000)
+        .map(|i| format!("[pod.p{i}]\ncommand = [\"true\"]\n"))
+        .collect();
+    let path = write("many.toml", &text);
+    let (code, stdout, stderr) = podvisor(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.trim_end().ends_with(": ok, 1000 pods: p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19 and 980 more"),
+        "{stdout}"
+    );
+}

@@ -307,7 +307,7 @@ fn check_validates_a_file_without_running_anything() {
     assert_eq!(output.status.code(), Some(125));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("bad.toml:1:1") && stderr.contains("cycle"),
+        stderr.contains("bad.toml:3:14") && stderr.contains("cycle"),
         "{stderr}"
     );
     let missing = Command::new(PODVISOR)

@@ -67,24 +67,53 @@ impl DeploymentSpec {
     ///
     /// Returns the first problem found, looking at the templates in order.
     pub fn validate(&self) -> Result<(), DeploymentError> {
+        let mut first = None;
+        self.check(&mut |problem| {
+            first = Some(problem);
+            false
+        });
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Every problem [`validate`](Self::validate) would find, in the order it finds them:
+    /// the names first, then each template's own problems, then one dependency cycle.
+    pub fn problems(&self) -> Vec<DeploymentError> {
+        let mut all = Vec::new();
+        self.check(&mut |problem| {
+            all.push(problem);
+            true
+        });
+        all
+    }
+
+    /// Hands each problem to `found`, which says whether to look further.
+    fn check(&self, found: &mut dyn FnMut(DeploymentError) -> bool) {
+        macro_rules! found {
+            ($problem:expr) => {
+                if !found($problem) {
+                    return;
+                }
+            };
+        }
         if self.templates.is_empty() {
-            return Err(DeploymentError::NoPods);
+            found!(DeploymentError::NoPods);
+            return;
         }
         // Name → index, built once: lookups stay linear in the number of pods.
         let mut index_of: HashMap<&str, usize> = HashMap::with_capacity(self.templates.len());
         for (index, template) in self.templates.iter().enumerate() {
             let name = &template.name;
             if name.is_empty() {
-                return Err(DeploymentError::EmptyName { index });
+                found!(DeploymentError::EmptyName { index });
             }
             if name.contains('/') {
-                return Err(DeploymentError::SlashInName { name: name.clone() });
+                found!(DeploymentError::SlashInName { name: name.clone() });
             }
             if index_of.insert(name, index).is_some() {
-                return Err(DeploymentError::DuplicateName { name: name.clone() });
+                found!(DeploymentError::DuplicateName { name: name.clone() });
             }
             if template.bare_name && template.replicas != 1 {
-                return Err(DeploymentError::BareNameNeedsOneReplica {
+                found!(DeploymentError::BareNameNeedsOneReplica {
                     pod: name.clone(),
                     replicas: template.replicas,
                 });
@@ -93,64 +122,61 @@ impl DeploymentSpec {
         for template in &self.templates {
             let pod = &template.name;
             if template.replicas == 0 {
-                return Err(DeploymentError::ZeroReplicas { pod: pod.clone() });
+                found!(DeploymentError::ZeroReplicas { pod: pod.clone() });
             }
             let mut seen = HashSet::with_capacity(template.depends_on.len());
             for dependency in &template.depends_on {
                 let Some(&target) = index_of.get(dependency.on.as_str()) else {
-                    return Err(DeploymentError::UnknownDependency {
+                    found!(DeploymentError::UnknownDependency {
                         pod: pod.clone(),
                         dependency: dependency.on.clone(),
                         known: self.templates.iter().map(|t| t.name.clone()).collect(),
                     });
+                    continue;
                 };
                 if !seen.insert(dependency.on.as_str()) {
-                    return Err(DeploymentError::DuplicateDependency {
+                    found!(DeploymentError::DuplicateDependency {
                         pod: pod.clone(),
                         dependency: dependency.on.clone(),
                     });
+                    continue;
                 }
                 if dependency.condition == Condition::Healthy
                     && !self.templates[target].health_checked
                 {
-                    return Err(DeploymentError::HealthyNeedsChecks {
+                    found!(DeploymentError::HealthyNeedsChecks {
                         pod: pod.clone(),
                         dependency: dependency.on.clone(),
                     });
                 }
                 if dependency.condition == Condition::Succeeded && !self.templates[target].one_shot
                 {
-                    return Err(DeploymentError::SucceededNeedsOneShot {
+                    found!(DeploymentError::SucceededNeedsOneShot {
                         pod: pod.clone(),
                         dependency: dependency.on.clone(),
                     });
                 }
             }
             if template.one_shot && template.restart == RestartPolicy::Always {
-                return Err(DeploymentError::OneShotRestartsAlways { pod: pod.clone() });
+                found!(DeploymentError::OneShotRestartsAlways { pod: pod.clone() });
             }
-            template
-                .backoff
-                .validate()
-                .map_err(|problem| DeploymentError::Backoff {
+            if let Err(problem) = template.backoff.validate() {
+                found!(DeploymentError::Backoff {
                     pod: pod.clone(),
                     problem,
-                })?;
+                });
+            }
         }
         if let Some(cycle) = self.find_cycle(&index_of) {
-            return Err(DeploymentError::Cycle {
+            found!(DeploymentError::Cycle {
                 pods: cycle
                     .into_iter()
                     .map(|i| self.templates[i].name.clone())
                     .collect(),
             });
         }
-        Ok(())
     }
 
-    /// The first dependency cycle, as template indices `a, b, …, a` (first and last the
-    /// same), found by a depth-first search in declaration order. Dependencies must all
-    /// be known.
     fn find_cycle(&self, index_of: &HashMap<&str, usize>) -> Option<Vec<usize>> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
