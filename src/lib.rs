@@ -70,6 +70,7 @@ mod driver;
 pub mod events;
 mod executor;
 pub mod forward;
+#[cfg(feature = "oracles")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod keeper;

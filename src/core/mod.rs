@@ -27,6 +27,7 @@
 //! assert_eq!(pod.state(), State::Ended);
 //! ```
 
+#[cfg(feature = "oracles")]
 mod check;
 pub mod deployment;
 mod event;
@@ -36,11 +37,15 @@ mod pod;
 mod spec;
 mod time;
 
+#[cfg(feature = "oracles")]
 pub(crate) use check::model_datagram;
+#[cfg(feature = "oracles")]
 pub use check::{CheckedPod, Checker, Violation};
 pub use event::{Action, Event, ExitStatus, Generation, GroupSignal, SpawnError, SpawnErrorKind};
 pub use outcome::{CheckSet, End, Health, StartFailure, StartResult, Unhealthy};
-pub use pod::{Mutation, PodMachine, Stats};
+#[cfg(feature = "oracles")]
+pub use pod::Mutation;
+pub use pod::{PodMachine, Stats};
 pub use spec::{
     Check, HealthCheck, PodSpec, ProbeSchedule, SpecError, StartedBy, Stream, DEFAULT_GRACE,
     DEFAULT_TIMEOUT_READY, MAX_CHECKS,

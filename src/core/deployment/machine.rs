@@ -69,12 +69,20 @@ pub struct DeploymentMachine {
 impl DeploymentMachine {
     /// A machine for `spec`, validated first.
     pub fn new(spec: DeploymentSpec) -> Result<DeploymentMachine, DeploymentError> {
-        DeploymentMachine::with_mutation(spec, None)
+        DeploymentMachine::build(spec, None)
     }
 
     /// A deliberately wrong machine. Tests only.
+    #[cfg(feature = "oracles")]
     #[doc(hidden)]
     pub fn with_mutation(
+        spec: DeploymentSpec,
+        mutation: Option<DeploymentMutation>,
+    ) -> Result<DeploymentMachine, DeploymentError> {
+        DeploymentMachine::build(spec, mutation)
+    }
+
+    fn build(
         spec: DeploymentSpec,
         mutation: Option<DeploymentMutation>,
     ) -> Result<DeploymentMachine, DeploymentError> {

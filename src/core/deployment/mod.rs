@@ -80,6 +80,7 @@
 //! assert_eq!(deployment.state(), DeploymentState::Ready);
 //! ```
 
+#[cfg(feature = "oracles")]
 mod check;
 mod machine;
 mod member;
@@ -88,10 +89,14 @@ mod restart;
 mod spec;
 mod vocabulary;
 
+#[cfg(feature = "oracles")]
 pub use check::{CheckedDeployment, DeploymentChecker};
-pub use machine::{DeploymentMachine, DeploymentMutation};
+pub use machine::DeploymentMachine;
+#[cfg(feature = "oracles")]
+pub use machine::DeploymentMutation;
 pub use member::Member;
 pub use observer::PodObserver;
+#[cfg(feature = "oracles")]
 pub use restart::jitter_draw;
 pub use spec::{
     Backoff, BackoffError, Condition, Dependency, DeploymentError, DeploymentSpec, PodTemplate,

@@ -440,10 +440,10 @@ impl fmt::Display for RestartPolicy {
 /// ```
 ///
 /// counted from the moment the previous process ended, where `u` is drawn from the
-/// deployment's seed, the pod and its restart number (see
-/// [`jitter_draw`](super::jitter_draw)). Because `b(n+1) = 2·b(n)` until the cap and the
-/// jitter adds less than `b(n)`, a delay is never shorter than the one before it until a
-/// reset; at the cap the jitter stops.
+/// deployment's seed, the member and its restart number over its whole life (SplitMix64:
+/// the same seed gives every pod the same delays in every run). Because
+/// `b(n+1) = 2·b(n)` until the cap and the jitter adds less than `b(n)`, a delay is never
+/// shorter than the one before it until a reset; at the cap the jitter stops.
 ///
 /// A pod that was ready for at least `reset_after` before it ended counts as having run
 /// stably: its count restarts from 0. When a restart is due and `budget` restarts have

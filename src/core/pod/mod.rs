@@ -168,6 +168,7 @@ impl PodMachine {
     }
 
     /// A deliberately wrong machine. Tests only.
+    #[cfg(feature = "oracles")]
     #[doc(hidden)]
     pub fn with_mutation(
         spec: PodSpec,
