@@ -80,6 +80,7 @@
 //! assert_eq!(deployment.state(), DeploymentState::Ready);
 //! ```
 
+mod backoff;
 #[cfg(feature = "oracles")]
 mod check;
 mod machine;
@@ -89,6 +90,7 @@ mod restart;
 mod spec;
 mod vocabulary;
 
+pub use backoff::{Backoff, BackoffError};
 #[cfg(feature = "oracles")]
 pub use check::{CheckedDeployment, DeploymentChecker};
 pub use machine::DeploymentMachine;
@@ -99,8 +101,7 @@ pub use observer::PodObserver;
 #[cfg(feature = "oracles")]
 pub use restart::jitter_draw;
 pub use spec::{
-    Backoff, BackoffError, Condition, Dependency, DeploymentError, DeploymentSpec, PodTemplate,
-    RestartPolicy,
+    Condition, Dependency, DeploymentError, DeploymentSpec, PodTemplate, RestartPolicy,
 };
 pub use vocabulary::{
     Cause, DeploymentAction, DeploymentEvent, DeploymentStartResult, DeploymentState,

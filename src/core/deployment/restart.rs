@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::spec::{Backoff, RestartPolicy};
+use super::backoff::Backoff;
+use super::spec::RestartPolicy;
 
 /// The random input of the `restart`-th restart (counted over the pod's whole life) of
 /// member `member`, derived from the deployment's `seed` (SplitMix64).

@@ -1,6 +1,7 @@
 //! [`PodMachine`]: one pod's lifecycle as a deterministic state machine.
 
 mod health;
+mod mutation;
 mod timer;
 
 use std::collections::VecDeque;
@@ -14,6 +15,7 @@ use super::time::Time;
 use super::State;
 
 use health::HealthTimer;
+pub use mutation::Mutation;
 use timer::ProbeTimer;
 
 /// Longest `STATUS=` text kept, in bytes; longer texts are cut at a character boundary.
@@ -32,38 +34,6 @@ pub struct Stats {
     /// Times `handle` was given a `now` earlier than a previous one (it then uses the
     /// latest `now` it has seen).
     pub time_went_back: u64,
-}
-
-/// A deliberately wrong variant of the machine, for proving that the simulator and the
-/// property tests catch bugs. Never use outside tests.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mutation {
-    /// SIGKILL one nanosecond before the grace period ends.
-    KillOneTickEarly,
-    /// An exit after the started signal is reported as failed-to-start.
-    ExitedEarlyAsFailedToStart,
-    /// The ready deadline counts from the spawn answer instead of the start request.
-    DeadlineFromSpawn,
-    /// An exit while stopping is not recorded (the reap is missed).
-    MissedReap,
-    /// Ready is reported as reached at once (`after` is zero).
-    ReadyAfterZero,
-    /// `Spawned` and `Notify` of another generation are taken as this one's.
-    ForeignSpawnedOrNotify,
-    /// A health check makes the pod unhealthy one failure early.
-    HealthThresholdOffByOne,
-    /// Health failures count during the start period.
-    StartPeriodIgnored,
-    /// A notify datagram with a malformed line re-arms the watchdog.
-    WatchdogRearmedByMalformed,
-    /// A failed or timed-out probe attempt schedules no next attempt.
-    NeverRetriesProbe,
-    /// A close while stopping sets SIGKILL at its own instant + grace, even when that is
-    /// later than the instant already set.
-    LaterCloseMovesKill,
-    /// `EXTEND_TIMEOUT_USEC=N` counts from the start instead of the datagram's receipt.
-    ExtensionCountsFromStart,
 }
 
 /// One pod's lifecycle: events in with the current time, actions and deadlines out.
