@@ -64,3 +64,67 @@ fn printed_order_is_the_true_order_of_the_close() {
     // worker exits before api gets SIGTERM, and both api replicas before db.
     assert!(compared >= 3, "{recorded:?}");
 }
+
+/// The command's own reporter reads the event stream like any subscriber, and must keep up:
+/// in a 1,000-pod `up`, every pod's lines are printed, each pod's in the order of its life,
+/// and no "lagged" marker appears.
+#[test]
+fn a_thousand_pod_up_prints_every_line_in_order_and_never_lags() {
+    let dir = std::env::temp_dir().join(format!("podvisor-thousand-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("many.toml");
+    std::fs::write(
+        &file,
+        "[pod.web]\ncommand = [\"sleep\", \"1000\"]\nreplicas = 1000\n",
+    )
+    .unwrap();
+    let mut up = spawn(&["up", file.to_str().unwrap()]);
+    up.wait_for("deployment ready");
+    up.signal("TERM");
+    let code = up.exit_within(Duration::from_secs(120));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        code,
+        0,
+        "{:?}",
+        &up.seen[up.seen.len().saturating_sub(20)..]
+    );
+    assert!(
+        !up.seen.iter().any(|l| l.contains("lagged")),
+        "the reporter lagged"
+    );
+    // Where each pod's lines are: started, ready, stopping, ended, in that order.
+    let mut at = vec![[usize::MAX; 4]; 1000];
+    for (n, line) in up.seen.iter().enumerate() {
+        let Some(rest) = line.strip_prefix("podvisor: web/") else {
+            continue;
+        };
+        let Some((index, what)) = rest.split_once(' ') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        let step = ["started", "ready", "stopping", "ended"]
+            .iter()
+            .position(|w| what.starts_with(w));
+        if let Some(step) = step {
+            assert_eq!(
+                at[index][step],
+                usize::MAX,
+                "web/{index} {what} printed twice"
+            );
+            at[index][step] = n;
+        }
+    }
+    for (index, lines) in at.iter().enumerate() {
+        assert!(
+            lines.iter().all(|&n| n != usize::MAX),
+            "web/{index} is missing a line (started, ready, stopping, ended): {lines:?}"
+        );
+        assert!(
+            lines.windows(2).all(|w| w[0] < w[1]),
+            "web/{index}'s lines are out of order: {lines:?}"
+        );
+    }
+}
