@@ -20,8 +20,9 @@
 //!   (`STATUS=` on the notify socket, the pod's [`status_text`](crate::Pod::status_text)).
 //!
 //! A thread cannot be stopped from outside: a runtime that ignores `cancel` past the grace
-//! period is reported `Killed` and its thread is left running, detached; nothing waits for
-//! it. In a child process the same runtime is killed for real.
+//! period is reported `Killed(ExitStatus::Abandoned)` and its thread is left running,
+//! detached; nothing waits for it. In a child process the same runtime is killed for real
+//! (`Killed(Signal(9))`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -370,6 +370,41 @@ fn replicas_know_their_index_and_port() {
     deployment.close_blocking().unwrap();
 }
 
+/// A restart whose configuration no longer builds is a failed start that keeps the
+/// configuration's own message (it used to become an anonymous spawn failure).
+#[test]
+fn a_restart_whose_configuration_fails_keeps_its_message() {
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = calls.clone();
+    let deployment = Deployment::new(
+        DeploymentConfig::new().pod(
+            PodSet::from_fn("flaky", move |_| {
+                // The first start builds; the restart gets an empty program.
+                if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    fixture(&["exit", "1"])
+                } else {
+                    PodConfig::new("")
+                }
+            })
+            .restart(RestartPolicy::OnFailure)
+            .backoff(Backoff {
+                initial: Duration::from_millis(10),
+                budget: Some(1),
+                ..Backoff::default()
+            }),
+        ),
+    )
+    .unwrap();
+    deployment.start();
+    let failure = deployment.join_blocking().unwrap_err();
+    let text = failure.to_string();
+    assert!(
+        text.contains("its configuration could not be built") && text.contains("empty"),
+        "{text}"
+    );
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
+
 #[test]
 fn bad_configurations_are_reported_before_anything_starts() {
     let cycle = Deployment::new(

@@ -1201,7 +1201,15 @@ impl World {
                     if self.procs[i].alive {
                         let latency = ms(self.rng.range(0, 2));
                         let at = self.after(latency);
-                        self.schedule(at, i, WorldEvent::Exit(ExitStatus::Signal(9)));
+                        // A pod that ignored the stop and is given up on at once stands for
+                        // a thread-hosted runtime ignoring its cancel: the driver abandons
+                        // the thread (no RNG draw of its own, so seeds keep their worlds).
+                        let status = if self.procs[i].ignores_term && latency.is_zero() {
+                            ExitStatus::Abandoned
+                        } else {
+                            ExitStatus::Signal(9)
+                        };
+                        self.schedule(at, i, WorldEvent::Exit(status));
                     }
                 }
             },

@@ -28,6 +28,11 @@ pub enum ExitStatus {
     Code(i32),
     /// It was terminated by this signal number.
     Signal(i32),
+    /// It could not be ended and was given up on: a thread-hosted runtime still running
+    /// when its grace period ran out (a thread cannot be killed). Its thread is left
+    /// running, detached, and nothing waits for it. Reported where a process would have
+    /// got SIGKILL, so a shell would show 137.
+    Abandoned,
 }
 
 impl ExitStatus {
@@ -43,11 +48,13 @@ impl ExitStatus {
     ///
     /// assert_eq!(ExitStatus::Code(3).shell_status(), 3);
     /// assert_eq!(ExitStatus::Signal(15).shell_status(), 143);
+    /// assert_eq!(ExitStatus::Abandoned.shell_status(), 137);
     /// ```
     pub fn shell_status(self) -> i32 {
         match self {
             ExitStatus::Code(code) => code,
             ExitStatus::Signal(signal) => 128 + signal,
+            ExitStatus::Abandoned => 128 + 9,
         }
     }
 }
@@ -57,6 +64,7 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Code(code) => write!(f, "exit code {code}"),
             ExitStatus::Signal(signal) => write!(f, "signal {signal}"),
+            ExitStatus::Abandoned => f.write_str("abandoned, its thread left running"),
         }
     }
 }

@@ -53,6 +53,7 @@ impl StartResult {
 
 /// Why a pod failed to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartFailure {
     /// The process could not be spawned.
     Spawn(SpawnError),
@@ -64,6 +65,12 @@ pub enum StartFailure {
         error: Option<String>,
         /// The last `ERRNO=` it sent.
         errno: Option<i32>,
+    },
+    /// Its configuration could not be built, so nothing was spawned: a deployment
+    /// member's restart whose configuration function now fails or panics.
+    Config {
+        /// What was wrong, as the configuration's error says it.
+        message: String,
     },
 }
 

@@ -15,7 +15,7 @@ use event_listener::Event as Notifier;
 use crate::core::deployment::{
     DeploymentAction, DeploymentEvent, DeploymentMachine, DeploymentState, PodObserver,
 };
-use crate::core::{End, SpawnError, SpawnErrorKind, StartFailure, StartResult, State, Time};
+use crate::core::{End, StartFailure, StartResult, State, Time};
 use crate::events::{EventKind, EventLog};
 use crate::pod::Pod;
 
@@ -245,18 +245,18 @@ fn perform(
                     inner.slots[i].observer = Some(PodObserver::new(member, generation));
                     crate::executor::spawn(watch(shared.clone(), i, pod));
                 }
-                Err(_) => {
-                    // A restart whose configuration no longer builds cannot spawn.
+                Err(error) => {
+                    // A restart whose configuration no longer builds cannot spawn: a
+                    // failed start, with the configuration's own message.
                     inner.slots[i].pod = None;
                     inner.slots[i].observer = None;
-                    let error = SpawnError {
-                        kind: SpawnErrorKind::Other,
-                        errno: None,
+                    let failure = StartFailure::Config {
+                        message: error.to_string(),
                     };
                     events.push_back(DeploymentEvent::PodStartResult {
                         member,
                         generation,
-                        result: StartResult::FailedToStart(StartFailure::Spawn(error)),
+                        result: StartResult::FailedToStart(failure),
                     });
                     events.push_back(DeploymentEvent::PodEnded {
                         member,

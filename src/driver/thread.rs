@@ -13,8 +13,8 @@ use super::Driver;
 
 impl Driver {
     /// A thread cannot be signalled: the stop signal becomes `cancel` (called on a thread
-    /// of its own, as it may block), and SIGKILL abandons the thread, which is reported as
-    /// killed and left running detached.
+    /// of its own, as it may block), and SIGKILL abandons the thread: it is left running,
+    /// detached, and its end is [`ExitStatus::Abandoned`] (the core decides it was killed).
     pub(super) fn signal_thread(
         &mut self,
         signal: GroupSignal,
@@ -40,7 +40,7 @@ impl Driver {
                 self.shared.handle(
                     Event::Exited {
                         generation,
-                        status: ExitStatus::Signal(9),
+                        status: ExitStatus::Abandoned,
                     },
                     now,
                 )

@@ -24,6 +24,11 @@ pub enum FailureReason {
         /// The error it reported.
         error: Option<String>,
     },
+    /// Its configuration could not be built (a deployment member's restart).
+    Config {
+        /// What was wrong.
+        message: String,
+    },
 }
 
 /// Why a pod did not become ready.
@@ -95,6 +100,10 @@ impl fmt::Display for StartError {
                             write!(f, ": {error}")?;
                         }
                     }
+                    FailureReason::Config { message } => write!(
+                        f,
+                        "pod {name} failed to start: its configuration could not be built: {message}"
+                    )?,
                 }
                 last_lines
             }

@@ -363,6 +363,14 @@ impl Pod {
                     last_lines,
                 }
             }
+            StartResult::FailedToStart(StartFailure::Config { message }) => {
+                StartError::FailedToStart {
+                    name,
+                    program: self.program.clone(),
+                    reason: FailureReason::Config { message },
+                    last_lines,
+                }
+            }
             StartResult::ExitedEarly { status } => StartError::ExitedEarly {
                 name,
                 status,

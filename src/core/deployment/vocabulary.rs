@@ -325,6 +325,10 @@ impl fmt::Display for Failure {
                     write!(f, ": {error}")?;
                 }
             }
+            Cause::Start(StartResult::FailedToStart(StartFailure::Config { message })) => write!(
+                f,
+                "pod {name} failed to start: its configuration could not be built: {message}"
+            )?,
             Cause::Start(StartResult::ExitedEarly { status }) => {
                 write!(f, "pod {name} exited before it was ready ({status})")?
             }
