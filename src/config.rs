@@ -210,6 +210,9 @@ pub struct PodConfig {
     pub(crate) death_signal: bool,
     pub(crate) host: Host,
     pub(crate) tap: Option<OutputTap>,
+    /// A deliberate bug in the pod's core (tests only).
+    #[cfg(feature = "oracles")]
+    pub(crate) mutation: Option<core::Mutation>,
 }
 
 /// A function given every line the child writes on a captured or forwarded stream; see
@@ -279,7 +282,18 @@ impl PodConfig {
             tap: None,
             death_signal: true,
             host: Host::Command,
+            #[cfg(feature = "oracles")]
+            mutation: None,
         }
+    }
+
+    /// Runs the pod on a deliberately wrong core, for proving that a test catches the
+    /// bug against a real process. Tests only.
+    #[cfg(feature = "oracles")]
+    #[doc(hidden)]
+    pub fn mutation(mut self, mutation: core::Mutation) -> Self {
+        self.mutation = Some(mutation);
+        self
     }
 
     /// The pod's name, used in messages and as the prefix of forwarded lines.

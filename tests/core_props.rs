@@ -116,6 +116,7 @@ fn every_mutation_is_caught() {
     };
     for (mutation, rule) in [
         (Mutation::KillOneTickEarly, rule("kill-deadline")),
+        (Mutation::KillOneMsEarly, rule("kill-deadline")),
         (Mutation::ExitedEarlyAsFailedToStart, rule("outcome")),
         (Mutation::DeadlineFromSpawn, rule("ready-deadline")),
         (Mutation::MissedReap, rule("sweep")),

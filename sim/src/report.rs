@@ -446,8 +446,9 @@ pub fn batch(
 }
 
 /// The mutations, by name.
-pub const MUTATIONS: [(&str, Mutation); 12] = [
+pub const MUTATIONS: [(&str, Mutation); 13] = [
     ("kill-one-tick-early", Mutation::KillOneTickEarly),
+    ("kill-one-ms-early", Mutation::KillOneMsEarly),
     (
         "exited-early-as-failed-to-start",
         Mutation::ExitedEarlyAsFailedToStart,

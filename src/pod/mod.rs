@@ -83,7 +83,11 @@ impl Pod {
         deployment_events: Option<Arc<EventLog>>,
     ) -> Result<Pod, ConfigError> {
         let spec = config.core_spec()?;
-        let machine = PodMachine::new(spec).map_err(|error| ConfigError::Spec {
+        #[cfg(feature = "oracles")]
+        let machine = PodMachine::with_mutation(spec, config.mutation);
+        #[cfg(not(feature = "oracles"))]
+        let machine = PodMachine::new(spec);
+        let machine = machine.map_err(|error| ConfigError::Spec {
             name: config.name.clone(),
             error,
         })?;

@@ -643,10 +643,15 @@ impl PodMachine {
             signal: GroupSignal::Continue,
         });
         self.kill_at = now.checked_add(grace);
-        if self.mutation == Some(Mutation::KillOneTickEarly) {
+        let early = match self.mutation {
+            Some(Mutation::KillOneTickEarly) => 1,
+            Some(Mutation::KillOneMsEarly) => 1_000_000,
+            _ => 0,
+        };
+        if early > 0 {
             self.kill_at = self
                 .kill_at
-                .map(|t| Time::from_nanos(t.as_nanos().saturating_sub(1)).max(now));
+                .map(|t| Time::from_nanos(t.as_nanos().saturating_sub(early)).max(now));
         }
         self.set_state(State::Stopping);
     }

@@ -4,10 +4,13 @@
 /// A deliberately wrong variant of the machine, for proving that the simulator and the
 /// property tests catch bugs. Never use outside tests.
 #[doc(hidden)]
+#[cfg_attr(not(feature = "oracles"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mutation {
     /// SIGKILL one nanosecond before the grace period ends.
     KillOneTickEarly,
+    /// SIGKILL one millisecond before the grace period ends (a bug a real run can show).
+    KillOneMsEarly,
     /// An exit after the started signal is reported as failed-to-start.
     ExitedEarlyAsFailedToStart,
     /// The ready deadline counts from the spawn answer instead of the start request.
