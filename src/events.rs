@@ -96,7 +96,8 @@ pub enum EventKind {
     Member {
         /// Its new state.
         state: MemberState,
-        /// How many times it was restarted.
+        /// How many times its restart policy restarted it (restarts on request do not
+        /// count).
         restarts: u64,
         /// How its last pod ended, if it did.
         end: Option<End>,

@@ -119,7 +119,7 @@ NAME is a member (web/0) or a pod of the file (web: all its replicas); default a
 
 Options:
       --follow            keep printing new lines until the deployment ends
-      --tail N            only the last N lines (before following)
+      --tail N            only the last N lines of each member (before following)
   -f, --file FILE         the deployment's file (default podvisor.toml)
       --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
   -h, --help              this text

@@ -260,11 +260,23 @@ fn talk(options: &ClientOptions) -> Result<(), Failure> {
                 Action::Start => "starting",
                 _ => "restarting",
             };
+            // A dependent follows the member it depends on.
+            let mut named = "?";
             for member in members {
                 let name = member.get("name").and_then(Value::as_str).unwrap_or("?");
+                let command = options.action.name();
                 match member.get("result").and_then(Value::as_str) {
-                    Some("done") => say!("podvisor {}: {name} {verb}", options.action.name()),
-                    Some(other) => say!("podvisor {}: {name} {other}", options.action.name()),
+                    Some("dependent") => {
+                        say!("podvisor {command}: {name} {verb} (depends on {named})")
+                    }
+                    Some("done") => {
+                        named = name;
+                        say!("podvisor {command}: {name} {verb}")
+                    }
+                    Some(other) => {
+                        named = name;
+                        say!("podvisor {command}: {name} {other}")
+                    }
                     None => {}
                 }
             }

@@ -462,7 +462,7 @@ impl Server {
                     .filter(|_| m.state.is_running())
                     .map_or("null".to_string(), |p| p.to_string());
                 let last_exit = m
-                    .end
+                    .last_end
                     .and_then(|e| e.status())
                     .map_or("null".to_string(), |s| crate::exit::of_status(s).to_string());
                 format!(
@@ -544,9 +544,11 @@ impl Server {
 
 /// `stop`, `start` and `restart` of members (a replica, or every replica of a pod): the
 /// deployment decides; the answer says, per member, what was asked for or that nothing
-/// was needed. The names were checked against the deployment's members already.
+/// was needed, each member named once, the dependents a stop or restart takes along after
+/// the member they depend on. The names were checked against the deployment's members
+/// already.
 fn member_action(deployment: &Deployment, cmd: &str, names: &[String], no_deps: bool) -> String {
-    let mut rows = Vec::new();
+    let mut rows: Vec<(String, podvisor::MemberControl)> = Vec::new();
     for name in names {
         let result = match cmd {
             "stop" => deployment.stop_member(name, !no_deps),
@@ -554,7 +556,13 @@ fn member_action(deployment: &Deployment, cmd: &str, names: &[String], no_deps: 
             _ => deployment.restart_member(name),
         };
         match result {
-            Ok(done) => rows.extend(done),
+            Ok(done) => {
+                for (member, control) in done {
+                    if !rows.iter().any(|(seen, _)| *seen == member) {
+                        rows.push((member, control));
+                    }
+                }
+            }
             Err(e) => return error(&format!("{cmd} {name}: {e}")),
         }
     }

@@ -142,12 +142,13 @@ impl Reporter {
                 let text = match state {
                     MemberState::Waiting => "waiting for its dependencies".to_string(),
                     MemberState::BackingOff => format!("backing off (restart #{})", restarts + 1),
-                    MemberState::Succeeded | MemberState::CrashLooping | MemberState::Ended => {
-                        match end.and_then(|e| e.status()) {
-                            Some(status) => format!("{} ({status})", state.name()),
-                            None => state.name().to_string(),
-                        }
-                    }
+                    MemberState::Succeeded
+                    | MemberState::CrashLooping
+                    | MemberState::Ended
+                    | MemberState::Stopped => match end.and_then(|e| e.status()) {
+                        Some(status) => format!("{} ({status})", state.name()),
+                        None => state.name().to_string(),
+                    },
                     _ => return,
                 };
                 let fields: Vec<(&str, String)> = end

@@ -208,7 +208,10 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     let (code, _, stderr) = text(&client(&runtime, &["stop", "db", "-f", f]));
     assert_eq!(
         (code, stderr.as_str()),
-        (0, "podvisor stop: db/0 stopping\n")
+        (
+            0,
+            "podvisor stop: db/0 stopping\npodvisor stop: web/0 stopping (depends on db/0)\n"
+        )
     );
     // With its dependent, which went first.
     wait_states(&runtime, ["stopped", "stopped"]);
@@ -235,7 +238,10 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     let (code, _, stderr) = text(&client(&runtime, &["restart", "db", "-f", f]));
     assert_eq!(
         (code, stderr.as_str()),
-        (0, "podvisor restart: db/0 restarting\n")
+        (
+            0,
+            "podvisor restart: db/0 restarting\npodvisor restart: web/0 restarting (depends on db/0)\n"
+        )
     );
     wait_states(&runtime, ["ready", "ready"]);
 
