@@ -169,6 +169,11 @@ impl EventLog {
         self.appended.notify(usize::MAX);
     }
 
+    /// The instant the events' `at` counts from.
+    pub(crate) fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// No more events will be appended; subscribers end after the last one.
     pub(crate) fn close(&self) {
         self.lock().closed = true;

@@ -598,3 +598,88 @@ command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.05; done; seq 1 200000; 
     running.signal("TERM");
     assert_eq!(running.exit_within(Duration::from_secs(30)), 0);
 }
+
+/// The value of `key` in a one-line JSON object, as written (`"ready"`, `137`, `null`).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let rest = line
+        .split(&format!("\"{key}\":"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn a_failed_deployment_ends_its_event_stream_in_order() {
+    let runtime = dir("failed");
+    let file = runtime.join("podvisor.toml");
+    let go = runtime.join("go");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[pod.fine]
+command = ["sleep", "300"]
+replicas = 20
+
+[pod.bad]
+command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.02; done; exit 3"]
+"#,
+            go = go.display()
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let mut command = Command::new(PODVISOR);
+    command
+        .args(["up", "--json", f])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("PODVISOR_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut running = support::spawn_command(command);
+    running.wait_for("\"pod\":\"deployment\",\"event\":\"ready\"");
+    let events = Command::new(PODVISOR)
+        .args(["events", "--json", "-f", f])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The client is attached once its first line is out.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(running.exit_within(Duration::from_secs(60)), 3);
+    let check = |lines: &[String], what: &str| {
+        let times: Vec<f64> = lines
+            .iter()
+            .map(|l| field(l, "time").parse().unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{what}: {lines:?}");
+        let failed = lines
+            .iter()
+            .position(|l| l.contains("\"event\":\"failed\""))
+            .unwrap_or_else(|| panic!("{what}: no failed in {lines:?}"));
+        assert!(
+            lines[failed].contains("\"pod\":\"bad/0\"") && lines[failed].contains("\"error\":"),
+            "{what}: {lines:?}"
+        );
+        assert_eq!(failed + 2, lines.len(), "{what}: {lines:?}");
+        assert!(
+            lines[failed + 1].contains("\"pod\":\"deployment\",\"event\":\"ended\",\"status\":3"),
+            "{what}: {lines:?}"
+        );
+    };
+    let up_lines: Vec<String> = running
+        .seen
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .cloned()
+        .collect();
+    check(&up_lines, "up --json");
+    let (code, stdout, _) = text(&events.wait_with_output().unwrap());
+    assert_eq!(code, 0);
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    check(&lines, "events --json");
+    let _ = std::fs::remove_dir_all(&runtime);
+}

@@ -426,6 +426,21 @@ impl Deployment {
         self.shared.lock().events.subscribe()
     }
 
+    /// The instant the deployment was created: its events' [`at`](crate::events::LifecycleEvent::at)
+    /// count from it, so a caller's own lines can be timed on the same clock.
+    ///
+    /// ```
+    /// use podvisor::{Deployment, DeploymentConfig, PodConfig, PodSet};
+    ///
+    /// let deployment =
+    ///     Deployment::new(DeploymentConfig::new().pod(PodSet::new("a", PodConfig::new("true"))))?;
+    /// assert!(deployment.epoch() <= std::time::Instant::now());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn epoch(&self) -> Instant {
+        self.shared.lock().events.epoch()
+    }
+
     /// The deployment's state.
     pub fn state(&self) -> DeploymentState {
         self.shared.lock().machine.state()
