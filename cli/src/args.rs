@@ -470,23 +470,30 @@ Options:
 Example:
   podvisor check examples/podvisor.toml";
 
-/// The closest of `known` to `given`, if it is close enough to be a likely typo.
+/// The closest of `known` to `given`, if it is close enough to be a likely typo: edits
+/// counted as insertions, deletions, substitutions and swaps of two neighbours (`wbe` is
+/// one edit from `web`).
 pub fn did_you_mean<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
     let distance = |a: &str, b: &str| {
+        let a: Vec<char> = a.chars().collect();
         let b: Vec<char> = b.chars().collect();
-        let mut row: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut previous = row[0];
-            row[0] = i + 1;
-            for (j, cb) in b.iter().enumerate() {
-                let current = row[j + 1];
-                row[j + 1] = (previous + usize::from(ca != *cb))
-                    .min(row[j] + 1)
-                    .min(current + 1);
-                previous = current;
+        // Optimal string alignment: the rows for a[..i-1], a[..i] as they are filled.
+        let mut before: Vec<usize> = Vec::new();
+        let mut previous: Vec<usize> = (0..=b.len()).collect();
+        for i in 1..=a.len() {
+            let mut row = vec![i; b.len() + 1];
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                row[j] = (previous[j - 1] + cost)
+                    .min(row[j - 1] + 1)
+                    .min(previous[j] + 1);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    row[j] = row[j].min(before[j - 2] + 1);
+                }
             }
+            before = std::mem::replace(&mut previous, row);
         }
-        row[b.len()]
+        previous[b.len()]
     };
     known
         .iter()
@@ -1081,6 +1088,14 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggestions_forgive_one_swap_of_neighbours() {
+        assert_eq!(did_you_mean("wbe", &["db", "web"]), Some("web"));
+        assert_eq!(did_you_mean("sotp", &["start", "stop"]), Some("stop"));
+        assert_eq!(did_you_mean("webb", &["web"]), Some("web"));
+        assert_eq!(did_you_mean("xyz", &["web"]), None);
+    }
     use std::time::Duration;
 
     fn run(args: &[&str]) -> Result<RunOptions, String> {

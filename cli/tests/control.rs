@@ -683,3 +683,81 @@ command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.02; done; exit 3"]
     check(&lines, "events --json");
     let _ = std::fs::remove_dir_all(&runtime);
 }
+
+#[test]
+fn clients_name_what_is_wrong_with_the_socket() {
+    let runtime = dir("wrong");
+    // A path that is not a socket.
+    let regular = runtime.join("plain");
+    std::fs::write(&regular, "").unwrap();
+    let (code, _, stderr) = text(&client(
+        &runtime,
+        &["ps", "--socket", regular.to_str().unwrap()],
+    ));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("is not a socket"), "{stderr}");
+    assert!(!stderr.contains("stale"), "{stderr}");
+    // PODVISOR_SOCKET without a deployment file: the socket is named, not the file.
+    let output = Command::new(PODVISOR)
+        .args(["ps"])
+        .env("PODVISOR_SOCKET", "/nonexistent/ctl.sock")
+        .current_dir(&runtime)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/ctl.sock") && !stderr.contains("podvisor.toml"),
+        "{stderr}"
+    );
+    // A socket this user may not open: permission denied is status 1, as the README says.
+    let private = runtime.join("private");
+    std::fs::create_dir(&private).unwrap();
+    let socket = private.join("ctl.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let s = socket.to_str().unwrap();
+    let output = if rustix_uid() == 0 {
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", PODVISOR])
+            .args(["ps", "--socket", s])
+            .stdin(Stdio::null())
+            .output()
+            .expect("setpriv (util-linux) runs")
+    } else {
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o000)).unwrap();
+        Command::new(PODVISOR)
+            .args(["ps", "--socket", s])
+            .output()
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+#[test]
+fn a_down_without_an_answer_says_it_may_still_take_effect() {
+    let runtime = dir("mute");
+    let socket = runtime.join("ctl.sock");
+    // Accepts, reads, never answers.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    let (code, _, stderr) = text(&client(
+        &runtime,
+        &["down", "--socket", socket.to_str().unwrap()],
+    ));
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("no answer") && stderr.contains("may still"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&runtime);
+}
