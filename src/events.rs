@@ -96,7 +96,8 @@ pub enum EventKind {
     Member {
         /// Its new state.
         state: MemberState,
-        /// How many times it was restarted.
+        /// How many times its restart policy restarted it (restarts on request do not
+        /// count).
         restarts: u64,
         /// How its last pod ended, if it did.
         end: Option<End>,
@@ -166,6 +167,11 @@ impl EventLog {
             });
         }
         self.appended.notify(usize::MAX);
+    }
+
+    /// The instant the events' `at` counts from.
+    pub(crate) fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     /// No more events will be appended; subscribers end after the last one.

@@ -518,7 +518,14 @@ fn members_are_stopped_started_and_restarted_on_request() {
     let first_db = deployment.member("db/0").unwrap().pid.unwrap();
     // Stop db with its dependents: all three go down, nothing fails.
     let answer = deployment.stop_member("db", true).unwrap();
-    assert_eq!(answer, [("db/0".to_string(), MemberControl::Done)]);
+    assert_eq!(
+        answer,
+        [
+            ("db/0".to_string(), MemberControl::Done),
+            ("api/0".to_string(), MemberControl::Dependent),
+            ("api/1".to_string(), MemberControl::Dependent),
+        ]
+    );
     assert!(support::eventually(Duration::from_secs(10), || {
         deployment
             .members()

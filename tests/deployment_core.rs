@@ -2236,3 +2236,105 @@ fn a_succeeded_job_runs_again_on_request() {
     );
     assert_eq!(starts(&out), ["migrate/0"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// What requests leave in a member's history
+
+/// The member states a step announced, by name, in order.
+fn changes(out: &Out) -> Vec<(String, MemberState)> {
+    out.actions
+        .iter()
+        .filter_map(|a| match a {
+            DeploymentAction::MemberChanged { member, state } => {
+                Some((out.names[member.0].clone(), *state))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn restarts_count_the_policy_only_and_the_last_end_outlives_the_next_start() {
+    let mut d = restarting(RestartPolicy::OnFailure, Some(5));
+    let web = id(&d, "web/0");
+    ended(&mut d, "web/0", G1, End::Exited(FAIL), ms(100));
+    advance(&mut d);
+    let m = d.machine.member(web);
+    assert_eq!((m.restarts(), m.end()), (1, None));
+    assert_eq!(m.last_end(), Some(End::Exited(FAIL)));
+    ready(&mut d, "web/0", G2, ms(300));
+    // A restart on request is not the policy's: it says the member stopped, then that it
+    // waits to start again.
+    step(
+        &mut d,
+        DeploymentEvent::RestartMember { member: web },
+        ms(400),
+    );
+    let out = ended(&mut d, "web/0", G2, End::Closed(SIGTERM), ms(410));
+    let web_changes: Vec<MemberState> = changes(&out).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        web_changes,
+        [
+            MemberState::Stopped,
+            MemberState::Waiting,
+            MemberState::Starting
+        ]
+    );
+    ready(&mut d, "web/0", Generation(3), ms(420));
+    let m = d.machine.member(web);
+    assert_eq!(m.restarts(), 1);
+    assert_eq!(m.last_end(), Some(End::Closed(SIGTERM)));
+    // Nor are a stop and a start.
+    step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: web,
+            cascade: true,
+        },
+        ms(500),
+    );
+    ended(
+        &mut d,
+        "web/0",
+        Generation(3),
+        End::Closed(SIGTERM),
+        ms(510),
+    );
+    let out = step(
+        &mut d,
+        DeploymentEvent::StartMember { member: web },
+        ms(520),
+    );
+    assert_eq!(starts(&out), ["web/0"]);
+    let m = d.machine.member(web);
+    assert_eq!(m.restarts(), 1);
+    assert_eq!(m.last_end(), Some(End::Closed(SIGTERM)));
+}
+
+#[test]
+fn a_stop_names_the_dependents_it_takes_down_with_it() {
+    let mut d = three_levels_up();
+    let names = |d: &CheckedDeployment, ids: Vec<MemberId>| -> Vec<String> {
+        ids.iter()
+            .map(|&i| d.machine.member(i).name().to_owned())
+            .collect()
+    };
+    let (db, api, web0) = (id(&d, "db/0"), id(&d, "api/0"), id(&d, "web/0"));
+    assert_eq!(
+        names(&d, d.machine.stopped_with(db)),
+        ["api/0", "web/0", "web/1"]
+    );
+    assert_eq!(names(&d, d.machine.stopped_with(api)), ["web/0", "web/1"]);
+    assert!(d.machine.stopped_with(web0).is_empty());
+    // One stopped before stays stopped: a later stop does not take it down again.
+    step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: web0,
+            cascade: false,
+        },
+        ms(100),
+    );
+    ended(&mut d, "web/0", G1, End::Closed(SIGTERM), ms(110));
+    assert_eq!(names(&d, d.machine.stopped_with(api)), ["web/1"]);
+}

@@ -27,6 +27,9 @@ Usage:
   podvisor help [COMMAND]      (or COMMAND --help) for one command's options and an example
   podvisor --help | --version
 
+-f/--file FILE and --socket PATH may come before up, check and the commands that talk to a
+running deployment, as compose's -f: podvisor -f app.toml ps.
+
 Options of run:
   --name NAME             name used in messages (default: the program's name); up to 63
                           characters of A-Z, a-z, 0-9, '_', '.' and '-'
@@ -101,7 +104,8 @@ Usage:
 Options:
       --json              one JSON object per member: name, state, health, pid, uptime
                           (seconds), restarts, last_exit
-  -f, --file FILE         the deployment's file (default podvisor.toml)
+  -f, --file FILE         the deployment's file (default podvisor.toml); it and --socket
+                          may also come before the command: podvisor -f FILE COMMAND
       --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
   -h, --help              this text
 
@@ -119,8 +123,9 @@ NAME is a member (web/0) or a pod of the file (web: all its replicas); default a
 
 Options:
       --follow            keep printing new lines until the deployment ends
-      --tail N            only the last N lines (before following)
-  -f, --file FILE         the deployment's file (default podvisor.toml)
+      --tail N            only the last N lines of each member (before following)
+  -f, --file FILE         the deployment's file (default podvisor.toml); it and --socket
+                          may also come before the command: podvisor -f FILE COMMAND
       --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
   -h, --help              this text
 
@@ -136,7 +141,8 @@ Usage:
 
 Options:
       --json              JSON lines, as `podvisor up --json` writes them
-  -f, --file FILE         the deployment's file (default podvisor.toml)
+  -f, --file FILE         the deployment's file (default podvisor.toml); it and --socket
+                          may also come before the command: podvisor -f FILE COMMAND
       --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
   -h, --help              this text
 
@@ -151,7 +157,8 @@ Usage:
   podvisor down [-f FILE | --socket PATH]
 
 Options:
-  -f, --file FILE         the deployment's file (default podvisor.toml)
+  -f, --file FILE         the deployment's file (default podvisor.toml); it and --socket
+                          may also come before the command: podvisor -f FILE COMMAND
       --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
   -h, --help              this text
 
@@ -384,7 +391,8 @@ restart budget. restart stops the members and their running dependents, then sta
 all again (dependencies first); it spends no restart budget.
 
 Options:
-  -f, --file FILE         the deployment's file (default podvisor.toml)
+  -f, --file FILE         the deployment's file (default podvisor.toml); it and --socket
+                          may also come before the command: podvisor -f FILE COMMAND
       --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
       --no-deps           stop only: leave the members that depend on them running
   -h, --help              this text
@@ -452,6 +460,7 @@ second `up` of the same FILE is refused (status 125).
 Options:
       --json              report events as JSON lines on stderr
       --socket PATH       serve the control socket at PATH instead (env PODVISOR_SOCKET)
+  -f, --file FILE         the same as FILE; it and --socket may also come before up
   -h, --help              this text
 
 Example:
@@ -463,6 +472,7 @@ the file, line and column, the key and what was expected.
 
 Usage:
   podvisor check [FILE]            FILE defaults to podvisor.toml
+  podvisor -f FILE check           the same, as compose's -f
 
 Options:
   -h, --help              this text
@@ -470,23 +480,30 @@ Options:
 Example:
   podvisor check examples/podvisor.toml";
 
-/// The closest of `known` to `given`, if it is close enough to be a likely typo.
+/// The closest of `known` to `given`, if it is close enough to be a likely typo: edits
+/// counted as insertions, deletions, substitutions and swaps of two neighbours (`wbe` is
+/// one edit from `web`).
 pub fn did_you_mean<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
     let distance = |a: &str, b: &str| {
+        let a: Vec<char> = a.chars().collect();
         let b: Vec<char> = b.chars().collect();
-        let mut row: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut previous = row[0];
-            row[0] = i + 1;
-            for (j, cb) in b.iter().enumerate() {
-                let current = row[j + 1];
-                row[j + 1] = (previous + usize::from(ca != *cb))
-                    .min(row[j] + 1)
-                    .min(current + 1);
-                previous = current;
+        // Optimal string alignment: the rows for a[..i-1], a[..i] as they are filled.
+        let mut before: Vec<usize> = Vec::new();
+        let mut previous: Vec<usize> = (0..=b.len()).collect();
+        for i in 1..=a.len() {
+            let mut row = vec![i; b.len() + 1];
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                row[j] = (previous[j - 1] + cost)
+                    .min(row[j - 1] + 1)
+                    .min(previous[j] + 1);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    row[j] = row[j].min(before[j - 2] + 1);
+                }
             }
+            before = std::mem::replace(&mut previous, row);
         }
-        row[b.len()]
+        previous[b.len()]
     };
     known
         .iter()
@@ -586,12 +603,74 @@ fn text(arg: &OsString) -> Result<&str, String> {
         .ok_or_else(|| format!("argument {arg:?} is not valid UTF-8"))
 }
 
+/// `-f/--file FILE` and `--socket PATH` given before the command, as compose's `-f`:
+/// taken off the front of `args`, as `--file`, FILE, `--socket`, PATH pairs.
+fn leading_options(
+    args: &mut std::iter::Peekable<std::vec::IntoIter<OsString>>,
+) -> Result<Vec<OsString>, String> {
+    let mut taken = Vec::new();
+    while let Some(arg) = args.peek().and_then(|a| a.to_str()).map(str::to_string) {
+        let (option, inline) = match arg.split_once('=') {
+            Some((o @ ("--file" | "--socket"), v)) => (o.to_string(), Some(OsString::from(v))),
+            _ => (arg.clone(), None),
+        };
+        let option = match option.as_str() {
+            "-f" | "--file" => "--file",
+            "--socket" => "--socket",
+            _ => break,
+        };
+        args.next();
+        let value = match inline {
+            Some(value) => value,
+            None => args.next().ok_or_else(|| {
+                format!(
+                    "{arg} needs a value: {}",
+                    if option == "--file" { "FILE" } else { "PATH" }
+                )
+            })?,
+        };
+        taken.push(OsString::from(option));
+        taken.push(value);
+    }
+    Ok(taken)
+}
+
 /// Parses the arguments after the program name.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    let leading = leading_options(&mut args)?;
     let Some(first) = args.next() else {
-        return Err("missing command; expected run, up, check, wait, export, ps, logs, events, down, stop, start or restart".into());
+        let after = if leading.is_empty() {
+            ""
+        } else {
+            " after the options"
+        };
+        return Err(format!("missing command{after}; expected run, up, check, wait, export, ps, logs, events, down, stop, start or restart"));
     };
+    if !leading.is_empty() {
+        // Before the command as after it: the command's own options read them.
+        let command = text(&first)?.to_string();
+        let rest: Vec<OsString> = args.collect();
+        let is_client = CLIENTS.iter().any(|(name, _)| *name == command);
+        return match command.as_str() {
+            "up" => parse([vec![first], leading, rest].concat()),
+            _ if is_client => parse([vec![first], leading, rest].concat()),
+            "check" => {
+                let mut file = Vec::new();
+                for pair in leading.chunks(2) {
+                    if pair[0] == "--socket" {
+                        return Err("check has no control socket; --socket goes with up and the commands that talk to it".into());
+                    }
+                    file = vec![pair[1].clone()];
+                }
+                parse([vec![first], file, rest].concat())
+            }
+            "help" | "-h" | "--help" | "-V" | "--version" => parse([vec![first], rest].concat()),
+            other => Err(format!(
+                "-f/--file and --socket before the command go with up, check, ps, logs, events, down, stop, start and restart, not {other:?}; give {other} its own arguments after it"
+            )),
+        };
+    }
     match text(&first)? {
         "-h" | "--help" => Ok(Command::Help(Topic::All)),
         "help" => match args.next().as_ref().map(text).transpose()? {
@@ -1081,6 +1160,60 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_and_the_socket_may_come_before_the_command() {
+        let client = |args: &[&str]| match parsed(args) {
+            Ok(Command::Client(options)) => options,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let options = client(&["--file", "x.toml", "ps", "--json"]);
+        assert_eq!((options.file, options.json), ("x.toml".into(), true));
+        let options = client(&["-f", "x.toml", "--socket=/tmp/s", "stop", "web"]);
+        assert_eq!(options.socket, Some("/tmp/s".into()));
+        assert_eq!(
+            (options.file, options.names),
+            ("x.toml".into(), vec!["web".into()])
+        );
+        // After the command still wins, as the later one.
+        assert_eq!(
+            client(&["-f", "a.toml", "logs", "-f", "b.toml"]).file,
+            std::path::PathBuf::from("b.toml")
+        );
+        match parsed(&["--file=x.toml", "up", "--json"]).unwrap() {
+            Command::Up { file, json, .. } => assert_eq!((file, json), ("x.toml".into(), true)),
+            other => panic!("{other:?}"),
+        }
+        match parsed(&["-f", "x.toml", "check"]).unwrap() {
+            Command::Check(file) => assert_eq!(file, std::path::PathBuf::from("x.toml")),
+            other => panic!("{other:?}"),
+        }
+        for (args, needle) in [
+            (
+                &["-f", "a.toml", "check", "b.toml"][..],
+                "check takes one FILE",
+            ),
+            (&["-f", "a.toml", "up", "b.toml"], "up takes one FILE"),
+            (
+                &["--socket", "/tmp/s", "check"],
+                "check has no control socket",
+            ),
+            (&["-f", "a.toml", "run", "--", "true"], "not \"run\""),
+            (&["-f"], "-f needs a value: FILE"),
+            (&["--socket", "/tmp/s"], "missing command after the options"),
+        ] {
+            let message = parsed(args).unwrap_err();
+            assert!(message.contains(needle), "{args:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn suggestions_forgive_one_swap_of_neighbours() {
+        assert_eq!(did_you_mean("wbe", &["db", "web"]), Some("web"));
+        assert_eq!(did_you_mean("sotp", &["start", "stop"]), Some("stop"));
+        assert_eq!(did_you_mean("webb", &["web"]), Some("web"));
+        assert_eq!(did_you_mean("xyz", &["web"]), None);
+    }
     use std::time::Duration;
 
     fn run(args: &[&str]) -> Result<RunOptions, String> {

@@ -11,7 +11,7 @@ use crate::json::{self, Value};
 use crate::report::quote;
 
 /// The deployment answered with an error (unknown member, permission denied, a request
-/// it does not support).
+/// it does not support), or its socket may not be opened by this user.
 pub const REFUSED: i32 = 1;
 /// No deployment answers: no control socket, a stale one, or no answer in time.
 pub const UNREACHABLE: i32 = 3;
@@ -90,24 +90,47 @@ fn connect(options: &ClientOptions) -> Result<(UnixStream, PathBuf), Failure> {
     }
     let path = control::locate(socket.as_deref(), &options.file, false)
         .map_err(|m| Failure(m, UNREACHABLE))?;
-    let stream = UnixStream::connect(&path).map_err(|e| {
-        let message = match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "no running deployment of {} (no control socket {})",
-                options.file.display(),
+    // Which deployment: the file's, or the one at the socket given.
+    let which = match socket {
+        Some(_) => format!("at {}", path.display()),
+        None => format!("of {}", options.file.display()),
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(Failure(
+                format!(
+                    "no running deployment {which}: {} is not a socket",
+                    path.display()
+                ),
+                UNREACHABLE,
+            ));
+        }
+    }
+    let stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Failure(
+            format!(
+                "no running deployment {which} (no control socket {})",
                 path.display()
             ),
-            std::io::ErrorKind::ConnectionRefused => format!(
-                "no running deployment of {} (control socket {} is stale: nobody answers)",
-                options.file.display(),
+            UNREACHABLE,
+        ),
+        std::io::ErrorKind::ConnectionRefused => Failure(
+            format!(
+                "no running deployment {which} (control socket {} is stale: nobody answers)",
                 path.display()
             ),
-            std::io::ErrorKind::PermissionDenied => {
-                format!("permission denied: cannot connect to {}", path.display())
-            }
-            _ => format!("cannot connect to {}: {e}", path.display()),
-        };
-        Failure(message, UNREACHABLE)
+            UNREACHABLE,
+        ),
+        // Refused by the file system rather than by the deployment: the same status.
+        std::io::ErrorKind::PermissionDenied => Failure(
+            format!("permission denied: cannot connect to {}", path.display()),
+            REFUSED,
+        ),
+        _ => Failure(
+            format!("cannot connect to {}: {e}", path.display()),
+            UNREACHABLE,
+        ),
     })?;
     let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
     let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
@@ -217,7 +240,16 @@ fn talk(options: &ClientOptions) -> Result<(), Failure> {
             ),
         });
     }
-    let header = answers.header()?;
+    let header = match answers.header() {
+        // The request went out: the deployment may still act on it.
+        Err(Failure(message, UNREACHABLE)) if options.action == Action::Down => {
+            return Err(Failure(
+                format!("{message}; the deployment may still close later (see podvisor ps)"),
+                UNREACHABLE,
+            ))
+        }
+        header => header?,
+    };
     match options.action {
         Action::Ps => {
             let members = match header.get("members") {
@@ -260,11 +292,23 @@ fn talk(options: &ClientOptions) -> Result<(), Failure> {
                 Action::Start => "starting",
                 _ => "restarting",
             };
+            // A dependent follows the member it depends on.
+            let mut named = "?";
             for member in members {
                 let name = member.get("name").and_then(Value::as_str).unwrap_or("?");
+                let command = options.action.name();
                 match member.get("result").and_then(Value::as_str) {
-                    Some("done") => say!("podvisor {}: {name} {verb}", options.action.name()),
-                    Some(other) => say!("podvisor {}: {name} {other}", options.action.name()),
+                    Some("dependent") => {
+                        say!("podvisor {command}: {name} {verb} (depends on {named})")
+                    }
+                    Some("done") => {
+                        named = name;
+                        say!("podvisor {command}: {name} {verb}")
+                    }
+                    Some(other) => {
+                        named = name;
+                        say!("podvisor {command}: {name} {other}")
+                    }
                     None => {}
                 }
             }

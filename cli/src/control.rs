@@ -21,7 +21,7 @@ use podvisor::{Deployment, MemberStatus};
 
 use crate::json::{self, Value};
 use crate::logbook::LogBook;
-use crate::report::{quote, Reporter, Style};
+use crate::report::{quote, Rendered, Reporter, Style};
 
 /// The protocol's version, `"v"` in every request and answer.
 pub const VERSION: u64 = 1;
@@ -255,17 +255,73 @@ pub struct Server {
     started: Mutex<HashMap<String, SystemTime>>,
     connections: AtomicUsize,
     reporter: Reporter,
+    /// The lines `up` wrote after the deployment's last event (its end), once written.
+    last_lines: Mutex<Option<Vec<Rendered>>>,
+    /// Streams (`events`, `logs --follow`) still sending; `up` waits for them at its end.
+    streams: Mutex<usize>,
+    changed: Condvar,
+}
+
+/// How long `events` waits, after the deployment's last event, for `up`'s closing lines;
+/// and `up`, at its end, for the streams to send their last lines.
+const LAST_LINES: Duration = Duration::from_secs(5);
+
+/// One stream being served, counted in [`Server::streams`] while it lives.
+struct Streaming<'a>(&'a Server);
+
+impl<'a> Streaming<'a> {
+    fn new(server: &'a Server) -> Streaming<'a> {
+        *server.streams.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Streaming(server)
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        *self.0.streams.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.changed.notify_all();
+    }
 }
 
 impl Server {
     pub fn new(deployment: Arc<Deployment>, logs: Arc<LogBook>, json: bool) -> Server {
+        let epoch = deployment.epoch();
         Server {
             deployment,
             logs,
             started: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
-            reporter: Reporter::new(json, Style::Up),
+            reporter: Reporter::new(json, Style::Up, epoch),
+            last_lines: Mutex::new(None),
+            streams: Mutex::new(0),
+            changed: Condvar::new(),
         }
+    }
+
+    /// Takes in the lines `up` wrote after the deployment's last event: they end every
+    /// `events` stream.
+    pub fn ended(&self, lines: &[Rendered]) {
+        *self.last_lines.lock().unwrap_or_else(|e| e.into_inner()) = Some(lines.to_vec());
+        self.changed.notify_all();
+    }
+
+    /// Waits (at most a few seconds) until every stream has sent its last line, so that
+    /// `up` exits only once its followers saw the end.
+    pub fn drain(&self) {
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(streams, LAST_LINES, |n| *n > 0);
+    }
+
+    /// `up`'s closing lines, waiting (at most [`LAST_LINES`]) for them.
+    fn last_lines(&self) -> Vec<Rendered> {
+        let lines = self.last_lines.lock().unwrap_or_else(|e| e.into_inner());
+        let (lines, _) = self
+            .changed
+            .wait_timeout_while(lines, LAST_LINES, |l| l.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        lines.clone().unwrap_or_default()
     }
 
     /// Takes in an event of the deployment (for members' uptimes).
@@ -462,7 +518,7 @@ impl Server {
                     .filter(|_| m.state.is_running())
                     .map_or("null".to_string(), |p| p.to_string());
                 let last_exit = m
-                    .end
+                    .last_end
                     .and_then(|e| e.status())
                     .map_or("null".to_string(), |s| crate::exit::of_status(s).to_string());
                 format!(
@@ -481,6 +537,7 @@ impl Server {
     }
 
     fn logs(&self, request: &Request, stream: &UnixStream, outbox: &Arc<Outbox>) {
+        let _streaming = Streaming::new(self);
         let names = request.names.clone();
         let wanted = move |member: &str| {
             names.is_empty()
@@ -506,12 +563,14 @@ impl Server {
             }
             if closed {
                 outbox.push(done());
+                outbox.wait_sent(LAST_LINES);
                 return;
             }
         }
     }
 
     fn events(&self, stream: &UnixStream, outbox: &Arc<Outbox>) {
+        let _streaming = Streaming::new(self);
         let mut events = self.deployment.events();
         outbox.push(ok(""));
         watch_for_close(stream, outbox);
@@ -532,7 +591,15 @@ impl Server {
                         }
                     }
                     Some(None) => {
+                        // The deployment's end, as `up` wrote it, then the stream's.
+                        for (text, json) in self.last_lines() {
+                            outbox.push(format!(
+                                "{{\"v\":{VERSION},\"event\":{json},\"text\":{}}}",
+                                quote(&text)
+                            ));
+                        }
                         outbox.push(done());
+                        outbox.wait_sent(LAST_LINES);
                         return;
                     }
                     None => {}
@@ -544,9 +611,11 @@ impl Server {
 
 /// `stop`, `start` and `restart` of members (a replica, or every replica of a pod): the
 /// deployment decides; the answer says, per member, what was asked for or that nothing
-/// was needed. The names were checked against the deployment's members already.
+/// was needed, each member named once, the dependents a stop or restart takes along after
+/// the member they depend on. The names were checked against the deployment's members
+/// already.
 fn member_action(deployment: &Deployment, cmd: &str, names: &[String], no_deps: bool) -> String {
-    let mut rows = Vec::new();
+    let mut rows: Vec<(String, podvisor::MemberControl)> = Vec::new();
     for name in names {
         let result = match cmd {
             "stop" => deployment.stop_member(name, !no_deps),
@@ -554,7 +623,13 @@ fn member_action(deployment: &Deployment, cmd: &str, names: &[String], no_deps: 
             _ => deployment.restart_member(name),
         };
         match result {
-            Ok(done) => rows.extend(done),
+            Ok(done) => {
+                for (member, control) in done {
+                    if !rows.iter().any(|(seen, _)| *seen == member) {
+                        rows.push((member, control));
+                    }
+                }
+            }
             Err(e) => return error(&format!("{cmd} {name}: {e}")),
         }
     }

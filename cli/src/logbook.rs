@@ -74,20 +74,21 @@ impl LogBook {
         self.changed.notify_all();
     }
 
-    /// The last `tail` lines (all kept if `None`) of the members `wanted` accepts, in the
-    /// order they were read; and the sequence number to follow from.
+    /// The last `tail` lines of each member `wanted` accepts (all kept if `None`), as
+    /// `docker compose logs --tail`, merged in the order they were read; and the sequence
+    /// number to follow from.
     pub fn tail(&self, wanted: &dyn Fn(&str) -> bool, tail: Option<usize>) -> (Vec<Line>, u64) {
         let book = self.lock();
         let mut lines: Vec<Line> = book
             .members
             .iter()
             .filter(|(member, _)| wanted(member))
-            .flat_map(|(_, lines)| lines.iter().cloned())
+            .flat_map(|(_, lines)| {
+                let skip = tail.map_or(0, |tail| lines.len().saturating_sub(tail));
+                lines.iter().skip(skip).cloned()
+            })
             .collect();
         lines.sort_by_key(|l| l.seq);
-        if let Some(tail) = tail {
-            lines.drain(..lines.len().saturating_sub(tail));
-        }
         (lines, book.next)
     }
 
@@ -128,9 +129,13 @@ mod tests {
         book.push("b/0", Stream::Stderr, b"b1");
         book.push("a/0", Stream::Stdout, b"a2");
         let all = |_: &str| true;
+        // Per member: a's last two and b's one.
         let (lines, next) = book.tail(&all, Some(2));
         let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!((texts, next), (vec!["b1", "a2"], 3));
+        assert_eq!((texts, next), (vec!["a1", "b1", "a2"], 3));
+        let (lines, _) = book.tail(&all, Some(1));
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["b1", "a2"]);
         let only_a = |m: &str| m == "a/0";
         let (lines, _, closed) = book.since(&only_a, 1, Duration::ZERO);
         assert_eq!(lines.len(), 1);

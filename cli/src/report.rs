@@ -30,15 +30,25 @@ pub enum Style {
 pub struct Reporter {
     json: bool,
     style: Style,
+    /// What `time` counts from: the deployment's creation, as its events' `at` does.
     begin: Instant,
+    /// The latest `time` written: a note timed just before an event that was written
+    /// after it does not go back in time.
+    last: std::sync::Mutex<Duration>,
 }
 
+/// A line in both forms: the text (in full, `podvisor: …`) and the JSON object.
+pub type Rendered = (String, String);
+
 impl Reporter {
-    pub fn new(json: bool, style: Style) -> Reporter {
+    /// A reporter whose notes are timed from `begin`, the deployment's
+    /// [`epoch`](podvisor::Deployment::epoch).
+    pub fn new(json: bool, style: Style, begin: Instant) -> Reporter {
         Reporter {
             json,
             style,
-            begin: Instant::now(),
+            begin,
+            last: std::sync::Mutex::new(Duration::ZERO),
         }
     }
 
@@ -142,12 +152,13 @@ impl Reporter {
                 let text = match state {
                     MemberState::Waiting => "waiting for its dependencies".to_string(),
                     MemberState::BackingOff => format!("backing off (restart #{})", restarts + 1),
-                    MemberState::Succeeded | MemberState::CrashLooping | MemberState::Ended => {
-                        match end.and_then(|e| e.status()) {
-                            Some(status) => format!("{} ({status})", state.name()),
-                            None => state.name().to_string(),
-                        }
-                    }
+                    MemberState::Succeeded
+                    | MemberState::CrashLooping
+                    | MemberState::Ended
+                    | MemberState::Stopped => match end.and_then(|e| e.status()) {
+                        Some(status) => format!("{} ({status})", state.name()),
+                        None => state.name().to_string(),
+                    },
                     _ => return,
                 };
                 let fields: Vec<(&str, String)> = end
@@ -212,9 +223,38 @@ impl Reporter {
         self.line(self.begin.elapsed(), pod, event, text, fields);
     }
 
+    /// A line that is not an event of the stream, timed now, in both forms: `text` is the
+    /// whole text line. Written with [`Reporter::write`].
+    pub fn render_note(
+        &self,
+        pod: &str,
+        event: &str,
+        text: &str,
+        fields: &[(&str, String)],
+    ) -> Rendered {
+        let at = self.later(self.begin.elapsed());
+        (text.to_string(), json_line(at, pod, event, fields))
+    }
+
+    /// Writes a rendered line in this reporter's form.
+    pub fn write(&self, line: &Rendered) {
+        if self.json {
+            say!("{}", line.1);
+        } else {
+            say!("{}", line.0);
+        }
+    }
+
+    /// `at`, or the latest time written if that is later.
+    fn later(&self, at: Duration) -> Duration {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        *last = (*last).max(at);
+        *last
+    }
+
     fn line(&self, at: Duration, pod: &str, event: &str, text: &str, fields: &[(&str, String)]) {
         if self.json {
-            say!("{}", json_line(at, pod, event, fields));
+            say!("{}", json_line(self.later(at), pod, event, fields));
         } else {
             say!("{}", text_line(pod, text));
         }

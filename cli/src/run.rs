@@ -39,6 +39,7 @@ pub fn run(options: RunOptions) -> i32 {
                 Style::Run,
                 options.foreground,
                 &|_| {},
+                &|_| {},
             )
         }
         Err(e) => {

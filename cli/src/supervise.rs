@@ -13,7 +13,7 @@ use podvisor::events::EventKind;
 use podvisor::{Deployment, Signal, StartResult};
 
 use crate::exit;
-use crate::report::{Reporter, Style};
+use crate::report::{quote, Rendered, Reporter, Style};
 use crate::signals::{StopRequest, StopSignals};
 
 /// podvisor's status when the reader of its standard output went away: 128 + SIGPIPE, as
@@ -93,13 +93,15 @@ fn terminal_width() -> usize {
 
 /// Runs `deployment` to its end, reporting each member's changes, closing it on
 /// SIGINT/SIGTERM (a second one kills) and forwarding SIGHUP/USR1/USR2/WINCH; returns
-/// podvisor's exit status.
+/// podvisor's exit status. `observe` sees every event; `ended` gets the lines written after
+/// the last one (why it failed, and for `up` the deployment's end with the status).
 pub fn supervise(
     deployment: &Deployment,
     json: bool,
     style: Style,
     foreground: bool,
     observe: &dyn Fn(&podvisor::events::LifecycleEvent),
+    ended: &dyn Fn(&[Rendered]),
 ) -> i32 {
     crate::raise_nofile_limit();
     let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
@@ -115,7 +117,7 @@ pub fn supervise(
         shown: false,
         since: BTreeMap::new(),
     });
-    let reporter = Reporter::new(json, style);
+    let reporter = Reporter::new(json, style, deployment.epoch());
     // Who podvisor's own lines are about: `run`'s one pod, or `up`'s deployment.
     let subject = match style {
         Style::Run => deployment
@@ -246,6 +248,8 @@ pub fn supervise(
             }
         }
         let requested = stops.first().map(|(signal, _)| signal);
+        // The lines after the last event, also the end of `podvisor events`' stream.
+        let mut last_lines: Vec<Rendered> = Vec::new();
         let code = match deployment.failure() {
             _ if stdout_closed => STDOUT_CLOSED,
             // One command: the exit status of its pod, as `timeout(1)` would give it.
@@ -253,21 +257,24 @@ pub fn supervise(
             // A pod that finished its work with status 0 ends the deployment as planned.
             Some(failure) if matches!(failure.cause(), Cause::Ended(podvisor::End::Exited(status)) if status.success()) =>
             {
-                say(
+                last_lines.push(reporter.render_note(
                     "deployment",
                     "finished",
                     &format!(
-                        "finished: {} exited with status 0, which ends the deployment",
+                        "podvisor: deployment finished: {} exited with status 0, which ends the deployment",
                         failure.member()
                     ),
-                );
+                    &[],
+                ));
                 0
             }
             Some(failure) => {
-                if json {
-                    say(failure.member(), "failed", "");
-                }
-                say!("podvisor: {failure}");
+                last_lines.push(reporter.render_note(
+                    failure.member(),
+                    "failed",
+                    &format!("podvisor: {failure}"),
+                    &[("error", quote(&failure.to_string()))],
+                ));
                 match failure.cause() {
                     Cause::Start(start) => exit::exit_code(start, None, None),
                     Cause::Ended(end) => exit::exit_code(
@@ -283,12 +290,17 @@ pub fn supervise(
             None => 128 + requested.unwrap_or(15),
         };
         if style == Style::Up {
-            say(
+            last_lines.push(reporter.render_note(
                 "deployment",
                 "ended",
-                &format!("ended (exit status {code})"),
-            );
+                &format!("podvisor: deployment ended (exit status {code})"),
+                &[("status", code.to_string())],
+            ));
         }
+        for line in &last_lines {
+            reporter.write(line);
+        }
+        ended(&last_lines);
         code
     })
 }

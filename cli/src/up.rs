@@ -97,9 +97,18 @@ pub fn up(path: &Path, json: bool, socket: Option<&Path>) -> i32 {
                 json,
             ));
             server.serve(listener);
-            crate::supervise::supervise(&server.deployment, json, Style::Up, false, &|event| {
-                server.observe(event)
-            })
+            let code = crate::supervise::supervise(
+                &server.deployment,
+                json,
+                Style::Up,
+                false,
+                &|event| server.observe(event),
+                &|lines| server.ended(lines),
+            );
+            // Followers of `events` and `logs --follow` see the end before podvisor exits.
+            logs.close();
+            server.drain();
+            code
         }
         Err(e) => {
             say!("podvisor: {}: {e}", path.display());

@@ -208,7 +208,10 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     let (code, _, stderr) = text(&client(&runtime, &["stop", "db", "-f", f]));
     assert_eq!(
         (code, stderr.as_str()),
-        (0, "podvisor stop: db/0 stopping\n")
+        (
+            0,
+            "podvisor stop: db/0 stopping\npodvisor stop: web/0 stopping (depends on db/0)\n"
+        )
     );
     // With its dependent, which went first.
     wait_states(&runtime, ["stopped", "stopped"]);
@@ -235,7 +238,10 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     let (code, _, stderr) = text(&client(&runtime, &["restart", "db", "-f", f]));
     assert_eq!(
         (code, stderr.as_str()),
-        (0, "podvisor restart: db/0 restarting\n")
+        (
+            0,
+            "podvisor restart: db/0 restarting\npodvisor restart: web/0 restarting (depends on db/0)\n"
+        )
     );
     wait_states(&runtime, ["ready", "ready"]);
 
@@ -591,4 +597,407 @@ command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.05; done; seq 1 200000; 
     assert!(lagged, "no lag marker");
     running.signal("TERM");
     assert_eq!(running.exit_within(Duration::from_secs(30)), 0);
+}
+
+/// The value of `key` in a one-line JSON object, as written (`"ready"`, `137`, `null`).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let rest = line
+        .split(&format!("\"{key}\":"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// `ps --json`'s row of `name`.
+fn ps_row(runtime: &Path, args: &[&str], name: &str) -> String {
+    let mut command = vec!["ps", "--json"];
+    command.extend(args);
+    let (code, stdout, stderr) = text(&client(runtime, &command));
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{{\"name\":\"{name}\"")))
+        .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+        .to_string()
+}
+
+/// Waits (generously) until `name`'s `ps --json` row satisfies `want`; returns it.
+fn wait_row(runtime: &Path, args: &[&str], name: &str, want: &dyn Fn(&str) -> bool) -> String {
+    let mut row = String::new();
+    for _ in 0..800 {
+        row = ps_row(runtime, args, name);
+        if want(&row) {
+            return row;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{name} never got there; last row {row}");
+}
+
+const CHAIN: &str = r#"
+[pod.db]
+command = ["sh", "-c", "echo db one; echo db two; echo db three; exec sleep 300"]
+
+[pod.web]
+command = ["sh", "-c", "echo web one; echo web two; echo web three; exec sleep 300"]
+depends_on = ["db"]
+
+[pod.worker]
+command = ["sh", "-c", "echo worker one; echo worker two; echo worker three; exec sleep 300"]
+depends_on = ["web"]
+
+[pod.crash]
+command = ["sleep", "300"]
+restart = "on-failure"
+"#;
+
+#[test]
+fn restarts_last_exits_stops_and_tails_as_compose_and_docker_show_them() {
+    let runtime = dir("chain");
+    let file = runtime.join("podvisor.toml");
+    std::fs::write(&file, CHAIN).unwrap();
+    let f = file.to_str().unwrap();
+    let mut running = up(&runtime, &[f]);
+    let file_args = ["-f", f];
+
+    // `--tail N` is per member, as `docker compose logs --tail`.
+    let all_in = || {
+        let logs = text(&client(&runtime, &["logs", "-f", f])).1;
+        ["db three", "web three", "worker three"]
+            .iter()
+            .all(|l| logs.contains(l))
+    };
+    for _ in 0..400 {
+        if all_in() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let (code, stdout, _) = text(&client(&runtime, &["logs", "--tail", "2", "-f", f]));
+    assert_eq!(code, 0);
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "[db/0] db three",
+            "[db/0] db two",
+            "[web/0] web three",
+            "[web/0] web two",
+            "[worker/0] worker three",
+            "[worker/0] worker two",
+        ],
+        "{stdout}"
+    );
+
+    // A crash restarted by its policy: counted, and its exit kept while it runs again.
+    let row = ps_row(&runtime, &file_args, "crash/0");
+    let pid = field(&row, "pid").to_string();
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let row = wait_row(&runtime, &file_args, "crash/0", &|r| {
+        field(r, "state") == "\"ready\"" && field(r, "pid") != pid
+    });
+    assert_eq!(
+        (field(&row, "restarts"), field(&row, "last_exit")),
+        ("1", "137"),
+        "{row}"
+    );
+    let (_, table, _) = text(&client(&runtime, &["ps", "-f", f]));
+    let crash = table.lines().find(|l| l.starts_with("crash/0")).unwrap();
+    let cells: Vec<&str> = crash.split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 2..], ["1", "137"], "{table}");
+    // Restarts on request are not the policy's.
+    for _ in 0..2 {
+        let pid = field(&ps_row(&runtime, &file_args, "crash/0"), "pid").to_string();
+        let (code, _, stderr) = text(&client(&runtime, &["restart", "crash", "-f", f]));
+        assert_eq!(code, 0, "{stderr}");
+        wait_row(&runtime, &file_args, "crash/0", &|r| {
+            field(r, "state") == "\"ready\"" && field(r, "pid") != pid
+        });
+    }
+    let row = ps_row(&runtime, &file_args, "crash/0");
+    assert_eq!(
+        (field(&row, "restarts"), field(&row, "last_exit")),
+        ("1", "143"),
+        "{row}"
+    );
+
+    // A stop says which dependents it takes down too.
+    let (code, _, stderr) = text(&client(&runtime, &["stop", "web/0", "-f", f]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            0,
+            "podvisor stop: web/0 stopping\npodvisor stop: worker/0 stopping (depends on web/0)\n"
+        )
+    );
+    for name in ["worker/0", "web/0"] {
+        wait_row(&runtime, &file_args, name, &|r| {
+            field(r, "state") == "\"stopped\""
+        });
+    }
+    let (code, _, stderr) = text(&client(&runtime, &["start", "web/0", "-f", f]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (0, "podvisor start: web/0 starting\n")
+    );
+    let row = wait_row(&runtime, &file_args, "web/0", &|r| {
+        field(r, "state") == "\"ready\""
+    });
+    assert_eq!(
+        (field(&row, "restarts"), field(&row, "last_exit")),
+        ("0", "143"),
+        "{row}"
+    );
+    // A restart likewise; worker/0, stopped on request, stays stopped.
+    let (code, _, stderr) = text(&client(&runtime, &["restart", "db", "-f", f]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            0,
+            "podvisor restart: db/0 restarting\npodvisor restart: web/0 restarting (depends on db/0)\n"
+        )
+    );
+    for name in ["db/0", "web/0"] {
+        wait_row(&runtime, &file_args, name, &|r| {
+            field(r, "state") == "\"ready\"" && field(r, "last_exit") == "143"
+        });
+    }
+    assert_eq!(
+        field(&ps_row(&runtime, &file_args, "worker/0"), "state"),
+        "\"stopped\""
+    );
+    // A misspelt name gets a suggestion, transposed letters too.
+    let (code, _, stderr) = text(&client(&runtime, &["stop", "wbe", "-f", f]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("did you mean web?"), "{stderr}");
+    // The file (and the socket) may come before the command, as compose's -f.
+    let (code, stdout, stderr) = text(&client(&runtime, &["--file", f, "ps"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("worker/0"), "{stdout}");
+    let (code, stdout, stderr) = text(&client(&runtime, &["-f", f, "ps", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("{\"name\":\"db/0\""), "{stdout}");
+    let socket = sockets_in(&runtime.join("podvisor")).pop().unwrap();
+    let (code, _, stderr) = text(&client(
+        &runtime,
+        &[
+            "--socket",
+            socket.to_str().unwrap(),
+            "logs",
+            "db",
+            "--tail",
+            "1",
+        ],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+
+    // The event stream: each stop on request ends in `stopped` with its status, the
+    // dependent's before its dependency's; the stream ends with the deployment's end.
+    let spawn_client = |args: &[&str]| {
+        Command::new(PODVISOR)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let events = spawn_client(&["events", "-f", f]);
+    let events_json = spawn_client(&["events", "--json", "-f", f]);
+    let (code, _, stderr) = text(&client(&runtime, &["down", "-f", f]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(running.exit_within(Duration::from_secs(60)), 0);
+    let (code, stdout, _) = text(&events_json.wait_with_output().unwrap());
+    assert_eq!(code, 0);
+    let position = |needle: &str| {
+        stdout
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in {stdout}"))
+    };
+    let worker = position("\"pod\":\"worker/0\",\"event\":\"stopped\",\"status\":143");
+    let web = position("\"pod\":\"web/0\",\"event\":\"stopped\",\"status\":143");
+    assert!(worker < web, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("\"pod\":\"deployment\",\"event\":\"ended\",\"status\":0")),
+        "{stdout}"
+    );
+    let times: Vec<f64> = stdout
+        .lines()
+        .map(|l| field(l, "time").parse().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{stdout}");
+    let (code, stdout, _) = text(&events.wait_with_output().unwrap());
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("podvisor: web/0 stopped (signal 15)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("podvisor: deployment ended (exit status 0)\n"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+#[test]
+fn a_failed_deployment_ends_its_event_stream_in_order() {
+    let runtime = dir("failed");
+    let file = runtime.join("podvisor.toml");
+    let go = runtime.join("go");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[pod.fine]
+command = ["sleep", "300"]
+replicas = 20
+
+[pod.bad]
+command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.02; done; exit 3"]
+"#,
+            go = go.display()
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let mut command = Command::new(PODVISOR);
+    command
+        .args(["up", "--json", f])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("PODVISOR_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut running = support::spawn_command(command);
+    running.wait_for("\"pod\":\"deployment\",\"event\":\"ready\"");
+    let events = Command::new(PODVISOR)
+        .args(["events", "--json", "-f", f])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The client is attached once its first line is out.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(running.exit_within(Duration::from_secs(60)), 3);
+    let check = |lines: &[String], what: &str| {
+        let times: Vec<f64> = lines
+            .iter()
+            .map(|l| field(l, "time").parse().unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{what}: {lines:?}");
+        let failed = lines
+            .iter()
+            .position(|l| l.contains("\"event\":\"failed\""))
+            .unwrap_or_else(|| panic!("{what}: no failed in {lines:?}"));
+        assert!(
+            lines[failed].contains("\"pod\":\"bad/0\"") && lines[failed].contains("\"error\":"),
+            "{what}: {lines:?}"
+        );
+        assert_eq!(failed + 2, lines.len(), "{what}: {lines:?}");
+        assert!(
+            lines[failed + 1].contains("\"pod\":\"deployment\",\"event\":\"ended\",\"status\":3"),
+            "{what}: {lines:?}"
+        );
+    };
+    let up_lines: Vec<String> = running
+        .seen
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .cloned()
+        .collect();
+    check(&up_lines, "up --json");
+    let (code, stdout, _) = text(&events.wait_with_output().unwrap());
+    assert_eq!(code, 0);
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    check(&lines, "events --json");
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+#[test]
+fn clients_name_what_is_wrong_with_the_socket() {
+    let runtime = dir("wrong");
+    // A path that is not a socket.
+    let regular = runtime.join("plain");
+    std::fs::write(&regular, "").unwrap();
+    let (code, _, stderr) = text(&client(
+        &runtime,
+        &["ps", "--socket", regular.to_str().unwrap()],
+    ));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("is not a socket"), "{stderr}");
+    assert!(!stderr.contains("stale"), "{stderr}");
+    // PODVISOR_SOCKET without a deployment file: the socket is named, not the file.
+    let output = Command::new(PODVISOR)
+        .args(["ps"])
+        .env("PODVISOR_SOCKET", "/nonexistent/ctl.sock")
+        .current_dir(&runtime)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/ctl.sock") && !stderr.contains("podvisor.toml"),
+        "{stderr}"
+    );
+    // A socket this user may not open: permission denied is status 1, as the README says.
+    let private = runtime.join("private");
+    std::fs::create_dir(&private).unwrap();
+    let socket = private.join("ctl.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let s = socket.to_str().unwrap();
+    let output = if rustix_uid() == 0 {
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", PODVISOR])
+            .args(["ps", "--socket", s])
+            .stdin(Stdio::null())
+            .output()
+            .expect("setpriv (util-linux) runs")
+    } else {
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o000)).unwrap();
+        Command::new(PODVISOR)
+            .args(["ps", "--socket", s])
+            .output()
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+#[test]
+fn a_down_without_an_answer_says_it_may_still_take_effect() {
+    let runtime = dir("mute");
+    let socket = runtime.join("ctl.sock");
+    // Accepts, reads, never answers.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    let (code, _, stderr) = text(&client(
+        &runtime,
+        &["down", "--socket", socket.to_str().unwrap()],
+    ));
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("no answer") && stderr.contains("may still"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&runtime);
 }

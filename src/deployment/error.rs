@@ -143,6 +143,9 @@ pub enum MemberControl {
     AlreadyStopped,
     /// A start of a member that was already running (or about to start).
     AlreadyRunning,
+    /// Not named, but stopped (a stop with dependents) or restarted with a named member
+    /// because it depends on it; it follows that member in the answer.
+    Dependent,
 }
 
 impl std::fmt::Display for MemberControl {
@@ -151,6 +154,7 @@ impl std::fmt::Display for MemberControl {
             MemberControl::Done => "done",
             MemberControl::AlreadyStopped => "already stopped",
             MemberControl::AlreadyRunning => "already running",
+            MemberControl::Dependent => "dependent",
         })
     }
 }

@@ -31,7 +31,8 @@ pub struct MemberStatus {
     pub name: String,
     /// Its state.
     pub state: MemberState,
-    /// How many times it was restarted.
+    /// How many times its restart policy restarted it (Docker's `RestartCount`); starts
+    /// and restarts on request do not count.
     pub restarts: u64,
     /// The process id of its current or last pod, once spawned.
     pub pid: Option<u32>,
@@ -39,6 +40,8 @@ pub struct MemberStatus {
     pub start_result: Option<StartResult>,
     /// How its current or last pod ended.
     pub end: Option<End>,
+    /// How the last of its pods that ended ended, kept while a new pod runs.
+    pub last_end: Option<End>,
     /// The health of its current or last pod, once ready, when it has health checks or a
     /// watchdog.
     pub health: Option<crate::core::Health>,
@@ -206,8 +209,9 @@ impl Deployment {
     /// (`web`) — and keeps them down (not restarted, not a failure) until
     /// [`start_member`](Deployment::start_member). With `with_dependents`, the running
     /// members that depend on them are stopped first, in reverse dependency order. Says,
-    /// per member, whether it was already down; the stop itself happens on podvisor's
-    /// thread (watch [`members`](Deployment::members) or the event stream).
+    /// per member, whether it was already down, and lists after it the dependents it stops
+    /// too ([`MemberControl::Dependent`]); the stop itself happens on podvisor's thread
+    /// (watch [`members`](Deployment::members) or the event stream).
     ///
     /// ```
     /// use podvisor::{Deployment, DeploymentConfig, MemberControl, PodConfig, PodSet};
@@ -227,7 +231,7 @@ impl Deployment {
         name: &str,
         with_dependents: bool,
     ) -> Result<Vec<(String, MemberControl)>, ControlError> {
-        self.control(name, |member, m| {
+        self.control(name, with_dependents, |member, m| {
             let down = !m.state().is_running()
                 && !matches!(m.state(), MemberState::Waiting | MemberState::BackingOff)
                 || m.is_held() && !m.state().is_running();
@@ -250,7 +254,7 @@ impl Deployment {
     /// its dependencies meet their conditions, with a fresh restart budget. Says, per
     /// member, whether it was already running.
     pub fn start_member(&self, name: &str) -> Result<Vec<(String, MemberControl)>, ControlError> {
-        self.control(name, |member, m| {
+        self.control(name, false, |member, m| {
             let stopped = matches!(
                 m.state(),
                 MemberState::Stopped
@@ -269,9 +273,10 @@ impl Deployment {
 
     /// Restarts the members named `name`: they and the running members that depend on
     /// them are stopped (dependents first) and started again (dependencies first). Not a
-    /// failure: no restart budget is spent and the backoff is reset.
+    /// failure: no restart budget is spent and the backoff is reset. The answer lists the
+    /// dependents restarted with each member after it ([`MemberControl::Dependent`]).
     pub fn restart_member(&self, name: &str) -> Result<Vec<(String, MemberControl)>, ControlError> {
-        self.control(name, |member, _| {
+        self.control(name, true, |member, _| {
             (
                 MemberControl::Done,
                 DeploymentEvent::RestartMember { member },
@@ -282,6 +287,7 @@ impl Deployment {
     fn control(
         &self,
         name: &str,
+        with_dependents: bool,
         request: impl Fn(MemberId, &crate::core::deployment::Member) -> (MemberControl, DeploymentEvent),
     ) -> Result<Vec<(String, MemberControl)>, ControlError> {
         let (answers, events) = {
@@ -312,11 +318,19 @@ impl Deployment {
                 };
             let mut answers = Vec::new();
             let mut events = Vec::new();
-            for id in ids {
+            for &id in &ids {
                 let m = machine.member(id);
                 let (answer, event) = request(id, m);
                 answers.push((m.name().to_string(), answer));
                 events.push(event);
+                if with_dependents && answer == MemberControl::Done {
+                    for dependent in machine.stopped_with(id) {
+                        let name = machine.member(dependent).name();
+                        if !ids.contains(&dependent) && !answers.iter().any(|(n, _)| n == name) {
+                            answers.push((name.to_string(), MemberControl::Dependent));
+                        }
+                    }
+                }
             }
             (answers, events)
         };
@@ -410,6 +424,21 @@ impl Deployment {
     /// end.
     pub fn events(&self) -> Events {
         self.shared.lock().events.subscribe()
+    }
+
+    /// The instant the deployment was created: its events' [`at`](crate::events::LifecycleEvent::at)
+    /// count from it, so a caller's own lines can be timed on the same clock.
+    ///
+    /// ```
+    /// use podvisor::{Deployment, DeploymentConfig, PodConfig, PodSet};
+    ///
+    /// let deployment =
+    ///     Deployment::new(DeploymentConfig::new().pod(PodSet::new("a", PodConfig::new("true"))))?;
+    /// assert!(deployment.epoch() <= std::time::Instant::now());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn epoch(&self) -> Instant {
+        self.shared.lock().events.epoch()
     }
 
     /// The deployment's state.
@@ -512,6 +541,7 @@ fn member_status(inner: &Inner, i: usize) -> MemberStatus {
         pid: inner.slots[i].pod.as_ref().and_then(|pod| pod.pid()),
         start_result: member.start_result().cloned(),
         end: member.end(),
+        last_end: member.last_end(),
         health: pod.and_then(|pod| pod.health()),
         health_message: pod.and_then(|pod| pod.status().health_message),
     }

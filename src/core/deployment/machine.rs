@@ -106,6 +106,8 @@ impl DeploymentMachine {
                     healthy: false,
                     start_result: None,
                     end: None,
+                    last_end: None,
+                    policy_restarts: 0,
                     ready_at: None,
                     close_sent: false,
                     verdict: None,
@@ -453,10 +455,17 @@ impl DeploymentMachine {
 
     fn on_pod_ended(&mut self, i: usize, end: End, now: Time) {
         self.members[i].end = Some(end);
+        self.members[i].last_end = Some(end);
         if let Some(held) = self.members[i].held {
             if !self.closing() {
                 // Down on request: not a failure, no restart decision.
-                if held.then_start || self.mutation == Some(DeploymentMutation::StoppedComesBack) {
+                if held.then_start {
+                    // Restarted on request: it says it stopped before it waits to start.
+                    self.members[i].held = None;
+                    self.set_member(i, MemberState::Stopped);
+                    return self.set_member(i, MemberState::Waiting);
+                }
+                if self.mutation == Some(DeploymentMutation::StoppedComesBack) {
                     self.members[i].held = None;
                     return self.set_member(i, MemberState::Waiting);
                 }
@@ -540,6 +549,7 @@ impl DeploymentMachine {
                 continue;
             }
             self.members[i].restart_at = None;
+            self.members[i].policy_restarts += 1;
             if self.closing() {
                 // Only reachable with the RestartAfterClose mutation.
                 self.start_member(i);
@@ -603,33 +613,44 @@ impl DeploymentMachine {
         }
     }
 
+    /// The members a stop with dependents (or a restart) of `member` takes down with it:
+    /// the members that depend on it, directly or not, that are up or on their way, in
+    /// member order. One stopped on request before stays stopped and is not among
+    /// them; one being restarted is.
+    pub fn stopped_with(&self, member: MemberId) -> Vec<MemberId> {
+        let Some(m) = self.members.get(member.0) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let mut templates = std::collections::VecDeque::from([m.template]);
+        let mut seen = vec![false; self.spec.templates.len()];
+        seen[m.template] = true;
+        while let Some(t) = templates.pop_front() {
+            for &d in &self.dependents[t] {
+                if !seen[d] {
+                    seen[d] = true;
+                    templates.push_back(d);
+                    found.extend(self.members_of[d].clone().filter(|&j| {
+                        self.members[j].held.is_none_or(|h| h.then_start)
+                            && (self.members[j].state.is_running()
+                                || matches!(
+                                    self.members[j].state,
+                                    MemberState::Waiting | MemberState::BackingOff
+                                ))
+                    }));
+                }
+            }
+        }
+        found.sort_unstable();
+        found.into_iter().map(MemberId).collect()
+    }
+
     /// Stops member `i` on request (and, with `cascade`, the members that depend on it,
     /// transitively); with `then_start`, each starts again once down.
     fn stop_member(&mut self, i: usize, cascade: bool, then_start: bool) {
         let mut stop = vec![i];
         if cascade {
-            let mut templates = vec![self.members[i].template];
-            let mut seen = vec![false; self.spec.templates.len()];
-            seen[self.members[i].template] = true;
-            while let Some(t) = templates.pop() {
-                for &d in &self.dependents[t] {
-                    if !seen[d] {
-                        seen[d] = true;
-                        templates.push(d);
-                        // Only the dependents that are up or on their way: one stopped on
-                        // request before stays stopped; one being restarted is stopped (or
-                        // restarted) anew.
-                        stop.extend(self.members_of[d].clone().filter(|&j| {
-                            self.members[j].held.is_none_or(|h| h.then_start)
-                                && (self.members[j].state.is_running()
-                                    || matches!(
-                                        self.members[j].state,
-                                        MemberState::Waiting | MemberState::BackingOff
-                                    ))
-                        }));
-                    }
-                }
-            }
+            stop.extend(self.stopped_with(MemberId(i)).into_iter().map(|m| m.0));
         }
         for j in stop {
             let m = &mut self.members[j];

@@ -23,6 +23,10 @@ pub struct Member {
     pub(super) healthy: bool,
     pub(super) start_result: Option<StartResult>,
     pub(super) end: Option<End>,
+    /// How the last pod that ended ended, kept across its restarts.
+    pub(super) last_end: Option<End>,
+    /// Restarts its restart policy made.
+    pub(super) policy_restarts: u64,
     pub(super) ready_at: Option<Time>,
     pub(super) close_sent: bool,
     pub(super) verdict: Option<Verdict>,
@@ -92,9 +96,16 @@ impl Member {
         self.end
     }
 
-    /// How many times it was restarted.
+    /// How its last pod that ended ended: unlike [`Member::end`], kept while a new pod
+    /// runs (`ps`'s last exit).
+    pub fn last_end(&self) -> Option<End> {
+        self.last_end
+    }
+
+    /// How many times its restart policy restarted it, as Docker's `RestartCount`: the
+    /// restarts that spend the budget. Starts and restarts on request do not count.
     pub fn restarts(&self) -> u64 {
-        self.generation.0.saturating_sub(1)
+        self.policy_restarts
     }
 
     /// Restarts scheduled since it last ran stably (the count the budget limits).
