@@ -939,6 +939,60 @@ fn a_later_close_shortens_the_grace_never_lengthens_it() {
     assert_eq!(closes(&actions), [("api/0".to_string(), Some(dur(50)))]);
 }
 
+/// A `down` with a grace after a plain one caps the members' own graces, never replaces
+/// them: the members not yet closing are asked with their own grace and then with the
+/// later one (a pod takes a later close only when it shortens its grace), so a pod whose
+/// own grace is shorter keeps it.
+#[test]
+fn a_grace_after_a_plain_close_caps_the_members_own_graces() {
+    let mut d = three_levels_up();
+    let actions = step(&mut d, DeploymentEvent::Close { grace: None }, ms(100));
+    assert_eq!(
+        closes(&actions),
+        [("web/0".to_string(), None), ("web/1".to_string(), None)]
+    );
+    let actions = step(
+        &mut d,
+        DeploymentEvent::Close {
+            grace: Some(dur(300)),
+        },
+        ms(101),
+    );
+    assert_eq!(
+        closes(&actions),
+        [
+            ("web/0".to_string(), Some(dur(300))),
+            ("web/1".to_string(), Some(dur(300)))
+        ]
+    );
+    ended(&mut d, "web/0", G1, End::Closed(SIGTERM), ms(110));
+    let actions = ended(&mut d, "web/1", G1, End::Closed(SIGTERM), ms(110));
+    assert_eq!(
+        closes(&actions),
+        [
+            ("api/0".to_string(), None),
+            ("api/0".to_string(), Some(dur(300)))
+        ]
+    );
+    // A shorter one still shortens, for those closing and those to come.
+    let actions = step(
+        &mut d,
+        DeploymentEvent::Close {
+            grace: Some(dur(100)),
+        },
+        ms(120),
+    );
+    assert_eq!(closes(&actions), [("api/0".to_string(), Some(dur(100)))]);
+    let actions = ended(&mut d, "api/0", G1, End::Closed(SIGTERM), ms(130));
+    assert_eq!(
+        closes(&actions),
+        [
+            ("db/0".to_string(), None),
+            ("db/0".to_string(), Some(dur(100)))
+        ]
+    );
+}
+
 #[test]
 fn close_before_start_ends_at_once() {
     let mut d = checked(three_levels());

@@ -462,23 +462,7 @@ impl World {
         if let Some(link) = &mut self.deployment {
             link.stop_after_dependent = follow;
         }
-        // A `down` with a grace after a plain `down` would give the members not yet
-        // closing that grace even where their own is shorter: the deployment machine
-        // lengthens their grace, against "a later close may shorten the grace period,
-        // never lengthen it". Until it is settled, a `down` at or after a plain one is
-        // plain too.
-        let plain = commands
-            .iter()
-            .filter(|(_, c)| *c == Command::Down { grace: None })
-            .map(|(at, _)| *at)
-            .min();
         for (at, command) in commands {
-            let command = match command {
-                Command::Down { .. } if plain.is_some_and(|p| p <= at) => {
-                    Command::Down { grace: None }
-                }
-                other => other,
-            };
             let at = Time::ZERO.checked_add(at).unwrap_or(Time::MAX);
             self.schedule(at, DEPLOYMENT, WorldEvent::Control(command));
         }
@@ -747,6 +731,19 @@ impl World {
                     // A close asked again (a later `down` shortens the grace) is not the
                     // close a stop with dependents waits for.
                     let first = !std::mem::replace(&mut watch.closing, true);
+                    // After a plain `down`, a pod's own grace may only be shortened: its
+                    // first close never asks for more.
+                    if let (true, Some((_, None)), Some(asked)) = (first, link.down, grace) {
+                        if let Some(&index) = link.current.get(&member.0) {
+                            let own = self.pods[index].machine.spec().grace;
+                            if asked > own {
+                                return Err(safety(format!(
+                                    "{now}: after a plain down, {} was first asked to close with a grace of {asked:?}, longer than its own {own:?}",
+                                    link.machine.machine.member(member).name()
+                                )));
+                            }
+                        }
+                    }
                     if first && std::mem::take(&mut watch.cascade) {
                         if std::mem::take(&mut watch.cascade_waits) {
                             link.outcomes |= CASCADE_WAITED;

@@ -63,6 +63,9 @@ pub struct DeploymentMachine {
     start_result: Option<DeploymentStartResult>,
     failure: Option<Failure>,
     close_grace: Option<Duration>,
+    /// Whether `close_grace` came from a close after a plain one: it then caps the
+    /// members' own graces instead of replacing them.
+    close_grace_caps: bool,
     actions: VecDeque<DeploymentAction>,
     stats: DeploymentStats,
     mutation: Option<DeploymentMutation>,
@@ -148,6 +151,7 @@ impl DeploymentMachine {
             start_result: None,
             failure: None,
             close_grace: None,
+            close_grace_caps: false,
             actions: VecDeque::new(),
             stats: DeploymentStats::default(),
             mutation,
@@ -360,7 +364,11 @@ impl DeploymentMachine {
                 if self.close_grace.is_some_and(|g| g <= grace) {
                     return;
                 }
-                // Shorten: the members already closing are asked again.
+                // Shorten: the members already closing are asked again. After a plain
+                // close, the grace caps the members' own rather than replacing them.
+                if self.close_grace.is_none() {
+                    self.close_grace_caps = true;
+                }
                 self.close_grace = Some(grace);
                 for i in 0..self.members.len() {
                     let m = &self.members[i];
@@ -600,9 +608,19 @@ impl DeploymentMachine {
                     let m = &self.members[i];
                     if m.state.is_running() && !m.close_sent && self.dependents_down(i) {
                         self.members[i].close_sent = true;
+                        let generation = self.members[i].generation;
+                        if self.close_grace_caps {
+                            // Its own grace, then the cap: a pod takes a later close only
+                            // when it shortens its grace.
+                            self.actions.push_back(DeploymentAction::ClosePod {
+                                member: MemberId(i),
+                                generation,
+                                grace: None,
+                            });
+                        }
                         self.actions.push_back(DeploymentAction::ClosePod {
                             member: MemberId(i),
-                            generation: self.members[i].generation,
+                            generation,
                             grace: self.close_grace,
                         });
                         self.set_member(i, MemberState::Stopping);
