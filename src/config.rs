@@ -66,6 +66,10 @@ pub enum Readiness {
     Exec(String),
 }
 
+/// The kinds of health check, as an error lists them.
+const HEALTH_KINDS: &str =
+    "expected tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH";
+
 impl std::str::FromStr for Readiness {
     type Err = String;
 
@@ -80,12 +84,45 @@ impl std::str::FromStr for Readiness {
     /// assert!("tcp:6379".parse::<Readiness>().unwrap_err().contains("HOST:PORT"));
     /// ```
     fn from_str(text: &str) -> Result<Readiness, String> {
-        const EXPECTED: &str = "expected notify, stdout:TEXT, stderr:TEXT, tcp:HOST:PORT, http://HOST:PORT/PATH, file:PATH or exec:COMMAND";
+        Readiness::parse_as(
+            text,
+            "readiness check",
+            "expected notify, stdout:TEXT, stderr:TEXT, tcp:HOST:PORT, http://HOST:PORT/PATH, file:PATH or exec:COMMAND",
+        )
+    }
+}
+
+impl Readiness {
+    /// Parses a health check: `tcp:HOST:PORT`, `http://HOST:PORT/PATH`, `exec:COMMAND` or
+    /// `file:PATH`. Errors name it a health check and list only these kinds; `notify`,
+    /// `stdout:` and `stderr:` are refused (they can only say ready).
+    ///
+    /// ```
+    /// use podvisor::Readiness;
+    ///
+    /// assert_eq!(Readiness::parse_health("exec:true"), Ok(Readiness::Exec("true".into())));
+    /// let error = Readiness::parse_health("bogus:x").unwrap_err();
+    /// assert!(error.contains("expected tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"));
+    /// assert!(Readiness::parse_health("notify").unwrap_err().contains("can only say ready"));
+    /// ```
+    pub fn parse_health(text: &str) -> Result<Readiness, String> {
+        let check = Readiness::parse_as(text, "health check", HEALTH_KINDS)?;
+        if matches!(
+            check,
+            Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_)
+        ) {
+            return Err(format!(
+                "{text:?} can only say ready; a health check is tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"
+            ));
+        }
+        Ok(check)
+    }
+
+    /// Parses any kind of check; errors call it `noun` and end with `expected`.
+    fn parse_as(text: &str, noun: &str, expected: &str) -> Result<Readiness, String> {
         let nonempty = |kind: &str, value: &str| {
             if value.is_empty() {
-                Err(format!(
-                    "readiness check {text:?}: {kind} needs a value after ':'"
-                ))
+                Err(format!("{noun} {text:?}: {kind} needs a value after ':'"))
             } else {
                 Ok(value.to_string())
             }
@@ -94,13 +131,11 @@ impl std::str::FromStr for Readiness {
             return Ok(Readiness::Notify);
         }
         if text.starts_with("http://") || text.starts_with("https://") {
-            crate::probe::HttpTarget::parse(text).map_err(|e| format!("readiness check {e}"))?;
+            crate::probe::HttpTarget::parse(text).map_err(|e| format!("{noun} {e}"))?;
             return Ok(Readiness::Http(text.to_string()));
         }
         let Some((kind, value)) = text.split_once(':') else {
-            return Err(format!(
-                "readiness check {text:?} is not understood; {EXPECTED}"
-            ));
+            return Err(format!("{noun} {text:?} is not understood; {expected}"));
         };
         match kind {
             "stdout" => Ok(Readiness::Stdout(nonempty(kind, value)?)),
@@ -109,11 +144,11 @@ impl std::str::FromStr for Readiness {
             "exec" => Ok(Readiness::Exec(nonempty(kind, value)?)),
             "tcp" => {
                 let (host, port) = crate::probe::split_host_port(value, None)
-                    .map_err(|e| format!("readiness check {text:?}: {e}"))?;
+                    .map_err(|e| format!("{noun} {text:?}: {e}"))?;
                 Ok(Readiness::Tcp { host, port })
             }
             _ => Err(format!(
-                "readiness check {text:?} has an unknown kind {kind:?}; {EXPECTED}"
+                "{noun} {text:?} has an unknown kind {kind:?}; {expected}"
             )),
         }
     }

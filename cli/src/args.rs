@@ -1006,22 +1006,8 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
             "--ready-timeout" => ready_timeout = Some(positive(&option, value("DUR")?)?),
             "--health" => {
                 let text = value("CHECK")?;
-                let check: podvisor::Readiness = text.parse().map_err(|e: String| {
-                    format!(
-                        "--health: {}",
-                        e.replacen("readiness check", "health check", 1)
-                    )
-                })?;
-                if matches!(
-                    check,
-                    podvisor::Readiness::Notify
-                        | podvisor::Readiness::Stdout(_)
-                        | podvisor::Readiness::Stderr(_)
-                ) {
-                    return Err(format!(
-                        "--health {text:?}: can only say ready; a health check is tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"
-                    ));
-                }
+                let check = podvisor::Readiness::parse_health(&text)
+                    .map_err(|e| format!("--health: {e}"))?;
                 health.push(check);
             }
             "--health-interval" => health_interval = Some(positive(&option, value("DUR")?)?),

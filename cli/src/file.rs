@@ -321,20 +321,7 @@ impl PlannedPod {
         }
         for check in &self.health {
             let text = fill(check);
-            let check: Readiness = text.parse().map_err(|e: String| {
-                format!(
-                    "key health: {}",
-                    e.replacen("readiness check", "health check", 1)
-                )
-            })?;
-            if matches!(
-                check,
-                Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_)
-            ) {
-                return Err(format!(
-                    "key health: {text:?} can only say ready; a health check is tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"
-                ));
-            }
+            let check = Readiness::parse_health(&text).map_err(|e| format!("key health: {e}"))?;
             config = config.health(check);
         }
         if let Some(interval) = self.health_interval {

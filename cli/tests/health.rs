@@ -216,3 +216,28 @@ fn up_reports_bad_health_keys_with_their_place() {
     assert_eq!(code, 125, "{stderr}");
     assert!(stderr.contains("\"db\" has no health checks"), "{stderr}");
 }
+
+#[test]
+fn a_bad_health_check_lists_the_health_kinds() {
+    let (code, stderr) = podvisor(&["run", "--health", "bogus:x", "--", "true"]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(
+        stderr.contains("expected tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("notify") && !stderr.contains("stdout"),
+        "{stderr}"
+    );
+    let dir = dir();
+    let file = dir.join("kind.toml");
+    std::fs::write(
+        &file,
+        "[pod.a]\ncommand = \"sleep 1\"\nhealth = \"bogus:x\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = podvisor(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(stderr.contains("exec:COMMAND or file:PATH"), "{stderr}");
+    assert!(!stderr.contains("notify"), "{stderr}");
+}
