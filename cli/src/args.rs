@@ -422,6 +422,8 @@ Options:
       --health-interval DUR  time between health attempts (default 10s)
       --health-timeout DUR   time one health attempt may take (default 5s)
       --health-retries N     failures in a row that make it unhealthy (default 3)
+      --health-successes N   passes in a row before a check first counts as passed
+                             (default 1)
       --health-start-period DUR  failures this soon after ready do not count (default 0)
       --watchdog DUR      the command must send WATCHDOG=1 (sd_notify) more often than this
                           once ready (systemd's WatchdogSec=)
@@ -527,6 +529,7 @@ const RUN_OPTIONS: &[&str] = &[
     "--health-interval",
     "--health-timeout",
     "--health-retries",
+    "--health-successes",
     "--health-start-period",
     "--watchdog",
     "--watchdog-signal",
@@ -899,6 +902,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut health_interval = None;
     let mut health_timeout = None;
     let mut health_retries = None;
+    let mut health_successes = None;
     let mut health_start_period = None;
     let mut watchdog = None;
     let mut watchdog_signal = None;
@@ -1028,6 +1032,19 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                     })?;
                 health_retries = Some(n);
             }
+            "--health-successes" => {
+                let text = value("N")?;
+                let n = text
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        format!(
+                            "--health-successes {text:?}: expected a whole number of at least 1"
+                        )
+                    })?;
+                health_successes = Some(n);
+            }
             "--watchdog" => watchdog = Some(positive(&option, value("DUR")?)?),
             "--watchdog-signal" => {
                 watchdog_signal = Some(
@@ -1111,6 +1128,9 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     }
     if let Some(retries) = health_retries {
         config = config.health_retries(retries);
+    }
+    if let Some(successes) = health_successes {
+        config = config.health_successes(successes);
     }
     if let Some(period) = health_start_period {
         config = config.health_start_period(period);

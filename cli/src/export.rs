@@ -739,6 +739,9 @@ fn podvisor_run(pod: &Pod<'_>, fill: &dyn Fn(&str) -> String, serve: &str) -> Ve
     if let Some(n) = p.health_retries() {
         option("--health-retries", n.to_string());
     }
+    if let Some(n) = p.health_successes() {
+        option("--health-successes", n.to_string());
+    }
     for (flag, value) in [
         ("--watchdog-signal", p.watchdog_signal()),
         ("--stop-signal", p.stop_signal()),
@@ -1010,6 +1013,12 @@ fn kubernetes(
                 ];
                 if let Some(start) = p.health_start_period().filter(|d| !d.is_zero()) {
                     fields.push(("initialDelaySeconds", seconds(start)));
+                }
+                if let Some(n) = p.health_successes().filter(|&n| n > 1) {
+                    warnings.push(format!(
+                        "pod {}: health_successes = {n} is left out: a livenessProbe's successThreshold must be 1",
+                        pod.name
+                    ));
                 }
                 container.push(("livenessProbe", probe(kube_handler(check), fields)));
             }
@@ -1539,6 +1548,12 @@ fn compose(
                     ),
                     ("retries", Y::I(i64::from(p.health_retries().unwrap_or(3)))),
                 ];
+                if let Some(n) = p.health_successes().filter(|&n| n > 1 && health) {
+                    warnings.push(format!(
+                        "pod {}: health_successes = {n} is left out: Compose's healthcheck has no success threshold",
+                        pod.name
+                    ));
+                }
                 if let Some(limit) = pod.ready_limit() {
                     check.push(("start_period", s(compose_duration(limit))));
                 }

@@ -187,6 +187,7 @@ struct RawPod {
     health_interval: Option<Spanned<DurationValue>>,
     health_timeout: Option<Spanned<DurationValue>>,
     health_retries: Option<Spanned<i64>>,
+    health_successes: Option<Spanned<i64>>,
     health_start_period: Option<Spanned<DurationValue>>,
     watchdog: Option<Spanned<DurationValue>>,
     watchdog_signal: Option<Spanned<String>>,
@@ -223,6 +224,7 @@ pub struct PlannedPod {
     health_interval: Option<Duration>,
     health_timeout: Option<Duration>,
     health_retries: Option<u32>,
+    health_successes: Option<u32>,
     health_start_period: Option<Duration>,
     watchdog: Option<Duration>,
     watchdog_signal: Option<Signal>,
@@ -273,6 +275,9 @@ impl PlannedPod {
     }
     pub(crate) fn health_retries(&self) -> Option<u32> {
         self.health_retries
+    }
+    pub(crate) fn health_successes(&self) -> Option<u32> {
+        self.health_successes
     }
     pub(crate) fn health_start_period(&self) -> Option<Duration> {
         self.health_start_period
@@ -332,6 +337,9 @@ impl PlannedPod {
         }
         if let Some(retries) = self.health_retries {
             config = config.health_retries(retries);
+        }
+        if let Some(successes) = self.health_successes {
+            config = config.health_successes(successes);
         }
         if let Some(period) = self.health_start_period {
             config = config.health_start_period(period);
@@ -1164,6 +1172,7 @@ fn plan_pod(
         health_interval: None,
         health_timeout: None,
         health_retries: None,
+        health_successes: None,
         health_start_period: None,
         watchdog: None,
         watchdog_signal: None,
@@ -1250,6 +1259,22 @@ fn plan_pod(
                 )
             }));
         planned.health_retries = n;
+    }
+    if let Some(successes) = raw.health_successes {
+        let span = successes.span();
+        let n = note!(u32::try_from(*successes.get_ref())
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                at.at(
+                    span,
+                    format!(
+                        "pod {name}: key health_successes: {} is not a count of successes; expected a whole number of at least 1",
+                        successes.get_ref()
+                    ),
+                )
+            }));
+        planned.health_successes = n;
     }
     if let Some(lines) = raw.log_lines {
         let span = lines.span();

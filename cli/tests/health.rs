@@ -241,3 +241,62 @@ fn a_bad_health_check_lists_the_health_kinds() {
     assert!(stderr.contains("exec:COMMAND or file:PATH"), "{stderr}");
     assert!(!stderr.contains("notify"), "{stderr}");
 }
+
+#[test]
+fn health_successes_is_a_flag_and_a_key() {
+    let (code, stderr) = podvisor(&["run", "--health-successes", "0", "--", "true"]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(
+        stderr.contains("--health-successes \"0\": expected a whole number of at least 1"),
+        "{stderr}"
+    );
+    // Three passes in a row at 100 ms apart: healthy no sooner than 200 ms after ready.
+    let mut run = spawn(&[
+        "run",
+        "--json",
+        "--health",
+        "exec:true",
+        "--health-interval",
+        "100ms",
+        "--health-successes",
+        "3",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    run.wait_for("\"event\":\"healthy\"");
+    run.signal("INT");
+    let code = run.exit_within(Duration::from_secs(20));
+    let (_, lines, _) = run.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    let time = |event: &str| -> f64 {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("\"event\":\"{event}\"")))
+            .unwrap_or_else(|| panic!("no {event} in {lines:?}"));
+        let rest = line.split("\"time\":").nth(1).unwrap();
+        rest.split(',').next().unwrap().parse().unwrap()
+    };
+    assert!(time("healthy") - time("ready") >= 0.2, "{lines:?}");
+
+    let dir = dir();
+    let file = dir.join("successes.toml");
+    std::fs::write(
+        &file,
+        "[pod.a]\ncommand = \"sleep 1\"\nhealth = \"exec:true\"\nhealth_successes = 0\n",
+    )
+    .unwrap();
+    let (code, stderr) = podvisor(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(
+        stderr.contains("successes.toml:4:20: pod a: key health_successes: 0 is not a count of successes; expected a whole number of at least 1"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        "[pod.a]\ncommand = \"sleep 1\"\nhealth = \"exec:true\"\nhealth_successes = 2\n",
+    )
+    .unwrap();
+    let (code, stderr) = podvisor(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+}
