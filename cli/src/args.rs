@@ -9,7 +9,21 @@ use crate::client::{Action, ClientOptions};
 use crate::duration::parse_duration;
 use crate::file::{check_pod_name, printable};
 
-pub const USAGE: &str = "\
+/// `run`'s exit statuses, in `podvisor --help` and `podvisor run --help` alike.
+macro_rules! run_exit_statuses {
+    () => {
+        "
+Exit status: 0 closed on request after ready or exited 0 by itself; 122 closed as
+unhealthy (a health check failed past its threshold, or the watchdog expired); 124
+readiness timed out; 125 podvisor usage error; 126/127 command cannot be executed/not
+found; 141 nobody reads podvisor's standard output any more; 1 ended before ready with
+status 0; 128+N closed by signal N before ready; otherwise the command's status (N, or
+128+S if killed by signal S)."
+    };
+}
+
+pub const USAGE: &str = concat!(
+    "\
 podvisor: take a command (or a deployment of them) through its life: start, wait until it
 is ready or has failed, close it gracefully, reap everything.
 
@@ -51,11 +65,9 @@ Options of run:
 Durations need a unit: 250ms, 10s, 2m, 1m30s. SIGINT/SIGTERM close the command gracefully;
 a second one kills its process group at once. SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are
 forwarded to the command's process group.
-
-Exit status: 0 closed on request after ready or exited 0 by itself; 124 readiness timed
-out; 125 podvisor usage error; 126/127 command cannot be executed/not found; 1 ended
-before ready with status 0; 128+N closed by signal N before ready; otherwise the command's
-status (N, or 128+S if killed by signal S).";
+",
+    run_exit_statuses!()
+);
 
 /// Which help text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -400,7 +412,8 @@ Options:
 Example:
   podvisor restart web/1";
 
-const RUN_USAGE: &str = "\
+const RUN_USAGE: &str = concat!(
+    "\
 podvisor run: take one command through its life: start it, wait until it is ready, close it
 gracefully on SIGINT/SIGTERM (a second one kills), reap everything.
 
@@ -443,9 +456,13 @@ Options:
                           unhealthy or stopping) on IP:PORT, for an orchestrator's probes
       --json              report events as JSON lines on stderr
   -h, --help              this text
+",
+    run_exit_statuses!(),
+    "
 
 Example:
-  podvisor run -n web -r http://127.0.0.1:8000/ -g 5s -- python3 -m http.server 8000";
+  podvisor run -n web -r http://127.0.0.1:8000/ -g 5s -- python3 -m http.server 8000"
+);
 
 const UP_USAGE: &str = "\
 podvisor up: run a deployment file: pods started in dependency order, closed in reverse

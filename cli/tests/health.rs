@@ -300,3 +300,34 @@ fn health_successes_is_a_flag_and_a_key() {
     let (code, stderr) = podvisor(&["check", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// `podvisor`'s standard output for `args` (help texts).
+fn help(args: &[&str]) -> String {
+    let output = Command::new(PODVISOR)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn help_of_podvisor_and_of_run_lists_every_exit_status() {
+    for args in [&["--help"][..], &["run", "--help"], &["help", "run"]] {
+        let text = help(args).replace('\n', " ").replace("  ", " ");
+        let from = text
+            .find("Exit status:")
+            .unwrap_or_else(|| panic!("{args:?}: no exit statuses: {text}"));
+        let statuses = &text[from..];
+        for says in [
+            "122 closed as unhealthy",
+            "124 readiness timed out",
+            "125 podvisor usage error",
+            "126/127",
+        ] {
+            assert!(statuses.contains(says), "{args:?}: {says:?} in {statuses}");
+        }
+    }
+    assert!(help(&["run", "--help"]).contains("--health-successes N"));
+}
