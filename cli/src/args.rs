@@ -900,6 +900,45 @@ fn default_stdin() -> podvisor::Input {
     }
 }
 
+/// Refuses tuning that would be silently ignored: readiness tuning without a check it
+/// tunes (tcp:, http://, file:, exec:), health tuning without a health check, a watchdog
+/// signal without a watchdog.
+fn tuning_needs_its_check(
+    ready: &[Readiness],
+    health: bool,
+    watchdog: bool,
+    ready_tuning: &[(&str, bool)],
+    health_tuning: &[(&str, bool)],
+    watchdog_signal: bool,
+) -> Result<(), String> {
+    let pulled = ready.iter().any(|r| {
+        matches!(
+            r,
+            Readiness::Tcp { .. } | Readiness::Http(_) | Readiness::File(_) | Readiness::Exec(_)
+        )
+    });
+    let given = |tuning: &[(&str, bool)]| {
+        tuning
+            .iter()
+            .find(|(_, given)| *given)
+            .map(|(flag, _)| flag.to_string())
+    };
+    if let Some(flag) = given(ready_tuning).filter(|_| !pulled) {
+        return Err(format!(
+            "{flag} needs a tcp:, http://, file: or exec: --ready check; it only tunes how those are tried (add one, or leave {flag} out)"
+        ));
+    }
+    if let Some(flag) = given(health_tuning).filter(|_| !health) {
+        return Err(format!(
+            "{flag} needs a --health check; without one there is nothing to tune (add --health CHECK, or leave {flag} out)"
+        ));
+    }
+    if watchdog_signal && !watchdog {
+        return Err("--watchdog-signal needs --watchdog; it is only sent when the watchdog expires (add --watchdog DUR, or leave --watchdog-signal out)".into());
+    }
+    Ok(())
+}
+
 /// `run`'s options; `None` when help was asked for.
 fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     let mut name = None;
@@ -1106,6 +1145,23 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     if none && !ready.is_empty() {
         return Err("--ready none cannot be combined with other --ready checks".into());
     }
+    tuning_needs_its_check(
+        &ready,
+        !health.is_empty(),
+        watchdog.is_some(),
+        &[
+            ("--ready-interval", ready_interval.is_some()),
+            ("--ready-timeout", ready_timeout.is_some()),
+        ],
+        &[
+            ("--health-interval", health_interval.is_some()),
+            ("--health-timeout", health_timeout.is_some()),
+            ("--health-retries", health_retries.is_some()),
+            ("--health-successes", health_successes.is_some()),
+            ("--health-start-period", health_start_period.is_some()),
+        ],
+        watchdog_signal.is_some(),
+    )?;
     let mut command = command.into_iter();
     let program = command
         .next()

@@ -1219,10 +1219,57 @@ fn plan_pod(
         }
         Ok(d)
     };
+    // Tuning keys that need a check (or the watchdog) to tune, read before they are taken.
+    let ready_tuning = [
+        (
+            "ready_interval",
+            raw.ready_interval.as_ref().map(Spanned::span),
+        ),
+        (
+            "ready_timeout",
+            raw.ready_timeout.as_ref().map(Spanned::span),
+        ),
+    ];
+    let health_tuning = [
+        (
+            "health_interval",
+            raw.health_interval.as_ref().map(Spanned::span),
+        ),
+        (
+            "health_timeout",
+            raw.health_timeout.as_ref().map(Spanned::span),
+        ),
+        (
+            "health_retries",
+            raw.health_retries.as_ref().map(Spanned::span),
+        ),
+        (
+            "health_successes",
+            raw.health_successes.as_ref().map(Spanned::span),
+        ),
+        (
+            "health_start_period",
+            raw.health_start_period.as_ref().map(Spanned::span),
+        ),
+    ];
+    let watchdog_signal_span = raw
+        .watchdog_signal
+        .as_ref()
+        .filter(|_| raw.watchdog.is_none())
+        .map(Spanned::span);
+    // `None` when the key could not be read (its error says enough).
+    let mut pulled_ready = Some(false);
+    let mut health_checks = Some(0);
     let ready_span = raw.ready.as_ref().map(Spanned::span);
     if let Some(ready) = raw.ready {
+        pulled_ready = None;
         if let Some(checks) = note!(check_list("ready", ready)) {
             planned.ready = checks.into_iter().filter(|c| c != "none").collect();
+            pulled_ready = Some(planned.ready.iter().any(|c| {
+                ["tcp:", "http://", "https://", "file:", "exec:"]
+                    .iter()
+                    .any(|kind| c.starts_with(kind))
+            }));
         }
     }
     if let Some(value) = raw.ready_interval {
@@ -1233,7 +1280,9 @@ fn plan_pod(
     }
     let health_span = raw.health.as_ref().map(Spanned::span);
     if let Some(health) = raw.health {
-        planned.health = note!(check_list("health", health)).unwrap_or_default();
+        let checks = note!(check_list("health", health));
+        health_checks = checks.as_ref().map(Vec::len);
+        planned.health = checks.unwrap_or_default();
     }
     if let Some(value) = raw.health_interval {
         planned.health_interval = note!(positive("health_interval", value));
@@ -1310,6 +1359,43 @@ fn plan_pod(
         let span = signal.span();
         planned.stop_signal = note!(Signal::from_name(signal.get_ref())
             .map_err(|e| at.at(span, format!("pod {name}: key stop_signal: {e}"))));
+    }
+    // Tuning that nothing would use: reported at its key, when its value was read.
+    let tuned = |key: &str| match key {
+        "ready_interval" => planned.ready_interval.is_some(),
+        "ready_timeout" => planned.ready_timeout.is_some(),
+        "health_interval" => planned.health_interval.is_some(),
+        "health_timeout" => planned.health_timeout.is_some(),
+        "health_retries" => planned.health_retries.is_some(),
+        "health_successes" => planned.health_successes.is_some(),
+        "health_start_period" => planned.health_start_period.is_some(),
+        _ => planned.watchdog_signal.is_some(),
+    };
+    if pulled_ready == Some(false) {
+        for (key, span) in ready_tuning {
+            if let Some(span) = span.filter(|_| tuned(key)) {
+                errors.push(at.at(
+                    span,
+                    format!("pod {name}: key {key}: needs a tcp:, http://, file: or exec: ready check; it only tunes how those are tried (add one to ready, or leave {key} out)"),
+                ));
+            }
+        }
+    }
+    if health_checks == Some(0) {
+        for (key, span) in health_tuning {
+            if let Some(span) = span.filter(|_| tuned(key)) {
+                errors.push(at.at(
+                    span,
+                    format!("pod {name}: key {key}: needs a health check; without one there is nothing to tune (add health = \"CHECK\", or leave {key} out)"),
+                ));
+            }
+        }
+    }
+    if let Some(span) = watchdog_signal_span.filter(|_| tuned("watchdog_signal")) {
+        errors.push(at.at(
+            span,
+            format!("pod {name}: key watchdog_signal: needs a watchdog; it is only sent when the watchdog expires (add watchdog = \"DUR\", or leave watchdog_signal out)"),
+        ));
     }
     // Check the readiness strings now, with placeholders filled as for a first replica.
     let trial = |s: &str| {

@@ -657,7 +657,7 @@ fn the_podvisor_inside_command_line_runs() {
         r#"[pod.svc]
 image = "x:1"
 command = ["sh", "-c", "trap 'echo got-int; exit 0' INT; echo up; while :; do sleep 0.1; done"]
-ready = "stdout:up"
+ready = ["stdout:up", "exec:true"]
 timeout_ready = "30s"
 ready_interval = "100ms"
 ready_timeout = "1s"

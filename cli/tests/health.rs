@@ -331,3 +331,99 @@ fn help_of_podvisor_and_of_run_lists_every_exit_status() {
     }
     assert!(help(&["run", "--help"]).contains("--health-successes N"));
 }
+
+#[test]
+fn tuning_without_its_check_is_an_error() {
+    for (args, says) in [
+        (
+            &["--health-interval", "1s"][..],
+            "--health-interval needs a --health check",
+        ),
+        (
+            &["--health-timeout", "1s"],
+            "--health-timeout needs a --health check",
+        ),
+        (
+            &["--health-retries", "2"],
+            "--health-retries needs a --health check",
+        ),
+        (
+            &["--health-successes", "2"],
+            "--health-successes needs a --health check",
+        ),
+        (
+            &["--health-start-period", "1s"],
+            "--health-start-period needs a --health check",
+        ),
+        (
+            &["--watchdog-signal", "KILL"],
+            "--watchdog-signal needs --watchdog",
+        ),
+        (
+            &["--ready-interval", "1s"],
+            "--ready-interval needs a tcp:, http://, file: or exec: --ready check",
+        ),
+        (
+            &["--ready", "notify", "--ready-timeout", "1s"],
+            "--ready-timeout needs a tcp:, http://, file: or exec: --ready check",
+        ),
+    ] {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--", "true"]);
+        let (code, stderr) = podvisor(&all);
+        assert_eq!(code, 125, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // With their checks they are taken.
+    let (code, stderr) = podvisor(&[
+        "run",
+        "--ready",
+        "exec:true",
+        "--ready-interval",
+        "10ms",
+        "--health",
+        "exec:true",
+        "--health-interval",
+        "1s",
+        "--watchdog",
+        "10s",
+        "--watchdog-signal",
+        "TERM",
+        "--",
+        "sleep",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let dir = dir();
+    for (body, says) in [
+        (
+            "health_interval = \"1s\"\n",
+            "key health_interval: needs a health check",
+        ),
+        (
+            "health = []\nhealth_retries = 2\n",
+            "key health_retries: needs a health check",
+        ),
+        (
+            "watchdog_signal = \"KILL\"\n",
+            "key watchdog_signal: needs a watchdog",
+        ),
+        (
+            "ready = \"notify\"\nready_timeout = \"1s\"\n",
+            "key ready_timeout: needs a tcp:, http://, file: or exec: ready check",
+        ),
+    ] {
+        let file = dir.join("tuning.toml");
+        std::fs::write(&file, format!("[pod.a]\ncommand = \"sleep 1\"\n{body}")).unwrap();
+        let (code, stderr) = podvisor(&["check", file.to_str().unwrap()]);
+        assert_eq!(code, 125, "{body}: {stderr}");
+        assert!(stderr.contains(says), "{body}: {stderr}");
+        let line = 2 + body.lines().count();
+        assert!(
+            stderr.contains(&format!("tuning.toml:{line}:")),
+            "{body}: {stderr}"
+        );
+    }
+}
