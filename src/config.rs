@@ -118,6 +118,30 @@ impl Readiness {
         Ok(check)
     }
 
+    /// The check as it is written on a command line or in a file, which parses back to
+    /// it: `tcp:[::1]:80`, `http://127.0.0.1:8080/healthz`, `exec:COMMAND`, `file:PATH`.
+    ///
+    /// ```
+    /// use podvisor::Readiness;
+    ///
+    /// for text in ["notify", "stdout:up", "tcp:[::1]:80", "http://127.0.0.1:8080/healthz", "exec:true", "file:/run/ok"] {
+    ///     let check: Readiness = text.parse().unwrap();
+    ///     assert_eq!(check.as_written(), text);
+    /// }
+    /// ```
+    pub fn as_written(&self) -> String {
+        match self {
+            Readiness::Notify => "notify".to_string(),
+            Readiness::Stdout(text) => format!("stdout:{text}"),
+            Readiness::Stderr(text) => format!("stderr:{text}"),
+            Readiness::Tcp { host, port } if host.contains(':') => format!("tcp:[{host}]:{port}"),
+            Readiness::Tcp { host, port } => format!("tcp:{host}:{port}"),
+            Readiness::Http(url) => url.clone(),
+            Readiness::File(path) => format!("file:{}", path.display()),
+            Readiness::Exec(command) => format!("exec:{command}"),
+        }
+    }
+
     /// Parses any kind of check; errors call it `noun` and end with `expected`.
     fn parse_as(text: &str, noun: &str, expected: &str) -> Result<Readiness, String> {
         let nonempty = |kind: &str, value: &str| {

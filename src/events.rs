@@ -26,6 +26,7 @@ use event_listener::Event as Notifier;
 
 use crate::core::deployment::{DeploymentState, MemberState};
 use crate::core::{End, Health, StartResult};
+use crate::pod::HealthFailure;
 use crate::Signal;
 
 /// Events kept for subscribers that are behind.
@@ -84,14 +85,24 @@ pub enum EventKind {
         start: Option<StartResult>,
         /// How it ended.
         end: End,
+        /// For a pod that ended unhealthy because a health check failed: its last failed
+        /// attempt (the check, why, how many in a row).
+        health_failure: Option<HealthFailure>,
     },
     /// The pod's health changed (after ready, with health checks or a watchdog).
     Health {
         /// The new health.
         health: Health,
-        /// The failure that explains it, for `unhealthy`.
+        /// The failure that explains it, for `unhealthy` by a health check.
         message: Option<String>,
+        /// The failed attempt that made it unhealthy, when a health check did.
+        failure: Option<HealthFailure>,
     },
+    /// An attempt of a health check failed and the pod stays up (yet): one event per
+    /// failed attempt, each saying how many failures in a row the check has now. The
+    /// failure that makes the pod unhealthy is not one: the [`EventKind::Health`] event
+    /// carries it.
+    HealthCheckFailed(HealthFailure),
     /// A deployment member's state changed.
     Member {
         /// Its new state.

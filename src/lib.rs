@@ -93,7 +93,7 @@ pub use crate::deployment::{
     DeploymentStartError, MemberControl, MemberStatus, PodSet, Replica,
 };
 pub use crate::os::{group_members, Signal};
-pub use crate::pod::{FailureReason, NotifyCounters, Pod, PodStatus, StartError};
+pub use crate::pod::{FailureReason, HealthFailure, NotifyCounters, Pod, PodStatus, StartError};
 pub use crate::probe::HttpTarget;
 
 // Handles are shared between threads and tasks; keep it so.

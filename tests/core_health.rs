@@ -147,7 +147,8 @@ fn an_attempt_that_times_out_is_cancelled_and_counts_as_a_failure() {
         Action::CancelHealthProbe {
             generation: G,
             check: 0,
-            attempt
+            attempt,
+            timed_out: true,
         }
     );
     assert_eq!(pod.machine.state(), State::Stopping);
@@ -273,7 +274,8 @@ fn a_close_disarms_everything_and_the_end_is_closed() {
     assert!(actions.contains(&Action::CancelHealthProbe {
         generation: G,
         check: 0,
-        attempt
+        attempt,
+        timed_out: false,
     }));
     assert_eq!(stop_signal(&actions), Some(GroupSignal::Stop));
     assert_eq!(pod.machine.watchdog_deadline(), None);

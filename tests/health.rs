@@ -327,3 +327,60 @@ fn a_watchdog_pod_whose_program_is_missing_fails_to_start_as_usual() {
         );
     }
 }
+
+#[test]
+fn the_status_and_the_events_carry_the_last_health_failure() {
+    let dir = tempdir();
+    let marker = dir.join("ok");
+    std::fs::write(&marker, b"").unwrap();
+    let check = format!("file:{}", marker.display());
+    let pod = Pod::new(
+        PodConfig::new("sleep")
+            .arg("60")
+            .health(check.parse().unwrap())
+            .health_interval(Duration::from_millis(100))
+            .health_retries(1000),
+    )
+    .unwrap();
+    let mut events = pod.events();
+    pod.start_and_wait_blocking().unwrap();
+    assert!(wait_for(Duration::from_secs(10), || pod.health()
+        == Some(Health::Healthy)));
+    assert_eq!(pod.status().health_failure, None);
+    std::fs::remove_file(&marker).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || pod
+            .status()
+            .health_failure
+            .is_some_and(|f| f.failures >= 2)),
+        "{:?}",
+        pod.status()
+    );
+    let status = pod.status();
+    let failure = status.health_failure.unwrap();
+    assert_eq!((failure.index, failure.check.as_str()), (0, check.as_str()));
+    assert_eq!(
+        failure.message,
+        format!("{} does not exist", marker.display())
+    );
+    assert_eq!(failure.retries, 1000);
+    assert_eq!(status.health, Some(Health::Healthy));
+    // It passes again: the count goes back to 0, the failure is kept.
+    std::fs::write(&marker, b"").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || pod
+            .status()
+            .health_failure
+            .is_some_and(|f| f.failures == 0)),
+        "{:?}",
+        pod.status()
+    );
+    pod.close_blocking();
+    let mut failed = Vec::new();
+    while let Some(event) = events.next_blocking() {
+        if let podvisor::events::EventKind::HealthCheckFailed(failure) = event.kind {
+            failed.push(failure.failures);
+        }
+    }
+    assert!(failed.len() >= 2 && failed[..2] == [1, 2], "{failed:?}");
+}

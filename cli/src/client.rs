@@ -360,6 +360,7 @@ fn print_table(members: &[Value]) {
         "UPTIME",
         "RESTARTS",
         "LAST EXIT",
+        "HEALTH FAILURE",
     ]
     .map(str::to_string)];
     for m in members {
@@ -375,9 +376,10 @@ fn print_table(members: &[Value]) {
             uptime,
             text(m, "restarts"),
             text(m, "last_exit"),
+            health_failure(m),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -390,6 +392,23 @@ fn print_table(members: &[Value]) {
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         out!("{}", cells.join("  ").trim_end());
+    }
+}
+
+/// The last health failure of a member of `ps --json`: `2× file:/run/ok: /run/ok does
+/// not exist` (failures in a row now, the check, why), the watchdog's cause, or `-`.
+fn health_failure(m: &Value) -> String {
+    let message = m.get("health_message").and_then(Value::as_str);
+    match (m.get("health_check").and_then(Value::as_str), message) {
+        (Some(check), Some(message)) => {
+            let failures = m
+                .get("health_failures")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            format!("{failures}× {check}: {message}")
+        }
+        (None, Some(message)) => message.to_string(),
+        _ => "-".to_string(),
     }
 }
 

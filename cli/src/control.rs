@@ -521,8 +521,15 @@ impl Server {
                     .last_end
                     .and_then(|e| e.status())
                     .map_or("null".to_string(), |s| crate::exit::of_status(s).to_string());
+                let failure = m.health_failure.as_ref();
+                let health_check = failure.map_or("null".to_string(), |f| quote(&f.check));
+                let health_failures = failure.map_or(0, |f| f.failures);
+                let health_message = m
+                    .health_message
+                    .as_deref()
+                    .map_or("null".to_string(), quote);
                 format!(
-                    "{{\"name\":{},\"state\":{},\"health\":{health},\"pid\":{pid},\"uptime\":{uptime},\"restarts\":{},\"last_exit\":{last_exit}}}",
+                    "{{\"name\":{},\"state\":{},\"health\":{health},\"health_check\":{health_check},\"health_failures\":{health_failures},\"health_message\":{health_message},\"pid\":{pid},\"uptime\":{uptime},\"restarts\":{},\"last_exit\":{last_exit}}}",
                     quote(&m.name),
                     quote(m.state.name()),
                     m.restarts

@@ -120,7 +120,11 @@ impl Reporter {
                     &[],
                 );
             }
-            EventKind::Ended { end, .. } if self.style == Style::Run => {
+            EventKind::Ended {
+                end,
+                health_failure,
+                ..
+            } if self.style == Style::Run => {
                 let (name, text, status) = match end {
                     End::Exited(s) => ("exited", format!("exited ({s})"), s),
                     End::Closed(s) => ("closed", format!("stopped ({s})"), s),
@@ -136,7 +140,20 @@ impl Reporter {
                     _ => return,
                 };
                 let status = crate::exit::of_status(*status).to_string();
-                line(at, pod, name, &text, &[("status", status)]);
+                let mut fields = vec![("status", status)];
+                // Which check failed and how, or the watchdog's cause.
+                let text = match (end, health_failure) {
+                    (_, Some(failure)) => {
+                        fields.extend(failure_fields(Some(failure)));
+                        format!("{text}: {failure}")
+                    }
+                    (End::Unhealthy { cause, .. }, None) => {
+                        fields.push(("message", quote(&cause.to_string())));
+                        format!("{text}: {cause}")
+                    }
+                    _ => text,
+                };
+                line(at, pod, name, &text, &fields);
             }
             EventKind::Member {
                 state,
@@ -185,19 +202,36 @@ impl Reporter {
                 ),
                 _ => {}
             },
-            EventKind::Health { health, message } => match health {
+            EventKind::Health {
+                health,
+                message,
+                failure,
+            } => match health {
                 podvisor::Health::Healthy => line(at, pod, "healthy", "healthy", &[]),
                 podvisor::Health::Unhealthy(cause) => {
-                    let mut text = format!("unhealthy: {cause}");
-                    if let Some(message) = message {
-                        let _ = write!(text, ": {message}");
+                    let text = match (failure, message) {
+                        (Some(failure), _) => format!("unhealthy: {failure}"),
+                        (None, Some(message)) => format!("unhealthy: {cause}: {message}"),
+                        (None, None) => format!("unhealthy: {cause}"),
+                    };
+                    let mut fields = failure_fields(failure.as_ref());
+                    if fields.is_empty() {
+                        fields.extend(message.iter().map(|m| ("message", quote(m))));
                     }
-                    let fields: Vec<(&str, String)> =
-                        message.iter().map(|m| ("message", quote(m))).collect();
                     line(at, pod, "unhealthy", &text, &fields);
                 }
                 _ => {}
             },
+            EventKind::HealthCheckFailed(failure) => {
+                let mut text = failure.to_string();
+                if failure.failures > 0 {
+                    // How far it is from unhealthy.
+                    let _ = write!(text, " ({} in a row make it unhealthy)", failure.retries);
+                }
+                let mut fields = failure_fields(Some(failure));
+                fields.push(("retries", failure.retries.to_string()));
+                line(at, pod, "health-check-failed", &text, &fields);
+            }
             EventKind::Lagged { missed } => line(
                 at,
                 "podvisor",
@@ -259,6 +293,18 @@ impl Reporter {
             say!("{}", text_line(pod, text));
         }
     }
+}
+
+/// The JSON fields of a failed health attempt: `check` (as written), `message`,
+/// `failures` (in a row, counted).
+pub fn failure_fields(failure: Option<&podvisor::HealthFailure>) -> Vec<(&'static str, String)> {
+    failure.map_or_else(Vec::new, |f| {
+        vec![
+            ("check", quote(&f.check)),
+            ("message", quote(&f.message)),
+            ("failures", f.failures.to_string()),
+        ]
+    })
 }
 
 /// What [`Reporter::visit`] calls with a line's parts: when, who, the event's name, the

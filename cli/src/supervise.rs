@@ -269,11 +269,14 @@ pub fn supervise(
                 0
             }
             Some(failure) => {
+                let mut fields = vec![("error", quote(&failure.to_string()))];
+                // Which check made it unhealthy, and how.
+                fields.extend(crate::report::failure_fields(failure.health_failure()));
                 last_lines.push(reporter.render_note(
                     failure.member(),
                     "failed",
                     &format!("podvisor: {failure}"),
-                    &[("error", quote(&failure.to_string()))],
+                    &fields,
                 ));
                 match failure.cause() {
                     Cause::Start(start) => exit::exit_code(start, None, None),

@@ -60,12 +60,16 @@ fn run_closes_a_command_whose_health_check_fails_and_exits_122() {
     let text = lines.join("\n");
     assert_eq!(code, 122, "{text}");
     assert!(
-        text.contains("sleep unhealthy: health check #0 failed 2 times in a row: `test ! -f"),
+        text.contains(&format!(
+            "sleep unhealthy: health check {check} failed 2 times in a row: `test ! -f"
+        )),
         "{text}"
     );
     assert!(text.contains("ended with exit status: 1"), "{text}");
     assert!(
-        text.contains("sleep closed as unhealthy (signal 15)"),
+        text.contains(&format!(
+            "sleep closed as unhealthy (signal 15): health check {check} failed 2 times"
+        )),
         "{text}"
     );
 }
@@ -426,4 +430,155 @@ fn tuning_without_its_check_is_an_error() {
             "{body}: {stderr}"
         );
     }
+}
+
+/// A fresh directory only this user can enter, for `up`'s control socket.
+fn runtime_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let runtime = dir.join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    runtime
+}
+
+/// `podvisor up ARGS` with its control socket under `runtime`.
+fn up_in(runtime: &std::path::Path, args: &[&str]) -> support::Running {
+    let mut command = Command::new(PODVISOR);
+    command
+        .arg("up")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env_remove("PODVISOR_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    support::spawn_command(command)
+}
+
+/// `podvisor ARGS` as a client of the deployment whose socket is under `runtime`.
+fn client(runtime: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(PODVISOR)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env_remove("PODVISOR_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn ps_and_the_event_stream_show_the_last_health_failure() {
+    let dir = dir();
+    let runtime = runtime_dir(&dir);
+    let marker = dir.join("hf");
+    std::fs::write(&marker, b"").unwrap();
+    let file = dir.join("podvisor.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pod.web]\ncommand = \"sleep 60\"\nhealth = \"file:{}\"\nhealth_interval = \"100ms\"\nhealth_retries = 50\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let mut up = up_in(&runtime, &["--json", file]);
+    up.wait_for("\"event\":\"healthy\"");
+    std::fs::remove_file(&marker).unwrap();
+    up.wait_for("\"event\":\"health-check-failed\"");
+    let failed = up.seen.last().unwrap().clone();
+    assert!(
+        failed.contains(&format!("\"check\":\"file:{}\"", marker.display())),
+        "{failed}"
+    );
+    assert!(failed.contains("does not exist"), "{failed}");
+    assert!(failed.contains("\"failures\":1"), "{failed}");
+    let json = client(&runtime, &["ps", "--json", "-f", file]);
+    assert!(json.contains("\"health\":\"healthy\""), "{json}");
+    assert!(
+        json.contains(&format!("\"health_check\":\"file:{}\"", marker.display())),
+        "{json}"
+    );
+    assert!(
+        json.contains(&format!(
+            "\"health_message\":\"{} does not exist\"",
+            marker.display()
+        )),
+        "{json}"
+    );
+    assert!(json.contains("\"health_failures\":"), "{json}");
+    let table = client(&runtime, &["ps", "-f", file]);
+    assert!(table.contains("HEALTH FAILURE"), "{table}");
+    assert!(table.contains("does not exist"), "{table}");
+    client(&runtime, &["down", "-f", file]);
+    assert_eq!(up.exit_within(Duration::from_secs(20)), 0);
+}
+
+#[test]
+fn the_last_line_names_the_check_that_failed_and_how() {
+    let failing = [
+        "--health",
+        "exec:false",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "--",
+        "sleep",
+        "60",
+    ];
+    let (code, stderr) = podvisor(&[&["run"][..], &failing].concat());
+    assert_eq!(code, 122, "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert_eq!(
+        last,
+        "podvisor: sleep closed as unhealthy (signal 15): health check exec:false failed 2 times in a row: `false` ended with exit status: 1",
+        "{stderr}"
+    );
+    let (code, stderr) = podvisor(&[&["run", "--json"][..], &failing].concat());
+    assert_eq!(code, 122, "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    for field in [
+        "\"event\":\"unhealthy\"",
+        "\"status\":143",
+        "\"check\":\"exec:false\"",
+        "\"failures\":2",
+        "\"message\":\"`false` ended with exit status: 1\"",
+    ] {
+        assert!(last.contains(field), "{field} in {last}");
+    }
+
+    let dir = dir();
+    let runtime = runtime_dir(&dir);
+    let file = dir.join("podvisor.toml");
+    std::fs::write(
+        &file,
+        "[pod.web]\ncommand = \"sleep 60\"\nhealth = \"exec:false\"\nhealth_interval = \"100ms\"\nhealth_retries = 2\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let mut up = up_in(&runtime, &[file]);
+    let code = up.exit_within(Duration::from_secs(30));
+    let (_, lines, _) = up.finish();
+    assert_eq!(code, 122, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "pod web/0 was unhealthy (health check exec:false failed 2 times in a row: `false` ended with exit status: 1) and was closed (signal 15)"
+        )),
+        "{lines:?}"
+    );
+    let mut up = up_in(&runtime, &["--json", file]);
+    let code = up.exit_within(Duration::from_secs(30));
+    let (_, lines, _) = up.finish();
+    assert_eq!(code, 122, "{lines:?}");
+    let failed = lines
+        .iter()
+        .find(|l| l.contains("\"event\":\"failed\""))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(failed.contains("\"check\":\"exec:false\""), "{failed}");
+    assert!(
+        failed.contains("\"message\":\"`false` ended with exit status: 1\""),
+        "{failed}"
+    );
 }

@@ -222,6 +222,9 @@ pub enum Action {
         check: usize,
         /// Attempt number.
         attempt: u64,
+        /// It ran past its timeout and counts as a failed attempt (otherwise the pod is
+        /// stopping and it counts for nothing).
+        timed_out: bool,
     },
     /// The pod's health changed; publish it.
     HealthChanged {

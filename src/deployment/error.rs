@@ -50,6 +50,7 @@ pub(super) struct FailureDetails {
     pub(super) failure: Failure,
     pub(super) start_error: Option<StartError>,
     pub(super) last_lines: Vec<String>,
+    pub(super) health_failure: Option<crate::HealthFailure>,
 }
 
 impl DeploymentFailure {
@@ -80,6 +81,12 @@ impl DeploymentFailure {
         self.0.start_error.as_ref()
     }
 
+    /// The failed attempt that made the member unhealthy, when a health check did: which
+    /// check, why, how many times in a row.
+    pub fn health_failure(&self) -> Option<&crate::HealthFailure> {
+        self.0.health_failure.as_ref()
+    }
+
     /// The pod's last output lines.
     pub fn last_lines(&self) -> &[String] {
         &self.0.last_lines
@@ -89,7 +96,14 @@ impl DeploymentFailure {
 impl fmt::Display for DeploymentFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let details = &self.0;
-        write!(f, "deployment stopped: {}", details.failure)?;
+        match &details.health_failure {
+            Some(why) => write!(
+                f,
+                "deployment stopped: {}",
+                details.failure.with_unhealthy_cause(why)
+            )?,
+            None => write!(f, "deployment stopped: {}", details.failure)?,
+        }
         if let Some(StartError::FailedToStart {
             program,
             reason: FailureReason::Spawn { message, .. },

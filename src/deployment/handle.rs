@@ -13,7 +13,7 @@ use crate::core::deployment::{
     Cause, DeploymentEvent, DeploymentMachine, DeploymentSpec, DeploymentStartResult,
     DeploymentState, MemberId, MemberState,
 };
-use crate::core::{End, StartResult};
+use crate::core::{End, StartResult, Unhealthy};
 use crate::events::{EventLog, Events};
 
 use super::config::{DeploymentConfig, MakeConfig, PortBook};
@@ -47,6 +47,9 @@ pub struct MemberStatus {
     pub health: Option<crate::core::Health>,
     /// The last health failure of its current or last pod.
     pub health_message: Option<String>,
+    /// The last failed health attempt of its current or last pod (see
+    /// [`PodStatus::health_failure`](crate::PodStatus::health_failure)).
+    pub health_failure: Option<crate::HealthFailure>,
 }
 
 /// A group of pods started in dependency order, restarted by their policies, and closed
@@ -503,11 +506,22 @@ impl Deployment {
             (Cause::Start(_), Some(pod)) => pod.wait_ready_nowait().and_then(Result::err),
             _ => None,
         };
+        let health_failure = match (&failure.cause, &pod) {
+            (
+                Cause::Ended(End::Unhealthy {
+                    cause: Unhealthy::Check { check, .. },
+                    ..
+                }),
+                Some(pod),
+            ) => pod.status().health_failure.filter(|f| f.index == *check),
+            _ => None,
+        };
         let last_lines = pod.map(|pod| pod.last_lines()).unwrap_or_default();
         Some(DeploymentFailure(Box::new(FailureDetails {
             failure,
             start_error,
             last_lines,
+            health_failure,
         })))
     }
 
@@ -533,7 +547,7 @@ impl Drop for Deployment {
 
 fn member_status(inner: &Inner, i: usize) -> MemberStatus {
     let member = inner.machine.member(MemberId(i));
-    let pod = inner.slots[i].pod.as_ref();
+    let status = inner.slots[i].pod.as_ref().map(|pod| pod.status());
     MemberStatus {
         name: member.name().to_owned(),
         state: member.state(),
@@ -542,7 +556,8 @@ fn member_status(inner: &Inner, i: usize) -> MemberStatus {
         start_result: member.start_result().cloned(),
         end: member.end(),
         last_end: member.last_end(),
-        health: pod.and_then(|pod| pod.health()),
-        health_message: pod.and_then(|pod| pod.status().health_message),
+        health: status.as_ref().and_then(|s| s.health),
+        health_message: status.as_ref().and_then(|s| s.health_message.clone()),
+        health_failure: status.and_then(|s| s.health_failure),
     }
 }

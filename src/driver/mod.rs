@@ -24,8 +24,7 @@ use async_io::Timer;
 
 use crate::config::Host;
 use crate::core::{
-    Action, Event, Generation, GroupSignal, Health, SpawnError, SpawnErrorKind, State, Stream,
-    Time, Unhealthy,
+    Action, Event, Generation, GroupSignal, SpawnError, SpawnErrorKind, State, Stream, Time,
 };
 use crate::notify_socket::NotifySocket;
 use crate::os;
@@ -69,8 +68,8 @@ pub(crate) struct Driver {
     health: Vec<Option<crate::probe::Probe>>,
     /// Health attempts in flight: (attempt number, check).
     health_attempts: Vec<(u64, usize)>,
-    /// Each health check's last failure.
-    health_failures: Vec<Option<String>>,
+    /// Each health check as written, for its failures.
+    health_written: Vec<String>,
 }
 
 impl Driver {
@@ -79,7 +78,7 @@ impl Driver {
         let health: Vec<_> = config.health.iter().map(|r| r.probe()).collect();
         Driver {
             compiled,
-            health_failures: vec![None; health.len()],
+            health_written: config.health.iter().map(|h| h.as_written()).collect(),
             health,
             health_attempts: Vec::new(),
             thread: None,
@@ -208,10 +207,17 @@ impl Driver {
                     }
                     Vec::new()
                 }
-                Action::CancelHealthProbe { check, attempt, .. } => {
+                Action::CancelHealthProbe {
+                    check,
+                    attempt,
+                    timed_out,
+                    ..
+                } => {
                     self.probes.retain(|(a, _)| *a != attempt);
                     self.health_attempts.retain(|(a, _)| *a != attempt);
-                    // A cancel while the pod stays ready is a timed-out attempt.
+                    if !timed_out {
+                        continue;
+                    }
                     let timeout = self.config.health_schedule.timeout;
                     let message = match &self.config.health[check] {
                         crate::Readiness::Tcp { host, port } => {
@@ -225,23 +231,14 @@ impl Driver {
                         }
                         other => format!("{other}: no answer within {timeout:?}"),
                     };
-                    if self.shared.machine_state() == State::Ready {
-                        self.shared.set_health_message(message.clone());
-                    }
-                    if let Some(slot) = self.health_failures.get_mut(check) {
-                        *slot = Some(message);
-                    }
+                    // The core counted it when it cancelled it.
+                    let written = self.health_written.get(check).map_or("", String::as_str);
+                    self.shared
+                        .health_attempt_ended(check, written, Err(message));
                     Vec::new()
                 }
                 Action::HealthChanged { health } => {
-                    let message = match health {
-                        Health::Unhealthy(Unhealthy::Check { check, .. }) => {
-                            self.health_failures.get(check).cloned().flatten()
-                        }
-                        // The watchdog's cause says it all.
-                        _ => None,
-                    };
-                    self.shared.publish_health(health, message);
+                    self.shared.publish_health(health);
                     Vec::new()
                 }
                 Action::StateChanged { state } => {
@@ -324,21 +321,25 @@ impl Driver {
         let generation = self.shared.generation();
         let any = !finished.is_empty();
         for (attempt, result) in finished {
-            let health = self.health_attempts.iter().position(|&(a, _)| a == attempt);
-            if let Some(index) = health {
-                let (_, check) = self.health_attempts.swap_remove(index);
-                if let Err(message) = &result {
-                    self.shared.set_health_message(message.clone());
-                    if let Some(slot) = self.health_failures.get_mut(check) {
-                        *slot = Some(message.clone());
-                    }
-                }
-            }
-            self.feed_input(Event::ProbeFinished {
+            let event = Event::ProbeFinished {
                 generation,
                 attempt,
                 ok: result.is_ok(),
-            });
+            };
+            let health = self.health_attempts.iter().position(|&(a, _)| a == attempt);
+            let Some(index) = health else {
+                self.feed_input(event);
+                continue;
+            };
+            let (_, check) = self.health_attempts.swap_remove(index);
+            // The core counts the result first; it is recorded (and a failure appended to
+            // the event stream) before the actions it caused are performed, so a failure
+            // comes before the `unhealthy` it leads to.
+            let now = self.shared.input_instant(self.now());
+            let actions = self.shared.handle(event, now);
+            let written = self.health_written.get(check).map_or("", String::as_str);
+            self.shared.health_attempt_ended(check, written, result);
+            self.perform_all(actions);
         }
         any
     }

@@ -14,6 +14,7 @@ use crate::core::{
 };
 use crate::events::{EventKind, EventLog};
 use crate::output::LastLines;
+use crate::pod::HealthFailure;
 
 pub(crate) enum Request {
     Start,
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) stopped_at: Option<Time>,
     /// The last health failure's message.
     pub(crate) health_message: Option<String>,
+    /// The last failed health attempt.
+    pub(crate) health_failure: Option<HealthFailure>,
     /// The leader's pidfd, for a pod without a process group of its own (`foreground`):
     /// a signal from another thread never reaches a process that reused its pid.
     pub(crate) pidfd: Option<std::os::fd::OwnedFd>,
@@ -140,10 +143,19 @@ impl Shared {
                     .stopped_at
                     .map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
             }),
-            State::Ended => Some(EventKind::Ended {
-                start: inner.machine.start_result().cloned(),
-                end: inner.machine.end().unwrap_or(End::NeverSpawned),
-            }),
+            State::Ended => {
+                let end = inner.machine.end().unwrap_or(End::NeverSpawned);
+                Some(EventKind::Ended {
+                    start: inner.machine.start_result().cloned(),
+                    end,
+                    health_failure: match end {
+                        End::Unhealthy { cause, .. } => {
+                            unhealthy_by(cause, inner.health_failure.as_ref())
+                        }
+                        _ => None,
+                    },
+                })
+            }
             _ => None,
         }
     }
@@ -175,31 +187,82 @@ impl Shared {
         self.changed.notify(usize::MAX);
     }
 
-    /// Makes a new health visible, with the message that explains it, and appends it to
-    /// the event stream.
-    pub(crate) fn publish_health(&self, health: Health, message: Option<String>) {
-        {
+    /// Makes a new health visible and appends it to the event stream; an unhealthy pod's
+    /// event carries the failed attempt that made it so, or the watchdog's cause.
+    pub(crate) fn publish_health(&self, health: Health) {
+        let (message, failure) = {
             let mut inner = self.lock();
             inner.seen.health = Some(health);
-            match (&message, health) {
-                (Some(_), _) => inner.health_message = message.clone(),
-                (None, Health::Unhealthy(cause)) => inner.health_message = Some(cause.to_string()),
-                _ => {}
-            }
+            let failure = match health {
+                Health::Unhealthy(cause) => {
+                    let failure = unhealthy_by(cause, inner.health_failure.as_ref());
+                    inner.health_message = Some(match &failure {
+                        Some(failure) => failure.message.clone(),
+                        None => cause.to_string(),
+                    });
+                    failure
+                }
+                _ => None,
+            };
             inner.version += 1;
-        }
-        self.append(EventKind::Health { health, message });
+            let message = failure.as_ref().map(|f| f.message.clone());
+            (message, failure)
+        };
+        self.append(EventKind::Health {
+            health,
+            message,
+            failure,
+        });
         self.changed.notify(usize::MAX);
     }
 
-    /// Records a health failure that did not change the health.
-    pub(crate) fn set_health_message(&self, message: String) {
-        self.lock().health_message = Some(message);
-    }
-
-    /// The machine's state now.
-    pub(crate) fn machine_state(&self) -> State {
-        self.lock().machine.state()
+    /// Records a health attempt's result, after the core counted it: check `index` (as
+    /// `check` is written) passed, or failed with `message`. A failure that did not make
+    /// the pod unhealthy is appended to the event stream (the `unhealthy` event carries
+    /// the one that did).
+    pub(crate) fn health_attempt_ended(
+        &self,
+        index: usize,
+        check: &str,
+        result: Result<(), String>,
+    ) {
+        let failure = {
+            let mut inner = self.lock();
+            let failures = inner.machine.health_failures(index);
+            let message = match result {
+                Ok(()) => {
+                    if let Some(last) = inner.health_failure.as_mut().filter(|f| f.index == index) {
+                        last.failures = failures;
+                    }
+                    return;
+                }
+                Err(message) => message,
+            };
+            let failure = HealthFailure {
+                index,
+                check: check.to_string(),
+                message: message.clone(),
+                failures,
+                retries: inner
+                    .machine
+                    .spec()
+                    .health
+                    .get(index)
+                    .map_or(0, |h| h.retries),
+            };
+            inner.health_message = Some(message);
+            inner.health_failure = Some(failure.clone());
+            inner.version += 1;
+            let made_unhealthy = matches!(
+                inner.machine.health(),
+                Some(Health::Unhealthy(Unhealthy::Check { check, .. })) if check == index
+            );
+            (!made_unhealthy).then_some(failure)
+        };
+        if let Some(failure) = failure {
+            self.append(EventKind::HealthCheckFailed(failure));
+        }
+        self.changed.notify(usize::MAX);
     }
 
     /// Makes a new status text visible (it is not a state change).
@@ -294,5 +357,13 @@ impl Shared {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+}
+
+/// The failed attempt that made a pod unhealthy, when a health check did.
+fn unhealthy_by(cause: Unhealthy, last: Option<&HealthFailure>) -> Option<HealthFailure> {
+    match cause {
+        Unhealthy::Check { check, .. } => last.filter(|f| f.index == check).cloned(),
+        _ => None,
     }
 }

@@ -114,6 +114,7 @@ impl Pod {
                 notify_from_outside: 0,
                 stopped_at: None,
                 health_message: None,
+                health_failure: None,
                 pidfd: None,
             }),
             changed: Notifier::new(),
@@ -274,6 +275,7 @@ impl Pod {
             pid: inner.pid,
             health: inner.seen.health,
             health_message: inner.health_message.clone(),
+            health_failure: inner.health_failure.clone(),
         }
     }
 
@@ -418,6 +420,50 @@ pub struct PodStatus {
     pub health: Option<Health>,
     /// The last health check failure, or why it became unhealthy.
     pub health_message: Option<String>,
+    /// The last failed health check attempt: which check, why, and how many failures in
+    /// a row it has now (0 once the check passed again). Kept after the check recovers.
+    pub health_failure: Option<HealthFailure>,
+}
+
+/// A failed attempt of a health check, as [`PodStatus::health_failure`] and the event
+/// stream ([`EventKind::HealthCheckFailed`](crate::events::EventKind::HealthCheckFailed))
+/// report it.
+///
+/// Its `Display` is one line: `health check http://127.0.0.1:8080/healthz failed 2 times
+/// in a row: GET http://127.0.0.1:8080/healthz: no answer within 5s`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthFailure {
+    /// Index of the check among the pod's health checks.
+    pub index: usize,
+    /// The check as written (`http://127.0.0.1:8080/healthz`, `file:/run/ok`).
+    pub check: String,
+    /// Why the attempt failed.
+    pub message: String,
+    /// Consecutive failures of this check counted now: 0 within the start period (not
+    /// counted) or once the check passed again.
+    pub failures: u32,
+    /// Failures in a row that make the pod unhealthy (`health_retries`).
+    pub retries: u32,
+}
+
+impl std::fmt::Display for HealthFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let HealthFailure {
+            check,
+            message,
+            failures,
+            ..
+        } = self;
+        match failures {
+            0 => write!(f, "health check {check} failed (not counted): {message}"),
+            1 => write!(f, "health check {check} failed once: {message}"),
+            n => write!(
+                f,
+                "health check {check} failed {n} times in a row: {message}"
+            ),
+        }
+    }
 }
 
 /// What a pod's notify socket ignored: see [`Pod::notify_counters`].

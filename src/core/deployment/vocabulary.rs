@@ -300,10 +300,38 @@ pub struct Failure {
     pub crash_looping_after: Option<u32>,
 }
 
+impl Failure {
+    /// The failure's text with `why` in place of the unhealthy cause (which names a health
+    /// check by its index only): the failed attempt, with the check and its message.
+    pub fn with_unhealthy_cause<'a>(&'a self, why: &'a dyn fmt::Display) -> impl fmt::Display + 'a {
+        FailureText {
+            failure: self,
+            why_unhealthy: Some(why),
+        }
+    }
+}
+
+/// A [`Failure`]'s text, maybe with a fuller unhealthy cause.
+struct FailureText<'a> {
+    failure: &'a Failure,
+    why_unhealthy: Option<&'a dyn fmt::Display>,
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = &self.name;
-        match &self.cause {
+        FailureText {
+            failure: self,
+            why_unhealthy: None,
+        }
+        .fmt(f)
+    }
+}
+
+impl fmt::Display for FailureText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failure = self.failure;
+        let name = &failure.name;
+        match &failure.cause {
             Cause::Start(StartResult::FailedToStart(StartFailure::Spawn(error))) => write!(
                 f,
                 "pod {name} failed to start: its process could not be spawned ({:?}{})",
@@ -352,18 +380,26 @@ impl fmt::Display for Failure {
                 cause,
                 status,
                 killed,
-            }) => write!(
-                f,
-                "pod {name} was unhealthy ({cause}) and was {} ({status})",
-                if *killed { "killed" } else { "closed" }
-            )?,
+            }) => {
+                let how = if *killed { "killed" } else { "closed" };
+                match self.why_unhealthy {
+                    Some(why) => write!(
+                        f,
+                        "pod {name} was unhealthy ({why}) and was {how} ({status})"
+                    )?,
+                    None => write!(
+                        f,
+                        "pod {name} was unhealthy ({cause}) and was {how} ({status})"
+                    )?,
+                }
+            }
         }
-        match self.crash_looping_after {
+        match failure.crash_looping_after {
             Some(n) => write!(
                 f,
                 "; it is crash-looping: {n} restarts since it last ran stably, and no more are allowed"
             ),
-            None => write!(f, "; restart policy {} does not restart it", self.restart),
+            None => write!(f, "; restart policy {} does not restart it", failure.restart),
         }
     }
 }

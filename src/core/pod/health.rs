@@ -77,6 +77,7 @@ impl PodMachine {
                     generation,
                     check,
                     attempt,
+                    timed_out: false,
                 });
             }
         }
@@ -96,6 +97,12 @@ impl PodMachine {
             check,
             attempt,
         });
+    }
+
+    /// Consecutive failures of health check `check` counted so far (0 once it passes, and
+    /// while failures fall in its start period).
+    pub fn health_failures(&self, check: usize) -> u32 {
+        self.health_checks.get(check).map_or(0, |t| t.failures)
     }
 
     /// The health attempt numbered `attempt`, if one runs.

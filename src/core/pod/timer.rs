@@ -129,6 +129,7 @@ impl PodMachine {
                         generation: self.generation,
                         check: i,
                         attempt,
+                        timed_out: true,
                     });
                 }
                 self.health_result(i, false, at, now);
