@@ -175,44 +175,89 @@ type Resolution = (
 /// created or moved in; a path whose directory cannot be watched (it does not exist yet)
 /// fails at once, and the core's schedule tries again.
 async fn wait_for_file(path: &std::path::Path) -> Result<(), String> {
-    use rustix::fs::inotify;
+    use rustix::fs::inotify::WatchFlags;
     let missing = || Err(format!("{} does not exist", path.display()));
     if path.exists() {
         return Ok(());
     }
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Ok(fd) = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-    else {
+    let Some(watched) = watch_directory(
+        path,
+        WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::ATTRIB,
+    ) else {
         return missing();
     };
-    let watch = inotify::WatchFlags::CREATE
-        | inotify::WatchFlags::MOVED_TO
-        | inotify::WatchFlags::ATTRIB
-        | inotify::WatchFlags::DELETE_SELF
-        | inotify::WatchFlags::MOVE_SELF;
-    if inotify::add_watch(&fd, &dir, watch).is_err() {
-        close_later(fd);
-        return missing();
-    }
-    let watched = match Async::new(fd) {
-        Ok(fd) => Watched(Some(fd)),
-        Err(_) => return missing(),
-    };
-    let Some(fd) = watched.0.as_ref() else {
-        return missing();
-    };
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
     loop {
         // Checked after the watch is in place: a file created in between is not missed.
         if path.exists() {
             return Ok(());
         }
-        if fd.readable().await.is_err() {
-            return missing();
+        match watched.next_events().await {
+            Some(false) => {}
+            // The directory itself went away (the core's schedule tries again), or the
+            // descriptor failed.
+            _ if path.exists() => return Ok(()),
+            _ => return missing(),
         }
+    }
+}
+
+/// What a `file:` health check looks at, watched between its attempts: resolves once
+/// `path`'s presence is no longer `present` (the file was created, or removed or moved
+/// away) or its directory went away, told by inotify. It never resolves when the
+/// directory cannot be watched: the check's interval alone applies then.
+pub(crate) fn watch_file(path: PathBuf, present: bool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    use rustix::fs::inotify::WatchFlags;
+    Box::pin(async move {
+        let events =
+            WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::DELETE | WatchFlags::MOVED_FROM;
+        let Some(watched) = watch_directory(&path, events) else {
+            return futures_lite::future::pending().await;
+        };
+        loop {
+            // Checked after the watch is in place: a change in between is not missed.
+            if path.exists() != present {
+                return;
+            }
+            match watched.next_events().await {
+                Some(false) => {}
+                Some(true) => return,
+                None => return futures_lite::future::pending().await,
+            }
+        }
+    })
+}
+
+/// An inotify watch on the directory of `path` for `events` (and for the directory's own
+/// removal), in the reactor; `None` when the directory cannot be watched.
+fn watch_directory(
+    path: &std::path::Path,
+    events: rustix::fs::inotify::WatchFlags,
+) -> Option<Watched> {
+    use rustix::fs::inotify;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+    let events = events | inotify::WatchFlags::DELETE_SELF | inotify::WatchFlags::MOVE_SELF;
+    if inotify::add_watch(&fd, &dir, events).is_err() {
+        close_later(fd);
+        return None;
+    }
+    Async::new(fd).ok().map(|fd| Watched(Some(fd)))
+}
+
+/// An inotify descriptor in the reactor; closed on the closing thread when dropped.
+struct Watched(Option<Async<std::os::fd::OwnedFd>>);
+
+impl Watched {
+    /// Waits for events and reads every one queued: `Some(true)` when the watched
+    /// directory itself went away, `None` when the descriptor failed.
+    async fn next_events(&self) -> Option<bool> {
+        use rustix::fs::inotify;
+        let fd = self.0.as_ref()?;
+        fd.readable().await.ok()?;
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
         let mut reader = inotify::Reader::new(fd.get_ref(), &mut buf);
         let mut gone = false;
         while let Ok(event) = reader.next() {
@@ -220,15 +265,9 @@ async fn wait_for_file(path: &std::path::Path) -> Result<(), String> {
                 .events()
                 .intersects(inotify::ReadFlags::DELETE_SELF | inotify::ReadFlags::MOVE_SELF);
         }
-        if gone && !path.exists() {
-            // The directory itself went away: the core's schedule tries again.
-            return missing();
-        }
+        Some(gone)
     }
 }
-
-/// An inotify descriptor in the reactor; closed on the closing thread when dropped.
-struct Watched(Option<Async<std::os::fd::OwnedFd>>);
 
 impl Drop for Watched {
     fn drop(&mut self) {

@@ -332,3 +332,45 @@ fn bad_health_settings_are_spec_errors() {
     assert_eq!(error, SpecError::ZeroWatchdog);
     assert!(error.to_string().contains("watchdog interval is zero"));
 }
+
+#[test]
+fn a_change_of_what_a_check_looks_at_starts_an_attempt_at_once() {
+    let (mut pod, actions) = ready(PodSpec::default().health(check(10_000, 50, 2)));
+    let first = started_attempt(&actions).unwrap();
+    answer(&mut pod, first, true, ms(2));
+    assert_eq!(pod.machine.health(), Some(Health::Healthy));
+    // The file went away at 500 ms, long before the next attempt is due (10 s).
+    let changed = Event::HealthCheckChanged {
+        generation: G,
+        check: 0,
+    };
+    let actions = step(&mut pod, changed, ms(500));
+    let second = started_attempt(&actions).expect("an attempt at once");
+    // While it runs, another change starts nothing.
+    assert_eq!(started_attempt(&step(&mut pod, changed, ms(501))), None);
+    answer(&mut pod, second, false, ms(502));
+    assert_eq!(pod.machine.health_failures(0), 1);
+    // The interval counts from the attempt the change started.
+    assert_eq!(pod.machine.poll_timeout(), Some(ms(10_500)));
+    // One about another generation is ignored.
+    let ignored = pod.machine.stats().ignored;
+    let foreign = Event::HealthCheckChanged {
+        generation: Generation(7),
+        check: 0,
+    };
+    assert_eq!(started_attempt(&step(&mut pod, foreign, ms(600))), None);
+    assert_eq!(pod.machine.stats().ignored, ignored + 1);
+    // A second change: a second failure in a row makes the pod unhealthy at once.
+    let actions = step(&mut pod, changed, ms(700));
+    let third = started_attempt(&actions).unwrap();
+    answer(&mut pod, third, false, ms(701));
+    assert_eq!(
+        pod.machine.health(),
+        Some(Health::Unhealthy(Unhealthy::Check {
+            check: 0,
+            failures: 2
+        }))
+    );
+    // Once stopping, a change starts nothing.
+    assert_eq!(started_attempt(&step(&mut pod, changed, ms(702))), None);
+}

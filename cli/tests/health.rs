@@ -582,3 +582,35 @@ fn the_last_line_names_the_check_that_failed_and_how() {
         "{failed}"
     );
 }
+
+#[test]
+fn a_file_health_check_sees_the_file_go_at_once() {
+    let dir = dir();
+    let marker = dir.join("hf");
+    std::fs::write(&marker, b"").unwrap();
+    let check = format!("file:{}", marker.display());
+    // The interval is far longer than the test may take: only the removal itself can
+    // bring the next attempt forward.
+    let mut run = spawn(&[
+        "run",
+        "--json",
+        "--health",
+        &check,
+        "--health-interval",
+        "10m",
+        "--health-retries",
+        "1",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    run.wait_for("\"event\":\"healthy\"");
+    std::fs::remove_file(&marker).unwrap();
+    let code = run.exit_within(Duration::from_secs(60));
+    let (_, lines, _) = run.finish();
+    assert_eq!(code, 122, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("does not exist")),
+        "{lines:?}"
+    );
+}

@@ -141,6 +141,16 @@ pub enum Event<'a> {
         /// Whether the probe succeeded.
         ok: bool,
     },
+    /// What health check `check` looks at changed: a `file:` check's file appeared or
+    /// went away (the driver watches it, as it does for `file:` readiness). If the pod is
+    /// ready and no attempt of the check runs, one starts now ([`Action::StartHealthProbe`])
+    /// and the next is due one interval after it; otherwise nothing happens.
+    HealthCheckChanged {
+        /// The process it concerns.
+        generation: Generation,
+        /// Index of the health check.
+        check: usize,
+    },
     /// The leader process was reaped.
     Exited {
         /// The process it concerns.

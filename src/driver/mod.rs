@@ -70,6 +70,10 @@ pub(crate) struct Driver {
     health_attempts: Vec<(u64, usize)>,
     /// Each health check as written, for its failures.
     health_written: Vec<String>,
+    /// Each `file:` health check's watch on its file, armed when an attempt starts and
+    /// none is armed, dropped once the pod is no longer ready; a change it sees is
+    /// reported to the core ([`Event::HealthCheckChanged`]).
+    health_watches: Vec<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
 }
 
 impl Driver {
@@ -79,6 +83,7 @@ impl Driver {
         Driver {
             compiled,
             health_written: config.health.iter().map(|h| h.as_written()).collect(),
+            health_watches: config.health.iter().map(|_| None).collect(),
             health,
             health_attempts: Vec::new(),
             thread: None,
@@ -204,6 +209,11 @@ impl Driver {
                     if let Some(probe) = self.health.get(check).and_then(Option::as_ref) {
                         self.probes.push((attempt, probe.attempt()));
                         self.health_attempts.push((attempt, check));
+                        if let (crate::probe::Probe::File(path), Some(slot @ None)) =
+                            (probe, self.health_watches.get_mut(check))
+                        {
+                            *slot = Some(crate::probe::watch_file(path.clone(), path.exists()));
+                        }
                     }
                     Vec::new()
                 }
@@ -242,6 +252,10 @@ impl Driver {
                     Vec::new()
                 }
                 Action::StateChanged { state } => {
+                    if matches!(state, State::Stopping | State::Killing | State::Ended) {
+                        // Health is watched while ready only.
+                        self.health_watches.iter_mut().for_each(|w| *w = None);
+                    }
                     if state == State::Ended {
                         // Nothing is read after the end: remove the notify socket and its
                         // directory before anyone can learn of the end (and exit).
@@ -344,6 +358,24 @@ impl Driver {
         any
     }
 
+    /// Reports what the `file:` health checks' watches saw.
+    fn poll_health_watches(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut changed = Vec::new();
+        for (check, slot) in self.health_watches.iter_mut().enumerate() {
+            if let Some(watch) = slot {
+                if watch.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                    changed.push(check);
+                }
+            }
+        }
+        let generation = self.shared.generation();
+        for &check in &changed {
+            self.feed_input(Event::HealthCheckChanged { generation, check });
+        }
+        !changed.is_empty()
+    }
+
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = self
             .shared
@@ -398,6 +430,7 @@ impl Future for Driver {
                 progressed |= this.poll_output(cx, Stream::Stderr, &mut budget[1], false);
             }
             progressed |= this.poll_probes(cx);
+            progressed |= this.poll_health_watches(cx);
             progressed |= this.poll_thread();
             progressed |= this.poll_exit(cx);
             // Datagrams still queued may be pings that came before a deadline now due:

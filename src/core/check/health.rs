@@ -26,6 +26,9 @@ pub(super) struct CheckHistory {
     run_ok: u32,
     run_failed: u32,
     passed: bool,
+    /// What the check looks at changed at this instant, while no attempt ran: an attempt
+    /// is due then.
+    changed_at: Option<Time>,
 }
 
 /// The record of everything after ready.
@@ -74,7 +77,7 @@ impl HealthModel {
             return None;
         }
         let h = &self.history[c];
-        match h.last_start {
+        let scheduled = match h.last_start {
             None => self.ready_at,
             Some(start) => {
                 let next = start
@@ -82,6 +85,10 @@ impl HealthModel {
                     .unwrap_or(Time::MAX);
                 Some(h.last_end.map_or(next, |end| next.max(end)))
             }
+        };
+        match (scheduled, h.changed_at) {
+            (Some(due), Some(changed)) => Some(due.min(changed)),
+            (due, changed) => due.or(changed),
         }
     }
 
@@ -177,6 +184,17 @@ impl Checker {
                     self.health_failed(c, at, now);
                 }
                 _ => return,
+            }
+        }
+    }
+
+    /// What health check `c` looks at changed at `now`: while health is watched and no
+    /// attempt of it runs, one is due at once.
+    pub(super) fn health_changed(&mut self, c: usize, now: Time) {
+        let idle = !self.health.running.values().any(|&(check, _)| check == c);
+        if self.watching() && idle && self.health.ready_at.is_some() {
+            if let Some(h) = self.health.history.get_mut(c) {
+                h.changed_at = Some(now);
             }
         }
     }
@@ -306,6 +324,7 @@ impl Checker {
                 self.health.running.insert(attempt, (check, now));
                 self.health.history[check].last_start = Some(now);
                 self.health.history[check].last_end = None;
+                self.health.history[check].changed_at = None;
             }
             Action::CancelHealthProbe { attempt, .. } => {
                 let timed_out = self.health.timed_out.contains(&attempt);

@@ -283,6 +283,7 @@ fn event_generation(event: &Event<'_>) -> Option<Generation> {
         | Event::Notify { generation, .. }
         | Event::OutputLine { generation, .. }
         | Event::ProbeFinished { generation, .. }
+        | Event::HealthCheckChanged { generation, .. }
         | Event::Exited { generation, .. } => Some(generation),
         Event::Tick | Event::Start | Event::Close { .. } => None,
     }

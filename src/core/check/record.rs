@@ -181,6 +181,9 @@ impl Checker {
                 // by now was cancelled in this very step, and its answer comes too late.
                 self.probe_result(attempt, ok, now);
             }
+            Event::HealthCheckChanged { generation, check } if ours(&generation) => {
+                self.health_changed(check, now);
+            }
             Event::Exited { generation, status } if ours(&generation) => {
                 if self.alive() {
                     self.exited = Some(status);

@@ -105,6 +105,18 @@ impl PodMachine {
         self.health_checks.get(check).map_or(0, |t| t.failures)
     }
 
+    /// What health check `check` looks at changed at `now`: an attempt starts at once,
+    /// while health is watched and none of it runs.
+    pub(super) fn health_check_changed(&mut self, check: usize, now: Time) {
+        let waiting = self
+            .health_checks
+            .get(check)
+            .is_some_and(|t| t.next_at.is_some());
+        if self.state == State::Ready && waiting {
+            self.start_health_attempt(check, now);
+        }
+    }
+
     /// The health attempt numbered `attempt`, if one runs.
     pub(super) fn health_attempt(&self, attempt: u64) -> Option<usize> {
         self.health_checks

@@ -319,6 +319,9 @@ impl PodMachine {
                 attempt,
                 ok,
             } if self.current(generation) => self.on_probe_finished(attempt, ok, now),
+            Event::HealthCheckChanged { generation, check } if self.current(generation) => {
+                self.health_check_changed(check, now)
+            }
             Event::Exited { generation, status } if self.current(generation) => {
                 self.on_exited(status)
             }
