@@ -108,13 +108,15 @@ pub fn help(topic: Topic) -> &'static str {
 /// Where client commands find the deployment; part of their help texts.
 const PS_USAGE: &str = "\
 podvisor ps: one row per member of the running deployment: name, state, health, pid,
-uptime, restarts, last exit status.
+uptime, restarts, last exit status, last health failure (failures in a row now, the
+check, why).
 
 Usage:
   podvisor ps [--json] [-f FILE | --socket PATH]
 
 Options:
-      --json              one JSON object per member: name, state, health, pid, uptime
+      --json              one JSON object per member: name, state, health,
+                          health_check, health_failures, health_message, pid, uptime
                           (seconds), restarts, last_exit
   -f, --file FILE         the deployment's file (default podvisor.toml); it and --socket
                           may also come before the command: podvisor -f FILE COMMAND
