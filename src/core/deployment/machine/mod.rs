@@ -2,6 +2,9 @@
 //! fail fast, close order); the rules are in [the module docs](crate::core::deployment).
 
 mod control;
+mod mutation;
+
+pub use mutation::DeploymentMutation;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,27 +22,6 @@ use super::vocabulary::{
     Cause, DeploymentAction, DeploymentEvent, DeploymentStartResult, DeploymentState,
     DeploymentStats, Failure, MemberId, MemberState,
 };
-
-/// A deliberately wrong variant of the machine, for proving that the checker catches
-/// bugs. Never use outside tests.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DeploymentMutation {
-    /// A `Ready` dependency is taken as met once the dependency started.
-    ReadyMeansStarted,
-    /// Every member is asked to close at once, ignoring dependency order.
-    CloseAllAtOnce,
-    /// Restarts that were due keep happening after the close.
-    RestartAfterClose,
-    /// The restart budget is ignored.
-    IgnoreBudget,
-    /// A member stopped on request comes back once its pod is down.
-    StoppedComesBack,
-    /// A stop with dependents closes the member without waiting for them.
-    StopSkipsDependents,
-    /// A restart on request keeps the restarts already spent.
-    RestartSpendsBudget,
-}
 
 /// A group of pods with replicas, dependencies and restart policies: events in with the
 /// current time, actions and deadlines out.
