@@ -154,7 +154,7 @@ impl EventLog {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::handle::lock(&self.inner)
     }
 
     /// Appends an event from `source` happening now.

@@ -73,6 +73,7 @@ pub mod forward;
 #[cfg(feature = "oracles")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod handle;
 mod keeper;
 mod notify_socket;
 mod os;

@@ -6,17 +6,16 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
-
-use event_listener::Event as Notifier;
 
 use crate::core::deployment::{
     DeploymentAction, DeploymentEvent, DeploymentMachine, DeploymentState, PodObserver,
 };
 use crate::core::{End, StartFailure, StartResult, State, Time};
 use crate::events::{EventKind, EventLog};
+use crate::handle::Published;
 use crate::pod::Pod;
 
 use super::config::{MakeConfig, PortBook, Replica};
@@ -53,14 +52,12 @@ pub(super) struct Inner {
 }
 
 pub(super) struct Shared {
-    pub(super) inner: Mutex<Inner>,
-    pub(super) changed: Notifier,
+    pub(super) state: Published<Inner>,
 }
 
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every update is complete before anything that could panic; the data stays usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     pub(super) fn wake_driver(&self, mut update: impl FnMut(&mut Inner)) {
@@ -183,7 +180,7 @@ pub(super) async fn drive(shared: Arc<Shared>, makers: Vec<MakeConfig>, epoch: I
             (changed, inner.machine.poll_timeout(), ended)
         };
         if changed {
-            shared.changed.notify(usize::MAX);
+            shared.state.notify();
         }
         if ended {
             return;

@@ -4,10 +4,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use event_listener::Event as Notifier;
 
 use crate::core::deployment::{
     Cause, DeploymentEvent, DeploymentMachine, DeploymentSpec, DeploymentStartResult,
@@ -15,6 +13,7 @@ use crate::core::deployment::{
 };
 use crate::core::{End, StartResult, Unhealthy};
 use crate::events::{EventLog, Events};
+use crate::handle::Published;
 
 use super::config::{DeploymentConfig, MakeConfig, PortBook};
 use super::driver::{build_pod, drive, Inner, Request, Shared, Slot};
@@ -141,7 +140,7 @@ impl Deployment {
         };
         let machine = DeploymentMachine::new(spec).map_err(DeploymentConfigError::Deployment)?;
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
+            state: Published::new(Inner {
                 machine,
                 slots,
                 dirty: Vec::new(),
@@ -152,7 +151,6 @@ impl Deployment {
                 driver_waker: None,
                 version: 0,
             }),
-            changed: Notifier::new(),
         });
         crate::executor::spawn(drive(shared.clone(), makers, Instant::now()));
         Ok(Deployment { shared })
@@ -359,12 +357,7 @@ impl Deployment {
     /// Like [`Deployment::join`], giving up after `timeout` (`None` then; the deployment
     /// is unaffected).
     pub async fn join_timeout(&self, timeout: Duration) -> Option<Result<(), DeploymentFailure>> {
-        let join = async { Some(self.join().await) };
-        let timer = async {
-            async_io::Timer::after(timeout).await;
-            None
-        };
-        futures_lite::future::or(join, timer).await
+        crate::handle::within(timeout, self.join()).await
     }
 
     /// Waits for the next change of the deployment's state or of any member's state
@@ -377,15 +370,8 @@ impl Deployment {
         .await
     }
 
-    async fn wait_for<T>(&self, mut ready: impl FnMut(&Inner) -> Option<T>) -> T {
-        loop {
-            // Listen before looking, so a change between the look and the wait is not lost.
-            let listener = self.shared.changed.listen();
-            if let Some(value) = ready(&self.shared.lock()) {
-                return value;
-            }
-            listener.await;
-        }
+    async fn wait_for<T>(&self, ready: impl FnMut(&Inner) -> Option<T>) -> T {
+        self.shared.state.wait_for(ready).await
     }
 
     /// [`Deployment::start_and_wait`] on the calling thread.

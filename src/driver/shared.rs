@@ -3,16 +3,15 @@
 //! read and wait on.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
-
-use event_listener::Event as Notifier;
 
 use crate::core::{
     Action, End, Event, Generation, Health, PodMachine, StartResult, State, Time, Unhealthy,
 };
 use crate::events::{EventKind, EventLog};
+use crate::handle::Published;
 use crate::output::LastLines;
 use crate::pod::HealthFailure;
 
@@ -66,8 +65,7 @@ pub(crate) struct Inner {
 
 /// State shared by a pod's handle and its driver.
 pub(crate) struct Shared {
-    pub(crate) inner: Mutex<Inner>,
-    pub(crate) changed: Notifier,
+    pub(crate) state: Published<Inner>,
     pub(crate) generation: Generation,
     /// The pod's own event stream.
     pub(crate) events: Arc<EventLog>,
@@ -80,9 +78,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves consistent data behind: every update is a
-        // single assignment or a completed `handle`.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     pub(crate) fn generation(&self) -> Generation {
@@ -184,7 +180,7 @@ impl Shared {
             };
             inner.version += 1;
         }
-        self.changed.notify(usize::MAX);
+        self.state.notify();
     }
 
     /// Makes a new health visible and appends it to the event stream; an unhealthy pod's
@@ -213,7 +209,7 @@ impl Shared {
             message,
             failure,
         });
-        self.changed.notify(usize::MAX);
+        self.state.notify();
     }
 
     /// Records a health attempt's result, after the core counted it: check `index` (as
@@ -262,7 +258,7 @@ impl Shared {
         if let Some(failure) = failure {
             self.append(EventKind::HealthCheckFailed(failure));
         }
-        self.changed.notify(usize::MAX);
+        self.state.notify();
     }
 
     /// Makes a new status text visible (it is not a state change).
@@ -296,7 +292,7 @@ impl Shared {
 
     pub(crate) fn mark_driver_done(&self) {
         self.lock().driver_done = true;
-        self.changed.notify(usize::MAX);
+        self.state.notify();
     }
 
     pub(crate) fn set_pidfd(&self, pidfd: std::os::fd::OwnedFd) {

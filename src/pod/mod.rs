@@ -5,16 +5,15 @@ mod error;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use event_listener::Event as Notifier;
 
 use crate::config::{ConfigError, PodConfig};
 use crate::core::{End, Health, PodMachine, StartFailure, StartResult, State};
 use crate::driver::shared::{Inner, Request, Shared, Snapshot};
 use crate::driver::Driver;
 use crate::events::{EventLog, Events};
+use crate::handle::Published;
 use crate::output::LastLines;
 
 pub use error::{FailureReason, StartError};
@@ -93,7 +92,7 @@ impl Pod {
         })?;
         let shared = Arc::new(Shared {
             generation: machine.generation(),
-            inner: Mutex::new(Inner {
+            state: Published::new(Inner {
                 seen: Snapshot {
                     state: machine.state(),
                     start_result: None,
@@ -117,7 +116,6 @@ impl Pod {
                 health_failure: None,
                 pidfd: None,
             }),
-            changed: Notifier::new(),
             events: EventLog::new(),
             deployment_events,
             name: config.name.clone(),
@@ -189,12 +187,7 @@ impl Pod {
 
     /// Like [`Pod::join`], giving up after `timeout` (`None` then; the pod is unaffected).
     pub async fn join_timeout(&self, timeout: Duration) -> Option<End> {
-        let join = async { Some(self.join().await) };
-        let timer = async {
-            async_io::Timer::after(timeout).await;
-            None
-        };
-        futures_lite::future::or(join, timer).await
+        crate::handle::within(timeout, self.join()).await
     }
 
     /// Waits for the next state change after `seen` (a count starting at 0 before the
@@ -205,15 +198,8 @@ impl Pod {
             .await
     }
 
-    async fn wait_for<T>(&self, mut ready: impl FnMut(&Inner) -> Option<T>) -> T {
-        loop {
-            // Listen before looking, so a change between the look and the wait is not lost.
-            let listener = self.shared.changed.listen();
-            if let Some(value) = ready(&self.shared.lock()) {
-                return value;
-            }
-            listener.await;
-        }
+    async fn wait_for<T>(&self, ready: impl FnMut(&Inner) -> Option<T>) -> T {
+        self.shared.state.wait_for(ready).await
     }
 
     /// [`Pod::start_and_wait`] on the calling thread.
