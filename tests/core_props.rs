@@ -94,6 +94,47 @@ proptest! {
     }
 }
 
+/// A close placed deliberately around every step: for each scenario, the same events with
+/// one `Close` inserted before each of them (at the same instant), and once more right at
+/// the deadline due at that point (a timeout, SIGKILL, a probe or the watchdog), each run
+/// checked against the reference model. Random placement alone rarely hits the instant of
+/// a transition.
+#[test]
+fn a_close_around_every_step_is_checked() {
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: (cases() / 20).max(50),
+            ..Config::default()
+        },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let result = runner.run(
+        &(scenario(), prop::option::of(0u16..1_500)),
+        |((spec, ops), grace)| {
+            for k in 0..=ops.len() {
+                for at_deadline in [false, true] {
+                    let mut variant = ops[..k].to_vec();
+                    if at_deadline {
+                        variant.push(Op::AdvanceToTimeout);
+                    }
+                    variant.push(Op::Close(grace));
+                    variant.extend_from_slice(&ops[k..]);
+                    if let Err(v) = run(spec.clone(), &variant, None) {
+                        prop_assert!(
+                            false,
+                            "close before step {k} (at the deadline: {at_deadline}): {v}"
+                        );
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
 /// The suite bites: each deliberately wrong machine is caught within a bounded number of
 /// random scenarios (a fixed seed keeps this deterministic), by a broken invariant whose
 /// message contains one of the texts given (for the older mutations any invariant; the
