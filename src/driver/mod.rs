@@ -61,6 +61,9 @@ pub(crate) struct Driver {
     spawning: Option<(Generation, Answer<SpawnAnswer>)>,
     /// Probe attempts in flight: (attempt number, attempt).
     probes: Vec<(u64, Attempt)>,
+    /// When this poll began reading the notify socket and the pipes: input buffered by
+    /// then has been taken in.
+    inputs_read_at: Time,
     /// Each readiness check's probe, parsed once (an HTTP target is not parsed again for
     /// every attempt); `None` for checks the child pushes (notify, output lines).
     compiled: Vec<Option<crate::probe::Probe>>,
@@ -104,6 +107,7 @@ impl Driver {
             cgroup: None,
             spawning: None,
             probes: Vec::new(),
+            inputs_read_at: Time::ZERO,
         }
     }
 
@@ -389,6 +393,19 @@ impl Driver {
             }
         }
         if deadline.is_some() && Pin::new(&mut self.timer).poll(cx).is_ready() {
+            // A deadline is judged only on input read after it fell due: if podvisor was
+            // stopped or descheduled between this poll's reads and now, what the pod sent
+            // meanwhile is read first (the next poll, at once).
+            if self
+                .shared
+                .poll_timeout()
+                .is_some_and(|due| due > self.inputs_read_at)
+            {
+                // The timer fired once; the next poll arms it again (due, so at once).
+                self.timer_at = None;
+                cx.waker().wake_by_ref();
+                return false;
+            }
             self.timer_at = None;
             self.feed(Event::Tick);
             return true;
@@ -425,6 +442,8 @@ impl Future for Driver {
             // a read that finds nothing registers for the next wake-up, so reading them
             // again in later passes would only cost system calls.
             if pass == 0 || spawned {
+                // What is buffered now is read below.
+                this.inputs_read_at = this.now();
                 progressed |= this.poll_notify(cx, &mut more);
                 progressed |= this.poll_output(cx, Stream::Stdout, &mut budget[0], false);
                 progressed |= this.poll_output(cx, Stream::Stderr, &mut budget[1], false);
