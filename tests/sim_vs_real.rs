@@ -29,7 +29,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use podvisor::core::{
-    Action, Check, End, Event, ExitStatus, GroupSignal, Mutation, PodMachine, PodSpec, SpawnError,
+    Action, Check, End, Event, ExitStatus, GroupSignal, Mutation, PodMachine, SpawnError,
     SpawnErrorKind, State, Stream, Time,
 };
 use podvisor::events::EventKind;
@@ -53,6 +53,8 @@ enum Kind {
     None,
     Notify,
     Stdout,
+    /// A TCP probe of a port the child listens on from `ready_at`.
+    Tcp,
 }
 
 #[derive(Clone, Debug)]
@@ -70,13 +72,20 @@ struct Scenario {
     ignore_term: bool,
     close_at: Option<u64>,
     timeout: Option<u64>,
+    /// The loopback port of a `Tcp` scenario (set when the case runs).
+    port: u16,
 }
 
 const GRACE_UNITS: u64 = 2;
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
-        prop_oneof![Just(Kind::None), Just(Kind::Notify), Just(Kind::Stdout)],
+        prop_oneof![
+            Just(Kind::None),
+            Just(Kind::Notify),
+            Just(Kind::Stdout),
+            Just(Kind::Tcp)
+        ],
         prop::option::of(prop_oneof![Just(1u64), Just(5), Just(9)]),
         prop::option::of((prop_oneof![Just(0u64), Just(4)], 1u64..=6)),
         prop::option::of((
@@ -100,6 +109,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     // Keep every case bounded: a pod nothing else ends is closed at 14 units.
                     close_at: close_at.or(if exit_at.is_none() { Some(14) } else { None }),
                     timeout,
+                    port: 0,
                 }
             },
         )
@@ -121,23 +131,6 @@ fn extension_datagram(by: u64) -> String {
     )
 }
 
-fn spec(s: &Scenario) -> PodSpec {
-    let mut spec = PodSpec::default()
-        .timeout_ready(s.timeout.map(units))
-        .grace(units(GRACE_UNITS));
-    match s.kind {
-        Kind::None => {}
-        Kind::Notify => spec = spec.check(Check::Notify),
-        Kind::Stdout => {
-            spec = spec.check(Check::Output {
-                stream: Stream::Stdout,
-                text: "up".into(),
-            })
-        }
-    }
-    spec
-}
-
 /// What a run gives: the outcome, its timings, and the last `STATUS=` text.
 #[derive(Clone, Debug, PartialEq)]
 struct Outcome {
@@ -149,6 +142,9 @@ struct Outcome {
     ended_at: Duration,
     /// How long the spawn took (real runs; the model spawns at once).
     spawn_took: Duration,
+    /// The longest delay between probe attempts (the model's; zero without a probe): a
+    /// child whose real start came later may be seen up to one attempt later.
+    probe_interval: Duration,
     status_text: Option<String>,
 }
 
@@ -156,7 +152,18 @@ struct Outcome {
 /// ready at `ready_at`, sends its extension at `extend`, exits at `exit_at`, dies at the
 /// stop signal unless it ignores it, and dies at SIGKILL.
 fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
-    let mut pod = PodMachine::with_mutation(spec(s), mutation).unwrap();
+    // The spec the real pod runs with, compiled from the same configuration.
+    let spec = config(s).spec().unwrap();
+    let probe_interval = spec
+        .checks
+        .iter()
+        .filter_map(|check| match check {
+            Check::Probe(schedule) => Some(schedule.max_interval),
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default();
+    let mut pod = PodMachine::with_mutation(spec, mutation).unwrap();
     let g = pod.generation();
     let extension = s.extend.map(|(_, by)| extension_datagram(by));
     // World events: (time, order, what).
@@ -176,7 +183,8 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
                 line: b"up",
             },
         };
-        if exit_units.is_none_or(|e| r < e) {
+        // A TCP pod's readiness is its probe's answer, below.
+        if exit_units.is_none_or(|e| r < e) && s.kind != Kind::Tcp {
             world.push((at(units(r)), 2, event));
         }
     }
@@ -266,6 +274,24 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
                     kill_after = stopped_at.map(|t| now.saturating_duration_since(t));
                     Some(9)
                 }
+                // A connection to the port succeeds once the child listens, until it ends.
+                Action::StartProbe {
+                    generation,
+                    attempt,
+                    ..
+                } => {
+                    let ok = alive && s.ready_at.is_some_and(|r| now >= at(units(r)));
+                    world.push((
+                        now,
+                        4,
+                        Event::ProbeFinished {
+                            generation,
+                            attempt,
+                            ok,
+                        },
+                    ));
+                    None
+                }
                 _ => None,
             };
             if let (Some(signal), true) = (dies_with, alive) {
@@ -287,6 +313,7 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
                 kill_after,
                 ended_at: now.saturating_duration_since(Time::ZERO),
                 spawn_took: Duration::ZERO,
+                probe_interval,
                 status_text: pod.status_text().map(str::to_owned),
             };
         }
@@ -306,6 +333,7 @@ fn config(s: &Scenario) -> PodConfig {
     if let Some(r) = s.ready_at {
         let signal = match s.kind {
             Kind::Notify => vec!["notify".into(), "READY=1".into()],
+            Kind::Tcp => vec!["listen".into(), s.port.to_string()],
             _ => vec!["print".into(), "up".into()],
         };
         events.push((units(r), signal));
@@ -341,8 +369,20 @@ fn config(s: &Scenario) -> PodConfig {
         Kind::None => {}
         Kind::Notify => config = config.ready(Readiness::Notify),
         Kind::Stdout => config = config.ready(Readiness::Stdout("up".into())),
+        Kind::Tcp => {
+            config = config.ready(Readiness::Tcp {
+                host: "127.0.0.1".into(),
+                port: s.port,
+            })
+        }
     }
     config
+}
+
+/// A loopback port nobody listens on (the kernel's pick, released at once).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 fn run_for_real(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
@@ -389,28 +429,34 @@ fn run_for_real(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
             kill_after,
             ended_at: ended_at.expect("an Ended event"),
             spawn_took,
+            probe_interval: Duration::ZERO,
             status_text: pod.status_text(),
         }
     })
 }
 
-/// Whether `real` is at or after `predicted`, and at most [`TOLERANCE`] after it once
-/// `allowed` (the real spawn's own latency, for timings the child's script counts from
-/// its start) is added.
+/// Whether `real` is at or after `predicted` (less `early`), and at most [`TOLERANCE`]
+/// after it once `late` is added. `late` is the real spawn's own latency (and a probe's
+/// interval) for timings the child's script counts from its start; `early` is a probe's
+/// interval for a ready report that comes from a probe: the real attempts are on a grid
+/// that starts at the real spawn, the model's at its own, so the first one to find the
+/// port open may come up to one interval before the model's (never before the child
+/// listens).
 fn within(
     what: &str,
     predicted: Duration,
     real: Duration,
-    allowed: Duration,
+    early: Duration,
+    late: Duration,
 ) -> Result<(), String> {
-    if real < predicted {
+    if real + early < predicted {
         Err(format!(
             "{what}: {real:?} is earlier than the core's {predicted:?}"
         ))
-    } else if real > predicted + allowed + TOLERANCE {
+    } else if real > predicted + late + TOLERANCE {
         Err(format!(
             "{what}: {real:?} is more than {TOLERANCE:?} after the core's {predicted:?} \
-             (and the spawn's {allowed:?})"
+             (and the spawn's {late:?})"
         ))
     } else {
         Ok(())
@@ -440,16 +486,26 @@ fn compare(predicted: &Outcome, real: &Outcome) -> Result<(), String> {
         ));
     }
     match (&predicted.start, &real.start) {
-        (StartResult::Ready { after: p }, StartResult::Ready { after: r }) => {
-            within("ready after", *p, *r, real.spawn_took)?
-        }
+        (StartResult::Ready { after: p }, StartResult::Ready { after: r }) => within(
+            "ready after",
+            *p,
+            *r,
+            predicted.probe_interval,
+            real.spawn_took + predicted.probe_interval,
+        )?,
         (StartResult::TimedOut { waited: p, .. }, StartResult::TimedOut { waited: r, .. }) => {
-            within("timed out after", *p, *r, Duration::ZERO)?
+            within("timed out after", *p, *r, Duration::ZERO, Duration::ZERO)?
         }
         _ => {}
     }
     match (predicted.kill_after, real.kill_after) {
-        (Some(p), Some(r)) => within("SIGKILL after the stop signal", p, r, Duration::ZERO)?,
+        (Some(p), Some(r)) => within(
+            "SIGKILL after the stop signal",
+            p,
+            r,
+            Duration::ZERO,
+            Duration::ZERO,
+        )?,
         (None, None) => {}
         (p, r) => {
             return Err(format!(
@@ -462,7 +518,13 @@ fn compare(predicted: &Outcome, real: &Outcome) -> Result<(), String> {
         // have.
         return Ok(());
     }
-    within("end", predicted.ended_at, real.ended_at, real.spawn_took)
+    within(
+        "end",
+        predicted.ended_at,
+        real.ended_at,
+        Duration::ZERO,
+        real.spawn_took,
+    )
 }
 
 fn seed() -> u64 {
@@ -498,6 +560,10 @@ fn reality_matches_the_core() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let result = runner(cases).run(&scenario(), |s| {
+        let s = Scenario {
+            port: free_port(),
+            ..s
+        };
         let predicted = predict(&s, None);
         let real = run_for_real(&s, None);
         if let Err(difference) = compare(&predicted, &real) {
@@ -526,6 +592,7 @@ fn a_kill_one_ms_early_is_caught_against_real_processes() {
         ignore_term: true,
         close_at: Some(2),
         timeout: None,
+        port: 0,
     };
     let predicted = predict(&s, None);
     assert_eq!(predicted.kill_after, Some(units(GRACE_UNITS)));
@@ -562,6 +629,7 @@ fn the_model_covers_every_outcome() {
         ignore_term: false,
         close_at: Some(2),
         timeout: Some(4),
+        port: 0,
     };
     let cases = [
         (base.clone(), "ready", "closed"),
@@ -616,6 +684,27 @@ fn the_model_covers_every_outcome() {
             },
             "failed-to-start",
             "never-spawned",
+        ),
+        // A TCP probe: ready once the child listens, at the first attempt after it.
+        (
+            Scenario {
+                kind: Kind::Tcp,
+                port: 1,
+                ..base.clone()
+            },
+            "ready",
+            "closed",
+        ),
+        (
+            Scenario {
+                kind: Kind::Tcp,
+                port: 1,
+                ready_at: None,
+                close_at: None,
+                ..base.clone()
+            },
+            "timed-out",
+            "closed",
         ),
         // An extension past the timeout: ready at 5 although the timeout is 4.
         (

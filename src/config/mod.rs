@@ -556,6 +556,15 @@ impl PodConfig {
         }
     }
 
+    /// The core's spec this configuration compiles to: what the pod's state machine
+    /// decides with (its checks and their schedules, the ready deadline, the grace period),
+    /// validated as [`Pod::new`](crate::Pod::new) validates it. A model of the pod on
+    /// virtual time (a simulator, a test) runs a [`PodMachine`](crate::core::PodMachine)
+    /// on it.
+    pub fn spec(&self) -> Result<PodSpec, ConfigError> {
+        self.core_spec()
+    }
+
     /// The core's view of this configuration.
     pub(crate) fn core_spec(&self) -> Result<PodSpec, ConfigError> {
         if self.program.is_empty() {
