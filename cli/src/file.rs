@@ -383,22 +383,6 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
-    /// `value` with its variables replaced; an error points at it.
-    fn interpolate(
-        &self,
-        pod: &str,
-        key: &str,
-        value: Spanned<String>,
-    ) -> Result<Spanned<String>, FileError> {
-        let span = value.span();
-        match dotenv::interpolate(value.get_ref(), self.vars) {
-            Ok(text) => Ok(Spanned::new(span, text)),
-            Err(e) => Err(self.at(span, format!("pod {pod}: key {key}: {e}"))),
-        }
-    }
-}
-
-impl Locator<'_> {
     fn at(&self, span: Range<usize>, message: String) -> FileError {
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];
@@ -580,6 +564,7 @@ pub fn parse_mode(
             span,
             raw,
             command_seen,
+            set_aside,
         } = pod;
         if let Err(e) = check_pod_name(&name) {
             errors.push(at.at(span, e));
@@ -597,7 +582,7 @@ pub fn parse_mode(
         let (template, planned) =
             plan_pod(&at, &name, span.clone(), command_seen, raw, &mut errors);
         spec = spec.pod(template);
-        let Some(planned) = planned else {
+        let Some(planned) = planned.filter(|_| !set_aside) else {
             broken.push(name);
             continue;
         };
@@ -687,6 +672,8 @@ struct RawEntry {
     raw: Option<RawPod>,
     /// Whether the table has a `command` key (read or not).
     command_seen: bool,
+    /// Whether a key was reported and left out: what the pod is is not known for sure.
+    set_aside: bool,
 }
 
 /// Every pod table of the file, in declaration order, each with its header's span and
@@ -761,6 +748,7 @@ fn raw_pods(at: &Locator<'_>, errors: &mut Vec<FileError>) -> Option<Vec<RawEntr
             continue;
         };
         let mut command_seen = table.contains_key("command");
+        let mut set_aside = interpolate_table(at, &name, &mut table, errors);
         let raw = loop {
             let value = Spanned::new(span.clone(), toml::de::DeValue::Table(table.clone()));
             let e = match RawPod::deserialize(toml::de::ValueDeserializer::from(value)) {
@@ -794,6 +782,7 @@ fn raw_pods(at: &Locator<'_>, errors: &mut Vec<FileError>) -> Option<Vec<RawEntr
                     };
                     errors.push(at.at(at_span, text));
                     table.remove(key.as_str());
+                    set_aside = true;
                     if errors.len() >= MAX_ERRORS {
                         break None;
                     }
@@ -809,6 +798,7 @@ fn raw_pods(at: &Locator<'_>, errors: &mut Vec<FileError>) -> Option<Vec<RawEntr
             span,
             raw,
             command_seen,
+            set_aside,
         });
     }
     if read.is_empty() && errors.is_empty() {
@@ -817,6 +807,57 @@ fn raw_pods(at: &Locator<'_>, errors: &mut Vec<FileError>) -> Option<Vec<RawEntr
         );
     }
     Some(read)
+}
+
+/// Replaces the variables in every string of a pod's table, before any key is read (as
+/// compose interpolates the whole file): durations, signals, checks, dependencies alike.
+/// Table keys are names and stay as written. A key with a string that cannot be
+/// interpolated is reported at that string and left out; whether one was.
+fn interpolate_table(
+    at: &Locator<'_>,
+    pod: &str,
+    table: &mut toml::de::DeTable<'_>,
+    errors: &mut Vec<FileError>,
+) -> bool {
+    fn walk(
+        vars: &Vars,
+        key: &str,
+        value: &mut Spanned<toml::de::DeValue<'_>>,
+    ) -> Result<(), (Range<usize>, String, String)> {
+        use toml::de::DeValue;
+        let span = value.span();
+        match value.get_mut() {
+            DeValue::String(text) if text.contains('$') => {
+                let replaced =
+                    dotenv::interpolate(text, vars).map_err(|e| (span, key.to_string(), e))?;
+                *text = replaced.into();
+            }
+            DeValue::Array(items) => {
+                for item in items.iter_mut() {
+                    walk(vars, key, item)?;
+                }
+            }
+            DeValue::Table(table) => {
+                for (name, item) in table.iter_mut() {
+                    walk(vars, &format!("{key}.{}", name.get_ref()), item)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    let mut failed = Vec::new();
+    for (key, value) in table.iter_mut() {
+        if let Err((span, path, e)) = walk(at.vars, key.get_ref(), value) {
+            let message = format!("pod {}: key {}: {e}", printable(pod), printable(&path));
+            errors.push(at.at(span, message));
+            failed.push(key.get_ref().to_string());
+        }
+    }
+    for key in &failed {
+        table.remove(key.as_str());
+    }
+    !failed.is_empty()
 }
 
 fn duration(
@@ -990,12 +1031,6 @@ fn plan_pod(
         }
     };
     let command = command.and_then(|command| {
-        note!(command
-            .into_iter()
-            .map(|element| at.interpolate(name, "command", element))
-            .collect::<Result<Vec<_>, _>>())
-    });
-    let command = command.and_then(|command| {
         if shell && command[2].get_ref().trim().is_empty() {
             errors.push(at.at(
                 command_span.clone(),
@@ -1033,14 +1068,9 @@ fn plan_pod(
             PathOrPaths::Many(many) => many,
         };
         for file in files {
-            let Some(file) =
-                note!(at.interpolate(name, "env_file", Spanned::new(span.clone(), file)))
-            else {
-                continue;
-            };
             let path = match at.dir {
-                Some(dir) => dir.join(file.get_ref()),
-                None => PathBuf::from(file.get_ref()),
+                Some(dir) => dir.join(&file),
+                None => PathBuf::from(&file),
             };
             let read = std::fs::read_to_string(&path).map_err(|e| {
                 at.at(
@@ -1067,14 +1097,10 @@ fn plan_pod(
                 continue;
             };
             env.extend(pairs);
-            env_files.push(file.into_inner());
+            env_files.push(file);
         }
     }
     for (key, value) in raw.env {
-        let Some(value) = note!(at.interpolate(name, &format!("env.{}", key.get_ref()), value))
-        else {
-            continue;
-        };
         let problem = if key.get_ref().is_empty() {
             Some("is empty")
         } else if key.get_ref().contains('=') {
@@ -1109,19 +1135,14 @@ fn plan_pod(
     let mut cwd = None;
     let mut cwd_broken = false;
     if let Some(path) = raw.cwd {
-        match at.interpolate(name, "cwd", path) {
-            Ok(path) if path.get_ref().contains('\0') => {
-                errors.push(at.at(
-                    path.span(),
-                    format!("pod {name}: key cwd: the path contains a NUL byte; {NO_NUL}"),
-                ));
-                cwd_broken = true;
-            }
-            Ok(path) => cwd = Some(path),
-            Err(e) => {
-                errors.push(e);
-                cwd_broken = true;
-            }
+        if path.get_ref().contains('\0') {
+            errors.push(at.at(
+                path.span(),
+                format!("pod {name}: key cwd: the path contains a NUL byte; {NO_NUL}"),
+            ));
+            cwd_broken = true;
+        } else {
+            cwd = Some(path);
         }
     }
     let cwd = match at.dir {
@@ -1183,20 +1204,13 @@ fn plan_pod(
         ports: Vec::new(),
         env_files,
     };
-    // A check or an array of them, interpolated, without NUL bytes.
+    // A check or an array of them, without NUL bytes.
     let check_list = |key: &str, value: Spanned<OneOrMany>| {
         let span = value.span();
         let checks = match value.into_inner() {
             OneOrMany::One(one) => vec![one],
             OneOrMany::Many(many) => many,
         };
-        let checks = checks
-            .into_iter()
-            .map(|c| {
-                at.interpolate(name, key, Spanned::new(span.clone(), c))
-                    .map(Spanned::into_inner)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         if let Some(i) = checks.iter().position(|c| c.contains('\0')) {
             return Err(at.at(
                 span,
@@ -1471,7 +1485,7 @@ fn plan_pod(
     }
     if let Some(image) = raw.image {
         let span = image.span();
-        if let Some(image) = note!(at.interpolate(name, "image", image)) {
+        {
             let image = image.into_inner();
             if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 errors.push(at.at(
@@ -1633,6 +1647,62 @@ oneshot = true
             Some(&dir)
         )
         .is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every string of the file is interpolated before it is read, as compose does:
+    /// durations, signals, the restart policy, checks, dependency names and conditions.
+    #[test]
+    fn every_string_of_the_file_is_interpolated() {
+        let dir = std::env::temp_dir().join(format!("podvisor-every-var-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "PODVISOR_T_GRACE=3s\nPODVISOR_T_DEP=w\n").unwrap();
+        let text = "[pod.w]\ncommand = [\"true\"]\n\
+            [pod.a]\ncommand = [\"true\"]\n\
+            grace = \"${PODVISOR_T_GRACE}\"\n\
+            timeout_ready = \"${PODVISOR_T_UNSET_TR:-5s}\"\n\
+            restart = \"${PODVISOR_T_UNSET_RESTART:-on-failure}\"\n\
+            stop_signal = \"${PODVISOR_T_UNSET_SIG:-INT}\"\n\
+            ready = [\"${PODVISOR_T_UNSET_READY:-stdout:up}\"]\n\
+            depends_on = { w = \"${PODVISOR_T_UNSET_COND:-service_started}\" }\n\
+            [pod.b]\ncommand = [\"true\"]\ndepends_on = [\"$PODVISOR_T_DEP\"]\n";
+        let plan = parse_in("f.toml", text, Some(&dir)).unwrap();
+        let a = &plan.pods[1];
+        assert_eq!(a.grace, Some(Duration::from_secs(3)));
+        assert_eq!(a.timeout_ready, Some(Duration::from_secs(5)));
+        assert_eq!(a.template.restart, RestartPolicy::OnFailure);
+        assert_eq!(a.stop_signal, Some(Signal::from_name("INT").unwrap()));
+        assert_eq!(a.ready, ["stdout:up"]);
+        assert_eq!(a.template.depends_on[0].condition, Condition::Started);
+        assert_eq!(plan.pods[2].template.depends_on[0].on, "w");
+        // An error stays at its string, naming the key.
+        for (text, (line, column), expected) in [
+            (
+                "[pod.a]\ncommand = [\"true\"]\ngrace = \"${PODVISOR_T_UNSET_G:?give a grace}\"\n",
+                (3, 9),
+                "pod a: key grace: variable PODVISOR_T_UNSET_G is not set: give a grace",
+            ),
+            (
+                "[pod.w]\ncommand = [\"true\"]\n[pod.a]\ncommand = [\"true\"]\n\
+                 depends_on = { w = \"$PODVISOR_T_UNSET_C\" }\n",
+                (5, 20),
+                "pod a: key depends_on.w: variable PODVISOR_T_UNSET_C is not set",
+            ),
+        ] {
+            let errors = parse_all("f.toml", text, Some(&dir)).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].message.contains(expected),
+                "{text}: {}",
+                errors[0]
+            );
+            assert_eq!(
+                (errors[0].line, errors[0].column),
+                (line, column),
+                "{}",
+                errors[0]
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
