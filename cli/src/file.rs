@@ -113,11 +113,57 @@ enum PathOrPaths {
     Many(Vec<String>),
 }
 
-#[derive(Deserialize)]
-#[serde(untagged, expecting = "a readiness check string or an array of them")]
+/// `ready` and `health`: a check, or an array of them, each with its place in the file.
 enum OneOrMany {
     One(String),
-    Many(Vec<String>),
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a readiness check string or an array of them")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(text.to_string()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut elements = Vec::new();
+                while let Some(element) = seq.next_element::<Spanned<String>>()? {
+                    elements.push(element);
+                }
+                Ok(OneOrMany::Many(elements))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The kinds of check, for a suggestion when one is misspelt (`tpc:`).
+const CHECK_KINDS: &[&str] = &["tcp", "http", "https", "file", "exec", "stdout", "stderr"];
+
+/// `error` (of parsing `check`) with "did you mean" added when the check's kind is close
+/// to a known one.
+fn check_suggestion(check: &str, error: String) -> String {
+    let Some((kind, _)) = check.split_once(':') else {
+        return error;
+    };
+    if CHECK_KINDS.contains(&kind) {
+        return error;
+    }
+    match crate::args::did_you_mean(kind, CHECK_KINDS) {
+        Some(close) => format!("{error}; did you mean {close}:?"),
+        None => error,
+    }
 }
 
 #[derive(Deserialize)]
@@ -1204,23 +1250,58 @@ fn plan_pod(
         ports: Vec::new(),
         env_files,
     };
-    // A check or an array of them, without NUL bytes.
-    let check_list = |key: &str, value: Spanned<OneOrMany>| {
+    // Placeholders filled as for a first replica, to check what they make.
+    let trial = |s: &str| {
+        s.replace("{replica}", "0")
+            .replace("{name}", name)
+            .replace("{port}", "1")
+    };
+    // A check or an array of them, each checked on its own and reported at its place; a
+    // relative `file:` path is resolved from the deployment file's directory. `None`
+    // when one was bad.
+    let check_list = |key: &str, value: Spanned<OneOrMany>, errors: &mut Vec<FileError>| {
         let span = value.span();
-        let checks = match value.into_inner() {
-            OneOrMany::One(one) => vec![one],
-            OneOrMany::Many(many) => many,
+        let (checks, numbered) = match value.into_inner() {
+            OneOrMany::One(one) => (vec![Spanned::new(span, one)], false),
+            OneOrMany::Many(many) => {
+                let numbered = many.len() > 1;
+                (many, numbered)
+            }
         };
-        if let Some(i) = checks.iter().position(|c| c.contains('\0')) {
-            return Err(at.at(
-                span,
-                format!(
-                    "pod {name}: key {key}: check {} contains a NUL byte; {NO_NUL}",
-                    i + 1
-                ),
-            ));
+        let before = errors.len();
+        let mut kept = Vec::with_capacity(checks.len());
+        for (i, check) in checks.into_iter().enumerate() {
+            let which = if numbered {
+                format!("check {}: ", i + 1)
+            } else {
+                String::new()
+            };
+            let text = check.get_ref();
+            let problem = if text.contains('\0') {
+                Some(format!("{which}contains a NUL byte; {NO_NUL}"))
+            } else if key == "health" {
+                Readiness::parse_health(&trial(text))
+                    .err()
+                    .map(|e| format!("{which}{}", check_suggestion(text, e)))
+            } else {
+                trial(text)
+                    .parse::<Readiness>()
+                    .err()
+                    .map(|e| format!("{which}{}", check_suggestion(text, e)))
+            };
+            if let Some(problem) = problem {
+                errors.push(at.at(check.span(), format!("pod {name}: key {key}: {problem}")));
+                continue;
+            }
+            let text = check.into_inner();
+            kept.push(match (text.strip_prefix("file:"), at.dir) {
+                (Some(path), Some(dir)) if !at.export && !path.starts_with('/') => {
+                    format!("file:{}", dir.join(path).display())
+                }
+                _ => text,
+            });
         }
-        Ok(checks)
+        (errors.len() == before).then_some(kept)
     };
     let positive = |key: &str, value: Spanned<DurationValue>| {
         let span = value.span();
@@ -1277,7 +1358,7 @@ fn plan_pod(
     let ready_span = raw.ready.as_ref().map(Spanned::span);
     if let Some(ready) = raw.ready {
         pulled_ready = None;
-        if let Some(checks) = note!(check_list("ready", ready)) {
+        if let Some(checks) = check_list("ready", ready, errors) {
             planned.ready = checks.into_iter().filter(|c| c != "none").collect();
             pulled_ready = Some(planned.ready.iter().any(|c| {
                 ["tcp:", "http://", "https://", "file:", "exec:"]
@@ -1294,7 +1375,7 @@ fn plan_pod(
     }
     let health_span = raw.health.as_ref().map(Spanned::span);
     if let Some(health) = raw.health {
-        let checks = note!(check_list("health", health));
+        let checks = check_list("health", health, errors);
         health_checks = checks.as_ref().map(Vec::len);
         planned.health = checks.unwrap_or_default();
     }
@@ -1411,12 +1492,7 @@ fn plan_pod(
             format!("pod {name}: key watchdog_signal: needs a watchdog; it is only sent when the watchdog expires (add watchdog = \"DUR\", or leave watchdog_signal out)"),
         ));
     }
-    // Check the readiness strings now, with placeholders filled as for a first replica.
-    let trial = |s: &str| {
-        s.replace("{replica}", "0")
-            .replace("{name}", name)
-            .replace("{port}", "1")
-    };
+    // The whole configuration, as a first replica's (each check was checked already).
     if errors.len() == before {
         if let Err(e) = planned.config(trial) {
             let span = if e.starts_with("key health") {
@@ -1703,6 +1779,59 @@ oneshot = true
                 errors[0]
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Each ready and health check is checked on its own, at its place, beside the pod's
+    /// other errors.
+    #[test]
+    fn every_bad_check_is_reported_at_its_place() {
+        let text = "[pod.a]\ncommand = [\"x\"]\n\
+                    ready = [\"notify\", \"tpc:127.0.0.1:1\"]\n\
+                    health = \"htp://x\"\n\
+                    env = { \"A=B\" = \"x\" }\n\
+                    stop_signal = \"TREM\"\n";
+        let errors = parse_all("f.toml", text, None).unwrap_err();
+        let got: Vec<(usize, usize, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.column, e.message.as_str()))
+            .collect();
+        let expect = [
+            (3, 20, "pod a: key ready: check 2:"),
+            (4, 10, "pod a: key health:"),
+            (5, 9, "pod a: key env:"),
+            (6, 15, "pod a: key stop_signal:"),
+        ];
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+        for (got, expect) in got.iter().zip(expect) {
+            assert!(
+                got.0 == expect.0 && got.1 == expect.1 && got.2.starts_with(expect.2),
+                "{got:?} is not {expect:?}"
+            );
+        }
+    }
+
+    /// A relative `file:` check names a file from the deployment file's directory, as a
+    /// relative cwd or env_file does; an absolute one, and any in an export, as written.
+    #[test]
+    fn a_relative_file_check_is_resolved_from_the_file_directory() {
+        let dir = std::env::temp_dir().join(format!("podvisor-file-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "[pod.a]\ncommand = [\"true\"]\n\
+                    ready = [\"file:run/ready-{replica}\", \"file:/abs/x\"]\n\
+                    health = \"file:ok\"\n";
+        let plan = parse_in("f.toml", text, Some(&dir)).unwrap();
+        let expected = format!("file:{}", dir.join("run/ready-{replica}").display());
+        assert_eq!(plan.pods[0].ready, [expected.as_str(), "file:/abs/x"]);
+        assert_eq!(
+            plan.pods[0].health,
+            [format!("file:{}", dir.join("ok").display())]
+        );
+        let plan = parse_mode("f.toml", text, Some(&dir), true).unwrap();
+        assert_eq!(
+            plan.pods[0].ready,
+            ["file:run/ready-{replica}", "file:/abs/x"]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -2085,8 +2214,8 @@ oneshot = true
             (
                 "[pod.a]\ncommand = [\"x\"]\nready = [\"notify\", \"exec:true\\u0000\"]\n",
                 3,
-                9,
-                "pod a: key ready: check 2 contains a NUL byte",
+                20,
+                "pod a: key ready: check 2: contains a NUL byte",
             ),
         ];
         for (text, line, column, needle) in cases {
