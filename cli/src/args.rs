@@ -42,7 +42,8 @@ Usage:
   podvisor --help | --version
 
 -f/--file FILE and --socket PATH may come before up, check and the commands that talk to a
-running deployment, as compose's -f: podvisor -f app.toml ps.
+running deployment, as compose's -f: podvisor -f app.toml ps. After logs, -f is --follow
+(as docker compose logs -f): podvisor -f app.toml logs -f web.
 
 Options of run:
   --name NAME             name used in messages (default: the program's name); up to 63
@@ -131,15 +132,17 @@ podvisor logs: the output of the running deployment's members, each line prefixe
 [member]; the last 5000 lines of each member are kept.
 
 Usage:
-  podvisor logs [NAME...] [--follow] [--tail N] [-f FILE | --socket PATH]
+  podvisor logs [NAME...] [-f | --follow] [--tail N] [--file FILE | --socket PATH]
 
 NAME is a member (web/0) or a pod of the file (web: all its replicas); default all.
 
 Options:
-      --follow            keep printing new lines until the deployment ends
+  -f, --follow            keep printing new lines until the deployment ends (as
+                          docker compose logs -f)
       --tail N            only the last N lines of each member (before following)
-  -f, --file FILE         the deployment's file (default podvisor.toml); it and --socket
-                          may also come before the command: podvisor -f FILE COMMAND
+      --file FILE         the deployment's file (default podvisor.toml); here -f is
+                          --follow, but -f FILE before the command is the file:
+                          podvisor -f FILE logs -f
       --socket PATH       its control socket (default: found from FILE; env PODVISOR_SOCKET)
   -h, --help              this text
 
@@ -493,9 +496,10 @@ the file, line and column, the key and what was expected.
 
 Usage:
   podvisor check [FILE]            FILE defaults to podvisor.toml
-  podvisor -f FILE check           the same, as compose's -f
+  podvisor check -f FILE           the same, as compose's -f (also before check)
 
 Options:
+  -f, --file FILE         the deployment file, the same as FILE
   -h, --help              this text
 
 Example:
@@ -723,44 +727,23 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             if rest.iter().any(|a| a == "-h" || a == "--help") {
                 return Ok(Command::Help(Topic::Check));
             }
-            parse_file_arg("check", rest).map(Command::Check)
+            let options = file_command_options("check", rest)?;
+            parse_file_arg("check", options.files).map(Command::Check)
         }
         "up" => {
             let rest: Vec<OsString> = args.collect();
             if rest.iter().any(|a| a == "-h" || a == "--help") {
                 return Ok(Command::Help(Topic::Up));
             }
-            let mut json = false;
-            let mut socket = None;
-            let mut file = Vec::new();
-            let mut iter = rest.into_iter();
-            while let Some(arg) = iter.next() {
-                match arg.to_str() {
-                    Some("--json") => json = true,
-                    Some("--socket" | "-f" | "--file") => {
-                        let option = text(&arg)?.to_string();
-                        let value = iter
-                            .next()
-                            .ok_or_else(|| format!("{option} needs a value: PATH"))?;
-                        if option == "--socket" {
-                            socket = Some(std::path::PathBuf::from(value));
-                        } else {
-                            file.push(value);
-                        }
-                    }
-                    Some(flag) if flag.starts_with("--socket=") => {
-                        socket = Some(flag["--socket=".len()..].into());
-                    }
-                    Some(flag) if flag.starts_with("--file=") => {
-                        file.push(flag["--file=".len()..].into());
-                    }
-                    _ => file.push(arg),
-                }
-            }
+            let FileCommandOptions {
+                files,
+                json,
+                socket,
+            } = file_command_options("up", rest)?;
             if socket.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
                 return Err("--socket: expected a path".into());
             }
-            parse_file_arg("up", file).map(|file| Command::Up { file, json, socket })
+            parse_file_arg("up", files).map(|file| Command::Up { file, json, socket })
         }
         other => match CLIENTS.iter().find(|(name, _)| *name == other) {
             Some((_, action)) => parse_client(*action, args.collect()),
@@ -805,10 +788,11 @@ fn parse_client(action: Action, args: Vec<OsString>) -> Result<Command, String> 
             Some((o, v)) if o.starts_with("--") => (o.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let option = if option == "-f" {
-            "--file".to_string()
-        } else {
-            option
+        // `logs -f` follows, as `docker compose logs -f`; elsewhere `-f` is the file.
+        let option = match option.as_str() {
+            "-f" if action == Action::Logs => "--follow".to_string(),
+            "-f" => "--file".to_string(),
+            _ => option,
         };
         let mut value = |what: &str| -> Result<String, String> {
             match inline.clone() {
@@ -870,6 +854,68 @@ fn parse_client(action: Action, args: Vec<OsString>) -> Result<Command, String> 
     }
 }
 
+/// The options of `check` and `up`, which read a deployment file.
+struct FileCommandOptions {
+    /// FILE and every `-f/--file FILE`, in order (more than one is an error).
+    files: Vec<OsString>,
+    json: bool,
+    socket: Option<std::path::PathBuf>,
+}
+
+/// Reads `-f/--file FILE` and FILE for `check` and `up`, and `--json` and `--socket PATH`
+/// for `up`. An argument that starts with `-` and is no option of `command` is an unknown
+/// option, never taken as FILE; after `--` every argument is FILE.
+fn file_command_options(command: &str, args: Vec<OsString>) -> Result<FileCommandOptions, String> {
+    let known: &[&str] = if command == "up" {
+        &["--file", "--json", "--socket", "--help"]
+    } else {
+        &["--file", "--help"]
+    };
+    let mut options = FileCommandOptions {
+        files: Vec::new(),
+        json: false,
+        socket: None,
+    };
+    let mut iter = args.into_iter();
+    let mut only_files = false;
+    while let Some(arg) = iter.next() {
+        let Some(flag) = arg
+            .to_str()
+            .filter(|a| !only_files && a.starts_with('-') && *a != "-")
+        else {
+            options.files.push(arg);
+            continue;
+        };
+        let (option, inline) = match flag.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o, Some(OsString::from(v))),
+            _ => (flag, None),
+        };
+        let option = if option == "-f" { "--file" } else { option };
+        let mut value = |what: &str| {
+            inline
+                .clone()
+                .or_else(|| iter.next())
+                .ok_or_else(|| format!("{flag} needs a value: {what}"))
+        };
+        match option {
+            "--" => only_files = true,
+            "--file" => options.files.push(value("FILE")?),
+            "--socket" if known.contains(&"--socket") => {
+                options.socket = Some(value("PATH")?.into());
+            }
+            "--json" if known.contains(&"--json") && inline.is_none() => options.json = true,
+            "--json" if known.contains(&"--json") => return Err("--json takes no value".into()),
+            other => {
+                return Err(format!(
+                    "unknown option {other:?} for {command}{}; see podvisor {command} --help",
+                    suggestion(other, known)
+                ))
+            }
+        }
+    }
+    Ok(options)
+}
+
 /// `[FILE]`, `podvisor.toml` by default.
 fn parse_file_arg(command: &str, args: Vec<OsString>) -> Result<std::path::PathBuf, String> {
     let mut args = args.into_iter();
@@ -879,12 +925,6 @@ fn parse_file_arg(command: &str, args: Vec<OsString>) -> Result<std::path::PathB
     if let Some(extra) = args.next() {
         return Err(format!(
             "{command} takes one FILE; unexpected argument {extra:?}"
-        ));
-    }
-    if file.to_str().is_some_and(|f| f.starts_with('-')) {
-        return Err(format!(
-            "unknown option {file:?} for {command}{}; usage: podvisor {command} [FILE]",
-            suggestion(file.to_str().unwrap_or_default(), &["--json", "--help"])
         ));
     }
     Ok(file)
@@ -1258,7 +1298,7 @@ mod tests {
         );
         // After the command still wins, as the later one.
         assert_eq!(
-            client(&["-f", "a.toml", "logs", "-f", "b.toml"]).file,
+            client(&["-f", "a.toml", "logs", "--file", "b.toml"]).file,
             std::path::PathBuf::from("b.toml")
         );
         match parsed(&["--file=x.toml", "up", "--json"]).unwrap() {
@@ -1286,6 +1326,55 @@ mod tests {
             let message = parsed(args).unwrap_err();
             assert!(message.contains(needle), "{args:?}: {message}");
         }
+    }
+
+    /// `check` reads `-f/--file` as `up` and the client commands do; an unknown option is
+    /// reported as one, never taken as FILE; `logs -f` follows, as compose's.
+    #[test]
+    fn check_takes_the_file_option_and_unknown_options_are_not_files() {
+        for args in [
+            &["check", "-f", "x.toml"][..],
+            &["check", "--file", "x.toml"],
+            &["check", "--file=x.toml"],
+            &["check", "x.toml"],
+        ] {
+            match parsed(args) {
+                Ok(Command::Check(file)) => assert_eq!(file, std::path::PathBuf::from("x.toml")),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        assert!(help(Topic::Check).contains("-f, --file FILE"));
+        for (args, needle) in [
+            (
+                &["check", "--flie", "x.toml"][..],
+                "unknown option \"--flie\" for check; did you mean --file?",
+            ),
+            (
+                &["up", "--fiel", "x.toml"],
+                "unknown option \"--fiel\" for up; did you mean --file?",
+            ),
+            (&["check", "-f"], "-f needs a value: FILE"),
+            (&["check", "-f", "a.toml", "b.toml"], "check takes one FILE"),
+        ] {
+            let message = parsed(args).unwrap_err();
+            assert!(message.contains(needle), "{args:?}: {message}");
+        }
+        match parsed(&["logs", "-f", "web"]) {
+            Ok(Command::Client(options)) => {
+                assert!(options.follow);
+                assert_eq!(options.names, ["web"]);
+                assert_eq!(options.file, std::path::PathBuf::from("podvisor.toml"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parsed(&["-f", "a.toml", "logs", "-f"]) {
+            Ok(Command::Client(options)) => {
+                assert!(options.follow);
+                assert_eq!(options.file, std::path::PathBuf::from("a.toml"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(help(Topic::Client(Action::Logs)).contains("-f, --follow"));
     }
 
     #[test]
@@ -1465,7 +1554,7 @@ mod tests {
             Err(e) => Err(e),
         };
         let options = client(&[
-            "logs", "web", "db/0", "--tail", "5", "--follow", "-f", "x.toml",
+            "logs", "web", "db/0", "--tail", "5", "--follow", "--file", "x.toml",
         ])
         .unwrap();
         assert_eq!(options.names, ["web", "db/0"]);

@@ -153,7 +153,7 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     // The lines are read after ready: wait until the last one is in.
     let mut logs = String::new();
     for _ in 0..200 {
-        logs = text(&client(&runtime, &["logs", "-f", f])).1;
+        logs = text(&client(&runtime, &["logs", "--file", f])).1;
         if logs.contains("web 3") {
             break;
         }
@@ -163,16 +163,22 @@ fn ps_logs_events_and_down_through_the_default_socket() {
         logs.contains("[db/0] db one\n") && logs.contains("[web/0] web 3\n"),
         "{logs}"
     );
-    let (code, stdout, _) = text(&client(&runtime, &["logs", "web", "--tail", "2", "-f", f]));
+    let (code, stdout, _) = text(&client(
+        &runtime,
+        &["logs", "web", "--tail", "2", "--file", f],
+    ));
     assert_eq!(
         (code, stdout.as_str()),
         (0, "[web/0] web 2\n[web/0] web 3\n")
     );
-    let (code, stdout, _) = text(&client(&runtime, &["logs", "db/0", "--tail=1", "-f", f]));
+    let (code, stdout, _) = text(&client(
+        &runtime,
+        &["logs", "db/0", "--tail=1", "--file", f],
+    ));
     assert_eq!((code, stdout.as_str()), (0, "[db/0] db two\n"));
 
     // Unknown names are clear errors.
-    let (code, _, stderr) = text(&client(&runtime, &["logs", "webb", "-f", f]));
+    let (code, _, stderr) = text(&client(&runtime, &["logs", "webb", "--file", f]));
     assert_eq!(code, 1);
     assert!(
         stderr.contains("unknown member \"webb\"; did you mean web?")
@@ -258,7 +264,10 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     };
     let events = spawn_client(&["events", "-f", f], false);
     let events_json = spawn_client(&["events", "--json", "-f", f], true);
-    let follow = spawn_client(&["logs", "--follow", "--tail", "1", "db", "-f", f], false);
+    let follow = spawn_client(
+        &["logs", "--follow", "--tail", "1", "db", "--file", f],
+        false,
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     let (code, _, stderr) = text(&client(&runtime, &["down", "-f", f]));
@@ -560,12 +569,12 @@ command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.05; done; seq 1 200000; 
     for _ in 0..100 {
         let (code, _, stderr) = text(&client(
             &runtime,
-            &["logs", "chatty", "--tail", "1", "-f", f],
+            &["logs", "chatty", "--tail", "1", "--file", f],
         ));
         assert_eq!(code, 0, "{stderr}");
         let (_, stdout, _) = text(&client(
             &runtime,
-            &["logs", "chatty", "--tail", "1", "-f", f],
+            &["logs", "chatty", "--tail", "1", "--file", f],
         ));
         if stdout.contains("last-line") {
             answered = true;
@@ -663,7 +672,7 @@ fn restarts_last_exits_stops_and_tails_as_compose_and_docker_show_them() {
 
     // `--tail N` is per member, as `docker compose logs --tail`.
     let all_in = || {
-        let logs = text(&client(&runtime, &["logs", "-f", f])).1;
+        let logs = text(&client(&runtime, &["logs", "--file", f])).1;
         ["db three", "web three", "worker three"]
             .iter()
             .all(|l| logs.contains(l))
@@ -674,7 +683,7 @@ fn restarts_last_exits_stops_and_tails_as_compose_and_docker_show_them() {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    let (code, stdout, _) = text(&client(&runtime, &["logs", "--tail", "2", "-f", f]));
+    let (code, stdout, _) = text(&client(&runtime, &["logs", "--tail", "2", "--file", f]));
     assert_eq!(code, 0);
     let mut lines: Vec<&str> = stdout.lines().collect();
     lines.sort_unstable();
