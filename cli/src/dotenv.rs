@@ -96,6 +96,15 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
     Ok(pairs)
 }
 
+/// The error of `${NAME:?message}`: the file's own message, or what to do.
+fn required(name: &str, message: &str) -> String {
+    if message.trim().is_empty() {
+        format!("variable {name} is not set and is required here (${{{name}:?}}); set it in the environment or the .env file beside the deployment file")
+    } else {
+        format!("variable {name} is not set: {message}")
+    }
+}
+
 /// `text` with its variables replaced; the error says which variable and what to do.
 pub fn interpolate(text: &str, vars: &Vars) -> Result<String, String> {
     if !text.contains('$') {
@@ -111,9 +120,12 @@ pub fn interpolate(text: &str, vars: &Vars) -> Result<String, String> {
             out.push('$');
             rest = after;
         } else if let Some(after) = rest.strip_prefix('{') {
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("\"${{\" is not closed in {text:?}; {HINT}"))?;
+            let end = after.find('}').ok_or_else(|| {
+                format!(
+                    "\"${{\" is not closed in {text:?}; close it with }} (${{NAME}}), or \
+                         write $$ for a literal $"
+                )
+            })?;
             let inner = &after[..end];
             rest = &after[end + 1..];
             if inner.contains("${") {
@@ -141,11 +153,9 @@ pub fn interpolate(text: &str, vars: &Vars) -> Result<String, String> {
                 m if m.starts_with('-') => value.cloned().unwrap_or_else(|| m[1..].to_string()),
                 m if m.starts_with(":?") => match value {
                     Some(v) if !empty => v.clone(),
-                    _ => return Err(format!("variable {name} is not set: {}", &m[2..])),
+                    _ => return Err(required(name, &m[2..])),
                 },
-                m if m.starts_with('?') => value
-                    .cloned()
-                    .ok_or_else(|| format!("variable {name} is not set: {}", &m[1..]))?,
+                m if m.starts_with('?') => value.cloned().ok_or_else(|| required(name, &m[1..]))?,
                 other => {
                     return Err(format!(
                         "\"${{{inner}}}\": {other:?} is not understood; expected ${{{name}}}, \
@@ -233,6 +243,15 @@ mod tests {
             assert!(error.contains(expected), "{text}: {error}");
         }
         assert!(interpolate("$UNSET", &v).unwrap_err().contains("$$"));
+        // A required variable without a message, and a brace left open, say what to do.
+        let error = interpolate("${UNSET:?}", &v).unwrap_err();
+        assert!(!error.trim_end().ends_with(':'), "{error}");
+        assert!(error.contains("required"), "{error}");
+        let error = interpolate("${UNSET?}", &v).unwrap_err();
+        assert!(error.contains("required"), "{error}");
+        let error = interpolate("${HOME", &v).unwrap_err();
+        assert!(error.contains("close it with }"), "{error}");
+        assert!(!error.contains("give a default"), "{error}");
     }
 
     #[test]

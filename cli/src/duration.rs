@@ -1,6 +1,7 @@
 //! Durations on the command line and in files: `250ms`, `10s`, `2m`, `1m30s`, `1h`, and
 //! systemd's spellings (`us`/`usec`, `msec`, `sec`/`second(s)`, `min`/`minute(s)`,
-//! `hr`/`hour(s)`, `d`/`day(s)`, parts separated by spaces as in `5min 30s`); `0` is the one
+//! `hr`/`hour(s)`, `d`/`day(s)`, `w`/`week(s)`, `M`/`month(s)` (30.44 days), `y`/`year(s)`
+//! (365.25 days), `ns`/`nsec`, parts separated by spaces as in `5min 30s`); `0` is the one
 //! bare number accepted. Apart from zero, nothing under 1 ms.
 
 use std::time::Duration;
@@ -51,15 +52,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        const UNITS: &str =
-            "us, ms, s, m (or min), h, d, or systemd's usec, msec, sec, minute, hour, day";
+        const UNITS: &str = "ns, us, ms, s, m (or min), h, d, w, M (month), y, or systemd's \
+             nsec, usec, msec, sec, minute, hour, day, week, month, year";
         let seconds = match unit {
+            "ns" | "nsec" => number / 1_000_000_000.0,
             "us" | "usec" | "µs" => number / 1_000_000.0,
             "ms" | "msec" => number / 1000.0,
             "s" | "sec" | "second" | "seconds" => number,
             "m" | "min" | "minute" | "minutes" => number * 60.0,
             "h" | "hr" | "hour" | "hours" => number * 3600.0,
             "d" | "day" | "days" => number * 86_400.0,
+            "w" | "week" | "weeks" => number * 604_800.0,
+            // systemd's month and year: 30.44 and 365.25 days.
+            "M" | "month" | "months" => number * 2_629_800.0,
+            "y" | "year" | "years" => number * 31_557_600.0,
             "" => {
                 return Err(format!(
                     "duration {text:?}: {number} has no unit; expected {UNITS}"
@@ -129,6 +135,15 @@ mod tests {
             ("1500000us", 1500),
             ("1500000usec", 1500),
             ("3 seconds", 3000),
+            ("1w", 604_800_000),
+            ("2 weeks", 1_209_600_000),
+            ("1week", 604_800_000),
+            ("1M", 2_629_800_000),
+            ("1 month", 2_629_800_000),
+            ("1y", 31_557_600_000),
+            ("1 year", 31_557_600_000),
+            ("1000000ns", 1),
+            ("2000000nsec", 2),
         ];
         for (text, ms) in cases {
             assert_eq!(
@@ -149,7 +164,7 @@ mod tests {
             .unwrap_or(false));
         assert!(parse_duration("5 lightyears")
             .unwrap_err()
-            .contains("expected us, ms, s, m (or min), h, d"));
+            .contains("expected ns, us, ms, s, m (or min), h, d, w"));
         assert!(parse_duration("").unwrap_err().contains("empty"));
         assert!(parse_duration("10x")
             .unwrap_err()
@@ -167,7 +182,7 @@ mod tests {
 
     #[test]
     fn refuses_durations_under_a_millisecond_but_not_an_explicit_zero() {
-        for tiny in ["0.0000000001s", "0.5ms", "0.00001m", "0s0.1ms"] {
+        for tiny in ["0.0000000001s", "0.5ms", "0.00001m", "0s0.1ms", "999999ns"] {
             let error = parse_duration(tiny).unwrap_err();
             assert!(
                 error.contains("smallest duration is 1ms"),

@@ -148,6 +148,43 @@ impl<'de> Deserialize<'de> for OneOrMany {
     }
 }
 
+/// `error` (of reading `given`) with "did you mean" added when `given` is close to one
+/// of `known`.
+fn suggest(given: &str, known: &[&str], error: String) -> String {
+    match crate::args::did_you_mean(given, known) {
+        Some(close) => format!("{error}; did you mean {close}?"),
+        None => error,
+    }
+}
+
+/// The conditions of `depends_on`, for suggestions.
+const CONDITIONS: &[&str] = &[
+    "started",
+    "ready",
+    "healthy",
+    "succeeded",
+    "service_started",
+    "service_healthy",
+    "service_completed_successfully",
+];
+
+/// A signal by name (`TERM`, `SIGTERM`, a number), with "did you mean" when the name is
+/// close to a known one (`TREM`).
+fn signal_named(text: &str) -> Result<Signal, String> {
+    Signal::from_name(text).map_err(|e| {
+        let Some((_, names)) = e.split_once("expected one of ") else {
+            return e.clone();
+        };
+        let names: Vec<&str> = names.split(", ").collect();
+        let upper = text.trim().to_ascii_uppercase();
+        suggest(
+            upper.strip_prefix("SIG").unwrap_or(&upper),
+            &names,
+            e.clone(),
+        )
+    })
+}
+
 /// The kinds of check, for a suggestion when one is misspelt (`tpc:`).
 const CHECK_KINDS: &[&str] = &["tcp", "http", "https", "file", "exec", "stdout", "stderr"];
 
@@ -677,9 +714,19 @@ pub fn parse_mode(
                 .flatten();
             key.or_else(|| headers.get(pod)).cloned()
         });
+        let mut message = problem.to_string();
+        if let E::UnknownDependency {
+            dependency, known, ..
+        } = &problem
+        {
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+            if let Some(close) = crate::args::did_you_mean(dependency, &known) {
+                message.push_str(&format!("; did you mean {close:?}?"));
+            }
+        }
         errors.push(match place {
-            Some(span) => at.at(span, problem.to_string()),
-            None => at.whole(problem.to_string()),
+            Some(span) => at.at(span, message),
+            None => at.whole(message),
         });
     }
     // In the order of the file, as a reader goes through it.
@@ -980,12 +1027,20 @@ fn resolve_cwd(
     let shown = resolved.display().to_string();
     // Placeholders are filled per replica: what they make is checked when the pod starts.
     if !shown.contains('{') && !resolved.is_dir() {
+        let relative = cwd.as_ref().is_none_or(|c| !c.get_ref().starts_with('/'));
+        let note = if relative {
+            format!(
+                " (a relative cwd is resolved from the deployment file's directory {})",
+                dir.display()
+            )
+        } else {
+            String::new()
+        };
         return Err(at.at(
             span,
             format!(
                 "pod {name}: key cwd: directory {shown} does not exist; expected an existing \
-                 directory (a relative cwd is resolved from the deployment file's directory {})",
-                dir.display()
+                 directory{note}"
             ),
         ));
     }
@@ -1441,7 +1496,7 @@ fn plan_pod(
     }
     if let Some(signal) = raw.watchdog_signal {
         let span = signal.span();
-        planned.watchdog_signal = note!(Signal::from_name(signal.get_ref())
+        planned.watchdog_signal = note!(signal_named(signal.get_ref())
             .map_err(|e| at.at(span, format!("pod {name}: key watchdog_signal: {e}"))));
     }
     if let Some(value) = raw.timeout_ready {
@@ -1452,7 +1507,7 @@ fn plan_pod(
     }
     if let Some(signal) = raw.stop_signal {
         let span = signal.span();
-        planned.stop_signal = note!(Signal::from_name(signal.get_ref())
+        planned.stop_signal = note!(signal_named(signal.get_ref())
             .map_err(|e| at.at(span, format!("pod {name}: key stop_signal: {e}"))));
     }
     // Tuning that nothing would use: reported at its key, when its value was read.
@@ -1527,10 +1582,10 @@ fn plan_pod(
     }
     if let Some(restart) = raw.restart {
         let span = restart.span();
-        let policy: Option<RestartPolicy> = note!(restart
-            .get_ref()
-            .parse()
-            .map_err(|e| at.at(span, format!("pod {name}: key restart: {e}"))));
+        let policy: Option<RestartPolicy> = note!(restart.get_ref().parse().map_err(|e| {
+            let e = suggest(restart.get_ref(), &["no", "on-failure", "always"], e);
+            at.at(span, format!("pod {name}: key restart: {e}"))
+        }));
         if let Some(policy) = policy {
             template = template.restart(policy);
         }
@@ -1547,6 +1602,7 @@ fn plan_pod(
                 for (dependency, condition) in map {
                     let span = span.clone();
                     let condition: Option<Condition> = note!(condition.parse().map_err(|e| {
+                        let e = suggest(&condition, CONDITIONS, e);
                         at.at(
                             span,
                             format!("pod {name}: key depends_on.{dependency}: {e}"),
@@ -1833,6 +1889,37 @@ oneshot = true
             ["file:run/ready-{replica}", "file:/abs/x"]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A misspelt value gets the close one; a missing absolute cwd is not explained as a
+    /// relative one.
+    #[test]
+    fn misspelt_values_get_a_suggestion() {
+        for (text, expected) in [
+            ("[pod.a]\ncommand = [\"x\"]\nrestart = \"alwys\"\n", "did you mean always?"),
+            ("[pod.a]\ncommand = [\"x\"]\nstop_signal = \"TREM\"\n", "did you mean TERM?"),
+            ("[pod.a]\ncommand = [\"x\"]\nready = \"tpc:127.0.0.1:1\"\n", "did you mean tcp:?"),
+            (
+                "[pod.db]\ncommand = [\"x\"]\n[pod.a]\ncommand = [\"x\"]\ndepends_on = [\"dbb\"]\n",
+                "did you mean \"db\"?",
+            ),
+            (
+                "[pod.db]\ncommand = [\"x\"]\n[pod.a]\ncommand = [\"x\"]\ndepends_on = { db = \"redy\" }\n",
+                "did you mean ready?",
+            ),
+        ] {
+            let e = error(text);
+            assert!(e.message.ends_with(expected), "{text}: {e}");
+        }
+        let dir = std::env::temp_dir();
+        let e = parse_in(
+            "f.toml",
+            "[pod.a]\ncommand = [\"true\"]\ncwd = \"/nonexistent-podvisor-dir\"\n",
+            Some(&dir),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("does not exist"), "{e}");
+        assert!(!e.message.contains("a relative cwd"), "{e}");
     }
 
     #[test]

@@ -76,8 +76,9 @@ fn main() {
                     0 => String::new(),
                     n => format!(" and {n} more"),
                 };
+                let pods = if plan.pods.len() == 1 { "pod" } else { "pods" };
                 out!(
-                    "{}: ok, {} pods: {}{more}",
+                    "{}: ok, {} {pods}: {}{more}",
                     path.display(),
                     plan.pods.len(),
                     names.join(", ")
