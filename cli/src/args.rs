@@ -1228,6 +1228,8 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         .stdout(podvisor::Output::Forward)
         .stderr(podvisor::Output::Forward)
         .forward_prefix("")
+        // `--json`: standard error carries the events alone.
+        .forward_to_stdout(json)
         .foreground(foreground);
     Ok(Some(RunOptions {
         config,

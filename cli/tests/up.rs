@@ -265,3 +265,36 @@ depends_on = { db = "succeeded" }
     );
     assert!(!raw.contains("\x1b[36m"), "{raw:?}");
 }
+
+fn up_json(path: &std::path::Path) -> (i32, String, String) {
+    let output = Command::new(PODVISOR)
+        .args(["up", "--json", path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().expect("podvisor exits"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn with_json_stderr_carries_only_events_and_the_pods_streams_go_to_stdout() {
+    let file = write(
+        "json-streams.toml",
+        "[pod.api]\ncommand = [\"sh\", \"-c\", \"echo some output; echo some error >&2\"]\n",
+    );
+    let (code, stdout, stderr) = up_json(&file);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("[api/0] some output") && stdout.contains("[api/0] some error"),
+        "{stdout}"
+    );
+}
