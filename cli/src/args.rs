@@ -1164,6 +1164,18 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         ],
         watchdog_signal.is_some(),
     )?;
+    // A command in a process group of its own that reads the terminal is stopped by
+    // SIGTTIN, and would wait for ever, silently.
+    if stdin == Some(podvisor::Input::Inherit)
+        && !foreground
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
+    {
+        return Err(
+            "--stdin inherit: podvisor's input is a terminal, which the command can \
+            read only in the foreground; add --foreground"
+                .into(),
+        );
+    }
     let mut command = command.into_iter();
     let program = command
         .next()

@@ -272,6 +272,10 @@ pub fn supervise(
                 let mut fields = vec![("error", quote(&failure.to_string()))];
                 // Which check made it unhealthy, and how.
                 fields.extend(crate::report::failure_fields(failure.health_failure()));
+                // What a readiness timeout was still waiting for.
+                if !failure.waiting_for().is_empty() {
+                    fields.push(("waiting_for", quote(&failure.waiting_for().join(", "))));
+                }
                 last_lines.push(reporter.render_note(
                     failure.member(),
                     "failed",

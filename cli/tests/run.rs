@@ -368,3 +368,20 @@ fn with_json_stderr_carries_only_events_and_the_childs_streams_go_to_stdout() {
     );
     assert!(stdout.contains("out") && stdout.contains("err"), "{stdout}");
 }
+
+#[test]
+fn stdin_inherit_without_foreground_on_a_terminal_is_refused() {
+    // A terminal as podvisor's input: `script` gives it one.
+    let output = Command::new("script")
+        .args([
+            "-qec",
+            &format!("exec {PODVISOR} run --stdin inherit -- true"),
+        ])
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(125), "{shown}");
+    assert!(shown.contains("--foreground"), "{shown}");
+}
