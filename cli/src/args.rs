@@ -449,14 +449,17 @@ Options:
       --env-clear         start the command from an empty environment
       --restart POLICY    no (default), on-failure or always
       --stdin inherit|null  what the command reads (default: podvisor's input when it is
-                          a pipe or a file, nothing when it is a terminal)
+                          a pipe or a file, nothing when it is a terminal; inherit of a
+                          terminal needs --foreground)
       --foreground        for interactive commands: the command stays in podvisor's process
-                          group and reads the terminal (stdin inherit); Ctrl-C is the
-                          command's to handle, Ctrl-Z stops it and podvisor together
+                          group and has the terminal as input, output and error (an
+                          stdout:/stderr: check reads that stream through a pipe); Ctrl-C
+                          is the command's to handle, Ctrl-Z stops it and podvisor together
+      --json              report events as JSON lines on stderr; the command's output and
+                          error go to stdout
       --serve-health ADDR answer HTTP GET /readyz (200 once ready, 503 before, when
                           unhealthy or stopping) and /livez (200 from start until
                           unhealthy or stopping) on IP:PORT, for an orchestrator's probes
-      --json              report events as JSON lines on stderr
   -h, --help              this text
 ",
     run_exit_statuses!(),
@@ -1228,6 +1231,11 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     if let Some(signal) = watchdog_signal {
         config = config.watchdog_signal(signal);
     }
+    let terminal_output = if foreground && !json {
+        podvisor::Output::Inherit
+    } else {
+        podvisor::Output::Forward
+    };
     let config = config
         .timeout_ready(timeout_ready)
         .grace(grace)
@@ -1237,8 +1245,11 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         } else {
             default_stdin()
         }))
-        .stdout(podvisor::Output::Forward)
-        .stderr(podvisor::Output::Forward)
+        // In the foreground the command writes to the terminal itself, as if run
+        // directly (an output readiness check still reads its stream through a pipe);
+        // with `--json` its streams go to podvisor's standard output instead.
+        .stdout(terminal_output)
+        .stderr(terminal_output)
         .forward_prefix("")
         // `--json`: standard error carries the events alone.
         .forward_to_stdout(json)

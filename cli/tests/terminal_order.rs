@@ -56,3 +56,10 @@ fn a_pods_output_comes_before_the_line_about_its_end_in_up() {
         assert!(end < stopping, "{shown}");
     }
 }
+
+#[test]
+fn run_draws_no_status_line() {
+    let shown = on_a_terminal("run -- sh -c 'sleep 0.5; echo done'");
+    assert!(shown.contains("done"), "{shown}");
+    assert!(!shown.contains("[starting]"), "{shown}");
+}
