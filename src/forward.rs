@@ -43,6 +43,10 @@ struct Queue {
     /// Drivers waiting for room.
     waiting: Vec<Waker>,
     writer_started: bool,
+    /// Bytes ever queued, and ever taken by the writer (written, or lost to an error):
+    /// what was queued before a moment is written once `taken` reaches `queued` of then.
+    queued: u64,
+    taken: u64,
 }
 
 impl Sink {
@@ -76,6 +80,7 @@ impl Sink {
             return Poll::Pending;
         }
         queue.bytes += bytes.len();
+        queue.queued += bytes.len() as u64;
         queue.chunks.push_back(bytes.to_vec());
         drop(queue);
         self.start_writer();
@@ -91,6 +96,7 @@ impl Sink {
         }
         let mut queue = self.lock();
         queue.bytes += bytes.len();
+        queue.queued += bytes.len() as u64;
         queue.chunks.push_back(bytes.to_vec());
         drop(queue);
         self.start_writer();
@@ -121,6 +127,24 @@ impl Sink {
     fn flush(&self, deadline: std::time::Instant) {
         let mut queue = self.lock();
         while queue.bytes > 0 && !self.is_closed() {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                return;
+            };
+            queue = self
+                .drained
+                .wait_timeout(queue, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until what was queued before this call has been written (or the stream
+    /// closed), until `deadline` at the latest. Unlike [`Sink::flush`], output queued
+    /// meanwhile (a pod that keeps writing) does not make it wait longer.
+    fn flush_queued(&self, deadline: std::time::Instant) {
+        let mut queue = self.lock();
+        let target = queue.queued;
+        while queue.taken < target && !self.is_closed() {
             let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
                 return;
             };
@@ -171,6 +195,7 @@ impl Sink {
             let waiting = {
                 let mut queue = self.lock();
                 queue.bytes -= chunk.len();
+                queue.taken += chunk.len() as u64;
                 std::mem::take(&mut queue.waiting)
             };
             waiting.into_iter().for_each(Waker::wake);
@@ -265,6 +290,28 @@ fn same_terminal() -> bool {
     })
 }
 
+/// Whether podvisor's standard output and error reach the same file, pipe or terminal:
+/// then the order of their writes is what a reader sees.
+fn same_file() -> bool {
+    static SAME: OnceLock<bool> = OnceLock::new();
+    *SAME.get_or_init(|| {
+        match (
+            rustix::fs::fstat(io::stdout()),
+            rustix::fs::fstat(io::stderr()),
+        ) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        }
+    })
+}
+
+fn other_stream(stream: Stream) -> Stream {
+    match stream {
+        Stream::Stdout => Stream::Stderr,
+        Stream::Stderr => Stream::Stdout,
+    }
+}
+
 fn redraw(screen: &mut Screen) {
     if screen.shown || screen.open_line.contains(&true) {
         return;
@@ -279,13 +326,18 @@ fn redraw(screen: &mut Screen) {
 /// same lock as forwarded output, so that it never splits a pod's line nor the status
 /// line. Errors (a closed stream) are ignored: podvisor never panics on its own output.
 pub fn write_own(stream: Stream, line: &str) {
+    // Forwarded output queued before this line was read before it: it is written first
+    // (on this stream, and on the other one when both reach the same file or terminal),
+    // so that a command's last lines never come after podvisor's line about its end.
+    let deadline = std::time::Instant::now() + ORDER_LIMIT;
+    sink(stream).flush_queued(deadline);
+    if same_file() {
+        sink(other_stream(stream)).flush_queued(deadline);
+    }
     let mut bytes = Vec::with_capacity(line.len() + 2);
     // A pod's unfinished line (a prompt, a progress bar) on the same terminal is ended
     // first, so podvisor's line does not run on from it.
-    let other = match stream {
-        Stream::Stdout => Stream::Stderr,
-        Stream::Stderr => Stream::Stdout,
-    };
+    let other = other_stream(stream);
     let open = {
         let screen = screen();
         screen.open_line[index(other)] || screen.open_line[index(stream)]
@@ -354,6 +406,10 @@ pub async fn closed(stream: Stream) {
         listener.await;
     }
 }
+
+/// How long [`write_own`] waits for forwarded output queued before its line: a reader
+/// that does not read delays podvisor's own lines by this much at most.
+pub const ORDER_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long [`flush`] waits for a reader that does not read.
 pub const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);

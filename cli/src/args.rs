@@ -452,14 +452,17 @@ Options:
       --env-clear         start the command from an empty environment
       --restart POLICY    no (default), on-failure or always
       --stdin inherit|null  what the command reads (default: podvisor's input when it is
-                          a pipe or a file, nothing when it is a terminal)
+                          a pipe or a file, nothing when it is a terminal; inherit of a
+                          terminal needs --foreground)
       --foreground        for interactive commands: the command stays in podvisor's process
-                          group and reads the terminal (stdin inherit); Ctrl-C is the
-                          command's to handle, Ctrl-Z stops it and podvisor together
+                          group and has the terminal as input, output and error (an
+                          stdout:/stderr: check reads that stream through a pipe); Ctrl-C
+                          is the command's to handle, Ctrl-Z stops it and podvisor together
+      --json              report events as JSON lines on stderr; the command's output and
+                          error go to stdout
       --serve-health ADDR answer HTTP GET /readyz (200 once ready, 503 before, when
                           unhealthy or stopping) and /livez (200 from start until
                           unhealthy or stopping) on IP:PORT, for an orchestrator's probes
-      --json              report events as JSON lines on stderr
   -h, --help              this text
 ",
     run_exit_statuses!(),
@@ -1204,6 +1207,18 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         ],
         watchdog_signal.is_some(),
     )?;
+    // A command in a process group of its own that reads the terminal is stopped by
+    // SIGTTIN, and would wait for ever, silently.
+    if stdin == Some(podvisor::Input::Inherit)
+        && !foreground
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
+    {
+        return Err(
+            "--stdin inherit: podvisor's input is a terminal, which the command can \
+            read only in the foreground; add --foreground"
+                .into(),
+        );
+    }
     let mut command = command.into_iter();
     let program = command
         .next()
@@ -1256,6 +1271,11 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
     if let Some(signal) = watchdog_signal {
         config = config.watchdog_signal(signal);
     }
+    let terminal_output = if foreground && !json {
+        podvisor::Output::Inherit
+    } else {
+        podvisor::Output::Forward
+    };
     let config = config
         .timeout_ready(timeout_ready)
         .grace(grace)
@@ -1265,9 +1285,14 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         } else {
             default_stdin()
         }))
-        .stdout(podvisor::Output::Forward)
-        .stderr(podvisor::Output::Forward)
+        // In the foreground the command writes to the terminal itself, as if run
+        // directly (an output readiness check still reads its stream through a pipe);
+        // with `--json` its streams go to podvisor's standard output instead.
+        .stdout(terminal_output)
+        .stderr(terminal_output)
         .forward_prefix("")
+        // `--json`: standard error carries the events alone.
+        .forward_to_stdout(json)
         .foreground(foreground);
     Ok(Some(RunOptions {
         config,

@@ -113,11 +113,23 @@ pub fn supervise(
     };
     let supervisor = crate::sd_notify::Supervisor::from_env();
     let live = std::cell::RefCell::new(Live {
-        enabled: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        // `up` only: `run`'s one command has its own lines, and in the foreground the
+        // terminal is the command's.
+        enabled: style == Style::Up
+            && !json
+            && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         shown: false,
         since: BTreeMap::new(),
     });
     let reporter = Reporter::new(json, style, deployment.epoch());
+    // In the foreground the command may leave the terminal raw or without echo (a full
+    // screen program that was killed): its settings are put back before podvisor's line
+    // about its end.
+    let terminal = if foreground {
+        rustix::termios::tcgetattr(std::io::stdin()).ok()
+    } else {
+        None
+    };
     // Who podvisor's own lines are about: `run`'s one pod, or `up`'s deployment.
     let subject = match style {
         Style::Run => deployment
@@ -174,6 +186,21 @@ pub fn supervise(
                 }
                 Wake::Event(None) => break,
                 Wake::Event(Some(event)) => {
+                    // Only as the terminal's foreground group: from the background,
+                    // the change would stop podvisor (SIGTTOU).
+                    let in_front = || {
+                        rustix::termios::tcgetpgrp(std::io::stdin())
+                            .is_ok_and(|group| group == rustix::process::getpgrp())
+                    };
+                    if let (Some(settings), EventKind::Ended { .. }) = (&terminal, &event.kind) {
+                        if in_front() {
+                            let _ = rustix::termios::tcsetattr(
+                                std::io::stdin(),
+                                rustix::termios::OptionalActions::Drain,
+                                settings,
+                            );
+                        }
+                    }
                     observe(&event);
                     reporter.event(&event);
                     match event.kind {
@@ -272,6 +299,10 @@ pub fn supervise(
                 let mut fields = vec![("error", quote(&failure.to_string()))];
                 // Which check made it unhealthy, and how.
                 fields.extend(crate::report::failure_fields(failure.health_failure()));
+                // What a readiness timeout was still waiting for.
+                if !failure.waiting_for().is_empty() {
+                    fields.push(("waiting_for", quote(&failure.waiting_for().join(", "))));
+                }
                 last_lines.push(reporter.render_note(
                     failure.member(),
                     "failed",

@@ -35,7 +35,9 @@ pub fn prefix(name: &str, width: usize, pod_index: usize, colour: bool) -> Strin
 }
 
 /// Builds the deployment of `plan`'s pods; every line they write is also kept in `logs`.
-fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentConfig {
+/// With `json`, both of their streams are forwarded to standard output (prefixed), so that
+/// standard error carries the events alone.
+fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>, json: bool) -> DeploymentConfig {
     let mut config = DeploymentConfig::new();
     // Every member is `pod/N`: the widest name sets the prefixes' width.
     let width = pods
@@ -63,6 +65,7 @@ fn deployment_config(pods: Vec<PlannedPod>, logs: &Arc<LogBook>) -> DeploymentCo
             let member = replica.name().to_string();
             config
                 .forward_prefix(prefix(&member, width, pod_index, colour))
+                .forward_to_stdout(json)
                 .output_tap(move |stream, line| logs.push_kept(&member, stream, line, kept))
         });
         config = config.pod(set);
@@ -89,7 +92,7 @@ pub fn up(path: &Path, json: bool, socket: Option<&Path>) -> i32 {
         }
     };
     let logs = Arc::new(LogBook::default());
-    let code = match Deployment::new(deployment_config(plan.pods, &logs)) {
+    let code = match Deployment::new(deployment_config(plan.pods, &logs, json)) {
         Ok(deployment) => {
             let server = Arc::new(crate::control::Server::new(
                 Arc::new(deployment),

@@ -77,3 +77,52 @@ fn ctrl_c_is_the_commands_to_handle_in_the_foreground() {
     assert!(!shown.contains("closing on SIGINT"), "{shown}");
     assert_eq!(code, 0, "{shown}");
 }
+
+#[test]
+fn in_the_foreground_all_three_streams_are_the_terminal() {
+    let script =
+        "for fd in 0 1 2; do if [ -t $fd ]; then echo fd$fd=tty; else echo fd$fd=not; fi; done";
+    let (code, shown) = on_a_terminal(&format!("run --foreground -- sh -c '{script}'"), &[]);
+    assert_eq!(code, 0, "{shown}");
+    for fd in 0..3 {
+        assert!(shown.contains(&format!("fd{fd}=tty")), "{shown}");
+    }
+    // An output readiness check needs the pipe: then stdout is one.
+    let (code, shown) = on_a_terminal(
+        &format!("run --foreground --ready stdout:fd0 -- sh -c '{script}'"),
+        &[],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("fd1=not") && shown.contains("fd2=tty"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_terminal_left_raw_is_restored_before_the_line_about_the_end() {
+    // The command turns echo off and exits without turning it back on; `stty -a` run
+    // after podvisor on the same terminal shows whether it was restored.
+    let dir = std::env::temp_dir().join(format!("podvisor-fg-raw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("typescript");
+    let status = Command::new("script")
+        .args([
+            "-qfec",
+            &format!("{PODVISOR} run --foreground -- sh -c 'stty -echo; exit 3'; stty -a"),
+        ])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.code().is_some());
+    let shown = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(shown.contains("exited (exit code 3)"), "{shown}");
+    assert!(
+        shown.contains(" echo ") || shown.contains(" echo\r"),
+        "{shown}"
+    );
+    assert!(!shown.contains("-echo "), "{shown}");
+}

@@ -356,3 +356,32 @@ fn restart_on_failure_backs_off_then_gives_up_or_recovers() {
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
     std::fs::remove_file(counter).unwrap();
 }
+
+#[test]
+fn with_json_stderr_carries_only_events_and_the_childs_streams_go_to_stdout() {
+    let (code, lines, stdout) =
+        spawn(&["run", "--json", "--", "sh", "-c", "echo out; echo err >&2"]).finish();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{lines:?}"
+    );
+    assert!(stdout.contains("out") && stdout.contains("err"), "{stdout}");
+}
+
+#[test]
+fn stdin_inherit_without_foreground_on_a_terminal_is_refused() {
+    // A terminal as podvisor's input: `script` gives it one.
+    let output = Command::new("script")
+        .args([
+            "-qec",
+            &format!("exec {PODVISOR} run --stdin inherit -- true"),
+        ])
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(125), "{shown}");
+    assert!(shown.contains("--foreground"), "{shown}");
+}

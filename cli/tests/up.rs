@@ -265,3 +265,77 @@ depends_on = { db = "succeeded" }
     );
     assert!(!raw.contains("\x1b[36m"), "{raw:?}");
 }
+
+fn up_json(path: &std::path::Path) -> (i32, String, String) {
+    let output = Command::new(PODVISOR)
+        .args(["up", "--json", path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().expect("podvisor exits"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn with_json_stderr_carries_only_events_and_the_pods_streams_go_to_stdout() {
+    let file = write(
+        "json-streams.toml",
+        "[pod.api]\ncommand = [\"sh\", \"-c\", \"echo some output; echo some error >&2\"]\n",
+    );
+    let (code, stdout, stderr) = up_json(&file);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("[api/0] some output") && stdout.contains("[api/0] some error"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_readiness_timeout_says_what_it_was_waiting_for() {
+    let file = write(
+        "ready-timeout.toml",
+        "[pod.w]\ncommand = [\"sleep\", \"30\"]\nready = \"file:/nonexistent/podvisor-ready\"\ntimeout_ready = \"1s\"\n",
+    );
+    let (code, _, stderr) = up(&file);
+    assert_eq!(code, 124, "{stderr}");
+    assert!(
+        stderr.contains("still waiting for file /nonexistent/podvisor-ready"),
+        "{stderr}"
+    );
+    let (_, _, json) = up_json(&file);
+    assert!(
+        json.lines().any(|l| l.contains("\"event\":\"failed\"")
+            && l.contains("\"waiting_for\":\"file /nonexistent/podvisor-ready")),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_working_directory_removed_before_the_spawn_is_named() {
+    let dir = std::env::temp_dir().join(format!("podvisor-up-gone-{}", std::process::id()));
+    let gone = dir.join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    // `rm` removes the directory after the file was checked, before `late` spawns in it.
+    let file = write(
+        "gone-cwd.toml",
+        &format!(
+            "[pod.rm]\ncommand = [\"rmdir\", {g:?}]\noneshot = true\n\n[pod.late]\ncommand = [\"sh\", \"-c\", \"true\"]\ncwd = {g:?}\ndepends_on = {{ rm = \"succeeded\" }}\n",
+            g = gone.display().to_string()
+        ),
+    );
+    let (code, _, stderr) = up(&file);
+    assert_eq!(code, 127, "{stderr}");
+    assert!(
+        stderr.contains("working directory") && stderr.contains(&gone.display().to_string()),
+        "{stderr}"
+    );
+}

@@ -91,6 +91,8 @@ pub struct PodConfig {
     pub(crate) own_group: bool,
     pub(crate) started_by: core::StartedBy,
     pub(crate) prefix: Option<String>,
+    /// Both streams are forwarded to podvisor's standard output.
+    pub(crate) forward_to_stdout: bool,
     pub(crate) death_signal: bool,
     pub(crate) host: Host,
     pub(crate) tap: Option<OutputTap>,
@@ -163,6 +165,7 @@ impl PodConfig {
             own_group: true,
             started_by: core::StartedBy::Exec,
             prefix: None,
+            forward_to_stdout: false,
             tap: None,
             death_signal: true,
             host: Host::Command,
@@ -288,6 +291,24 @@ impl PodConfig {
     pub fn forward_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
         self
+    }
+
+    /// Forwards the child's standard error ([`Output::Forward`]) to podvisor's standard
+    /// output too, in the order the driver read it, so that podvisor's standard error
+    /// carries podvisor's own lines only (what the `podvisor` command does with `--json`).
+    /// Off by default: each stream goes to its own.
+    pub fn forward_to_stdout(mut self, on: bool) -> Self {
+        self.forward_to_stdout = on;
+        self
+    }
+
+    /// podvisor's own stream that forwarded output of `stream` goes to.
+    pub(crate) fn forward_stream(&self, stream: Stream) -> Stream {
+        if self.forward_to_stdout {
+            Stream::Stdout
+        } else {
+            stream
+        }
     }
 
     pub(crate) fn get_prefix(&self) -> String {

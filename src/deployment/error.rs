@@ -81,6 +81,15 @@ impl DeploymentFailure {
         self.0.start_error.as_ref()
     }
 
+    /// The readiness checks that had not passed when the member's readiness timed out
+    /// (as written, `file /run/ready`); empty for any other failure.
+    pub fn waiting_for(&self) -> &[String] {
+        match &self.0.start_error {
+            Some(StartError::TimedOut { waiting_for, .. }) => waiting_for,
+            _ => &[],
+        }
+    }
+
     /// The failed attempt that made the member unhealthy, when a health check did: which
     /// check, why, how many times in a row.
     pub fn health_failure(&self) -> Option<&crate::HealthFailure> {
@@ -111,6 +120,9 @@ impl fmt::Display for DeploymentFailure {
         }) = &details.start_error
         {
             write!(f, " (program {program:?}: {message})")?;
+        }
+        if !self.waiting_for().is_empty() {
+            write!(f, " (still waiting for {})", self.waiting_for().join(", "))?;
         }
         if !details.last_lines.is_empty() {
             write!(f, "; last output of {}:", details.failure.name)?;

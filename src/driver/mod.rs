@@ -22,6 +22,8 @@ use std::time::Instant;
 
 use async_io::Timer;
 
+use crate::pod::MISSING_CWD;
+
 use crate::config::Host;
 use crate::core::{
     Action, Event, Generation, GroupSignal, SpawnError, SpawnErrorKind, State, Stream, Time,
@@ -322,7 +324,16 @@ impl Driver {
             _ => SpawnErrorKind::Other,
         };
         let errno = error.raw_os_error();
-        self.shared.set_spawn_error(error.to_string());
+        // ENOENT names no file: the program and the working directory are the suspects.
+        // A directory removed since the configuration was checked is named.
+        let message = match &self.config.cwd {
+            Some(dir) if kind == SpawnErrorKind::NotFound && !dir.is_dir() => format!(
+                "{MISSING_CWD} {:?} does not exist ({error})",
+                dir.display().to_string()
+            ),
+            _ => error.to_string(),
+        };
+        self.shared.set_spawn_error(message);
         SpawnError { kind, errno }
     }
 

@@ -245,7 +245,7 @@ impl Driver {
         budget: &mut usize,
         force: bool,
     ) -> bool {
-        let sink = forward::sink(stream);
+        let sink = forward::sink(self.config.forward_stream(stream));
         let mut progressed = false;
         loop {
             let Some(pipe) = self.pipe(stream) else {
@@ -364,8 +364,9 @@ impl Driver {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let mut budget = DRAIN_BUDGET;
             self.poll_output(&mut cx, stream, &mut budget, true);
+            let sink = forward::sink(self.config.forward_stream(stream));
             if let Some(pipe) = self.pipe(stream) {
-                forward::sink(stream).send_now(&pipe.unsent);
+                sink.send_now(&pipe.unsent);
                 pipe.unsent.clear();
             }
         }

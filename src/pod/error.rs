@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::core::{ExitStatus, SpawnErrorKind};
 
+/// How a spawn error's message begins when the pod's working directory was missing.
+pub(crate) const MISSING_CWD: &str = "working directory";
+
 /// Why a start failed to spawn or set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -85,6 +88,10 @@ impl fmt::Display for StartError {
                 match reason {
                     FailureReason::Spawn { kind, message } => {
                         let what = match kind {
+                            // Not the program: the directory it was to run in.
+                            SpawnErrorKind::NotFound if message.starts_with(MISSING_CWD) => {
+                                "could not be started"
+                            }
                             SpawnErrorKind::NotFound => "was not found",
                             SpawnErrorKind::PermissionDenied => "cannot be executed",
                             SpawnErrorKind::Other => "could not be started",

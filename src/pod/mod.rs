@@ -2,6 +2,7 @@
 //! the pod's driver runs on podvisor's own thread.
 
 mod error;
+pub(crate) use error::MISSING_CWD;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -439,10 +439,16 @@ impl DeploymentMachine {
         }
         let one_shot_done = self.spec.templates[template].one_shot
             && matches!(result, StartResult::ExitedEarly { status } if status.success());
-        if !one_shot_done {
-            self.generation_over(i, Cause::Start(result), now);
-        }
+        let give_up = if one_shot_done {
+            None
+        } else {
+            self.generation_over(i, Cause::Start(result), now)
+        };
+        // The member's change comes before the deployment's close that it causes.
         self.set_member(i, MemberState::Stopping);
+        if let Some((cause, after)) = give_up {
+            self.fail(i, cause, after);
+        }
     }
 
     fn on_pod_ended(&mut self, i: usize, end: End, now: Time) {
@@ -487,9 +493,11 @@ impl DeploymentMachine {
         {
             return self.set_member(i, MemberState::Succeeded);
         }
-        if m.verdict.is_none() {
-            self.generation_over(i, Cause::Ended(end), now);
-        }
+        let give_up = if m.verdict.is_none() {
+            self.generation_over(i, Cause::Ended(end), now)
+        } else {
+            None
+        };
         let closing = self.closing();
         let m = &mut self.members[i];
         match m.verdict {
@@ -506,11 +514,22 @@ impl DeploymentMachine {
                 self.set_member(i, state);
             }
         }
+        // The member's end comes before the deployment's close that it causes.
+        if let Some((cause, after)) = give_up {
+            self.fail(i, cause, after);
+        }
     }
 
     /// Member `i`'s current generation is over (failed start, or ended by itself): decide
-    /// whether it comes back, and give up on the deployment if not.
-    fn generation_over(&mut self, i: usize, cause: Cause, now: Time) {
+    /// whether it comes back. If not, returns the cause and the crash-looping count to
+    /// give up on the deployment with ([`fail`](Self::fail)), which the caller does once
+    /// the member's own state is set.
+    fn generation_over(
+        &mut self,
+        i: usize,
+        cause: Cause,
+        now: Time,
+    ) -> Option<(Cause, Option<u32>)> {
         let seed = self.spec.seed;
         let m = &mut self.members[i];
         let template = &self.spec.templates[m.template];
@@ -527,9 +546,11 @@ impl DeploymentMachine {
             }
         };
         m.verdict = Some(verdict);
-        if let Verdict::GiveUp { crash_looping } = verdict {
-            let after = crash_looping.then_some(m.restarts.since_reset);
-            self.fail(i, cause, after);
+        match verdict {
+            Verdict::GiveUp { crash_looping } => {
+                Some((cause, crash_looping.then_some(m.restarts.since_reset)))
+            }
+            _ => None,
         }
     }
 
