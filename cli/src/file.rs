@@ -113,38 +113,66 @@ enum PathOrPaths {
     Many(Vec<String>),
 }
 
-/// `ready` and `health`: a check, or an array of them, each with its place in the file.
-enum OneOrMany {
+/// A string, or an array of strings each with its place in the file; `M` says what
+/// was expected, for the error when it is neither.
+enum StringOrList<M> {
     One(String),
     Many(Vec<Spanned<String>>),
+    /// Never built: it only ties `M` to the type.
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<M>, std::convert::Infallible),
 }
 
-impl<'de> Deserialize<'de> for OneOrMany {
+/// What a [`StringOrList`] stands for, as its error says it.
+trait Expecting {
+    const EXPECTING: &'static str;
+}
+
+/// `ready` and `health`: a check, or an array of them.
+struct Checks;
+
+impl Expecting for Checks {
+    const EXPECTING: &'static str = "a readiness check string or an array of them";
+}
+
+/// `command`: an array (the program and its arguments, executed directly) or a string
+/// (run by `sh -c`, so it may use the shell's syntax).
+struct Command;
+
+impl Expecting for Command {
+    const EXPECTING: &'static str =
+        "an array of strings (the program first) or a string run by sh -c";
+}
+
+type OneOrMany = StringOrList<Checks>;
+type CommandValue = StringOrList<Command>;
+
+impl<'de, M: Expecting> Deserialize<'de> for StringOrList<M> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = OneOrMany;
+        struct Visitor<M>(std::marker::PhantomData<M>);
+        impl<'de, M: Expecting> serde::de::Visitor<'de> for Visitor<M> {
+            type Value = StringOrList<M>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a readiness check string or an array of them")
+                f.write_str(M::EXPECTING)
             }
 
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany::One(text.to_string()))
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(StringOrList::One(text.to_string()))
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<OneOrMany, A::Error> {
+            ) -> Result<Self::Value, A::Error> {
                 let mut elements = Vec::new();
                 while let Some(element) = seq.next_element::<Spanned<String>>()? {
                     elements.push(element);
                 }
-                Ok(OneOrMany::Many(elements))
+                Ok(StringOrList::Many(elements))
             }
         }
-        deserializer.deserialize_any(Visitor)
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
     }
 }
 
@@ -221,42 +249,6 @@ enum DurationValue {
 enum DependsOn {
     Names(Vec<String>),
     Conditions(BTreeMap<String, String>),
-}
-
-/// `command`: an array (the program and its arguments, executed directly) or a string
-/// (run by `sh -c`, so it may use the shell's syntax).
-enum CommandValue {
-    Shell(String),
-    Exec(Vec<Spanned<String>>),
-}
-
-impl<'de> Deserialize<'de> for CommandValue {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = CommandValue;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of strings (the program first) or a string run by sh -c")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<CommandValue, E> {
-                Ok(CommandValue::Shell(text.to_string()))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<CommandValue, A::Error> {
-                let mut elements = Vec::new();
-                while let Some(element) = seq.next_element::<Spanned<String>>()? {
-                    elements.push(element);
-                }
-                Ok(CommandValue::Exec(elements))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
 }
 
 #[derive(Deserialize)]
@@ -1120,8 +1112,8 @@ fn plan_pod(
             }
             (None, false)
         }
-        Some(CommandValue::Exec(command)) => (Some(command), false),
-        Some(CommandValue::Shell(line)) => {
+        Some(StringOrList::Many(command)) => (Some(command), false),
+        Some(StringOrList::One(line)) => {
             let span = command_span.clone();
             let command = vec![
                 Spanned::new(span.clone(), "sh".to_string()),
