@@ -62,7 +62,7 @@ impl Sink {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        crate::handle::lock(&self.queue)
     }
 
     /// Queues `bytes` for writing. Returns `Pending` (and wakes `cx` once there is room)
@@ -125,26 +125,21 @@ impl Sink {
     /// Waits until everything queued has been written (or the stream closed), until
     /// `deadline` at the latest.
     fn flush(&self, deadline: std::time::Instant) {
-        let mut queue = self.lock();
-        while queue.bytes > 0 && !self.is_closed() {
-            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
-                return;
-            };
-            queue = self
-                .drained
-                .wait_timeout(queue, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.wait_drained(deadline, |queue| queue.bytes > 0);
     }
 
     /// Waits until what was queued before this call has been written (or the stream
     /// closed), until `deadline` at the latest. Unlike [`Sink::flush`], output queued
     /// meanwhile (a pod that keeps writing) does not make it wait longer.
     fn flush_queued(&self, deadline: std::time::Instant) {
+        let target = self.lock().queued;
+        self.wait_drained(deadline, |queue| queue.taken < target);
+    }
+
+    /// Waits while `pending` holds of the queue and the stream is open, until `deadline`.
+    fn wait_drained(&self, deadline: std::time::Instant, pending: impl Fn(&Queue) -> bool) {
         let mut queue = self.lock();
-        let target = queue.queued;
-        while queue.taken < target && !self.is_closed() {
+        while pending(&queue) && !self.is_closed() {
             let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
                 return;
             };

@@ -36,7 +36,7 @@ pub(crate) fn spawn_claimed(
     spawn: impl FnOnce() -> std::io::Result<async_process::Child>,
 ) -> std::io::Result<async_process::Child> {
     let result = {
-        let _spawning = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+        let _spawning = crate::handle::lock(&SPAWNING);
         let result = spawn();
         if let Ok(child) = &result {
             claim(child.id());
@@ -61,12 +61,12 @@ pub(crate) fn spawn_claimed_here(
 
 /// `pid` is a child podvisor waits for itself: never reap it here.
 pub(crate) fn claim(pid: u32) {
-    OURS.lock().unwrap_or_else(|e| e.into_inner()).insert(pid);
+    crate::handle::lock(&OURS).insert(pid);
 }
 
 /// `pid` was waited for (or will be by async-process in the background).
 pub(crate) fn release(pid: u32) {
-    OURS.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
+    crate::handle::lock(&OURS).remove(&pid);
 }
 
 /// Makes this process reap orphans: it becomes a child subreaper (unless it is PID 1,

@@ -244,7 +244,7 @@ pub(crate) struct CancelFlag {
 
 impl CancelFlag {
     pub(crate) fn set(&self) {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = crate::handle::lock(&self.lock);
         self.set.store(true, Ordering::SeqCst);
         self.changed.notify_all();
         self.set_event.notify(usize::MAX);
@@ -267,7 +267,7 @@ impl CancelFlag {
 
     fn wait(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = crate::handle::lock(&self.lock);
         while !self.is_set() {
             match deadline {
                 None => guard = self.changed.wait(guard).unwrap_or_else(|e| e.into_inner()),
@@ -320,7 +320,7 @@ impl fmt::Debug for CancelSlot {
 
 impl CancelSlot {
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::handle::lock(&self.state)
     }
 
     /// Called by the host before `run_forever`: false if the pod is already cancelled.

@@ -472,11 +472,7 @@ impl std::task::Wake for ExitWake {
     fn wake_by_ref(self: &std::sync::Arc<Self>) {
         self.quiet
             .store(false, std::sync::atomic::Ordering::Release);
-        let driver = self
-            .driver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let driver = crate::handle::lock(&self.driver).clone();
         if let Some(driver) = driver {
             driver.wake();
         }
@@ -487,7 +483,7 @@ impl ExitWaker {
     /// The waker to poll the exit future with, if it is due for a poll.
     fn take_due(&self, driver: &std::task::Waker) -> Option<std::task::Waker> {
         {
-            let mut slot = self.0.driver.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = crate::handle::lock(&self.0.driver);
             if !slot.as_ref().is_some_and(|w| w.will_wake(driver)) {
                 *slot = Some(driver.clone());
             }
