@@ -762,3 +762,17 @@ fn a_failure_at_the_end_of_the_start_period_counts() {
         pod.health()
     );
 }
+
+#[test]
+fn shell_status_is_the_code_128_plus_the_signal_or_137_for_an_abandoned_thread() {
+    assert_eq!(ExitStatus::Code(0).shell_status(), 0);
+    assert_eq!(ExitStatus::Code(3).shell_status(), 3);
+    assert_eq!(ExitStatus::Signal(15).shell_status(), 143);
+    assert_eq!(ExitStatus::Signal(2).shell_status(), 130);
+    assert_eq!(ExitStatus::Abandoned.shell_status(), 137);
+    assert_eq!(
+        ExitStatus::Abandoned.to_string(),
+        "abandoned, its thread left running"
+    );
+    assert!(!ExitStatus::Abandoned.success());
+}

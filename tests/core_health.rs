@@ -100,8 +100,10 @@ fn unhealthy_only_after_retries_consecutive_failures_then_closed() {
     let mut attempt = started_attempt(&actions).unwrap();
     // fail, fail, succeed (resets), fail, fail: still not unhealthy.
     let mut now = 1;
-    for ok in [false, false, true, false, false] {
+    assert_eq!(pod.machine.health_failures(0), 0);
+    for (ok, failures) in [(false, 1), (false, 2), (true, 0), (false, 1), (false, 2)] {
         answer(&mut pod, attempt, ok, ms(now + 10));
+        assert_eq!(pod.machine.health_failures(0), failures);
         assert_eq!(pod.machine.state(), State::Ready);
         let actions = pod.advance_to_timeout().unwrap().unwrap();
         attempt = started_attempt(&actions).unwrap();

@@ -647,11 +647,11 @@ impl PodMachine {
         });
         self.kill_at = now.checked_add(grace);
         let early = match self.mutation {
-            Some(Mutation::KillOneTickEarly) => 1,
-            Some(Mutation::KillOneMsEarly) => 1_000_000,
-            _ => 0,
+            Some(Mutation::KillOneTickEarly) => Some(1),
+            Some(Mutation::KillOneMsEarly) => Some(1_000_000),
+            _ => None,
         };
-        if early > 0 {
+        if let Some(early) = early {
             self.kill_at = self
                 .kill_at
                 .map(|t| Time::from_nanos(t.as_nanos().saturating_sub(early)).max(now));
