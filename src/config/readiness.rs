@@ -206,11 +206,8 @@ impl Readiness {
                 "{self} is reported by a pod itself and cannot be checked from outside; expected tcp:, http://, file: or exec:"
             ));
         };
-        let attempt = probe.attempt();
-        futures_lite::future::block_on(futures_lite::future::or(attempt, async move {
-            async_io::Timer::after(timeout).await;
-            Err(format!("no answer within {timeout:?}"))
-        }))
+        futures_lite::future::block_on(crate::handle::within(timeout, probe.attempt()))
+            .unwrap_or_else(|| Err(format!("no answer within {timeout:?}")))
     }
 
     /// The probe behind a pulled check.
