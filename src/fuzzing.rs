@@ -61,9 +61,13 @@ pub enum Op {
     Exit(ExitStatus),
     /// `Event::Close`, with a grace in milliseconds or the spec's.
     Close(Option<u16>),
-    /// An event of another generation: an exit, a spawn answer, a ready datagram, a line,
-    /// or a successful probe, by the value modulo 5.
+    /// An event of another generation, by the value modulo 7: an exit, a spawn answer, a
+    /// ready datagram, a line, a successful probe, a health check's change, or a spawn
+    /// failure.
     Foreign(u8),
+    /// `Event::HealthCheckChanged` for health check `n` modulo 3 (an index past the
+    /// spec's checks included).
+    HealthChanged(u8),
     /// `Event::Tick` this many milliseconds later (0: another event at the same instant).
     Advance(u16),
     /// `Event::Tick` at the machine's next deadline.
@@ -185,7 +189,11 @@ pub fn run(spec: PodSpec, ops: &[Op], mutation: Option<Mutation>) -> Result<(), 
             Op::Close(grace) => Event::Close {
                 grace: grace.map(|g| Duration::from_millis(u64::from(g))),
             },
-            Op::Foreign(kind) => match kind % 6 {
+            Op::HealthChanged(n) => Event::HealthCheckChanged {
+                generation,
+                check: usize::from(n % 3),
+            },
+            Op::Foreign(kind) => match kind % 7 {
                 0 => Event::Exited {
                     generation: foreign,
                     status: ExitStatus::Code(0),
@@ -206,6 +214,10 @@ pub fn run(spec: PodSpec, ops: &[Op], mutation: Option<Mutation>) -> Result<(), 
                     generation: foreign,
                     attempt: attempts.last().copied().unwrap_or(0),
                     ok: true,
+                },
+                5 => Event::HealthCheckChanged {
+                    generation: foreign,
+                    check: 0,
                 },
                 _ => Event::SpawnFailed {
                     generation: foreign,
@@ -360,6 +372,7 @@ pub fn run_bytes(data: &[u8]) -> Result<(), Violation> {
             9 => Op::Foreign(arg),
             10 | 11 => Op::Advance(u16::from(arg) * 8),
             12 => Op::Advance(0),
+            13 => Op::HealthChanged(arg),
             _ => Op::AdvanceToTimeout,
         });
         op_byte = next();

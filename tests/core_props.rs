@@ -58,6 +58,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         .prop_map(Op::Exit),
         2 => prop::option::of(0u16..1_500).prop_map(Op::Close),
         2 => any::<u8>().prop_map(Op::Foreign),
+        1 => (0u8..3).prop_map(Op::HealthChanged),
         4 => (0u16..800).prop_map(Op::Advance),
         2 => Just(Op::Advance(0)),
         4 => Just(Op::AdvanceToTimeout),
