@@ -1122,30 +1122,8 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                 health_start_period =
                     Some(parse_duration(&text).map_err(|e| format!("{option}: {e}"))?);
             }
-            "--health-retries" => {
-                let text = value("N")?;
-                let n = text
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| {
-                        format!("--health-retries {text:?}: expected a whole number of at least 1")
-                    })?;
-                health_retries = Some(n);
-            }
-            "--health-successes" => {
-                let text = value("N")?;
-                let n = text
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| {
-                        format!(
-                            "--health-successes {text:?}: expected a whole number of at least 1"
-                        )
-                    })?;
-                health_successes = Some(n);
-            }
+            "--health-retries" => health_retries = Some(count(&option, &value("N")?)?),
+            "--health-successes" => health_successes = Some(count(&option, &value("N")?)?),
             "--watchdog" => watchdog = Some(positive(&option, value("DUR")?)?),
             "--watchdog-signal" => {
                 watchdog_signal = Some(
@@ -1301,6 +1279,14 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
         foreground,
         serve_health,
     }))
+}
+
+/// A count given to `option`: a whole number of at least 1.
+fn count(option: &str, text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("{option} {text:?}: expected a whole number of at least 1"))
 }
 
 #[cfg(test)]
