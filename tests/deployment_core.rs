@@ -2033,6 +2033,84 @@ fn an_unhealthy_pod_is_restarted_on_failure_and_fails_the_deployment_under_no() 
 // ---------------------------------------------------------------------------------------
 // Members stopped, started and restarted on request
 
+/// A member stopped with its dependents waits for them before its own close; a failed
+/// start it reports meanwhile (its pod crashed before ready) is part of the stop, not a
+/// failure of the deployment, and not restarted.
+#[test]
+fn a_failed_start_while_held_for_its_dependents_is_not_a_failure() {
+    let mut d = checked(three_levels());
+    start(&mut d);
+    ready(&mut d, "db/0", G1, ms(10));
+    // web depends on api being started only: it runs while api is not ready yet.
+    let out = started(&mut d, "api/0", G1, ms(11));
+    assert_eq!(starts(&out), ["web/0", "web/1"]);
+    let api = id(&d, "api/0");
+    let out = step(
+        &mut d,
+        DeploymentEvent::StopMember {
+            member: api,
+            cascade: true,
+        },
+        ms(20),
+    );
+    assert_eq!(close_names(&out), ["web/0", "web/1"]);
+    let out = result(
+        &mut d,
+        "api/0",
+        G1,
+        StartResult::ExitedEarly { status: FAIL },
+        ms(25),
+    );
+    assert!(close_names(&out).is_empty(), "{out:?}");
+    assert!(starts(&out).is_empty(), "{out:?}");
+    assert_eq!(d.machine.failure(), None);
+    assert_ne!(d.machine.state(), DeploymentState::Stopping);
+    ended(&mut d, "web/0", G1, End::Closed(SIGTERM), ms(30));
+    ended(&mut d, "web/1", G1, End::Closed(SIGTERM), ms(31));
+    let out = ended(&mut d, "api/0", G1, End::Exited(FAIL), ms(32));
+    assert!(starts(&out).is_empty(), "{out:?}");
+    assert_eq!(state_of(&d, "api/0"), MemberState::Stopped);
+    assert_eq!(d.machine.failure(), None);
+}
+
+/// "With its dependents" means the dependents that run (or wait to): a one-shot job that
+/// already succeeded is not stopped with its dependency, nor run again by its restart.
+#[test]
+fn a_restart_with_dependents_leaves_a_finished_job_alone() {
+    let mut d = checked(
+        DeploymentSpec::new()
+            .pod(PodTemplate::new("db"))
+            .pod(
+                PodTemplate::new("migrate")
+                    .one_shot()
+                    .depends_on("db", Condition::Ready),
+            )
+            .pod(PodTemplate::new("web").depends_on("db", Condition::Ready)),
+    );
+    start(&mut d);
+    assert_eq!(
+        starts(&ready(&mut d, "db/0", G1, ms(5))),
+        ["migrate/0", "web/0"]
+    );
+    ready(&mut d, "web/0", G1, ms(6));
+    ended(&mut d, "migrate/0", G1, End::Exited(OK), ms(7));
+    assert_eq!(state_of(&d, "migrate/0"), MemberState::Succeeded);
+    let db = id(&d, "db/0");
+    assert_eq!(d.machine.stopped_with(db), [id(&d, "web/0")]);
+    let out = step(
+        &mut d,
+        DeploymentEvent::RestartMember { member: db },
+        ms(10),
+    );
+    assert_eq!(close_names(&out), ["web/0"]);
+    ended(&mut d, "web/0", G1, End::Closed(SIGTERM), ms(11));
+    let out = ended(&mut d, "db/0", G1, End::Closed(SIGTERM), ms(12));
+    assert_eq!(starts(&out), ["db/0"]);
+    let out = ready(&mut d, "db/0", G2, ms(13));
+    assert_eq!(starts(&out), ["web/0"]);
+    assert_eq!(state_of(&d, "migrate/0"), MemberState::Succeeded);
+}
+
 #[test]
 fn a_stop_with_dependents_closes_them_first_and_keeps_all_down() {
     let mut d = three_levels_up();
