@@ -1,7 +1,9 @@
-//! Simulation against reality: proptest draws a scenario (readiness kind and time, a
-//! `STATUS=` and an `EXTEND_TIMEOUT_USEC=` datagram, exit code and time, ignored SIGTERM, a
-//! program that cannot be spawned, close time, ready timeout), runs it for real with the
-//! fixture, and checks the real start result and end against what the core predicts when
+//! Simulation against reality: proptest draws a scenario (readiness kind and time — notify,
+//! a stdout line, TCP, HTTP, `exec:` and `file:` checks, or a runtime hosted in the child by
+//! `runtime::serve` that fails where it is told to — a `STATUS=` and an
+//! `EXTEND_TIMEOUT_USEC=` datagram, exit code and time, ignored SIGTERM, a program that
+//! cannot be spawned, close time, ready timeout), runs it for real with the fixture, and
+//! checks the real start result, end and status text against what the core predicts when
 //! driven on virtual time by a model of the same process — and the real timings against
 //! the predicted ones, in milliseconds.
 //!
@@ -55,6 +57,76 @@ enum Kind {
     Stdout,
     /// A TCP probe of a port the child listens on from `ready_at`.
     Tcp,
+    /// An HTTP probe of a port the child serves from `ready_at`.
+    Http,
+    /// An `exec:` probe (`test -e PATH`) of a file the child creates at `ready_at`.
+    Exec,
+    /// A `file:` check (inotify) of a file the child creates at `ready_at`.
+    File,
+    /// A runtime hosted in the child by `runtime::serve` from `ready_at`, failing where
+    /// it is told to.
+    Runtime(RuntimeFail),
+}
+
+/// Where the fixture's scripted runtime fails (`tests/support/scripted_runtime.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RuntimeFail {
+    Nothing,
+    Construct,
+    Setup,
+    Run,
+    ReturnAtOnce,
+    IgnoreCancel,
+    Teardown,
+}
+
+impl RuntimeFail {
+    fn arg(self) -> &'static str {
+        match self {
+            RuntimeFail::Nothing => "nothing",
+            RuntimeFail::Construct => "construct",
+            RuntimeFail::Setup => "setup",
+            RuntimeFail::Run => "run",
+            RuntimeFail::ReturnAtOnce => "return",
+            RuntimeFail::IgnoreCancel => "ignore-cancel",
+            RuntimeFail::Teardown => "teardown",
+        }
+    }
+
+    /// What `runtime::serve` sends when the runtime starts (in order), and the code it
+    /// exits with at once, if it does.
+    fn at_start(self) -> (Vec<&'static str>, Option<i32>) {
+        const STARTED: &str = "X_PODVISOR_STARTED=1\nREADY=1";
+        match self {
+            RuntimeFail::Construct => (vec!["STATUS=construction failed: bad config"], Some(3)),
+            RuntimeFail::Setup => (vec!["STATUS=setup failed: port 80 in use"], Some(3)),
+            RuntimeFail::Run => (
+                vec![
+                    STARTED,
+                    "STATUS=run_forever failed: worker crashed",
+                    "STOPPING=1",
+                ],
+                Some(1),
+            ),
+            RuntimeFail::ReturnAtOnce => (vec![STARTED, "STOPPING=1"], Some(0)),
+            RuntimeFail::Nothing | RuntimeFail::IgnoreCancel | RuntimeFail::Teardown => {
+                (vec![STARTED], None)
+            }
+        }
+    }
+
+    /// What it sends on SIGTERM once running, and the code it then exits with (`None`:
+    /// it goes on until SIGKILL).
+    fn at_stop(self) -> (Vec<&'static str>, Option<i32>) {
+        match self {
+            RuntimeFail::IgnoreCancel => (vec![], None),
+            RuntimeFail::Teardown => (
+                vec!["STOPPING=1", "STATUS=teardown failed: disk full"],
+                Some(0),
+            ),
+            _ => (vec!["STOPPING=1"], Some(0)),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -72,8 +144,10 @@ struct Scenario {
     ignore_term: bool,
     close_at: Option<u64>,
     timeout: Option<u64>,
-    /// The loopback port of a `Tcp` scenario (set when the case runs).
+    /// The loopback port of a `Tcp` or `Http` scenario (set when the case runs).
     port: u16,
+    /// The file of an `Exec` or `File` scenario (set when the case runs).
+    path: String,
 }
 
 const GRACE_UNITS: u64 = 2;
@@ -81,10 +155,23 @@ const GRACE_UNITS: u64 = 2;
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
         prop_oneof![
-            Just(Kind::None),
-            Just(Kind::Notify),
-            Just(Kind::Stdout),
-            Just(Kind::Tcp)
+            2 => Just(Kind::None),
+            2 => Just(Kind::Notify),
+            2 => Just(Kind::Stdout),
+            1 => Just(Kind::Tcp),
+            1 => Just(Kind::Http),
+            1 => Just(Kind::Exec),
+            1 => Just(Kind::File),
+            3 => prop_oneof![
+                Just(RuntimeFail::Nothing),
+                Just(RuntimeFail::Construct),
+                Just(RuntimeFail::Setup),
+                Just(RuntimeFail::Run),
+                Just(RuntimeFail::ReturnAtOnce),
+                Just(RuntimeFail::IgnoreCancel),
+                Just(RuntimeFail::Teardown),
+            ]
+            .prop_map(Kind::Runtime),
         ],
         prop::option::of(prop_oneof![Just(1u64), Just(5), Just(9)]),
         prop::option::of((prop_oneof![Just(0u64), Just(4)], 1u64..=6)),
@@ -99,17 +186,23 @@ fn scenario() -> impl Strategy<Value = Scenario> {
     )
         .prop_map(
             |(kind, ready_at, extend, exit_at, ignore_term, close_at, timeout, spawn_fails)| {
+                let runtime = matches!(kind, Kind::Runtime(_));
+                let ready_at = if kind == Kind::None { None } else { ready_at };
+                // The runtime is the script's last step: nothing of the script comes after.
+                let exit_at = exit_at.filter(|(e, _)| !runtime || ready_at.is_none_or(|r| *e < r));
                 Scenario {
                     kind,
                     spawn_fails,
-                    ready_at: if kind == Kind::None { None } else { ready_at },
+                    ready_at,
                     extend: if kind == Kind::Notify { extend } else { None },
                     exit_at,
-                    ignore_term,
+                    // The runtime host handles SIGTERM itself.
+                    ignore_term: ignore_term && !runtime,
                     // Keep every case bounded: a pod nothing else ends is closed at 14 units.
                     close_at: close_at.or(if exit_at.is_none() { Some(14) } else { None }),
                     timeout,
                     port: 0,
+                    path: String::new(),
                 }
             },
         )
@@ -146,46 +239,47 @@ struct Outcome {
     /// child whose real start came later may be seen up to one attempt later.
     probe_interval: Duration,
     status_text: Option<String>,
+    /// The child's `EXTEND_TIMEOUT_USEC=` was taken (the model's): the ready deadline then
+    /// counts from an instant of the child's, which the real spawn's latency delays.
+    extended: bool,
 }
 
-/// The core's prediction, on virtual time, with a model of the scripted child: it signals
-/// ready at `ready_at`, sends its extension at `extend`, exits at `exit_at`, dies at the
-/// stop signal unless it ignores it, and dies at SIGKILL.
+/// What happens in the model's world: an event for the core, or the child's ready step
+/// (it signals ready, listens, creates the file, or starts its runtime).
+#[derive(Clone, Copy)]
+enum World<'a> {
+    Core(Event<'a>),
+    ReadyStep,
+}
+
+/// The core's prediction, on virtual time, with a model of the scripted child: it does its
+/// ready step at `ready_at` (a probe then succeeds; a hosted runtime reports what
+/// `runtime::serve` reports), sends its extension at `extend`, exits at `exit_at`, dies at
+/// the stop signal unless it ignores it (a running runtime ends as its failure mode says),
+/// and dies at SIGKILL.
 fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
     // The spec the real pod runs with, compiled from the same configuration.
     let spec = config(s).spec().unwrap();
-    let probe_interval = spec
-        .checks
-        .iter()
-        .filter_map(|check| match check {
-            Check::Probe(schedule) => Some(schedule.max_interval),
-            _ => None,
-        })
-        .max()
-        .unwrap_or_default();
+    let schedule = spec.checks.iter().find_map(|check| match check {
+        Check::Probe(schedule) => Some(*schedule),
+        _ => None,
+    });
+    // A `file:` attempt waits for the file (inotify), so no attempt grid is allowed for.
+    let probe_interval = match (s.kind, schedule) {
+        (Kind::File, _) | (_, None) => Duration::ZERO,
+        (_, Some(schedule)) => schedule.max_interval,
+    };
     let mut pod = PodMachine::with_mutation(spec, mutation).unwrap();
     let g = pod.generation();
     let extension = s.extend.map(|(_, by)| extension_datagram(by));
-    // World events: (time, order, what).
-    let mut world: Vec<(Time, u8, Event<'_>)> = Vec::new();
+    // World events: (time, order, what); equal keys keep the order they were added in.
+    let mut world: Vec<(Time, u8, World<'_>)> = Vec::new();
     let at = |d: Duration| Time::ZERO.checked_add(d).unwrap();
-    world.push((Time::ZERO, 0, Event::Start));
+    world.push((Time::ZERO, 0, World::Core(Event::Start)));
     let exit_units = s.exit_at.map(|(e, _)| e);
     if let Some(r) = s.ready_at {
-        let event = match s.kind {
-            Kind::Notify => Event::Notify {
-                generation: g,
-                datagram: b"READY=1",
-            },
-            _ => Event::OutputLine {
-                generation: g,
-                stream: Stream::Stdout,
-                line: b"up",
-            },
-        };
-        // A TCP pod's readiness is its probe's answer, below.
-        if exit_units.is_none_or(|e| r < e) && s.kind != Kind::Tcp {
-            world.push((at(units(r)), 2, event));
+        if exit_units.is_none_or(|e| r < e) {
+            world.push((at(units(r)), 2, World::ReadyStep));
         }
     }
     if let (Some((x, _)), Some(datagram)) = (s.extend, &extension) {
@@ -193,10 +287,10 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
             world.push((
                 at(extend_instant(x)),
                 2,
-                Event::Notify {
+                World::Core(Event::Notify {
                     generation: g,
                     datagram: datagram.as_bytes(),
-                },
+                }),
             ));
         }
     }
@@ -204,28 +298,101 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
         world.push((
             at(units(e)),
             3,
-            Event::Exited {
+            World::Core(Event::Exited {
                 generation: g,
                 status: ExitStatus::Code(code),
-            },
+            }),
         ));
     }
     if let Some(c) = s.close_at {
-        world.push((at(units(c)), 1, Event::Close { grace: None }));
+        world.push((at(units(c)), 1, World::Core(Event::Close { grace: None })));
+    }
+    // What the child sends, then how it exits, from `now` on (replacing a pending exit).
+    fn then_exit<'a>(
+        world: &mut Vec<(Time, u8, World<'a>)>,
+        now: Time,
+        g: podvisor::core::Generation,
+        datagrams: &[&'a str],
+        status: Option<ExitStatus>,
+    ) {
+        for datagram in datagrams {
+            world.push((
+                now,
+                0,
+                World::Core(Event::Notify {
+                    generation: g,
+                    datagram: datagram.as_bytes(),
+                }),
+            ));
+        }
+        if let Some(status) = status {
+            world.retain(|(_, _, w)| !matches!(w, World::Core(Event::Exited { .. })));
+            world.push((
+                now,
+                0,
+                World::Core(Event::Exited {
+                    generation: g,
+                    status,
+                }),
+            ));
+        }
     }
     let mut alive = !s.spawn_fails;
+    // The child has done its ready step (and a hosted runtime is running).
+    let mut stepped = false;
+    // `file:` attempts waiting for the file: (attempt, when the core gives it up).
+    let mut waiting: Vec<(u64, Time)> = Vec::new();
     let mut stopped_at = None;
     let mut kill_after = None;
+    let mut extended = false;
     loop {
         world.sort_by_key(|(t, order, _)| (*t, *order));
         let next_world = world.first().map(|(t, _, _)| *t);
         let timer = pod.poll_timeout();
         let (now, event) = match (next_world, timer) {
             (Some(w), Some(t)) if t < w => (t, Event::Tick),
-            (Some(_), _) => {
-                let (t, _, e) = world.remove(0);
-                (t, e)
-            }
+            (Some(_), _) => match world.remove(0) {
+                (t, _, World::Core(e)) => (t, e),
+                (now, _, World::ReadyStep) => {
+                    if !alive {
+                        continue;
+                    }
+                    stepped = true;
+                    match s.kind {
+                        Kind::Notify => then_exit(&mut world, now, g, &["READY=1"], None),
+                        Kind::Stdout => world.push((
+                            now,
+                            0,
+                            World::Core(Event::OutputLine {
+                                generation: g,
+                                stream: Stream::Stdout,
+                                line: b"up",
+                            }),
+                        )),
+                        Kind::Runtime(fail) => {
+                            let (datagrams, code) = fail.at_start();
+                            then_exit(&mut world, now, g, &datagrams, code.map(ExitStatus::Code));
+                        }
+                        Kind::File => {
+                            for (attempt, gives_up) in waiting.drain(..) {
+                                if now < gives_up {
+                                    world.push((
+                                        now,
+                                        4,
+                                        World::Core(Event::ProbeFinished {
+                                            generation: g,
+                                            attempt,
+                                            ok: true,
+                                        }),
+                                    ));
+                                }
+                            }
+                        }
+                        Kind::None | Kind::Tcp | Kind::Http | Kind::Exec => {}
+                    }
+                    continue;
+                }
+            },
             (None, Some(t)) => (t, Event::Tick),
             (None, None) => break,
         };
@@ -239,6 +406,9 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
         }
         if matches!(event, Event::Exited { .. }) {
             alive = false;
+        }
+        if let (Event::Notify { datagram, .. }, Some(extension)) = (event, &extension) {
+            extended |= datagram == extension.as_bytes();
         }
         pod.handle(event, now);
         if matches!(event, Event::Start) {
@@ -262,48 +432,53 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
             stopped_at = Some(now);
         }
         while let Some(action) = pod.poll_action() {
-            let dies_with = match action {
+            match action {
                 Action::SignalGroup {
                     signal: GroupSignal::Stop,
                     ..
-                } if !s.ignore_term => Some(15),
+                } if alive && !s.ignore_term => match s.kind {
+                    // A running runtime is cancelled and ends as its failure mode says.
+                    Kind::Runtime(fail) if stepped => {
+                        let (datagrams, code) = fail.at_stop();
+                        then_exit(&mut world, now, g, &datagrams, code.map(ExitStatus::Code));
+                    }
+                    _ => then_exit(&mut world, now, g, &[], Some(ExitStatus::Signal(15))),
+                },
                 Action::SignalGroup {
                     signal: GroupSignal::Kill,
                     ..
                 } => {
                     kill_after = stopped_at.map(|t| now.saturating_duration_since(t));
-                    Some(9)
+                    if alive {
+                        then_exit(&mut world, now, g, &[], Some(ExitStatus::Signal(9)));
+                    }
                 }
-                // A connection to the port succeeds once the child listens, until it ends.
                 Action::StartProbe {
                     generation,
                     attempt,
                     ..
                 } => {
-                    let ok = alive && s.ready_at.is_some_and(|r| now >= at(units(r)));
-                    world.push((
-                        now,
-                        4,
-                        Event::ProbeFinished {
-                            generation,
-                            attempt,
-                            ok,
-                        },
-                    ));
-                    None
+                    // A port answers while the child listens; a file, once created, stays.
+                    let ok = match s.kind {
+                        Kind::Exec | Kind::File => stepped,
+                        _ => alive && stepped,
+                    };
+                    if s.kind == Kind::File && !ok {
+                        let timeout = schedule.expect("a probe").attempt_timeout;
+                        waiting.push((attempt, now.checked_add(timeout).unwrap()));
+                    } else {
+                        world.push((
+                            now,
+                            4,
+                            World::Core(Event::ProbeFinished {
+                                generation,
+                                attempt,
+                                ok,
+                            }),
+                        ));
+                    }
                 }
-                _ => None,
-            };
-            if let (Some(signal), true) = (dies_with, alive) {
-                world.retain(|(_, _, e)| !matches!(e, Event::Exited { .. }));
-                world.push((
-                    now,
-                    0,
-                    Event::Exited {
-                        generation: g,
-                        status: ExitStatus::Signal(signal),
-                    },
-                ));
+                _ => {}
             }
         }
         if pod.end().is_some() {
@@ -315,6 +490,7 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
                 spawn_took: Duration::ZERO,
                 probe_interval,
                 status_text: pod.status_text().map(str::to_owned),
+                extended,
             };
         }
     }
@@ -334,7 +510,10 @@ fn config(s: &Scenario) -> PodConfig {
         let signal = match s.kind {
             Kind::Notify => vec!["notify".into(), "READY=1".into()],
             Kind::Tcp => vec!["listen".into(), s.port.to_string()],
-            _ => vec!["print".into(), "up".into()],
+            Kind::Http => vec!["http".into(), s.port.to_string()],
+            Kind::Exec | Kind::File => vec!["touch".into(), s.path.clone()],
+            Kind::Runtime(fail) => vec!["runtime".into(), fail.arg().into()],
+            Kind::None | Kind::Stdout => vec!["print".into(), "up".into()],
         };
         events.push((units(r), signal));
     }
@@ -375,6 +554,12 @@ fn config(s: &Scenario) -> PodConfig {
                 port: s.port,
             })
         }
+        Kind::Http => {
+            config = config.ready(Readiness::Http(format!("http://127.0.0.1:{}/", s.port)))
+        }
+        Kind::Exec => config = config.ready(Readiness::Exec(format!("test -e '{}'", s.path))),
+        Kind::File => config = config.ready(Readiness::File(s.path.clone().into())),
+        Kind::Runtime(_) => config = config.hosted_runtime(),
     }
     config
 }
@@ -383,6 +568,17 @@ fn config(s: &Scenario) -> PodConfig {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// A path of its own for an `Exec` or `File` scenario, where no file is yet (the case
+/// removes the file its child made).
+fn scratch_file() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path =
+        std::env::temp_dir().join(format!("podvisor-sim-vs-real-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path.to_string_lossy().into_owned()
 }
 
 fn run_for_real(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
@@ -431,6 +627,7 @@ fn run_for_real(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
             spawn_took,
             probe_interval: Duration::ZERO,
             status_text: pod.status_text(),
+            extended: false,
         }
     })
 }
@@ -494,7 +691,12 @@ fn compare(predicted: &Outcome, real: &Outcome) -> Result<(), String> {
             real.spawn_took + predicted.probe_interval,
         )?,
         (StartResult::TimedOut { waited: p, .. }, StartResult::TimedOut { waited: r, .. }) => {
-            within("timed out after", *p, *r, Duration::ZERO, Duration::ZERO)?
+            let late = if predicted.extended {
+                real.spawn_took
+            } else {
+                Duration::ZERO
+            };
+            within("timed out after", *p, *r, Duration::ZERO, late)?
         }
         _ => {}
     }
@@ -559,22 +761,40 @@ fn reality_matches_the_core() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
+    // What the cases reached: (readiness kind, start result, end) → cases.
+    let reached = std::sync::Mutex::new(std::collections::BTreeMap::new());
     let result = runner(cases).run(&scenario(), |s| {
         let s = Scenario {
             port: free_port(),
+            path: scratch_file(),
             ..s
         };
         let predicted = predict(&s, None);
         let real = run_for_real(&s, None);
+        let _ = std::fs::remove_file(&s.path);
         if let Err(difference) = compare(&predicted, &real) {
             return Err(TestCaseError::fail(format!(
                 "scenario {s:?}: {difference}\n  core:    {predicted:?}\n  reality: {real:?}"
             )));
         }
+        let kind = match (s.spawn_fails, s.kind) {
+            (true, _) => "spawn fails".to_string(),
+            (false, Kind::Runtime(fail)) => format!("runtime {}", fail.arg()),
+            (false, kind) => format!("{kind:?}").to_lowercase(),
+        };
+        *reached
+            .lock()
+            .unwrap()
+            .entry((kind, real.start.name(), real.end.name()))
+            .or_insert(0) += 1;
         Ok(())
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+    eprintln!("sim-vs-real: cases by readiness, start result and end:");
+    for ((kind, start, end), n) in reached.into_inner().unwrap() {
+        eprintln!("  {kind:<22} {start:<16} {end:<14} {n}");
     }
 }
 
@@ -593,6 +813,7 @@ fn a_kill_one_ms_early_is_caught_against_real_processes() {
         close_at: Some(2),
         timeout: None,
         port: 0,
+        path: String::new(),
     };
     let predicted = predict(&s, None);
     assert_eq!(predicted.kill_after, Some(units(GRACE_UNITS)));
@@ -617,6 +838,22 @@ fn a_kill_one_ms_early_is_caught_against_real_processes() {
     panic!("a core killing 1 ms early went unnoticed in 20 real runs: {seen:?}");
 }
 
+/// A hosted runtime starting at 1 unit, closed at 2.
+fn runtime(fail: RuntimeFail) -> Scenario {
+    Scenario {
+        kind: Kind::Runtime(fail),
+        spawn_fails: false,
+        ready_at: Some(1),
+        extend: None,
+        exit_at: None,
+        ignore_term: false,
+        close_at: Some(2),
+        timeout: Some(4),
+        port: 0,
+        path: String::new(),
+    }
+}
+
 #[test]
 fn the_model_covers_every_outcome() {
     // The prediction itself is exercised on hand-picked scenarios, one per start result.
@@ -630,6 +867,7 @@ fn the_model_covers_every_outcome() {
         close_at: Some(2),
         timeout: Some(4),
         port: 0,
+        path: String::new(),
     };
     let cases = [
         (base.clone(), "ready", "closed"),
@@ -712,9 +950,60 @@ fn the_model_covers_every_outcome() {
                 ready_at: Some(5),
                 extend: Some((0, 6)),
                 close_at: Some(6),
-                ..base
+                ..base.clone()
             },
             "ready",
+            "closed",
+        ),
+        (
+            Scenario {
+                kind: Kind::Http,
+                port: 1,
+                ..base.clone()
+            },
+            "ready",
+            "closed",
+        ),
+        (
+            Scenario {
+                kind: Kind::Exec,
+                path: "/nonexistent".into(),
+                ready_at: Some(5),
+                close_at: None,
+                ..base.clone()
+            },
+            "timed-out",
+            "closed",
+        ),
+        // A `file:` attempt waits for the file: ready when it appears.
+        (
+            Scenario {
+                kind: Kind::File,
+                path: "/nonexistent".into(),
+                ready_at: Some(3),
+                close_at: Some(5),
+                ..base.clone()
+            },
+            "ready",
+            "closed",
+        ),
+        // Hosted runtimes: started and ready when `serve` says so, a failed setup is a
+        // failed start, a failed run an exit, an ignored cancel a kill.
+        (runtime(RuntimeFail::Nothing), "ready", "closed"),
+        (runtime(RuntimeFail::Teardown), "ready", "closed"),
+        (runtime(RuntimeFail::Setup), "failed-to-start", "exited"),
+        (runtime(RuntimeFail::Construct), "failed-to-start", "exited"),
+        (runtime(RuntimeFail::Run), "ready", "exited"),
+        (runtime(RuntimeFail::ReturnAtOnce), "ready", "exited"),
+        (runtime(RuntimeFail::IgnoreCancel), "ready", "killed"),
+        // Closed before the runtime started: the host had not set its handler yet.
+        (
+            Scenario {
+                ready_at: Some(5),
+                timeout: None,
+                ..runtime(RuntimeFail::Nothing)
+            },
+            "cancelled",
             "closed",
         ),
     ];
@@ -722,4 +1011,9 @@ fn the_model_covers_every_outcome() {
         let got = predict(&s, None);
         assert_eq!((got.start.name(), got.end.name()), (start, end), "{s:?}");
     }
+    let setup = predict(&runtime(RuntimeFail::Setup), None);
+    assert_eq!(
+        setup.status_text.as_deref(),
+        Some("setup failed: port 80 in use")
+    );
 }

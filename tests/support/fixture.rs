@@ -15,6 +15,9 @@
 //!   forever            sleep until killed
 //!   stamp TEXT         write "TEXT NANOS" on stdout, NANOS from CLOCK_MONOTONIC
 //!   listen PORT        listen on 127.0.0.1:PORT (kept open until exit)
+//!   http PORT          listen on 127.0.0.1:PORT and answer every HTTP request with 200,
+//!                      on a thread of its own (until exit)
+//!   touch PATH         create the file PATH
 //!   barrier            send BARRIER=1 with a pipe's write end (as newer systemd-notify
 //!                      does), then wait up to 5 s for the supervisor to close it; print
 //!                      "barrier ok", or exit 2
@@ -110,6 +113,16 @@ fn main() {
                     .unwrap_or_else(|e| fail(&format!("listen: {e}")));
                 std::mem::forget(listener);
             }
+            "http" => {
+                let port = number(&arg());
+                let listener = std::net::TcpListener::bind(("127.0.0.1", port as u16))
+                    .unwrap_or_else(|e| fail(&format!("http: {e}")));
+                std::thread::spawn(move || serve_http(listener));
+            }
+            "touch" => {
+                let path = arg();
+                std::fs::File::create(&path).unwrap_or_else(|e| fail(&format!("touch: {e}")));
+            }
             "barrier" => barrier(),
             "runtime" => {
                 let fail = arg();
@@ -124,6 +137,24 @@ fn main() {
             },
             other => fail(&format!("unknown step {other:?}")),
         }
+    }
+}
+
+/// Answers each request on `listener` with `200 OK`, one connection at a time.
+fn serve_http(listener: std::net::TcpListener) {
+    use std::io::Read;
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
     }
 }
 
