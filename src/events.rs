@@ -19,13 +19,14 @@
 //! [`Deployment::events`]: crate::Deployment::events
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use event_listener::Event as Notifier;
 
 use crate::core::deployment::{DeploymentState, MemberState};
-use crate::core::{End, Health, StartResult};
+use crate::core::{End, Health, StartResult, Stream};
 use crate::pod::HealthFailure;
 use crate::Signal;
 
@@ -48,6 +49,9 @@ pub struct LifecycleEvent {
     pub source: String,
     /// What happened.
     pub kind: EventKind,
+    /// How many bytes had been queued for podvisor's standard output and error by the
+    /// forwarding of pods' output when it happened (see [`Events::order_output`]).
+    pub(crate) output_at: [u64; 2],
 }
 
 /// What happened.
@@ -133,6 +137,23 @@ pub(crate) struct EventLog {
     inner: Mutex<LogInner>,
     appended: Notifier,
     epoch: Instant,
+    /// How many events were ever appended (the next one's `seq`), for the forwarding of
+    /// output, which reads it without the lock.
+    count: AtomicU64,
+    /// The subscriber that orders forwarded output after its lines, if one does.
+    order: Mutex<Order>,
+    order_changed: Condvar,
+}
+
+/// What the subscriber that orders output ([`Events::order_output`]) has done.
+#[derive(Debug, Default)]
+struct Order {
+    /// The stream its lines go to; `None` without such a subscriber.
+    stream: Option<Stream>,
+    /// It has come back for the event after every event before this `seq`.
+    dealt: u64,
+    /// Which subscriber it is (each one that asks gets a new number).
+    owner: u64,
 }
 
 #[derive(Debug, Default)]
@@ -150,6 +171,9 @@ impl EventLog {
             inner: Mutex::new(LogInner::default()),
             appended: Notifier::new(),
             epoch: Instant::now(),
+            count: AtomicU64::new(0),
+            order: Mutex::new(Order::default()),
+            order_changed: Condvar::new(),
         })
     }
 
@@ -159,6 +183,10 @@ impl EventLog {
 
     /// Appends an event from `source` happening now.
     pub(crate) fn append(&self, source: &str, kind: EventKind) {
+        // Where forwarded output stands, read before the event is counted (and output
+        // reads the count before it is queued): of an event and a chunk of output, at
+        // most one is seen by the other as coming first, so neither waits for the other.
+        let output_at = crate::forward::positions();
         {
             let mut inner = self.lock();
             if inner.closed {
@@ -175,9 +203,68 @@ impl EventLog {
                 wall: SystemTime::now(),
                 source: source.to_owned(),
                 kind,
+                output_at,
             });
+            self.count.store(seq + 1, Ordering::SeqCst);
         }
         self.appended.notify(usize::MAX);
+    }
+
+    /// How many events were ever appended: output read now comes after all of them.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    fn order(&self) -> std::sync::MutexGuard<'_, Order> {
+        crate::handle::lock(&self.order)
+    }
+
+    /// Waits until the subscriber that orders output has dealt with every event before
+    /// `seq` (at once if none does, or if `reaches` says its stream is not where this
+    /// output goes), until `deadline` at the latest.
+    pub(crate) fn wait_dealt(&self, seq: u64, deadline: Instant, reaches: impl Fn(Stream) -> bool) {
+        let mut order = self.order();
+        while order.stream.is_some_and(&reaches) && order.dealt < seq {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            order = self
+                .order_changed
+                .wait_timeout(order, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Makes the subscriber writing to `stream`, which has handed out the events before
+    /// `next`, the one that orders output; returns its number.
+    fn start_ordering(&self, stream: Stream, next: u64) -> u64 {
+        let mut order = self.order();
+        order.owner += 1;
+        order.stream = Some(stream);
+        order.dealt = next;
+        order.owner
+    }
+
+    /// Subscriber `owner` has dealt with every event before `next`.
+    fn deal(&self, owner: u64, next: u64) {
+        let mut order = self.order();
+        if order.owner != owner || order.dealt >= next {
+            return;
+        }
+        order.dealt = next;
+        drop(order);
+        self.order_changed.notify_all();
+    }
+
+    /// Subscriber `owner` is gone: output waits for nobody.
+    fn stop_ordering(&self, owner: u64) {
+        let mut order = self.order();
+        if order.owner == owner {
+            order.stream = None;
+        }
+        drop(order);
+        self.order_changed.notify_all();
     }
 
     /// The instant the events' `at` counts from.
@@ -197,6 +284,7 @@ impl EventLog {
         Events {
             log: self.clone(),
             next,
+            orders: 0,
         }
     }
 }
@@ -227,11 +315,32 @@ impl EventLog {
 pub struct Events {
     log: Arc<EventLog>,
     next: u64,
+    /// This subscriber's number as the one that orders forwarded output after its lines
+    /// (0: it does not).
+    orders: u64,
 }
 
 impl Events {
+    /// Makes this subscriber the one whose lines forwarded output is ordered after: it
+    /// writes a line for some events to podvisor's own `stream` with
+    /// [`forward::write_event_line`](crate::forward::write_event_line), and output that
+    /// reaches the same file (that stream, or the other one when both reach the same file
+    /// or terminal) and was read after an event waits until this subscriber comes back
+    /// for the event after it — at most [`forward::ORDER_LIMIT`](crate::forward::ORDER_LIMIT)
+    /// — so that a pod's first output never comes before the line about its start. The
+    /// line itself waits for the output read before its event. One subscriber per stream
+    /// of events orders output; the last to ask is the one. Dropping it ends the ordering.
+    pub fn order_output(mut self, stream: Stream) -> Events {
+        self.orders = self.log.start_ordering(stream, self.next);
+        self
+    }
+
     /// The next event if there is one already; `None` if not (yet, or ever).
     pub fn try_next(&mut self) -> Option<LifecycleEvent> {
+        if self.orders != 0 {
+            // Coming back means every event handed out so far is dealt with.
+            self.log.deal(self.orders, self.next);
+        }
         let inner = self.log.lock();
         if self.next < inner.first {
             let missed = inner.first - self.next;
@@ -242,6 +351,7 @@ impl Events {
                 wall: SystemTime::now(),
                 source: String::new(),
                 kind: EventKind::Lagged { missed },
+                output_at: [0; 2],
             });
         }
         let index = usize::try_from(self.next - inner.first).ok()?;
@@ -268,6 +378,14 @@ impl Events {
     /// [`Events::next`] on the calling thread.
     pub fn next_blocking(&mut self) -> Option<LifecycleEvent> {
         futures_lite::future::block_on(self.next())
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        if self.orders != 0 {
+            self.log.stop_ordering(self.orders);
+        }
     }
 }
 
@@ -330,5 +448,88 @@ mod tests {
         assert_eq!(events.next_blocking().map(|e| e.kind), Some(ready(1)));
         assert_eq!(events.next_blocking(), None);
         thread.join().unwrap();
+    }
+
+    /// How long `wait_dealt(seq)` took, with a generous deadline.
+    fn wait_dealt(log: &EventLog, seq: u64, reaches: bool) -> Duration {
+        let begin = Instant::now();
+        log.wait_dealt(seq, begin + Duration::from_secs(30), |_| reaches);
+        begin.elapsed()
+    }
+
+    #[test]
+    fn output_waits_for_the_ordering_subscriber_to_come_back_after_the_events_before_it() {
+        let log = EventLog::new();
+        log.append("p", ready(0));
+        // Nobody orders output: nothing waits.
+        assert!(wait_dealt(&log, 1, true) < Duration::from_secs(10));
+        let mut events = log.subscribe().order_output(Stream::Stderr);
+        log.append("p", ready(1));
+        assert_eq!(log.count(), 2);
+        // Output to another file does not wait.
+        assert!(wait_dealt(&log, 2, false) < Duration::from_secs(10));
+        // Output read after both events waits until the subscriber has taken both and
+        // comes back for a third.
+        let waiter = {
+            let log = log.clone();
+            std::thread::spawn(move || wait_dealt(&log, 2, true))
+        };
+        assert_eq!(events.try_next().map(|e| e.seq), Some(0));
+        assert_eq!(events.try_next().map(|e| e.seq), Some(1));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "output went ahead of the second event's line"
+        );
+        assert_eq!(events.try_next(), None);
+        assert!(waiter.join().unwrap() >= Duration::from_millis(50));
+        // Output read after the first event only needs the first dealt with.
+        assert!(wait_dealt(&log, 1, true) < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn output_stops_waiting_when_the_ordering_subscriber_is_dropped_or_at_the_deadline() {
+        let log = EventLog::new();
+        let events = log.subscribe().order_output(Stream::Stdout);
+        log.append("p", ready(0));
+        let begin = Instant::now();
+        log.wait_dealt(1, begin + Duration::from_millis(100), |_| true);
+        assert!(begin.elapsed() >= Duration::from_millis(100));
+        let waiter = {
+            let log = log.clone();
+            std::thread::spawn(move || wait_dealt(&log, 1, true))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        drop(events);
+        assert!(waiter.join().unwrap() < Duration::from_secs(10));
+        // A new ordering subscriber starts from where it subscribed; dropping an older
+        // one does not end its ordering.
+        let older = log.subscribe().order_output(Stream::Stdout);
+        let mut newer = log.subscribe().order_output(Stream::Stdout);
+        drop(older);
+        log.append("p", ready(1));
+        let waiter = {
+            let log = log.clone();
+            std::thread::spawn(move || wait_dealt(&log, 2, true))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        while newer.try_next().is_some() {}
+        assert!(waiter.join().unwrap() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn an_event_knows_how_much_output_was_queued_before_it() {
+        let log = EventLog::new();
+        let mut events = log.subscribe();
+        log.append("p", ready(0));
+        // A blank line on the test's standard error.
+        crate::forward::sink(Stream::Stderr).send_now(b"\n", None);
+        log.append("p", ready(1));
+        let first = events.try_next().unwrap().output_at;
+        let second = events.try_next().unwrap().output_at;
+        assert_eq!(first[0], second[0]);
+        assert!(second[1] > first[1], "{first:?} {second:?}");
     }
 }

@@ -36,9 +36,24 @@ pub(crate) struct Sink {
     closed_event: Notifier,
 }
 
+/// Bytes to write, and the events they come after.
+struct Chunk {
+    bytes: Vec<u8>,
+    after: Option<After>,
+}
+
+/// Output read after the first `count` events of `log`: it waits for the subscriber that
+/// orders output ([`Events::order_output`](crate::events::Events::order_output)) to deal
+/// with them, until `deadline`.
+pub(crate) struct After {
+    pub(crate) log: std::sync::Arc<crate::events::EventLog>,
+    pub(crate) count: u64,
+    pub(crate) deadline: std::time::Instant,
+}
+
 #[derive(Default)]
 struct Queue {
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
     bytes: usize,
     /// Drivers waiting for room.
     waiting: Vec<Waker>,
@@ -68,7 +83,13 @@ impl Sink {
     /// Queues `bytes` for writing. Returns `Pending` (and wakes `cx` once there is room)
     /// when the queue is full; the caller keeps the bytes and offers them again. Once the
     /// stream is closed, everything is accepted and dropped.
-    pub(crate) fn poll_send(&'static self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<()> {
+    /// `after` says which events the bytes were read after.
+    pub(crate) fn poll_send(
+        &'static self,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+        after: impl FnOnce() -> Option<After>,
+    ) -> Poll<()> {
         if bytes.is_empty() || self.is_closed() {
             return Poll::Ready(());
         }
@@ -81,7 +102,10 @@ impl Sink {
         }
         queue.bytes += bytes.len();
         queue.queued += bytes.len() as u64;
-        queue.chunks.push_back(bytes.to_vec());
+        queue.chunks.push_back(Chunk {
+            bytes: bytes.to_vec(),
+            after: after(),
+        });
         drop(queue);
         self.start_writer();
         self.work.notify_one();
@@ -90,14 +114,17 @@ impl Sink {
 
     /// Queues `bytes` whatever the room (what a pod wrote before it exited must not be
     /// lost; the amount is bounded by the caller).
-    pub(crate) fn send_now(&'static self, bytes: &[u8]) {
+    pub(crate) fn send_now(&'static self, bytes: &[u8], after: Option<After>) {
         if bytes.is_empty() || self.is_closed() {
             return;
         }
         let mut queue = self.lock();
         queue.bytes += bytes.len();
         queue.queued += bytes.len() as u64;
-        queue.chunks.push_back(bytes.to_vec());
+        queue.chunks.push_back(Chunk {
+            bytes: bytes.to_vec(),
+            after,
+        });
         drop(queue);
         self.start_writer();
         self.work.notify_one();
@@ -133,6 +160,12 @@ impl Sink {
     /// meanwhile (a pod that keeps writing) does not make it wait longer.
     fn flush_queued(&self, deadline: std::time::Instant) {
         let target = self.lock().queued;
+        self.flush_to(target, deadline);
+    }
+
+    /// Waits until the first `target` bytes ever queued have been written (or the stream
+    /// closed), until `deadline` at the latest.
+    fn flush_to(&self, target: u64, deadline: std::time::Instant) {
         self.wait_drained(deadline, |queue| queue.taken < target);
     }
 
@@ -179,7 +212,13 @@ impl Sink {
                     queue = self.work.wait(queue).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let written = write_through(self.stream, &chunk);
+            if let Some(after) = &chunk.after {
+                let stream = self.stream;
+                after.log.wait_dealt(after.count, after.deadline, |lines| {
+                    lines == stream || same_file()
+                });
+            }
+            let written = write_through(self.stream, &chunk.bytes);
             if let Err(error) = written {
                 if error.kind() == io::ErrorKind::BrokenPipe {
                     self.close();
@@ -189,8 +228,8 @@ impl Sink {
             }
             let waiting = {
                 let mut queue = self.lock();
-                queue.bytes -= chunk.len();
-                queue.taken += chunk.len() as u64;
+                queue.bytes -= chunk.bytes.len();
+                queue.taken += chunk.bytes.len() as u64;
                 std::mem::take(&mut queue.waiting)
             };
             waiting.into_iter().for_each(Waker::wake);
@@ -329,6 +368,30 @@ pub fn write_own(stream: Stream, line: &str) {
     if same_file() {
         sink(other_stream(stream)).flush_queued(deadline);
     }
+    write_line(stream, line);
+}
+
+/// Writes podvisor's own line about `event` (a newline is added) to its `stream`, as
+/// [`write_own`] does, after the forwarded output read before the event — and only that:
+/// output read after it (which may be waiting for this line, see
+/// [`Events::order_output`](crate::events::Events::order_output)) is not waited for.
+pub fn write_event_line(stream: Stream, line: &str, event: &crate::events::LifecycleEvent) {
+    let deadline = std::time::Instant::now() + ORDER_LIMIT;
+    sink(stream).flush_to(event.output_at[index(stream)], deadline);
+    if same_file() {
+        let other = other_stream(stream);
+        sink(other).flush_to(event.output_at[index(other)], deadline);
+    }
+    write_line(stream, line);
+}
+
+/// How many bytes were ever queued for podvisor's standard output and error.
+pub(crate) fn positions() -> [u64; 2] {
+    [Stream::Stdout, Stream::Stderr].map(|stream| sink(stream).lock().queued)
+}
+
+/// Writes `line` and a newline, ending a pod's unfinished line on the same terminal first.
+fn write_line(stream: Stream, line: &str) {
     let mut bytes = Vec::with_capacity(line.len() + 2);
     // A pod's unfinished line (a prompt, a progress bar) on the same terminal is ended
     // first, so podvisor's line does not run on from it.

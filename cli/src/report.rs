@@ -53,9 +53,16 @@ impl Reporter {
     }
 
     /// The line of `event`, if it has one in this style.
+    /// Written after the output read before the event (see
+    /// [`podvisor::forward::write_event_line`]).
     pub fn event(&self, event: &LifecycleEvent) {
         self.visit(event, &mut |at, pod, name, text, fields| {
-            self.line(at, pod, name, text, fields)
+            let line = if self.json {
+                json_line(self.later(at), pod, name, fields)
+            } else {
+                text_line(pod, text)
+            };
+            podvisor::forward::write_event_line(podvisor::core::Stream::Stderr, &line, event);
         });
     }
 

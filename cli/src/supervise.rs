@@ -22,7 +22,7 @@ const STDOUT_CLOSED: i32 = 141;
 
 enum Wake {
     /// The deployment's next event; `None` once it ended.
-    Event(Option<podvisor::events::LifecycleEvent>),
+    Event(Option<Box<podvisor::events::LifecycleEvent>>),
     Signal(Option<i32>),
     Redraw,
     /// Nobody reads podvisor's standard output any more.
@@ -144,13 +144,17 @@ pub fn supervise(
     };
     future::block_on(async {
         let mut signals = signals;
-        let mut events = deployment.events();
+        // podvisor's lines go to standard error; a pod's output read after an event
+        // comes after the event's line.
+        let mut events = deployment
+            .events()
+            .order_output(podvisor::core::Stream::Stderr);
         deployment.start();
         let mut stops = StopSignals::default();
         let mut stdout_closed = false;
         let mut was_ready = false;
         loop {
-            let changed = async { Wake::Event(events.next().await) };
+            let changed = async { Wake::Event(events.next().await.map(Box::new)) };
             let signal =
                 async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
             let animating = live.borrow().enabled

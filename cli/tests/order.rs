@@ -128,3 +128,60 @@ fn a_thousand_pod_up_prints_every_line_in_order_and_never_lags() {
         );
     }
 }
+
+/// A pod's output never comes before the line about its start, where both reach one file:
+/// with podvisor's standard output and error on one pipe, the first line of each of 40
+/// pods (written the moment it runs) follows `podvisor: web/N started`. The reporter is a
+/// thread of its own that reads the event stream; the output has its own writer, so
+/// without one order for both, the output of pods started in a burst overtakes the lines
+/// the reporter has not written yet.
+#[test]
+fn a_pods_first_output_comes_after_the_line_about_its_start() {
+    let dir = std::env::temp_dir().join(format!("podvisor-first-output-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("burst.toml");
+    std::fs::write(
+        &file,
+        "[pod.web]\ncommand = [\"sh\", \"-c\", \"echo hello; exec sleep 1000\"]\nreplicas = 40\n",
+    )
+    .unwrap();
+    for round in 0..3 {
+        let mut command = std::process::Command::new("sh");
+        command
+            .args([
+                "-c",
+                "exec \"$0\" up \"$1\" 1>&2",
+                support::PODVISOR,
+                file.to_str().unwrap(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        let mut up = support::spawn_command(command);
+        up.wait_for("deployment ready");
+        up.signal("TERM");
+        let code = up.exit_within(Duration::from_secs(60));
+        assert_eq!(code, 0, "{:?}", up.seen);
+        for index in 0..40 {
+            let started = format!("podvisor: web/{index} started");
+            let output = format!("[web/{index}]");
+            let started_at = up.seen.iter().position(|l| l.starts_with(&started));
+            let output_at = up
+                .seen
+                .iter()
+                .position(|l| l.starts_with(&output) && l.ends_with("hello"));
+            let (Some(started_at), Some(output_at)) = (started_at, output_at) else {
+                panic!(
+                    "round {round}: web/{index} lacks its started line or its output: {:?}",
+                    up.seen
+                );
+            };
+            assert!(
+                started_at < output_at,
+                "round {round}: web/{index}'s output (line {output_at}) comes before the line \
+                 about its start (line {started_at}): {:?}",
+                up.seen
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -44,6 +44,9 @@ pub(super) struct OutputPipe {
     /// Bytes for podvisor's own stream that its writer has no room for yet; nothing more
     /// is read from the pipe until they are taken (back-pressure on this pod alone).
     unsent: Vec<u8>,
+    /// How many lifecycle events had been appended when `unsent` was read (see
+    /// [`forward::After`]).
+    unsent_after: u64,
     /// The pipe reached its end; the pipe is dropped once `unsent` is taken.
     ended: bool,
 }
@@ -54,6 +57,7 @@ impl OutputPipe {
             reader: ChunkReader::new(pipe),
             lines: LineSplitter::default(),
             unsent: Vec::new(),
+            unsent_after: 0,
             ended: false,
         }
     }
@@ -246,15 +250,23 @@ impl Driver {
         force: bool,
     ) -> bool {
         let sink = forward::sink(self.config.forward_stream(stream));
+        let log = self.shared.outer_events().clone();
         let mut progressed = false;
         loop {
             let Some(pipe) = self.pipe(stream) else {
                 return progressed;
             };
             if !pipe.unsent.is_empty() {
+                let after = || {
+                    Some(forward::After {
+                        log: log.clone(),
+                        count: pipe.unsent_after,
+                        deadline: std::time::Instant::now() + forward::ORDER_LIMIT,
+                    })
+                };
                 if force {
-                    sink.send_now(&pipe.unsent);
-                } else if sink.poll_send(cx, &pipe.unsent).is_pending() {
+                    sink.send_now(&pipe.unsent, after());
+                } else if sink.poll_send(cx, &pipe.unsent, after).is_pending() {
                     return progressed;
                 }
                 pipe.unsent.clear();
@@ -276,6 +288,8 @@ impl Driver {
             let Some(pipe) = self.pipe(stream) else {
                 return progressed;
             };
+            // Output read from here on comes after the events appended so far.
+            pipe.unsent_after = log.count();
             let OutputPipe {
                 reader,
                 lines: splitter,
@@ -365,8 +379,14 @@ impl Driver {
             let mut budget = DRAIN_BUDGET;
             self.poll_output(&mut cx, stream, &mut budget, true);
             let sink = forward::sink(self.config.forward_stream(stream));
+            let log = self.shared.outer_events().clone();
             if let Some(pipe) = self.pipe(stream) {
-                sink.send_now(&pipe.unsent);
+                let after = forward::After {
+                    log,
+                    count: pipe.unsent_after,
+                    deadline: std::time::Instant::now() + forward::ORDER_LIMIT,
+                };
+                sink.send_now(&pipe.unsent, Some(after));
                 pipe.unsent.clear();
             }
         }

@@ -93,6 +93,12 @@ impl Shared {
         std::iter::from_fn(|| inner.machine.poll_action()).collect()
     }
 
+    /// The stream of events the pod's output is ordered against: its deployment's, or
+    /// its own.
+    pub(crate) fn outer_events(&self) -> &Arc<EventLog> {
+        self.deployment_events.as_ref().unwrap_or(&self.events)
+    }
+
     /// Makes `state` (and the outcome so far) visible to handles and wakes their waiters.
     /// Appends an event to the pod's stream (and its deployment's).
     pub(crate) fn append(&self, kind: EventKind) {
