@@ -59,7 +59,19 @@ fn start_time(n: u32) -> (Duration, Duration) {
 }
 
 fn main() {
-    let start_sizes: &[u32] = if std::env::args().any(|a| a == "--bench") {
+    // `-- --start-only N,N…` measures only the start, of these sizes (for a profiler).
+    let only: Option<Vec<u32>> = std::env::args()
+        .skip_while(|a| a != "--start-only")
+        .nth(1)
+        .map(|sizes| {
+            sizes
+                .split(',')
+                .map(|n| n.parse().expect("--start-only takes sizes such as 20,100"))
+                .collect()
+        });
+    let start_sizes: &[u32] = if let Some(only) = &only {
+        only
+    } else if std::env::args().any(|a| a == "--bench") {
         &[20, 100, 1000]
     } else {
         &[3]
@@ -79,6 +91,9 @@ fn main() {
             runs[0].0.as_secs_f64() / runs[0].1.as_secs_f64(),
             runs[2].0.as_secs_f64() / runs[2].1.as_secs_f64(),
         );
+    }
+    if only.is_some() {
+        return;
     }
     let full = std::env::args().any(|a| a == "--bench");
     let rounds = if full { 5 } else { 1 };
