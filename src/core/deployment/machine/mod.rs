@@ -1,6 +1,7 @@
 //! [`DeploymentMachine`]: the deployment's state machine (start order, readiness, restarts,
 //! fail fast, close order); the rules are in [the module docs](crate::core::deployment).
 
+mod close;
 mod control;
 mod mutation;
 
@@ -336,57 +337,6 @@ impl DeploymentMachine {
         }
         self.start_at = Some(now);
         self.set_state(DeploymentState::Starting);
-    }
-
-    fn on_close(&mut self, grace: Option<Duration>) {
-        match self.state {
-            DeploymentState::Ended => {}
-            DeploymentState::Stopping => {
-                let Some(grace) = grace else { return };
-                if self.close_grace.is_some_and(|g| g <= grace) {
-                    return;
-                }
-                // Shorten: the members already closing are asked again. After a plain
-                // close, the grace caps the members' own rather than replacing them.
-                if self.close_grace.is_none() {
-                    self.close_grace_caps = true;
-                }
-                self.close_grace = Some(grace);
-                for i in 0..self.members.len() {
-                    let m = &self.members[i];
-                    if m.close_sent && m.end.is_none() {
-                        self.actions.push_back(DeploymentAction::ClosePod {
-                            member: MemberId(i),
-                            generation: m.generation,
-                            grace: Some(grace),
-                        });
-                    }
-                }
-            }
-            DeploymentState::Created | DeploymentState::Starting | DeploymentState::Ready => {
-                self.begin_close(grace)
-            }
-        }
-    }
-
-    fn begin_close(&mut self, grace: Option<Duration>) {
-        if self.start_result.is_none() {
-            self.start_result = Some(DeploymentStartResult::Cancelled);
-        }
-        self.close_grace = grace;
-        for i in 0..self.members.len() {
-            match self.members[i].state {
-                MemberState::Waiting => self.set_member(i, MemberState::Ended),
-                MemberState::BackingOff
-                    if self.mutation != Some(DeploymentMutation::RestartAfterClose) =>
-                {
-                    self.members[i].restart_at = None;
-                    self.set_member(i, MemberState::Ended);
-                }
-                _ => {}
-            }
-        }
-        self.set_state(DeploymentState::Stopping);
     }
 
     /// Gives up on the deployment because of member `i`: the first failure is recorded and
