@@ -7,7 +7,7 @@ use podvisor::{PodConfig, Readiness, Signal};
 
 use crate::client::{Action, ClientOptions};
 use crate::duration::parse_duration;
-use crate::file::{check_pod_name, printable};
+use crate::file::{check_pod_name, check_suggestion, printable, signal_named, suggest};
 
 /// `run`'s exit statuses, in `podvisor --help` and `podvisor run --help` alike.
 macro_rules! run_exit_statuses {
@@ -372,17 +372,8 @@ fn parse_wait(args: Vec<OsString>) -> Result<Command, String> {
                 ))
             }
             _ => {
-                let check: Readiness = arg.parse().map_err(|e: String| {
-                    format!("wait: {}", e.replacen("readiness check", "check", 1))
-                })?;
-                if matches!(
-                    check,
-                    Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_)
-                ) {
-                    return Err(format!(
-                        "wait: {arg:?} is reported by a pod itself; expected tcp:HOST:PORT, http://HOST:PORT/PATH, file:PATH or exec:COMMAND"
-                    ));
-                }
+                let check = Readiness::parse_pulled(&arg)
+                    .map_err(|e| format!("wait: {}", check_suggestion(&arg, e)))?;
                 checks.push(check);
             }
         }
@@ -1068,7 +1059,11 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                 if probe == "none" {
                     none = true;
                 } else {
-                    ready.push(probe.parse().map_err(|e| format!("--ready: {e}"))?);
+                    ready.push(
+                        probe
+                            .parse()
+                            .map_err(|e| format!("--ready: {}", check_suggestion(&probe, e)))?,
+                    );
                 }
             }
             "--timeout-ready" => {
@@ -1081,7 +1076,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
             }
             "--stop-signal" => {
                 stop_signal =
-                    Signal::from_name(&value("SIG")?).map_err(|e| format!("--stop-signal: {e}"))?
+                    signal_named(&value("SIG")?).map_err(|e| format!("--stop-signal: {e}"))?
             }
             "--env" => {
                 let pair = value("KEY=VALUE")?;
@@ -1096,9 +1091,13 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
             }
             "--env-clear" => env_clear = true,
             "--restart" => {
-                restart = value("no|on-failure|always")?
-                    .parse()
-                    .map_err(|e| format!("--restart: {e}"))?;
+                let text = value("no|on-failure|always")?;
+                restart = text.parse().map_err(|e| {
+                    format!(
+                        "--restart: {}",
+                        suggest(&text, &["no", "on-failure", "always"], e)
+                    )
+                })?;
             }
             "--ready-interval" => {
                 let d =
@@ -1112,7 +1111,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
             "--health" => {
                 let text = value("CHECK")?;
                 let check = podvisor::Readiness::parse_health(&text)
-                    .map_err(|e| format!("--health: {e}"))?;
+                    .map_err(|e| format!("--health: {}", check_suggestion(&text, e)))?;
                 health.push(check);
             }
             "--health-interval" => health_interval = Some(positive(&option, value("DUR")?)?),
@@ -1127,8 +1126,7 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
             "--watchdog" => watchdog = Some(positive(&option, value("DUR")?)?),
             "--watchdog-signal" => {
                 watchdog_signal = Some(
-                    Signal::from_name(&value("SIG")?)
-                        .map_err(|e| format!("--watchdog-signal: {e}"))?,
+                    signal_named(&value("SIG")?).map_err(|e| format!("--watchdog-signal: {e}"))?,
                 )
             }
             "--stdin" => {
@@ -1530,6 +1528,19 @@ mod tests {
                 "cannot be combined",
             ),
             (&["--stop-signal", "TREM", "x"], "unknown signal"),
+            // Misspelt values get a suggestion, as in a deployment file.
+            (&["--stop-signal", "TREM", "x"], "did you mean TERM?"),
+            (
+                &["--watchdog", "1s", "--watchdog-signal", "ABTR", "x"],
+                "--watchdog-signal: unknown signal \"ABTR\"",
+            ),
+            (
+                &["--watchdog", "1s", "--watchdog-signal", "ABTR", "x"],
+                "did you mean ABRT?",
+            ),
+            (&["--ready", "tpc:127.0.0.1:1", "x"], "did you mean tcp:?"),
+            (&["--health", "exce:true", "x"], "did you mean exec:?"),
+            (&["--restart", "alwys", "x"], "did you mean always?"),
             (&["--env", "=x", "y"], "KEY=VALUE"),
             (&["--env", "A", "y"], "expected KEY=VALUE with a non-empty KEY"),
             (&["--bogus", "x"], "unknown option \"--bogus\""),

@@ -178,7 +178,7 @@ impl<'de, M: Expecting> Deserialize<'de> for StringOrList<M> {
 
 /// `error` (of reading `given`) with "did you mean" added when `given` is close to one
 /// of `known`.
-fn suggest(given: &str, known: &[&str], error: String) -> String {
+pub fn suggest(given: &str, known: &[&str], error: String) -> String {
     match crate::args::did_you_mean(given, known) {
         Some(close) => format!("{error}; did you mean {close}?"),
         None => error,
@@ -198,7 +198,7 @@ const CONDITIONS: &[&str] = &[
 
 /// A signal by name (`TERM`, `SIGTERM`, a number), with "did you mean" when the name is
 /// close to a known one (`TREM`).
-fn signal_named(text: &str) -> Result<Signal, String> {
+pub fn signal_named(text: &str) -> Result<Signal, String> {
     Signal::from_name(text).map_err(|e| {
         let Some((_, names)) = e.split_once("expected one of ") else {
             return e.clone();
@@ -218,7 +218,7 @@ const CHECK_KINDS: &[&str] = &["tcp", "http", "https", "file", "exec", "stdout",
 
 /// `error` (of parsing `check`) with "did you mean" added when the check's kind is close
 /// to a known one.
-fn check_suggestion(check: &str, error: String) -> String {
+pub fn check_suggestion(check: &str, error: String) -> String {
     let Some((kind, _)) = check.split_once(':') else {
         return error;
     };

@@ -68,6 +68,12 @@ fn bad_checks_are_usage_errors() {
     for (args, says) in [
         (&["tcp:80"][..], "wait: check \"tcp:80\""),
         (&["notify"], "is reported by a pod itself"),
+        (&["stdout:up"], "is reported by a pod itself"),
+        // Only the kinds wait takes are listed, and a misspelt one is named.
+        (
+            &["tpc:127.0.0.1:1"],
+            "unknown kind \"tpc\"; expected tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH; did you mean tcp:?",
+        ),
         (&[], "wait needs at least one CHECK"),
         (&["--timout", "1s", "file:/"], "did you mean --timeout?"),
         (&["--timeout", "soon", "file:/"], "--timeout:"),

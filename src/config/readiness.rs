@@ -112,6 +112,31 @@ impl Readiness {
         Ok(check)
     }
 
+    /// Parses a check podvisor makes itself, from outside any pod (what `podvisor wait`
+    /// takes): `tcp:HOST:PORT`, `http://HOST:PORT/PATH`, `exec:COMMAND` or `file:PATH`.
+    /// `notify`, `stdout:` and `stderr:` are refused: only a pod reports those.
+    ///
+    /// ```
+    /// use podvisor::Readiness;
+    ///
+    /// assert_eq!(Readiness::parse_pulled("file:/run/ok"), Ok(Readiness::File("/run/ok".into())));
+    /// let error = Readiness::parse_pulled("bogus:x").unwrap_err();
+    /// assert_eq!(error, "check \"bogus:x\" has an unknown kind \"bogus\"; expected tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH");
+    /// assert!(Readiness::parse_pulled("notify").unwrap_err().contains("reported by a pod itself"));
+    /// ```
+    pub fn parse_pulled(text: &str) -> Result<Readiness, String> {
+        let check = Readiness::parse_as(text, "check", HEALTH_KINDS)?;
+        if matches!(
+            check,
+            Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_)
+        ) {
+            return Err(format!(
+                "{text:?} is reported by a pod itself; {HEALTH_KINDS}"
+            ));
+        }
+        Ok(check)
+    }
+
     /// The check as it is written on a command line or in a file, which parses back to
     /// it: `tcp:[::1]:80`, `http://127.0.0.1:8080/healthz`, `exec:COMMAND`, `file:PATH`.
     ///
