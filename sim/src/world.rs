@@ -233,8 +233,12 @@ pub(crate) enum WorldEvent {
     Started,
     Ready,
     Malformed,
-    /// An event of another generation: 0 a spawn answer, 1 a ready datagram.
+    /// An event of another generation: 0 a spawn answer, 1 a ready datagram, 2 a health
+    /// check's change.
     Stale(u64),
+    /// What a health check looks at changed (a `file:` check's file, seen by inotify):
+    /// the check's index, sometimes past the spec's checks.
+    HealthChanged(usize),
     Extend(Duration),
     Exit(ExitStatus),
     LateNotify,
@@ -766,7 +770,7 @@ impl World {
             self.schedule(at(d), i, WorldEvent::Malformed);
         }
         if self.procs[i].stale {
-            for kind in 0..2 {
+            for kind in 0..3 {
                 let d = ms(self.rng.range(0, 1_000));
                 self.schedule(at(d), i, WorldEvent::Stale(kind));
             }
@@ -901,6 +905,14 @@ impl World {
             },
             WorldEvent::Stale(0) => Event::Spawned {
                 generation: Generation(generation.0 + 1),
+            },
+            WorldEvent::Stale(2) => Event::HealthCheckChanged {
+                generation: Generation(generation.0 + 1),
+                check: 0,
+            },
+            WorldEvent::HealthChanged(check) => Event::HealthCheckChanged {
+                generation,
+                check: *check,
             },
             WorldEvent::Stale(_) => Event::Notify {
                 generation: Generation(generation.0 + 1),
@@ -1089,8 +1101,21 @@ impl World {
         };
         if self.procs[i].health_since.is_none() {
             self.procs[i].health_since = Some(self.now);
-            let at = self.after(self.procs[i].health_life);
+            let life = self.procs[i].health_life;
+            let at = self.after(life);
             self.schedule(at, i, WorldEvent::HealthEnd);
+            // Half the health-checked pods watch a file that changes a few times in their
+            // health life (and after it): each change asks for an attempt at once.
+            let checks = self.pods[i].machine.spec().health.len();
+            if checks > 0 && self.rng.chance(50) {
+                let life_ms = life.as_millis() as u64;
+                for _ in 0..self.rng.range(1, 3) {
+                    let check = self.rng.below(checks as u64 + 1) as usize;
+                    let delay = ms(self.rng.range(0, life_ms + life_ms / 2 + 1));
+                    let when = self.after(delay);
+                    self.schedule(when, i, WorldEvent::HealthChanged(check));
+                }
+            }
         }
     }
 
@@ -1242,6 +1267,7 @@ fn discriminant(event: &WorldEvent) -> u64 {
         WorldEvent::Wake => 18,
         WorldEvent::Pinger => 20,
         WorldEvent::HealthEnd => 21,
+        WorldEvent::HealthChanged(check) => 24 + 32 * *check as u64,
         WorldEvent::Control(command) => 23 + 32 * command.code(),
         WorldEvent::Watchdog(ping) => {
             22 + 32
