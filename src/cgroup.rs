@@ -147,6 +147,8 @@ pub(crate) struct PodCgroup {
     dir: PathBuf,
     /// `cgroup.procs`, opened for the child to join between fork and exec.
     procs: OwnedFd,
+    /// The directory, for a child born in it (`CLONE_INTO_CGROUP`).
+    dir_fd: OwnedFd,
 }
 
 impl PodCgroup {
@@ -162,9 +164,14 @@ impl PodCgroup {
             OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::empty(),
         );
-        match procs {
-            Ok(procs) => Some(PodCgroup { dir, procs }),
-            Err(_) => {
+        let dir_fd = rustix::fs::open(
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        match (procs, dir_fd) {
+            (Ok(procs), Ok(dir_fd)) => Some(PodCgroup { dir, procs, dir_fd }),
+            _ => {
                 let _ = fs::remove_dir(&dir);
                 None
             }
@@ -174,6 +181,11 @@ impl PodCgroup {
     /// The descriptor a child writes `0` to, to join.
     pub(crate) fn procs(&self) -> BorrowedFd<'_> {
         self.procs.as_fd()
+    }
+
+    /// The cgroup's directory, open.
+    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir_fd.as_fd()
     }
 
     /// The cgroup's `cgroup.procs` file: the processes in it.

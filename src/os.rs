@@ -11,6 +11,9 @@ use std::process::Command;
 
 use rustix::process::{kill_process_group, Pid, Signal as RawSignal};
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+pub(crate) mod clone;
+
 /// A Unix signal, by number, restricted to the named signals of this platform.
 ///
 /// # Examples
@@ -241,8 +244,9 @@ pub(crate) struct ExecPlan {
     _env: Vec<Vec<u8>>,
     argv_ptrs: Vec<*const std::ffi::c_char>,
     env_ptrs: Vec<*const std::ffi::c_char>,
-    /// Where the digits of `WATCHDOG_PID=` go (10 bytes and a NUL).
-    pid_at: *mut u8,
+    /// Where the digits of `WATCHDOG_PID=` go (10 bytes and a NUL), if the child learns
+    /// its pid.
+    pid_at: Option<*mut u8>,
 }
 
 // SAFETY: the pointers point into buffers the plan owns; they are only read or written in
@@ -260,9 +264,10 @@ extern "C" {
 }
 
 impl ExecPlan {
-    /// The exec `command` would do, with `WATCHDOG_PID` set to the child's pid; `None`
-    /// when the program cannot be found here (the spawn then fails as usual).
-    pub(crate) fn with_own_pid(command: &Command, env_clear: bool) -> Option<ExecPlan> {
+    /// The exec `command` would do (with `WATCHDOG_PID` set to the child's pid when
+    /// `own_pid`); `None` when it is left to the standard library: a program not found
+    /// here, a relative entry in `PATH`, a script without `#!`, a NUL in a string.
+    pub(crate) fn new(command: &Command, env_clear: bool, own_pid: bool) -> Option<ExecPlan> {
         use std::collections::BTreeMap;
         use std::ffi::{CString, OsString};
         use std::os::unix::ffi::OsStrExt;
@@ -277,7 +282,9 @@ impl ExecPlan {
                 None => env.remove(key),
             };
         }
-        env.remove(std::ffi::OsStr::new("WATCHDOG_PID"));
+        if own_pid {
+            env.remove(std::ffi::OsStr::new("WATCHDOG_PID"));
+        }
         let program = command.get_program();
         let path = if program.as_bytes().contains(&b'/') {
             std::path::PathBuf::from(program)
@@ -324,12 +331,14 @@ impl ExecPlan {
             entries.push(entry);
         }
         let prefix = b"WATCHDOG_PID=";
-        let mut own = prefix.to_vec();
-        own.extend_from_slice(&[b'0'; 10]);
-        own.push(0);
-        entries.push(own);
-        let last = entries.len() - 1;
-        let pid_at = entries[last][prefix.len()..].as_mut_ptr();
+        let pid_at = own_pid.then(|| {
+            let mut own = prefix.to_vec();
+            own.extend_from_slice(&[b'0'; 10]);
+            own.push(0);
+            entries.push(own);
+            let last = entries.len() - 1;
+            entries[last][prefix.len()..].as_mut_ptr()
+        });
         let argv_ptrs = argv
             .iter()
             .map(|a| a.as_ptr())
@@ -356,6 +365,23 @@ impl ExecPlan {
     ///
     /// Only between fork and exec, in the child.
     unsafe fn exec(&self) -> io::Error {
+        if let Some(pid_at) = self.pid_at {
+            Self::write_pid(pid_at);
+        }
+        execve(
+            self.path.as_ptr(),
+            self.argv_ptrs.as_ptr(),
+            self.env_ptrs.as_ptr(),
+        );
+        io::Error::last_os_error()
+    }
+
+    /// In the child: writes its pid's digits and a NUL at `pid_at`.
+    ///
+    /// # Safety
+    ///
+    /// Only in the child, before exec; `pid_at` has room for 10 digits and a NUL.
+    unsafe fn write_pid(pid_at: *mut u8) {
         let mut pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
         let mut digits = [0u8; 10];
         let mut n = 0;
@@ -368,15 +394,9 @@ impl ExecPlan {
             }
         }
         for i in 0..n {
-            *self.pid_at.add(i) = digits[n - 1 - i];
+            *pid_at.add(i) = digits[n - 1 - i];
         }
-        *self.pid_at.add(n) = 0;
-        execve(
-            self.path.as_ptr(),
-            self.argv_ptrs.as_ptr(),
-            self.env_ptrs.as_ptr(),
-        );
-        io::Error::last_os_error()
+        *pid_at.add(n) = 0;
     }
 }
 

@@ -32,14 +32,15 @@ static SKIPPED: AtomicBool = AtomicBool::new(false);
 
 /// On the spawning thread: spawns a child with `spawn` and claims it, as one step for the
 /// orphan reaper.
-pub(crate) fn spawn_claimed(
-    spawn: impl FnOnce() -> std::io::Result<async_process::Child>,
-) -> std::io::Result<async_process::Child> {
+pub(crate) fn spawn_claimed<C>(
+    spawn: impl FnOnce() -> std::io::Result<C>,
+    pid: impl FnOnce(&C) -> Option<u32>,
+) -> std::io::Result<C> {
     let result = {
         let _spawning = crate::handle::lock(&SPAWNING);
         let result = spawn();
-        if let Ok(child) = &result {
-            claim(child.id());
+        if let Some(pid) = result.as_ref().ok().and_then(pid) {
+            claim(pid);
         }
         result
     };

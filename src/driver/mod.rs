@@ -34,7 +34,9 @@ use crate::probe::Attempt;
 use crate::runtime::CancelSlot;
 use crate::spawner::Answer;
 use crate::{PodConfig, Signal};
-use process::{spawn_process, Lines, OutputPipe, SpawnAnswer, StatusFuture, OUTPUT_BUDGET};
+use process::{
+    spawn_process, Lines, OutputPipe, SpawnAnswer, SpawnPlan, StatusFuture, OUTPUT_BUDGET,
+};
 use shared::{Request, Shared};
 
 pub(crate) struct Driver {
@@ -289,25 +291,19 @@ impl Driver {
         match prepared {
             Ok(command) => {
                 let config = &self.config;
-                let (death_signal, stdin) = (config.death_signal, config.stdin);
-                let (stdout, stderr) =
-                    (config.output(Stream::Stdout), config.output(Stream::Stderr));
-                // The leader learns its own pid for the watchdog (systemd's WATCHDOG_PID).
-                let exec = config
-                    .watchdog
-                    .and_then(|_| os::ExecPlan::with_own_pid(&command, config.env_clear));
-                let own_group = config.own_group;
-                let answer = Answer::spawn(move || {
-                    spawn_process(
-                        command,
-                        death_signal,
-                        stdin,
-                        stdout,
-                        stderr,
-                        exec,
-                        own_group,
-                    )
-                });
+                let plan = SpawnPlan {
+                    command,
+                    env_clear: config.env_clear,
+                    death_signal: config.death_signal,
+                    stdin: config.stdin,
+                    stdout: config.output(Stream::Stdout),
+                    stderr: config.output(Stream::Stderr),
+                    // The leader learns its own pid for the watchdog (systemd's
+                    // WATCHDOG_PID).
+                    own_pid: config.watchdog.is_some(),
+                    own_group: config.own_group,
+                };
+                let answer = Answer::spawn(move || spawn_process(plan));
                 self.spawning = Some((generation, answer));
                 None
             }

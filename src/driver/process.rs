@@ -88,7 +88,91 @@ impl Lines {
 }
 
 /// What the spawning thread answers: the child and its cgroup.
-pub(super) type SpawnAnswer = io::Result<(async_process::Child, Option<crate::cgroup::PodCgroup>)>;
+pub(super) type SpawnAnswer = io::Result<(Spawned, Option<crate::cgroup::PodCgroup>)>;
+
+/// A child the spawning thread started: its pid, its output pipes, its exit.
+pub(super) struct Spawned {
+    pid: u32,
+    /// Its pidfd, when the spawn made one.
+    pidfd: Option<std::os::fd::OwnedFd>,
+    stdout: Option<Pipe>,
+    stderr: Option<Pipe>,
+    status: StatusFuture,
+}
+
+impl Spawned {
+    fn from_std(mut child: async_process::Child) -> Spawned {
+        Spawned {
+            pid: child.id(),
+            pidfd: None,
+            stdout: child.stdout.take().map(|p| Box::new(p) as Pipe),
+            stderr: child.stderr.take().map(|p| Box::new(p) as Pipe),
+            status: Box::pin(child.status()),
+        }
+    }
+
+    /// A child of podvisor's own spawn: its exit is seen on its pidfd.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+    fn from_clone(child: os::clone::Child) -> io::Result<Spawned> {
+        let pipe = |fd: std::os::fd::OwnedFd| -> io::Result<Pipe> {
+            Ok(Box::new(async_io::Async::new(std::fs::File::from(fd))?) as Pipe)
+        };
+        let exit = Reaped(Some(async_io::Async::new(child.pidfd.try_clone()?)?));
+        Ok(Spawned {
+            pid: child.pid,
+            pidfd: Some(child.pidfd),
+            stdout: child.stdout.map(pipe).transpose()?,
+            stderr: child.stderr.map(pipe).transpose()?,
+            status: Box::pin(async move {
+                let mut exit = exit;
+                let status = exit.wait().await;
+                exit.0 = None;
+                status
+            }),
+        })
+    }
+}
+
+/// The pidfd of a child of podvisor's own spawn, until its exit status is taken. Dropped
+/// before that (the pod abandoned), the child is reaped by a thread of its own once it
+/// ends, so that it never stays a zombie.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+struct Reaped(Option<async_io::Async<std::os::fd::OwnedFd>>);
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+impl Reaped {
+    async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        let Some(fd) = &self.0 else {
+            return Err(io::Error::other("the exit status was taken already"));
+        };
+        loop {
+            if let Some(status) = os::clone::try_wait(std::os::fd::AsFd::as_fd(fd.get_ref()))? {
+                return Ok(status);
+            }
+            fd.readable().await?;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let Some(fd) = self.0.take() else { return };
+        let Ok(fd) = fd.into_inner() else { return };
+        let reaped = os::clone::try_wait(std::os::fd::AsFd::as_fd(&fd));
+        if matches!(reaped, Ok(None)) {
+            let _ = std::thread::Builder::new()
+                .name("podvisor-reap".into())
+                .spawn(move || {
+                    let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::empty());
+                    let _ = rustix::process::waitid(
+                        rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&fd)),
+                        rustix::process::WaitIdOptions::EXITED,
+                    );
+                });
+        }
+    }
+}
 
 pub(super) type StatusFuture =
     Pin<Box<dyn Future<Output = io::Result<std::process::ExitStatus>> + Send>>;
@@ -167,32 +251,23 @@ impl Driver {
     }
 
     /// Takes over a child the spawning thread started.
-    pub(super) fn adopt(
-        &mut self,
-        mut child: async_process::Child,
-        cgroup: Option<crate::cgroup::PodCgroup>,
-    ) {
+    pub(super) fn adopt(&mut self, child: Spawned, cgroup: Option<crate::cgroup::PodCgroup>) {
+        let pid = child.pid;
         if let Some(socket) = self.notify.as_mut() {
-            socket.set_pod(child.id(), cgroup.as_ref().map(|c| c.procs_path()));
+            socket.set_pod(pid, cgroup.as_ref().map(|c| c.procs_path()));
         }
-        self.pgid = Some(child.id());
+        self.pgid = Some(pid);
         self.cgroup = cgroup;
         if self.config.own_group {
-            crate::keeper::watch_group(child.id());
-        } else if let Some(pidfd) = os::pidfd(child.id()) {
+            crate::keeper::watch_group(pid);
+        } else if let Some(pidfd) = child.pidfd.or_else(|| os::pidfd(pid)) {
             // Not reaped yet: only this driver reaps it, later.
             self.shared.set_pidfd(pidfd);
         }
-        self.shared.set_pid(child.id());
-        self.stdout = child
-            .stdout
-            .take()
-            .map(|p| OutputPipe::new(Box::new(p) as Pipe));
-        self.stderr = child
-            .stderr
-            .take()
-            .map(|p| OutputPipe::new(Box::new(p) as Pipe));
-        self.status = Some(Box::pin(child.status()));
+        self.shared.set_pid(pid);
+        self.stdout = child.stdout.map(OutputPipe::new);
+        self.stderr = child.stderr.map(OutputPipe::new);
+        self.status = Some(child.status);
         self.exit_waker = ExitWaker::default();
     }
 
@@ -424,27 +499,81 @@ impl Driver {
     }
 }
 
-/// On the spawning thread: the pod's cgroup, then fork and exec. The child is registered
-/// as one podvisor waits for itself before the orphan reaper can look at it.
-pub(super) fn spawn_process(
-    command: std::process::Command,
-    death_signal: bool,
-    stdin: Input,
-    stdout: Output,
-    stderr: Output,
-    exec: Option<os::ExecPlan>,
-    own_group: bool,
-) -> io::Result<(async_process::Child, Option<crate::cgroup::PodCgroup>)> {
-    let mut command = command;
+/// How one spawn is made (on the spawning thread).
+pub(super) struct SpawnPlan {
+    pub(super) command: std::process::Command,
+    pub(super) env_clear: bool,
+    pub(super) death_signal: bool,
+    pub(super) stdin: Input,
+    pub(super) stdout: Output,
+    pub(super) stderr: Output,
+    /// The leader learns its own pid (`WATCHDOG_PID`).
+    pub(super) own_pid: bool,
+    pub(super) own_group: bool,
+}
+
+/// On the spawning thread: the pod's cgroup, then the child, born in it by podvisor's own
+/// spawn where it can be (see `os::clone`), otherwise forked by the standard library and
+/// joining it before exec. The child is registered as one podvisor waits for itself
+/// before the orphan reaper can look at it. `PODVISOR_SPAWN=std` always uses the standard
+/// library.
+pub(super) fn spawn_process(plan: SpawnPlan) -> SpawnAnswer {
+    let SpawnPlan {
+        mut command,
+        env_clear,
+        death_signal,
+        stdin,
+        stdout,
+        stderr,
+        own_pid,
+        own_group,
+    } = plan;
     crate::keeper::ensure();
     let cgroup = crate::cgroup::PodCgroup::new();
+    let exec = os::ExecPlan::new(&command, env_clear, own_pid);
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+    if let Some(exec) = exec.as_ref().filter(|_| own_spawn()) {
+        use std::os::unix::ffi::OsStrExt;
+        let cwd = match command.get_current_dir() {
+            Some(dir) => std::ffi::CString::new(dir.as_os_str().as_bytes()).ok(),
+            None => None,
+        };
+        if cwd.is_some() || command.get_current_dir().is_none() {
+            let stdio = |output: Output| match output {
+                Output::Capture | Output::Forward => os::clone::Stdio::Pipe,
+                Output::Inherit => os::clone::Stdio::Inherit,
+                Output::Discard => os::clone::Stdio::Null,
+            };
+            let request = os::clone::Request {
+                plan: exec,
+                stdin: match stdin {
+                    Input::Null => os::clone::Stdio::Null,
+                    Input::Inherit => os::clone::Stdio::Inherit,
+                },
+                stdout: stdio(stdout),
+                stderr: stdio(stderr),
+                cwd: cwd.as_deref(),
+                own_group,
+                death_signal,
+                cgroup: cgroup.as_ref().map(|c| c.dir_fd()),
+            };
+            let spawned = crate::reaper::spawn_claimed(
+                || os::clone::spawn(&request),
+                |child| child.as_ref().map(|c| c.pid),
+            )?;
+            if let Some(child) = spawned {
+                let cgroup = cgroup.filter(|_| child.in_cgroup);
+                return Ok((Spawned::from_clone(child)?, cgroup));
+            }
+        }
+    }
     os::prepare_command(
         &mut command,
         death_signal,
         cgroup
             .as_ref()
             .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.procs())),
-        exec,
+        exec.filter(|_| own_pid),
         own_group,
     );
     let mut command = async_process::Command::from(command);
@@ -456,12 +585,19 @@ pub(super) fn spawn_process(
     command.stderr(self::stdio(stderr));
     // podvisor reaps and kills through the core's actions, never implicitly on drop.
     command.kill_on_drop(false);
-    let child = crate::reaper::spawn_claimed(|| command.spawn())?;
+    let child = crate::reaper::spawn_claimed(|| command.spawn(), |child| Some(child.id()))?;
     // Joining happens in the child, which cannot report a failure (a delegation that does
     // not reach podvisor's own cgroup, say): a pod outside its cgroup must not be taken
     // for contained.
     let cgroup = cgroup.filter(|c| c.holds(child.id()));
-    Ok((child, cgroup))
+    Ok((Spawned::from_std(child), cgroup))
+}
+
+/// Whether podvisor's own spawn is used (`PODVISOR_SPAWN=std` turns it off).
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+fn own_spawn() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| std::env::var_os("PODVISOR_SPAWN").is_none_or(|v| v != "std"))
 }
 
 fn stdio(output: Output) -> Stdio {

@@ -1,0 +1,389 @@
+//! A spawn of podvisor's own (Linux, x86_64, glibc): `clone3` with `CLONE_VM | CLONE_VFORK`
+//! — the child borrows podvisor's memory until it execs, so nothing of podvisor's address
+//! space is copied, as a fork copies it — with `CLONE_PIDFD`, and for a pod with a cgroup
+//! `CLONE_INTO_CGROUP`: the child is born in its cgroup instead of moving there, which
+//! waits for the kernel on a busy machine. The standard library forks whenever a
+//! `pre_exec` hook is set, and podvisor needs one (joining the cgroup before the program
+//! runs, the parent-death signal, the leader's own pid in `WATCHDOG_PID`); measured with
+//! `cargo bench --bench deployment`, the fork and the move into the cgroup were most of
+//! podvisor's start cost beyond a raw spawn.
+//!
+//! The child runs on a stack of its own, with every signal blocked, and makes only system
+//! calls (no allocation, no lock): it sets every handled signal back to its default, empties
+//! its signal mask (as the standard library does), makes itself a process group leader,
+//! asks for SIGKILL when its parent thread ends, puts its standard streams in place, changes
+//! directory and execs. A failure is written to a close-on-exec pipe as the step and the
+//! error number, and the child exits 127; the parent, which the kernel holds until the
+//! child has exec'd or exited, reads the pipe: nothing means the exec happened.
+
+use std::ffi::{c_int, c_void, CStr};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use rustix::io::FdFlags;
+use rustix::process::{Pid, WaitOptions};
+
+use super::ExecPlan;
+
+/// Where one of the child's standard streams comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stdio {
+    /// podvisor's own.
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A new pipe; the parent keeps the other end.
+    Pipe,
+}
+
+/// What to spawn, and how.
+pub(crate) struct Request<'a> {
+    pub(crate) plan: &'a ExecPlan,
+    pub(crate) stdin: Stdio,
+    pub(crate) stdout: Stdio,
+    pub(crate) stderr: Stdio,
+    pub(crate) cwd: Option<&'a CStr>,
+    pub(crate) own_group: bool,
+    pub(crate) death_signal: bool,
+    /// The cgroup's directory, for `CLONE_INTO_CGROUP`.
+    pub(crate) cgroup: Option<BorrowedFd<'a>>,
+}
+
+/// A spawned child.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub(crate) pid: u32,
+    pub(crate) pidfd: OwnedFd,
+    /// The read ends of its piped output.
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
+    /// It was born in the requested cgroup.
+    pub(crate) in_cgroup: bool,
+}
+
+/// The kernel's `struct clone_args` up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_VM: u64 = 0x100;
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const SIGCHLD: u64 = 17;
+const SYS_CLONE3: i64 = 435;
+
+/// glibc's `struct sigaction` on x86_64.
+#[repr(C)]
+struct SigAction {
+    handler: usize,
+    mask: [u64; 16],
+    flags: c_int,
+    restorer: usize,
+}
+
+const SIG_DFL: usize = 0;
+const SIG_IGN: usize = 1;
+const SIG_SETMASK: c_int = 2;
+const SIGPIPE: c_int = 13;
+
+extern "C" {
+    fn sigaction(signum: c_int, act: *const SigAction, old: *mut SigAction) -> c_int;
+    fn pthread_sigmask(how: c_int, set: *const [u64; 16], old: *mut [u64; 16]) -> c_int;
+    fn _exit(status: c_int) -> !;
+}
+
+/// What the child needs, prepared by the parent: only raw values and pointers into the
+/// parent's memory, which the child shares until it execs.
+struct ChildArgs<'a> {
+    plan: &'a ExecPlan,
+    /// (descriptor, the standard stream it becomes).
+    streams: [Option<(RawFd, RawFd)>; 3],
+    cwd: Option<&'a CStr>,
+    own_group: bool,
+    death_signal: bool,
+    /// Where a failure is written.
+    report: RawFd,
+}
+
+/// The steps a failure is reported from.
+const STEP_GROUP: u32 = 1;
+const STEP_DEATH_SIGNAL: u32 = 2;
+const STEP_STREAMS: u32 = 3;
+const STEP_CWD: u32 = 4;
+const STEP_EXEC: u32 = 5;
+
+/// The child's stack: it only makes system calls, a few frames deep.
+const STACK_BYTES: usize = 64 * 1024;
+
+/// Spawns as `request` says. Returns `Ok(None)` when the kernel refuses this kind of
+/// clone (too old for `clone3`, say): the caller then spawns the usual way.
+pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
+    let null = || {
+        rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+    };
+    // The child's ends (closed here once it has exec'd) and the parent's.
+    let mut theirs: Vec<OwnedFd> = Vec::new();
+    let mut streams = [None; 3];
+    let mut ours: [Option<OwnedFd>; 2] = [None, None];
+    for (index, stdio) in [request.stdin, request.stdout, request.stderr]
+        .into_iter()
+        .enumerate()
+    {
+        let fd = match stdio {
+            Stdio::Inherit => continue,
+            Stdio::Null => null()?,
+            Stdio::Pipe => {
+                let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+                if index == 0 {
+                    // Never asked for; a pipe into the child's stdin would need a writer.
+                    return Err(io::Error::other("a piped stdin is not supported"));
+                }
+                ours[index - 1] = Some(read);
+                write
+            }
+        };
+        streams[index] = Some((fd.as_raw_fd(), index as RawFd));
+        theirs.push(fd);
+    }
+    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let args = ChildArgs {
+        plan: request.plan,
+        streams,
+        cwd: request.cwd,
+        own_group: request.own_group,
+        death_signal: request.death_signal,
+        report: report_write.as_raw_fd(),
+    };
+    let mut stack = vec![0u128; STACK_BYTES / 16];
+    let mut pidfd: c_int = -1;
+    let mut clone_args = CloneArgs {
+        flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
+        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        exit_signal: SIGCHLD,
+        stack: stack.as_mut_ptr() as u64,
+        stack_size: STACK_BYTES as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(cgroup) = request.cgroup {
+        clone_args.flags |= CLONE_INTO_CGROUP;
+        clone_args.cgroup = cgroup.as_raw_fd() as u64;
+    }
+    let mut result = clone(&mut clone_args, &args);
+    let mut in_cgroup = request.cgroup.is_some();
+    if result < 0 && in_cgroup {
+        // The cgroup cannot take it (a delegation that does not allow it, a kernel
+        // without `CLONE_INTO_CGROUP`): born outside, as without cgroups.
+        clone_args.flags &= !CLONE_INTO_CGROUP;
+        clone_args.cgroup = 0;
+        in_cgroup = false;
+        result = clone(&mut clone_args, &args);
+    }
+    drop(report_write);
+    drop(theirs);
+    drop(stack);
+    if result < 0 {
+        let errno = -result as i32;
+        // ENOSYS: no clone3; EINVAL: a flag this kernel does not know.
+        if errno == 38 || errno == 22 {
+            return Ok(None);
+        }
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    let pid = result as u32;
+    // SAFETY: the kernel wrote a new descriptor there (`CLONE_PIDFD`).
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let mut failure = [0u8; 8];
+    let mut read = 0;
+    while read < failure.len() {
+        match rustix::io::read(&report_read, &mut failure[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if read == 0 {
+        let [stdout, stderr] = ours;
+        return Ok(Some(Child {
+            pid,
+            pidfd,
+            stdout,
+            stderr,
+            in_cgroup,
+        }));
+    }
+    // The child failed before exec and exited: reap it.
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+    }
+    let errno = i32::from_ne_bytes([failure[4], failure[5], failure[6], failure[7]]);
+    let step = u32::from_ne_bytes([failure[0], failure[1], failure[2], failure[3]]);
+    let error = io::Error::from_raw_os_error(errno);
+    Err(match step {
+        STEP_EXEC | STEP_CWD => error,
+        _ => io::Error::new(
+            error.kind(),
+            format!("preparing the child (step {step}): {error}"),
+        ),
+    })
+}
+
+/// `clone3` with every signal blocked (the child must not run one of podvisor's handlers
+/// on its memory before it resets them); the child runs [`child_main`]. Returns the
+/// child's pid or minus the error number.
+fn clone(clone_args: &mut CloneArgs, args: &ChildArgs<'_>) -> i64 {
+    let full = [u64::MAX; 16];
+    let mut old = [0u64; 16];
+    // SAFETY: valid sets; this thread's mask only.
+    unsafe { pthread_sigmask(SIG_SETMASK, &full, &mut old) };
+    let ret: i64;
+    // SAFETY: `clone3` with `CLONE_VM | CLONE_VFORK` and a stack of its own: the child
+    // starts on the new stack (the kernel sets its stack pointer to the stack's end, which
+    // is 16-byte aligned) and calls `child_main`, which never returns; this thread waits
+    // in the kernel until the child has exec'd or exited, so `args`, the stack and the
+    // plan outlive the child's use of them. The registers holding `child_main` and its
+    // argument are the child's too.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, {data}",
+            "call {entry}",
+            "ud2",
+            "2:",
+            entry = in(reg) child_main as extern "C" fn(*const c_void) -> !,
+            data = in(reg) args as *const ChildArgs<'_> as *const c_void,
+            inlateout("rax") SYS_CLONE3 => ret,
+            in("rdi") clone_args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            // `syscall` overwrites these: not `lateout`, which would let the compiler
+            // keep `entry` or `data` in them.
+            out("rcx") _,
+            out("r11") _,
+            options(nostack),
+        );
+    }
+    // SAFETY: as above.
+    unsafe { pthread_sigmask(SIG_SETMASK, &old, std::ptr::null_mut()) };
+    ret
+}
+
+/// The child, between clone and exec: system calls only.
+extern "C" fn child_main(data: *const c_void) -> ! {
+    // SAFETY: the parent passed a `ChildArgs` that outlives the child's use of it.
+    let args = unsafe { &*(data as *const ChildArgs<'_>) };
+    let fail = |step: u32, errno: i32| -> ! {
+        let mut bytes = [0u8; 8];
+        bytes[..4].copy_from_slice(&step.to_ne_bytes());
+        bytes[4..].copy_from_slice(&errno.to_ne_bytes());
+        // SAFETY: a descriptor of the parent's, open until the child is gone.
+        let report = unsafe { BorrowedFd::borrow_raw(args.report) };
+        let _ = rustix::io::write(report, &bytes);
+        // SAFETY: ends the child at once, without running anything of the parent's.
+        unsafe { _exit(127) }
+    };
+    // Signals: podvisor's handlers are not the program's. Ignored signals stay ignored
+    // (as across any exec), except SIGPIPE, which Rust programs ignore for themselves.
+    for signal in 1..65 {
+        if signal == 9 || signal == 19 {
+            continue;
+        }
+        let mut old = SigAction {
+            handler: 0,
+            mask: [0; 16],
+            flags: 0,
+            restorer: 0,
+        };
+        // SAFETY: valid pointers; this process's dispositions only (no CLONE_SIGHAND).
+        unsafe {
+            if sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.handler != SIG_DFL && (old.handler != SIG_IGN || signal == SIGPIPE) {
+                let default = SigAction {
+                    handler: SIG_DFL,
+                    mask: [0; 16],
+                    flags: 0,
+                    restorer: 0,
+                };
+                sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
+    }
+    let empty = [0u64; 16];
+    // SAFETY: a valid set.
+    unsafe { pthread_sigmask(SIG_SETMASK, &empty, std::ptr::null_mut()) };
+    if args.own_group {
+        if let Err(e) = rustix::process::setpgid(None, None) {
+            fail(STEP_GROUP, e.raw_os_error());
+        }
+    }
+    if args.death_signal {
+        if let Err(e) =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        {
+            fail(STEP_DEATH_SIGNAL, e.raw_os_error());
+        }
+    }
+    for (fd, target) in args.streams.iter().flatten().copied() {
+        // SAFETY: descriptors of the parent's, open until the child has exec'd.
+        let source = unsafe { BorrowedFd::borrow_raw(fd) };
+        let placed = if fd == target {
+            // dup2 onto itself would keep close-on-exec.
+            rustix::io::fcntl_setfd(source, FdFlags::empty())
+        } else {
+            match target {
+                0 => rustix::stdio::dup2_stdin(source),
+                1 => rustix::stdio::dup2_stdout(source),
+                _ => rustix::stdio::dup2_stderr(source),
+            }
+        };
+        if let Err(e) = placed {
+            fail(STEP_STREAMS, e.raw_os_error());
+        }
+    }
+    if let Some(cwd) = args.cwd {
+        if let Err(e) = rustix::process::chdir(cwd) {
+            fail(STEP_CWD, e.raw_os_error());
+        }
+    }
+    // SAFETY: in the child, before exec; the plan's buffers are the parent's, which waits.
+    let error = unsafe { args.plan.exec() };
+    fail(STEP_EXEC, error.raw_os_error().unwrap_or(0))
+}
+
+/// The exit status of a child spawned here, once it has exited (`None` before): reaps it.
+pub(crate) fn try_wait(pidfd: BorrowedFd<'_>) -> io::Result<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let status = rustix::process::waitid(
+        rustix::process::WaitId::PidFd(pidfd.as_fd()),
+        rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG,
+    )?;
+    Ok(status.map(|status| {
+        if let Some(code) = status.exit_status() {
+            std::process::ExitStatus::from_raw((code & 0xff) << 8)
+        } else {
+            let signal = status.terminating_signal().unwrap_or(0);
+            let core = if status.dumped() { 0x80 } else { 0 };
+            std::process::ExitStatus::from_raw(signal | core)
+        }
+    }))
+}
