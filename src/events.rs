@@ -30,11 +30,22 @@ use crate::core::{End, Health, StartResult, Stream};
 use crate::pod::HealthFailure;
 use crate::Signal;
 
+/// Equal when they say the same: where forwarded output stood is not part of it.
+impl PartialEq for LifecycleEvent {
+    fn eq(&self, other: &LifecycleEvent) -> bool {
+        self.seq == other.seq
+            && self.at == other.at
+            && self.wall == other.wall
+            && self.source == other.source
+            && self.kind == other.kind
+    }
+}
+
 /// Events kept for subscribers that are behind.
 pub const CAPACITY: usize = 16 * 1024;
 
 /// One transition of a pod or a deployment.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LifecycleEvent {
     /// Its place in the stream: 0, 1, 2, … with no gaps (a [`EventKind::Lagged`] marker
@@ -236,6 +247,12 @@ impl EventLog {
         }
     }
 
+    /// Whether output after the first `seq` events is held now (see [`EventLog::wait_dealt`]).
+    pub(crate) fn holds(&self, seq: u64, reaches: impl Fn(Stream) -> bool) -> bool {
+        let order = self.order();
+        order.stream.is_some_and(reaches) && order.dealt < seq
+    }
+
     /// Makes the subscriber writing to `stream`, which has handed out the events before
     /// `next`, the one that orders output; returns its number.
     fn start_ordering(&self, stream: Stream, next: u64) -> u64 {
@@ -351,7 +368,7 @@ impl Events {
                 wall: SystemTime::now(),
                 source: String::new(),
                 kind: EventKind::Lagged { missed },
-                output_at: [0; 2],
+                output_at: crate::forward::positions(),
             });
         }
         let index = usize::try_from(self.next - inner.first).ok()?;
@@ -533,7 +550,7 @@ mod tests {
         let mut events = log.subscribe();
         log.append("p", ready(0));
         // A blank line on the test's standard error.
-        crate::forward::sink(Stream::Stderr).send_now(b"\n", None);
+        crate::forward::sink(Stream::Stderr).send_now(b"\n", 0, None);
         log.append("p", ready(1));
         let first = events.try_next().unwrap().output_at;
         let second = events.try_next().unwrap().output_at;

@@ -62,6 +62,10 @@ struct Queue {
     /// what was queued before a moment is written once `taken` reaches `queued` of then.
     queued: u64,
     taken: u64,
+    /// The writer waits for the subscriber that orders output to deal with the events
+    /// before its next chunk (those of this log before this count): a note written by that
+    /// subscriber must not wait for it.
+    waiting_for: Option<(std::sync::Arc<crate::events::EventLog>, u64)>,
 }
 
 impl Sink {
@@ -84,10 +88,12 @@ impl Sink {
     /// when the queue is full; the caller keeps the bytes and offers them again. Once the
     /// stream is closed, everything is accepted and dropped.
     /// `after` says which events the bytes were read after.
+    /// The first `reserved` of the bytes were counted already ([`Sink::reserve`]).
     pub(crate) fn poll_send(
         &'static self,
         cx: &mut Context<'_>,
         bytes: &[u8],
+        reserved: usize,
         after: impl FnOnce() -> Option<After>,
     ) -> Poll<()> {
         if bytes.is_empty() || self.is_closed() {
@@ -101,7 +107,7 @@ impl Sink {
             return Poll::Pending;
         }
         queue.bytes += bytes.len();
-        queue.queued += bytes.len() as u64;
+        queue.queued += (bytes.len() - reserved.min(bytes.len())) as u64;
         queue.chunks.push_back(Chunk {
             bytes: bytes.to_vec(),
             after: after(),
@@ -114,13 +120,13 @@ impl Sink {
 
     /// Queues `bytes` whatever the room (what a pod wrote before it exited must not be
     /// lost; the amount is bounded by the caller).
-    pub(crate) fn send_now(&'static self, bytes: &[u8], after: Option<After>) {
+    pub(crate) fn send_now(&'static self, bytes: &[u8], reserved: usize, after: Option<After>) {
         if bytes.is_empty() || self.is_closed() {
             return;
         }
         let mut queue = self.lock();
         queue.bytes += bytes.len();
-        queue.queued += bytes.len() as u64;
+        queue.queued += (bytes.len() - reserved.min(bytes.len())) as u64;
         queue.chunks.push_back(Chunk {
             bytes: bytes.to_vec(),
             after,
@@ -128,6 +134,14 @@ impl Sink {
         drop(queue);
         self.start_writer();
         self.work.notify_one();
+    }
+
+    /// Counts `n` bytes read but not queued yet (waiting for room) as queued: an event
+    /// that happens meanwhile comes after them, so its line waits for them.
+    pub(crate) fn reserve(&self, n: usize) {
+        if n > 0 && !self.is_closed() {
+            self.lock().queued += n as u64;
+        }
     }
 
     fn start_writer(&'static self) {
@@ -160,7 +174,15 @@ impl Sink {
     /// meanwhile (a pod that keeps writing) does not make it wait longer.
     fn flush_queued(&self, deadline: std::time::Instant) {
         let target = self.lock().queued;
-        self.flush_to(target, deadline);
+        let stream = self.stream;
+        self.wait_drained(deadline, |queue| {
+            // Output held for events the caller may be the one to deal with: not waited
+            // for (the note is not about an event, so no order is lost).
+            let held = queue.waiting_for.as_ref().is_some_and(|(log, count)| {
+                log.holds(*count, |lines| lines == stream || same_file())
+            });
+            queue.taken < target && !held
+        });
     }
 
     /// Waits until the first `target` bytes ever queued have been written (or the stream
@@ -214,9 +236,12 @@ impl Sink {
             };
             if let Some(after) = &chunk.after {
                 let stream = self.stream;
+                self.lock().waiting_for = Some((after.log.clone(), after.count));
+                self.drained.notify_all();
                 after.log.wait_dealt(after.count, after.deadline, |lines| {
                     lines == stream || same_file()
                 });
+                self.lock().waiting_for = None;
             }
             let written = write_through(self.stream, &chunk.bytes);
             if let Err(error) = written {

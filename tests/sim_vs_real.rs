@@ -239,9 +239,12 @@ struct Outcome {
     /// child whose real start came later may be seen up to one attempt later.
     probe_interval: Duration,
     status_text: Option<String>,
-    /// The child's `EXTEND_TIMEOUT_USEC=` was taken (the model's): the ready deadline then
+    /// The child's `EXTEND_TIMEOUT_USEC=` moved the ready deadline (the model's): it then
     /// counts from an instant of the child's, which the real spawn's latency delays.
     extended: bool,
+    /// When the child does its ready step (the model's; the real one is never earlier, so
+    /// neither is a ready report).
+    ready_step: Option<Duration>,
 }
 
 /// What happens in the model's world: an event for the core, or the child's ready step
@@ -407,8 +410,13 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
         if matches!(event, Event::Exited { .. }) {
             alive = false;
         }
-        if let (Event::Notify { datagram, .. }, Some(extension)) = (event, &extension) {
-            extended |= datagram == extension.as_bytes();
+        if let (Event::Notify { datagram, .. }, Some(extension), Some((x, by))) =
+            (event, &extension, s.extend)
+        {
+            // Only an extension that moves the deadline makes it the child's.
+            extended |= datagram == extension.as_bytes()
+                && s.timeout
+                    .is_some_and(|t| extend_instant(x) + units(by) > units(t));
         }
         pod.handle(event, now);
         if matches!(event, Event::Start) {
@@ -491,6 +499,7 @@ fn predict(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
                 probe_interval,
                 status_text: pod.status_text().map(str::to_owned),
                 extended,
+                ready_step: s.ready_at.map(units),
             };
         }
     }
@@ -557,7 +566,13 @@ fn config(s: &Scenario) -> PodConfig {
         Kind::Http => {
             config = config.ready(Readiness::Http(format!("http://127.0.0.1:{}/", s.port)))
         }
-        Kind::Exec => config = config.ready(Readiness::Exec(format!("test -e '{}'", s.path))),
+        // Tried every 15 ms, as a loopback target is: the default backs off to 1 s, and a
+        // ready report may be off by one attempt's interval.
+        Kind::Exec => {
+            config = config
+                .ready(Readiness::Exec(format!("test -e '{}'", s.path)))
+                .ready_interval(Duration::from_millis(15))
+        }
         Kind::File => config = config.ready(Readiness::File(s.path.clone().into())),
         Kind::Runtime(_) => config = config.hosted_runtime(),
     }
@@ -628,6 +643,7 @@ fn run_for_real(s: &Scenario, mutation: Option<Mutation>) -> Outcome {
             probe_interval: Duration::ZERO,
             status_text: pod.status_text(),
             extended: false,
+            ready_step: None,
         }
     })
 }
@@ -681,6 +697,13 @@ fn compare(predicted: &Outcome, real: &Outcome) -> Result<(), String> {
             "status text: core predicts {:?}, reality gave {:?}",
             predicted.status_text, real.status_text
         ));
+    }
+    if let (Some(step), StartResult::Ready { after }) = (predicted.ready_step, &real.start) {
+        if *after < step {
+            return Err(format!(
+                "ready after: {after:?} is before the child's ready step at {step:?}"
+            ));
+        }
     }
     match (&predicted.start, &real.start) {
         (StartResult::Ready { after: p }, StartResult::Ready { after: r }) => within(

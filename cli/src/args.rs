@@ -7,7 +7,9 @@ use podvisor::{PodConfig, Readiness, Signal};
 
 use crate::client::{Action, ClientOptions};
 use crate::duration::parse_duration;
-use crate::file::{check_pod_name, check_suggestion, printable, signal_named, suggest};
+use crate::file::{
+    check_pod_name, check_suggestion, printable, signal_named, suggest, CHECK_KINDS, PULLED_KINDS,
+};
 
 /// `run`'s exit statuses, in `podvisor --help` and `podvisor run --help` alike.
 macro_rules! run_exit_statuses {
@@ -373,7 +375,7 @@ fn parse_wait(args: Vec<OsString>) -> Result<Command, String> {
             }
             _ => {
                 let check = Readiness::parse_pulled(&arg)
-                    .map_err(|e| format!("wait: {}", check_suggestion(&arg, e)))?;
+                    .map_err(|e| format!("wait: {}", check_suggestion(&arg, PULLED_KINDS, e)))?;
                 checks.push(check);
             }
         }
@@ -1059,11 +1061,9 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
                 if probe == "none" {
                     none = true;
                 } else {
-                    ready.push(
-                        probe
-                            .parse()
-                            .map_err(|e| format!("--ready: {}", check_suggestion(&probe, e)))?,
-                    );
+                    ready.push(probe.parse().map_err(|e| {
+                        format!("--ready: {}", check_suggestion(&probe, CHECK_KINDS, e))
+                    })?);
                 }
             }
             "--timeout-ready" => {
@@ -1110,8 +1110,9 @@ fn parse_run(args: Vec<OsString>) -> Result<Option<RunOptions>, String> {
             "--ready-timeout" => ready_timeout = Some(positive(&option, value("DUR")?)?),
             "--health" => {
                 let text = value("CHECK")?;
-                let check = podvisor::Readiness::parse_health(&text)
-                    .map_err(|e| format!("--health: {}", check_suggestion(&text, e)))?;
+                let check = podvisor::Readiness::parse_health(&text).map_err(|e| {
+                    format!("--health: {}", check_suggestion(&text, PULLED_KINDS, e))
+                })?;
                 health.push(check);
             }
             "--health-interval" => health_interval = Some(positive(&option, value("DUR")?)?),
@@ -1562,6 +1563,12 @@ mod tests {
             let error = run(args).unwrap_err();
             assert!(error.contains(needle), "{args:?}: {error}");
         }
+        // A health check is never suggested a kind only a pod reports.
+        let error = run(&["--health", "stdot:x", "x"]).unwrap_err();
+        assert!(
+            error.contains("unknown kind \"stdot\"") && !error.contains("did you mean"),
+            "{error}"
+        );
         assert!(parse(vec![]).unwrap_err().contains("missing command"));
         assert!(parse(vec!["stp".into()])
             .unwrap_err()

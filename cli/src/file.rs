@@ -213,19 +213,22 @@ pub fn signal_named(text: &str) -> Result<Signal, String> {
     })
 }
 
-/// The kinds of check, for a suggestion when one is misspelt (`tpc:`).
-const CHECK_KINDS: &[&str] = &["tcp", "http", "https", "file", "exec", "stdout", "stderr"];
+/// The kinds of readiness check, for a suggestion when one is misspelt (`tpc:`).
+pub const CHECK_KINDS: &[&str] = &["tcp", "http", "https", "file", "exec", "stdout", "stderr"];
+
+/// The kinds of check podvisor makes itself (health checks, `podvisor wait`).
+pub const PULLED_KINDS: &[&str] = &["tcp", "http", "https", "file", "exec"];
 
 /// `error` (of parsing `check`) with "did you mean" added when the check's kind is close
-/// to a known one.
-pub fn check_suggestion(check: &str, error: String) -> String {
+/// to one of `kinds`.
+pub fn check_suggestion(check: &str, kinds: &[&str], error: String) -> String {
     let Some((kind, _)) = check.split_once(':') else {
         return error;
     };
     if CHECK_KINDS.contains(&kind) {
         return error;
     }
-    match crate::args::did_you_mean(kind, CHECK_KINDS) {
+    match crate::args::did_you_mean(kind, kinds) {
         Some(close) => format!("{error}; did you mean {close}:?"),
         None => error,
     }
@@ -1329,12 +1332,12 @@ fn plan_pod(
             } else if key == "health" {
                 Readiness::parse_health(&trial(text))
                     .err()
-                    .map(|e| format!("{which}{}", check_suggestion(text, e)))
+                    .map(|e| format!("{which}{}", check_suggestion(text, PULLED_KINDS, e)))
             } else {
                 trial(text)
                     .parse::<Readiness>()
                     .err()
-                    .map(|e| format!("{which}{}", check_suggestion(text, e)))
+                    .map(|e| format!("{which}{}", check_suggestion(text, CHECK_KINDS, e)))
             };
             if let Some(problem) = problem {
                 errors.push(at.at(check.span(), format!("pod {name}: key {key}: {problem}")));

@@ -185,3 +185,56 @@ fn a_pods_first_output_comes_after_the_line_about_its_start() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The line a readiness check matched comes before the line about the readiness it
+/// caused: the event happens after the output was read, so the output is written first.
+#[test]
+fn the_output_line_that_made_a_pod_ready_comes_before_its_ready_line() {
+    let dir = std::env::temp_dir().join(format!("podvisor-ready-line-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ready.toml");
+    std::fs::write(
+        &file,
+        "[pod.web]\ncommand = [\"sh\", \"-c\", \"echo listening; exec sleep 1000\"]\nready = \"stdout:listening\"\nreplicas = 20\n",
+    )
+    .unwrap();
+    for round in 0..3 {
+        let mut command = std::process::Command::new("sh");
+        command
+            .args([
+                "-c",
+                "exec \"$0\" up \"$1\" 1>&2",
+                support::PODVISOR,
+                file.to_str().unwrap(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        let mut up = support::spawn_command(command);
+        up.wait_for("deployment ready");
+        up.signal("TERM");
+        let code = up.exit_within(Duration::from_secs(60));
+        assert_eq!(code, 0, "{:?}", up.seen);
+        for index in 0..20 {
+            let ready = format!("podvisor: web/{index} ready");
+            let output = format!("[web/{index}]");
+            let ready_at = up.seen.iter().position(|l| l.starts_with(&ready));
+            let output_at = up
+                .seen
+                .iter()
+                .position(|l| l.starts_with(&output) && l.ends_with("listening"));
+            let (Some(ready_at), Some(output_at)) = (ready_at, output_at) else {
+                panic!(
+                    "round {round}: web/{index} lacks its ready line or its output: {:?}",
+                    up.seen
+                );
+            };
+            assert!(
+                output_at < ready_at,
+                "round {round}: web/{index}'s ready line (line {ready_at}) comes before the \
+                 output that made it ready (line {output_at}): {:?}",
+                up.seen
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

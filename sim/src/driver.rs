@@ -110,7 +110,7 @@ fn is_datagram(event: &WorldEvent) -> bool {
         WorldEvent::Started
             | WorldEvent::Ready
             | WorldEvent::Malformed
-            | WorldEvent::Stale(1..)
+            | WorldEvent::Stale(1)
             | WorldEvent::Extend(_)
             | WorldEvent::LateNotify
             | WorldEvent::Watchdog(_)

@@ -47,6 +47,8 @@ pub(super) struct OutputPipe {
     /// How many lifecycle events had been appended when `unsent` was read (see
     /// [`forward::After`]).
     unsent_after: u64,
+    /// How much of `unsent` is counted as queued already ([`forward::Sink::reserve`]).
+    reserved: usize,
     /// The pipe reached its end; the pipe is dropped once `unsent` is taken.
     ended: bool,
 }
@@ -58,6 +60,7 @@ impl OutputPipe {
             lines: LineSplitter::default(),
             unsent: Vec::new(),
             unsent_after: 0,
+            reserved: 0,
             ended: false,
         }
     }
@@ -305,6 +308,17 @@ impl Driver {
         progressed
     }
 
+    /// Counts the bytes of `stream` read but not queued yet as queued (see
+    /// [`forward::Sink::reserve`]).
+    fn reserve_unsent(&mut self, stream: Stream) {
+        let sink = forward::sink(self.config.forward_stream(stream));
+        if let Some(pipe) = self.pipe(stream) {
+            let new = pipe.unsent.len().saturating_sub(pipe.reserved);
+            sink.reserve(new);
+            pipe.reserved += new;
+        }
+    }
+
     pub(super) fn pipe(&mut self, stream: Stream) -> Option<&mut OutputPipe> {
         match stream {
             Stream::Stdout => self.stdout.as_mut(),
@@ -340,11 +354,15 @@ impl Driver {
                     })
                 };
                 if force {
-                    sink.send_now(&pipe.unsent, after());
-                } else if sink.poll_send(cx, &pipe.unsent, after).is_pending() {
+                    sink.send_now(&pipe.unsent, pipe.reserved, after());
+                } else if sink
+                    .poll_send(cx, &pipe.unsent, pipe.reserved, after)
+                    .is_pending()
+                {
                     return progressed;
                 }
                 pipe.unsent.clear();
+                pipe.reserved = 0;
                 progressed = true;
             }
             if pipe.ended {
@@ -398,6 +416,7 @@ impl Driver {
 
     /// Hands the lines of one chunk to their consumers.
     pub(super) fn take_lines(&mut self, stream: Stream, lines: &Lines, prefixed: bool) {
+        self.reserve_unsent(stream);
         if lines.ends.is_empty() {
             return;
         }
@@ -419,6 +438,9 @@ impl Driver {
                 }
             }
         }
+        // What was read counts as queued before the readiness checks see its lines: the
+        // event they may cause comes after this output, on the terminal too.
+        self.reserve_unsent(stream);
         if self.config.watches(stream) {
             let generation = self.shared.generation();
             for line in lines.iter() {
@@ -461,8 +483,9 @@ impl Driver {
                     count: pipe.unsent_after,
                     deadline: std::time::Instant::now() + forward::ORDER_LIMIT,
                 };
-                sink.send_now(&pipe.unsent, Some(after));
+                sink.send_now(&pipe.unsent, pipe.reserved, Some(after));
                 pipe.unsent.clear();
+                pipe.reserved = 0;
             }
         }
     }
