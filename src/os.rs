@@ -1,7 +1,8 @@
 //! The few system calls podvisor makes itself, behind `rustix`: signals to process groups,
 //! the parent-death signal, and reading `/proc`.
 //!
-//! This is the only module allowed `unsafe`, for `pre_exec`.
+//! This is the only module allowed `unsafe` (with its submodule `clone`, podvisor's own
+//! spawn): for `pre_exec`, the `execve` of a prepared plan, and `clone3`.
 #![allow(unsafe_code)]
 
 use std::fmt;
