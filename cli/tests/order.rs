@@ -129,22 +129,22 @@ fn a_thousand_pod_up_prints_every_line_in_order_and_never_lags() {
     }
 }
 
-/// A pod's output never comes before the line about its start, where both reach one file:
-/// with podvisor's standard output and error on one pipe, the first line of each of 40
-/// pods (written the moment it runs) follows `podvisor: web/N started`. The reporter is a
-/// thread of its own that reads the event stream; the output has its own writer, so
-/// without one order for both, the output of pods started in a burst overtakes the lines
-/// the reporter has not written yet.
-#[test]
-fn a_pods_first_output_comes_after_the_line_about_its_start() {
-    let dir = std::env::temp_dir().join(format!("podvisor-first-output-{}", std::process::id()));
+/// Runs `up` on a file holding `toml`, with podvisor's standard output and error on one
+/// pipe, three times; after each run, checks that for every replica N of `web`, the line
+/// starting `podvisor: web/N {event}` and the pod's output line ending `output` come in
+/// the order `output_first` says.
+fn check_order_with_output(
+    name: &str,
+    toml: &str,
+    replicas: usize,
+    event: &str,
+    output: &str,
+    output_first: bool,
+) {
+    let dir = std::env::temp_dir().join(format!("podvisor-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("burst.toml");
-    std::fs::write(
-        &file,
-        "[pod.web]\ncommand = [\"sh\", \"-c\", \"echo hello; exec sleep 1000\"]\nreplicas = 40\n",
-    )
-    .unwrap();
+    let file = dir.join("order.toml");
+    std::fs::write(&file, toml).unwrap();
     for round in 0..3 {
         let mut command = std::process::Command::new("sh");
         command
@@ -161,24 +161,25 @@ fn a_pods_first_output_comes_after_the_line_about_its_start() {
         up.signal("TERM");
         let code = up.exit_within(Duration::from_secs(60));
         assert_eq!(code, 0, "{:?}", up.seen);
-        for index in 0..40 {
-            let started = format!("podvisor: web/{index} started");
-            let output = format!("[web/{index}]");
-            let started_at = up.seen.iter().position(|l| l.starts_with(&started));
+        for index in 0..replicas {
+            let line = format!("podvisor: web/{index} {event}");
+            let prefix = format!("[web/{index}]");
+            let line_at = up.seen.iter().position(|l| l.starts_with(&line));
             let output_at = up
                 .seen
                 .iter()
-                .position(|l| l.starts_with(&output) && l.ends_with("hello"));
-            let (Some(started_at), Some(output_at)) = (started_at, output_at) else {
+                .position(|l| l.starts_with(&prefix) && l.ends_with(output));
+            let (Some(line_at), Some(output_at)) = (line_at, output_at) else {
                 panic!(
-                    "round {round}: web/{index} lacks its started line or its output: {:?}",
+                    "round {round}: web/{index} lacks its {event} line or its output: {:?}",
                     up.seen
                 );
             };
-            assert!(
-                started_at < output_at,
-                "round {round}: web/{index}'s output (line {output_at}) comes before the line \
-                 about its start (line {started_at}): {:?}",
+            assert_eq!(
+                output_at < line_at,
+                output_first,
+                "round {round}: web/{index}: its output is line {output_at}, its {event} line \
+                 {line_at}: {:?}",
                 up.seen
             );
         }
@@ -186,55 +187,34 @@ fn a_pods_first_output_comes_after_the_line_about_its_start() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A pod's output never comes before the line about its start, where both reach one file:
+/// the first line of each of 40 pods (written the moment it runs) follows `podvisor: web/N
+/// started`. The reporter is a thread of its own that reads the event stream; the output
+/// has its own writer, so without one order for both, the output of pods started in a
+/// burst overtakes the lines the reporter has not written yet. (The pods are ready on
+/// their line, so that the deployment is ready only once every line was read.)
+#[test]
+fn a_pods_first_output_comes_after_the_line_about_its_start() {
+    check_order_with_output(
+        "first-output",
+        "[pod.web]\ncommand = [\"sh\", \"-c\", \"echo hello; exec sleep 1000\"]\nready = \"stdout:hello\"\nreplicas = 40\n",
+        40,
+        "started",
+        "hello",
+        false,
+    );
+}
+
 /// The line a readiness check matched comes before the line about the readiness it
 /// caused: the event happens after the output was read, so the output is written first.
 #[test]
 fn the_output_line_that_made_a_pod_ready_comes_before_its_ready_line() {
-    let dir = std::env::temp_dir().join(format!("podvisor-ready-line-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("ready.toml");
-    std::fs::write(
-        &file,
+    check_order_with_output(
+        "ready-line",
         "[pod.web]\ncommand = [\"sh\", \"-c\", \"echo listening; exec sleep 1000\"]\nready = \"stdout:listening\"\nreplicas = 20\n",
-    )
-    .unwrap();
-    for round in 0..3 {
-        let mut command = std::process::Command::new("sh");
-        command
-            .args([
-                "-c",
-                "exec \"$0\" up \"$1\" 1>&2",
-                support::PODVISOR,
-                file.to_str().unwrap(),
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null());
-        let mut up = support::spawn_command(command);
-        up.wait_for("deployment ready");
-        up.signal("TERM");
-        let code = up.exit_within(Duration::from_secs(60));
-        assert_eq!(code, 0, "{:?}", up.seen);
-        for index in 0..20 {
-            let ready = format!("podvisor: web/{index} ready");
-            let output = format!("[web/{index}]");
-            let ready_at = up.seen.iter().position(|l| l.starts_with(&ready));
-            let output_at = up
-                .seen
-                .iter()
-                .position(|l| l.starts_with(&output) && l.ends_with("listening"));
-            let (Some(ready_at), Some(output_at)) = (ready_at, output_at) else {
-                panic!(
-                    "round {round}: web/{index} lacks its ready line or its output: {:?}",
-                    up.seen
-                );
-            };
-            assert!(
-                output_at < ready_at,
-                "round {round}: web/{index}'s ready line (line {ready_at}) comes before the \
-                 output that made it ready (line {output_at}): {:?}",
-                up.seen
-            );
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+        20,
+        "ready",
+        "listening",
+        true,
+    );
 }
