@@ -347,6 +347,9 @@ impl Events {
     /// — so that a pod's first output never comes before the line about its start. The
     /// line itself waits for the output read before its event. One subscriber per stream
     /// of events orders output; the last to ask is the one. Dropping it ends the ordering.
+    /// Keep asking for events while it orders: output read after an event it has not come
+    /// back for waits the whole limit, chunk after chunk, which slows every pod's
+    /// forwarding.
     pub fn order_output(mut self, stream: Stream) -> Events {
         self.orders = self.log.start_ordering(stream, self.next);
         self

@@ -490,8 +490,10 @@ pub async fn closed(stream: Stream) {
     }
 }
 
-/// How long [`write_own`] waits for forwarded output queued before its line: a reader
-/// that does not read delays podvisor's own lines by this much at most.
+/// How long [`write_own`] and [`write_event_line`] wait for forwarded output queued before
+/// their line (a reader that does not read delays podvisor's own lines by this much at
+/// most), and how long output read after an event waits for the subscriber that orders
+/// output ([`Events::order_output`](crate::events::Events::order_output)).
 pub const ORDER_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long [`flush`] waits for a reader that does not read.
