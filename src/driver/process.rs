@@ -120,7 +120,10 @@ impl Spawned {
         let pipe = |fd: std::os::fd::OwnedFd| -> io::Result<Pipe> {
             Ok(Box::new(async_io::Async::new(std::fs::File::from(fd))?) as Pipe)
         };
-        let exit = Reaped(Some(async_io::Async::new(child.pidfd.try_clone()?)?));
+        let exit = Reaped(
+            Some(async_io::Async::new(child.pidfd.try_clone()?)?),
+            child.pid,
+        );
         Ok(Spawned {
             pid: child.pid,
             pidfd: Some(child.pidfd),
@@ -136,11 +139,12 @@ impl Spawned {
     }
 }
 
-/// The pidfd of a child of podvisor's own spawn, until its exit status is taken. Dropped
-/// before that (the pod abandoned), the child is reaped by a thread of its own once it
-/// ends, so that it never stays a zombie.
+/// The pidfd of a child of podvisor's own spawn (and its pid), until its exit status is
+/// taken. Dropped before that (the pod abandoned), the child is reaped by a thread of its
+/// own once it ends, so that it never stays a zombie, and its pid is released to the
+/// orphan reaper.
 #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
-struct Reaped(Option<async_io::Async<std::os::fd::OwnedFd>>);
+struct Reaped(Option<async_io::Async<std::os::fd::OwnedFd>>, u32);
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 impl Reaped {
@@ -161,6 +165,7 @@ impl Reaped {
 impl Drop for Reaped {
     fn drop(&mut self) {
         let Some(fd) = self.0.take() else { return };
+        let pid = self.1;
         let Ok(fd) = fd.into_inner() else { return };
         let reaped = os::clone::try_wait(std::os::fd::AsFd::as_fd(&fd));
         if matches!(reaped, Ok(None)) {
@@ -172,7 +177,10 @@ impl Drop for Reaped {
                         rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&fd)),
                         rustix::process::WaitIdOptions::EXITED,
                     );
+                    crate::reaper::release(pid);
                 });
+        } else {
+            crate::reaper::release(pid);
         }
     }
 }

@@ -373,10 +373,14 @@ extern "C" fn child_main(data: *const c_void) -> ! {
 /// The exit status of a child spawned here, once it has exited (`None` before): reaps it.
 pub(crate) fn try_wait(pidfd: BorrowedFd<'_>) -> io::Result<Option<std::process::ExitStatus>> {
     use std::os::unix::process::ExitStatusExt;
-    let status = rustix::process::waitid(
+    let status = match rustix::process::waitid(
         rustix::process::WaitId::PidFd(pidfd.as_fd()),
         rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG,
-    )?;
+    ) {
+        // A non-blocking pidfd whose process still runs (older kernels say so this way).
+        Err(rustix::io::Errno::AGAIN) => return Ok(None),
+        other => other?,
+    };
     Ok(status.map(|status| {
         if let Some(code) = status.exit_status() {
             std::process::ExitStatus::from_raw((code & 0xff) << 8)
