@@ -251,7 +251,9 @@ pub(crate) struct ExecPlan {
 }
 
 // SAFETY: the pointers point into buffers the plan owns; they are only read or written in
-// the forked child, which has its own copy of them.
+// the child: a forked one has its own copy of them; one of podvisor's own spawn
+// (`CLONE_VM`) writes the parent's, while the spawning thread that owns the plan is held
+// by the kernel until the child has exec'd or exited, and never uses it again.
 unsafe impl Send for ExecPlan {}
 // SAFETY: as above; the parent never reads or writes through them.
 unsafe impl Sync for ExecPlan {}

@@ -102,3 +102,25 @@ fn a_missing_working_directory_fails_to_start_naming_it() {
         );
     });
 }
+
+/// A working directory that is not a directory is a failed start saying so (and naming it,
+/// with podvisor's own spawn).
+#[test]
+fn a_working_directory_that_is_a_file_fails_to_start_saying_so() {
+    let path = std::env::temp_dir().join(format!("podvisor-cwd-file-{}", std::process::id()));
+    std::fs::write(&path, b"").unwrap();
+    let own = std::env::var_os("PODVISOR_SPAWN").is_none_or(|v| v != "std");
+    on_every_executor(|| async {
+        let pod = Pod::new(PodConfig::new("true").cwd(&path)).unwrap();
+        let error = pod.start_and_wait().await.unwrap_err().to_string();
+        assert!(error.contains("Not a directory"), "{error}");
+        if own {
+            assert!(
+                error.contains("cannot change to the working directory")
+                    && error.contains(&*path.to_string_lossy()),
+                "{error}"
+            );
+        }
+    });
+    std::fs::remove_file(&path).unwrap();
+}

@@ -117,18 +117,36 @@ impl Spawned {
     /// A child of podvisor's own spawn: its exit is seen on its pidfd.
     #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
     fn from_clone(child: os::clone::Child) -> io::Result<Spawned> {
-        let pipe = |fd: std::os::fd::OwnedFd| -> io::Result<Pipe> {
-            Ok(Box::new(async_io::Async::new(std::fs::File::from(fd))?) as Pipe)
+        let pipe = |fd: Option<std::os::fd::OwnedFd>| -> io::Result<Option<Pipe>> {
+            fd.map(|fd| Ok(Box::new(async_io::Async::new(std::fs::File::from(fd))?) as Pipe))
+                .transpose()
         };
-        let exit = Reaped(
-            Some(async_io::Async::new(child.pidfd.try_clone()?)?),
-            child.pid,
-        );
+        let os::clone::Child {
+            pid,
+            pidfd,
+            stdout,
+            stderr,
+            ..
+        } = child;
+        let watched = (|| {
+            let exit = async_io::Async::new(pidfd.try_clone()?)?;
+            Ok::<_, io::Error>((exit, pipe(stdout)?, pipe(stderr)?))
+        })();
+        let (exit, stdout, stderr) = match watched {
+            Ok(watched) => watched,
+            Err(error) => {
+                // Out of descriptors, say: a child nobody would watch is not left running.
+                os::clone::discard(pid, &pidfd);
+                crate::reaper::release(pid);
+                return Err(error);
+            }
+        };
+        let exit = Reaped(Some(exit), pid);
         Ok(Spawned {
-            pid: child.pid,
-            pidfd: Some(child.pidfd),
-            stdout: child.stdout.map(pipe).transpose()?,
-            stderr: child.stderr.map(pipe).transpose()?,
+            pid,
+            pidfd: Some(pidfd),
+            stdout,
+            stderr,
             status: Box::pin(async move {
                 let mut exit = exit;
                 let status = exit.wait().await;
@@ -628,7 +646,24 @@ pub(super) fn spawn_process(plan: SpawnPlan) -> SpawnAnswer {
 #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 fn own_spawn() -> bool {
     static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OWN.get_or_init(|| std::env::var_os("PODVISOR_SPAWN").is_none_or(|v| v != "std"))
+    *OWN.get_or_init(|| {
+        std::env::var_os("PODVISOR_SPAWN").is_none_or(|v| v != "std") && kernel_has_clone3()
+    })
+}
+
+/// Linux 5.7 or later: `CLONE_INTO_CGROUP`, and a `clone3` that places the child's stack
+/// right (unpatched 5.3 and 5.4 did not).
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+fn kernel_has_clone3() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (5, 7)
 }
 
 fn stdio(output: Output) -> Stdio {

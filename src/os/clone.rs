@@ -114,6 +114,9 @@ struct ChildArgs<'a> {
     cwd: Option<&'a CStr>,
     own_group: bool,
     death_signal: bool,
+    /// podvisor's pid: a child whose parent is another by the time it asked for the
+    /// parent-death signal has lost podvisor already.
+    parent: Option<Pid>,
     /// Where a failure is written.
     report: RawFd,
 }
@@ -169,6 +172,7 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         cwd: request.cwd,
         own_group: request.own_group,
         death_signal: request.death_signal,
+        parent: Some(rustix::process::getpid()),
         report: report_write.as_raw_fd(),
     };
     let mut stack = vec![0u128; STACK_BYTES / 16];
@@ -185,26 +189,16 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         clone_args.flags |= CLONE_INTO_CGROUP;
         clone_args.cgroup = cgroup.as_raw_fd() as u64;
     }
-    let mut result = clone(&mut clone_args, &args);
-    let mut in_cgroup = request.cgroup.is_some();
-    if result < 0 && in_cgroup {
-        // The cgroup cannot take it (a delegation that does not allow it, a kernel
-        // without `CLONE_INTO_CGROUP`): born outside, as without cgroups.
-        clone_args.flags &= !CLONE_INTO_CGROUP;
-        clone_args.cgroup = 0;
-        in_cgroup = false;
-        result = clone(&mut clone_args, &args);
-    }
+    let result = clone(&mut clone_args, &args);
+    let in_cgroup = request.cgroup.is_some();
     drop(report_write);
     drop(theirs);
     drop(stack);
     if result < 0 {
-        let errno = -result as i32;
-        // ENOSYS: no clone3; EINVAL: a flag this kernel does not know.
-        if errno == 38 || errno == 22 {
-            return Ok(None);
-        }
-        return Err(io::Error::from_raw_os_error(errno));
+        // Whatever the reason (no `clone3` or no `CLONE_INTO_CGROUP` in this kernel, a
+        // cgroup that cannot take the child), the standard library's spawn does what it
+        // can: it joins the cgroup between fork and exec where that works.
+        return Ok(None);
     }
     let pid = result as u32;
     // SAFETY: the kernel wrote a new descriptor there (`CLONE_PIDFD`).
@@ -216,7 +210,10 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
             Ok(0) => break,
             Ok(n) => read += n,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                discard(pid, &pidfd);
+                return Err(e.into());
+            }
         }
     }
     if read == 0 {
@@ -230,19 +227,34 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         }));
     }
     // The child failed before exec and exited: reap it.
-    if let Some(pid) = Pid::from_raw(pid as i32) {
-        let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
-    }
+    discard(pid, &pidfd);
     let errno = i32::from_ne_bytes([failure[4], failure[5], failure[6], failure[7]]);
     let step = u32::from_ne_bytes([failure[0], failure[1], failure[2], failure[3]]);
     let error = io::Error::from_raw_os_error(errno);
-    Err(match step {
-        STEP_EXEC | STEP_CWD => error,
-        _ => io::Error::new(
-            error.kind(),
-            format!("preparing the child (step {step}): {error}"),
+    let step = match step {
+        // A missing directory is named by the caller, as for any spawn.
+        STEP_EXEC => return Err(error),
+        STEP_CWD if error.kind() == io::ErrorKind::NotFound => return Err(error),
+        STEP_CWD => format!(
+            "cannot change to the working directory {:?}",
+            request.cwd.map(|c| c.to_string_lossy()).unwrap_or_default()
         ),
-    })
+        STEP_GROUP => "cannot make it a process group leader".to_string(),
+        STEP_DEATH_SIGNAL => "cannot ask for the parent-death signal".to_string(),
+        _ => "cannot set up its standard streams".to_string(),
+    };
+    Err(io::Error::new(error.kind(), format!("{step}: {error}")))
+}
+
+/// A child that will not be supervised (it failed before exec, or what it needs could not
+/// be set up): SIGKILL, then reaped, waiting for it.
+pub(crate) fn discard(pid: u32, pidfd: &OwnedFd) {
+    let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        while let Err(rustix::io::Errno::INTR) =
+            rustix::process::waitpid(Some(pid), WaitOptions::empty())
+        {}
+    }
 }
 
 /// `clone3` with every signal blocked (the child must not run one of podvisor's handlers
@@ -300,6 +312,19 @@ extern "C" fn child_main(data: *const c_void) -> ! {
         // SAFETY: ends the child at once, without running anything of the parent's.
         unsafe { _exit(127) }
     };
+    // First, so that podvisor dying from here on kills the child: asked for, and podvisor
+    // still its parent.
+    if args.death_signal {
+        if let Err(e) =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        {
+            fail(STEP_DEATH_SIGNAL, e.raw_os_error());
+        }
+        if rustix::process::getppid() != args.parent {
+            // SAFETY: ends the child at once; nobody waits for its report.
+            unsafe { _exit(127) }
+        }
+    }
     // Signals: podvisor's handlers are not the program's. Ignored signals stay ignored
     // (as across any exec), except SIGPIPE, which Rust programs ignore for themselves.
     for signal in 1..65 {
@@ -334,13 +359,6 @@ extern "C" fn child_main(data: *const c_void) -> ! {
     if args.own_group {
         if let Err(e) = rustix::process::setpgid(None, None) {
             fail(STEP_GROUP, e.raw_os_error());
-        }
-    }
-    if args.death_signal {
-        if let Err(e) =
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        {
-            fail(STEP_DEATH_SIGNAL, e.raw_os_error());
         }
     }
     for (fd, target) in args.streams.iter().flatten().copied() {
