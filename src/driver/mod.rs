@@ -10,6 +10,7 @@
 
 mod process;
 pub(crate) mod shared;
+mod spawn;
 mod thread;
 
 use std::collections::VecDeque;
@@ -34,10 +35,9 @@ use crate::probe::Attempt;
 use crate::runtime::CancelSlot;
 use crate::spawner::Answer;
 use crate::{PodConfig, Signal};
-use process::{
-    spawn_process, Lines, OutputPipe, SpawnAnswer, SpawnPlan, StatusFuture, OUTPUT_BUDGET,
-};
+use process::{Lines, OutputPipe, StatusFuture, OUTPUT_BUDGET};
 use shared::{Request, Shared};
+use spawn::{spawn_process, SpawnAnswer, SpawnPlan};
 
 pub(crate) struct Driver {
     shared: Arc<Shared>,
