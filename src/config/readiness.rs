@@ -100,16 +100,9 @@ impl Readiness {
     /// assert!(Readiness::parse_health("notify").unwrap_err().contains("can only say ready"));
     /// ```
     pub fn parse_health(text: &str) -> Result<Readiness, String> {
-        let check = Readiness::parse_as(text, "health check", HEALTH_KINDS)?;
-        if matches!(
-            check,
-            Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_)
-        ) {
-            return Err(format!(
-                "{text:?} can only say ready; a health check is tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH"
-            ));
-        }
-        Ok(check)
+        Readiness::parse_pulled_as(text, "health check", || {
+            format!("{text:?} can only say ready; a health check is tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or file:PATH")
+        })
     }
 
     /// Parses a check podvisor makes itself, from outside any pod (what `podvisor wait`
@@ -125,14 +118,24 @@ impl Readiness {
     /// assert!(Readiness::parse_pulled("notify").unwrap_err().contains("reported by a pod itself"));
     /// ```
     pub fn parse_pulled(text: &str) -> Result<Readiness, String> {
-        let check = Readiness::parse_as(text, "check", HEALTH_KINDS)?;
+        Readiness::parse_pulled_as(text, "check", || {
+            format!("{text:?} is reported by a pod itself; {HEALTH_KINDS}")
+        })
+    }
+
+    /// A check podvisor makes itself, called `noun` in errors; `pushed` says why a check
+    /// only a pod reports is refused.
+    fn parse_pulled_as(
+        text: &str,
+        noun: &str,
+        pushed: impl FnOnce() -> String,
+    ) -> Result<Readiness, String> {
+        let check = Readiness::parse_as(text, noun, HEALTH_KINDS)?;
         if matches!(
             check,
             Readiness::Notify | Readiness::Stdout(_) | Readiness::Stderr(_)
         ) {
-            return Err(format!(
-                "{text:?} is reported by a pod itself; {HEALTH_KINDS}"
-            ));
+            return Err(pushed());
         }
         Ok(check)
     }
