@@ -156,6 +156,14 @@ pub(crate) struct EventLog {
     order_changed: Condvar,
 }
 
+impl Order {
+    /// Output read after the first `seq` events waits: an ordering subscriber writes where
+    /// it goes (`reaches` its stream) and has not dealt with them all.
+    fn holds(&self, seq: u64, reaches: impl Fn(Stream) -> bool) -> bool {
+        self.stream.is_some_and(reaches) && self.dealt < seq
+    }
+}
+
 /// What the subscriber that orders output ([`Events::order_output`]) has done.
 #[derive(Debug, Default)]
 struct Order {
@@ -235,7 +243,7 @@ impl EventLog {
     /// output goes), until `deadline` at the latest.
     pub(crate) fn wait_dealt(&self, seq: u64, deadline: Instant, reaches: impl Fn(Stream) -> bool) {
         let mut order = self.order();
-        while order.stream.is_some_and(&reaches) && order.dealt < seq {
+        while order.holds(seq, &reaches) {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return;
             };
@@ -249,8 +257,7 @@ impl EventLog {
 
     /// Whether output after the first `seq` events is held now (see [`EventLog::wait_dealt`]).
     pub(crate) fn holds(&self, seq: u64, reaches: impl Fn(Stream) -> bool) -> bool {
-        let order = self.order();
-        order.stream.is_some_and(reaches) && order.dealt < seq
+        self.order().holds(seq, reaches)
     }
 
     /// Makes the subscriber writing to `stream`, which has handed out the events before

@@ -57,11 +57,7 @@ impl Reporter {
     /// [`podvisor::forward::write_event_line`]).
     pub fn event(&self, event: &LifecycleEvent) {
         self.visit(event, &mut |at, pod, name, text, fields| {
-            let line = if self.json {
-                json_line(self.later(at), pod, name, fields)
-            } else {
-                text_line(pod, text)
-            };
+            let line = self.form(at, pod, name, text, fields);
             podvisor::forward::write_event_line(podvisor::core::Stream::Stderr, &line, event);
         });
     }
@@ -294,10 +290,22 @@ impl Reporter {
     }
 
     fn line(&self, at: Duration, pod: &str, event: &str, text: &str, fields: &[(&str, String)]) {
+        say!("{}", self.form(at, pod, event, text, fields));
+    }
+
+    /// The line in this reporter's form: JSON, or the text.
+    fn form(
+        &self,
+        at: Duration,
+        pod: &str,
+        event: &str,
+        text: &str,
+        fields: &[(&str, String)],
+    ) -> String {
         if self.json {
-            say!("{}", json_line(self.later(at), pod, event, fields));
+            json_line(self.later(at), pod, event, fields)
         } else {
-            say!("{}", text_line(pod, text));
+            text_line(pod, text)
         }
     }
 }

@@ -94,6 +94,16 @@ struct SigAction {
     restorer: usize,
 }
 
+impl SigAction {
+    /// The default disposition, no mask, no flags.
+    const DEFAULT: SigAction = SigAction {
+        handler: SIG_DFL,
+        mask: [0; 16],
+        flags: 0,
+        restorer: 0,
+    };
+}
+
 const SIG_DFL: usize = 0;
 const SIG_IGN: usize = 1;
 const SIG_SETMASK: c_int = 2;
@@ -331,25 +341,14 @@ extern "C" fn child_main(data: *const c_void) -> ! {
         if signal == 9 || signal == 19 {
             continue;
         }
-        let mut old = SigAction {
-            handler: 0,
-            mask: [0; 16],
-            flags: 0,
-            restorer: 0,
-        };
+        let mut old = SigAction::DEFAULT;
         // SAFETY: valid pointers; this process's dispositions only (no CLONE_SIGHAND).
         unsafe {
             if sigaction(signal, std::ptr::null(), &mut old) != 0 {
                 continue;
             }
             if old.handler != SIG_DFL && (old.handler != SIG_IGN || signal == SIGPIPE) {
-                let default = SigAction {
-                    handler: SIG_DFL,
-                    mask: [0; 16],
-                    flags: 0,
-                    restorer: 0,
-                };
-                sigaction(signal, &default, std::ptr::null_mut());
+                sigaction(signal, &SigAction::DEFAULT, std::ptr::null_mut());
             }
         }
     }
