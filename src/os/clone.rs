@@ -15,6 +15,16 @@
 //! directory and execs. A failure is written to a close-on-exec pipe as the step and the
 //! error number, and the child exits 127; the parent, which the kernel holds until the
 //! child has exec'd or exited, reads the pipe: nothing means the exec happened.
+//!
+//! The child does not copy podvisor's table of descriptors. A fork copies it, and the exec
+//! then closes every copied descriptor again: with thousands of pods open (their pipes,
+//! pidfds and cgroups), that made each spawn cost time in proportion to the pods already
+//! running. Instead the child is cloned sharing the table (`CLONE_FILES`), and its first
+//! step takes a private one holding only the descriptors below a small limit
+//! (`close_range` with `CLOSE_RANGE_UNSHARE`, which copies nothing above it): podvisor's
+//! standard streams and a few [`Slots`] reserved low when podvisor first spawns, into which
+//! the parent places the child's streams and its failure pipe before each spawn. A kernel
+//! without `close_range` (before 5.9) copies the whole table instead (`unshare`).
 
 use std::ffi::{c_int, c_void, CStr};
 use std::io;
@@ -82,6 +92,10 @@ const CLONE_VM: u64 = 0x100;
 const CLONE_VFORK: u64 = 0x4000;
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const CLONE_FILES: u64 = 0x400;
+const CLOSE_RANGE_UNSHARE: u64 = 2;
+const SYS_CLOSE_RANGE: i64 = 436;
+const SYS_UNSHARE: i64 = 272;
 const SIGCHLD: u64 = 17;
 const SYS_CLONE3: i64 = 435;
 
@@ -129,6 +143,9 @@ struct ChildArgs<'a> {
     parent: Option<Pid>,
     /// Where a failure is written.
     report: RawFd,
+    /// The table of descriptors is shared with podvisor: the child first takes a private
+    /// one, keeping those below this limit.
+    unshare_below: Option<RawFd>,
 }
 
 /// The steps a failure is reported from.
@@ -137,13 +154,52 @@ const STEP_DEATH_SIGNAL: u32 = 2;
 const STEP_STREAMS: u32 = 3;
 const STEP_CWD: u32 = 4;
 const STEP_EXEC: u32 = 5;
+const STEP_FILES: u32 = 6;
 
 /// The child's stack: it only makes system calls, a few frames deep.
 const STACK_BYTES: usize = 64 * 1024;
 
+/// Descriptors of podvisor's reserved low for the child's three standard streams and its
+/// failure pipe, each holding `/dev/null` between spawns; the child of a spawn keeps only
+/// the descriptors below `limit` (see the module's documentation).
+struct Slots {
+    fds: [OwnedFd; 4],
+    /// One more than the highest of them.
+    limit: RawFd,
+    /// What a slot is set back to once the child has exec'd.
+    null: OwnedFd,
+}
+
+impl Slots {
+    /// Opened at the lowest free numbers from 3 (never podvisor's standard streams, even
+    /// if one of those is closed).
+    fn open() -> io::Result<Slots> {
+        let null = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        let slot = || rustix::io::fcntl_dupfd_cloexec(&null, 3);
+        let fds = [slot()?, slot()?, slot()?, slot()?];
+        let limit = fds.iter().map(|fd| fd.as_raw_fd()).max().unwrap_or(0) + 1;
+        Ok(Slots { fds, limit, null })
+    }
+
+    /// The slots, while this thread spawns; `None` where they cannot be opened (the
+    /// child then copies the table).
+    fn lock() -> Option<std::sync::MutexGuard<'static, Option<Slots>>> {
+        static SLOTS: std::sync::OnceLock<std::sync::Mutex<Option<Slots>>> =
+            std::sync::OnceLock::new();
+        let slots = SLOTS.get_or_init(|| std::sync::Mutex::new(Slots::open().ok()));
+        let guard = slots.lock().unwrap_or_else(|e| e.into_inner());
+        guard.is_some().then_some(guard)
+    }
+}
+
 /// Spawns as `request` says. Returns `Ok(None)` when the kernel refuses this kind of
 /// clone (too old for `clone3`, say): the caller then spawns the usual way.
 pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
+    let mut slots = Slots::lock();
     let null = || {
         rustix::fs::open(
             "/dev/null",
@@ -161,7 +217,9 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
     {
         let fd = match stdio {
             Stdio::Inherit => continue,
-            Stdio::Null => null()?,
+            // A slot holds `/dev/null` already.
+            Stdio::Null if slots.is_some() => None,
+            Stdio::Null => Some(null()?),
             Stdio::Pipe => {
                 let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
                 if index == 0 {
@@ -169,13 +227,37 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
                     return Err(io::Error::other("a piped stdin is not supported"));
                 }
                 ours[index - 1] = Some(read);
-                write
+                Some(write)
             }
         };
-        streams[index] = Some((fd.as_raw_fd(), index as RawFd));
-        theirs.push(fd);
+        let raw = match (slots.as_deref_mut().and_then(Option::as_mut), fd) {
+            (Some(slots), Some(fd)) => {
+                rustix::io::dup3(&fd, &mut slots.fds[index], rustix::io::DupFlags::CLOEXEC)?;
+                theirs.push(fd);
+                slots.fds[index].as_raw_fd()
+            }
+            (Some(slots), None) => slots.fds[index].as_raw_fd(),
+            (None, Some(fd)) => {
+                let raw = fd.as_raw_fd();
+                theirs.push(fd);
+                raw
+            }
+            (None, None) => unreachable!("a null stream without a slot opens /dev/null"),
+        };
+        streams[index] = Some((raw, index as RawFd));
     }
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (report, unshare_below) = match slots.as_deref_mut().and_then(Option::as_mut) {
+        Some(slots) => {
+            rustix::io::dup3(
+                &report_write,
+                &mut slots.fds[3],
+                rustix::io::DupFlags::CLOEXEC,
+            )?;
+            (slots.fds[3].as_raw_fd(), Some(slots.limit))
+        }
+        None => (report_write.as_raw_fd(), None),
+    };
     let args = ChildArgs {
         plan: request.plan,
         streams,
@@ -183,7 +265,8 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         own_group: request.own_group,
         death_signal: request.death_signal,
         parent: Some(rustix::process::getpid()),
-        report: report_write.as_raw_fd(),
+        report,
+        unshare_below,
     };
     let mut stack = vec![0u128; STACK_BYTES / 16];
     let mut pidfd: c_int = -1;
@@ -195,6 +278,9 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         stack_size: STACK_BYTES as u64,
         ..CloneArgs::default()
     };
+    if unshare_below.is_some() {
+        clone_args.flags |= CLONE_FILES;
+    }
     if let Some(cgroup) = request.cgroup {
         clone_args.flags |= CLONE_INTO_CGROUP;
         clone_args.cgroup = cgroup.as_raw_fd() as u64;
@@ -204,6 +290,20 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
     drop(report_write);
     drop(theirs);
     drop(stack);
+    if let Some(guard) = slots.as_mut() {
+        // The slots let go of the child's ends, or the pipes would never see their end.
+        if let Some(held) = guard.as_mut() {
+            let Slots { fds, null, .. } = held;
+            let emptied = fds
+                .iter_mut()
+                .try_for_each(|fd| rustix::io::dup3(&*null, fd, rustix::io::DupFlags::CLOEXEC));
+            if emptied.is_err() {
+                // Closed, then: later spawns copy the table.
+                **guard = None;
+            }
+        }
+    }
+    drop(slots);
     if result < 0 {
         // Whatever the reason (no `clone3` or no `CLONE_INTO_CGROUP` in this kernel, a
         // cgroup that cannot take the child), the standard library's spawn does what it
@@ -251,6 +351,7 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         ),
         STEP_GROUP => "cannot make it a process group leader".to_string(),
         STEP_DEATH_SIGNAL => "cannot ask for the parent-death signal".to_string(),
+        STEP_FILES => "cannot take a table of descriptors of its own".to_string(),
         _ => "cannot set up its standard streams".to_string(),
     };
     Err(io::Error::new(error.kind(), format!("{step}: {error}")))
@@ -308,6 +409,31 @@ fn clone(clone_args: &mut CloneArgs, args: &ChildArgs<'_>) -> i64 {
     ret
 }
 
+/// A system call of up to three arguments, made directly: glibc's `syscall` would write
+/// the parent thread's `errno` from the child. Returns the result or minus the error
+/// number.
+///
+/// # Safety
+///
+/// As for the system call made.
+unsafe fn syscall3(number: i64, a: u64, b: u64, c: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: the caller's.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") number => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
 /// The child, between clone and exec: system calls only.
 extern "C" fn child_main(data: *const c_void) -> ! {
     // SAFETY: the parent passed a `ChildArgs` that outlives the child's use of it.
@@ -322,7 +448,28 @@ extern "C" fn child_main(data: *const c_void) -> ! {
         // SAFETY: ends the child at once, without running anything of the parent's.
         unsafe { _exit(127) }
     };
-    // First, so that podvisor dying from here on kills the child: asked for, and podvisor
+    // Before anything touches a descriptor: a table of its own, with only those below the
+    // limit (podvisor's standard streams and the slots; the close-on-exec ones among them
+    // close at exec), or, before Linux 5.9, a copy of the whole table.
+    if let Some(limit) = args.unshare_below {
+        // SAFETY: system calls on this child's own table.
+        let taken = unsafe {
+            syscall3(
+                SYS_CLOSE_RANGE,
+                limit as u64,
+                u32::MAX as u64,
+                CLOSE_RANGE_UNSHARE,
+            )
+        };
+        if taken < 0 {
+            // SAFETY: as above.
+            let copied = unsafe { syscall3(SYS_UNSHARE, CLONE_FILES, 0, 0) };
+            if copied < 0 {
+                fail(STEP_FILES, -copied as i32);
+            }
+        }
+    }
+    // Then, so that podvisor dying from here on kills the child: asked for, and podvisor
     // still its parent.
     if args.death_signal {
         if let Err(e) =

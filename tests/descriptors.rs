@@ -1,0 +1,51 @@
+//! What a child gets of podvisor's table of descriptors. podvisor's own spawn does not copy
+//! the table (copying, then closing at exec, every descriptor of every pod already running
+//! made a spawn's cost grow with their number): the child keeps only the descriptors that
+//! were open before podvisor first spawned — its standard streams and any it inherited
+//! itself, such as a make jobserver's — and closes the close-on-exec ones among them at exec.
+//!
+//! One test in its own binary: "before the first spawn" is a moment of the whole process.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use podvisor::{End, ExitStatus, Pod, PodConfig};
+
+/// A descriptor of `/dev/null` that is not close-on-exec, at `min` or the first free above.
+fn inheritable(min: i32) -> OwnedFd {
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let fd = rustix::io::fcntl_dupfd_cloexec(&null, min).unwrap();
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).unwrap();
+    fd
+}
+
+/// How `sh -c script` ended.
+fn run(script: &str) -> End {
+    let pod = Pod::new(PodConfig::new("sh").args(["-c", script])).unwrap();
+    pod.start();
+    smol::block_on(pod.join())
+}
+
+#[test]
+fn a_child_keeps_what_podvisor_inherited_and_gets_no_copy_of_its_table() {
+    let own_spawn = std::env::var_os("PODVISOR_SPAWN").is_none_or(|v| v != "std");
+    // Open before podvisor's first spawn, as a descriptor podvisor inherited would be.
+    let inherited = inheritable(3);
+    let first = run("exit 0");
+    assert_eq!(first, End::Exited(ExitStatus::Code(0)));
+    // Opened later, at a high number: many close-on-exec ones (a thousand pods' pipes),
+    // and one that is not.
+    let many: Vec<(OwnedFd, OwnedFd)> = (0..500)
+        .map(|_| rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap())
+        .collect();
+    let stray = inheritable(2000);
+    let (inherited, stray) = (inherited.as_raw_fd(), stray.as_raw_fd());
+    let expect_stray = if own_spawn { "! test -e" } else { "test -e" };
+    let script = format!(
+        "test -e /proc/self/fd/{inherited} || exit 3; \
+         {expect_stray} /proc/self/fd/{stray} || exit 4; \
+         test -e /proc/self/fd/{} && exit 5; exit 0",
+        many[0].0.as_raw_fd()
+    );
+    assert_eq!(run(&script), End::Exited(ExitStatus::Code(0)), "{script}");
+    drop(many);
+}
