@@ -22,15 +22,21 @@ use std::sync::{Mutex, OnceLock};
 const SCRIPT: &str = r#"
 trap '' INT TERM HUP QUIT TSTP TTIN TTOU PIPE
 base=$1
-groups=' '
+# The listed groups are shell variables, one each: the shell's own table of variables is
+# the set, so a line costs the same however many groups are listed.
 while IFS= read -r line; do
+  g=${line#?}
+  case $g in ''|*[!0-9]*) continue ;; esac
   case $line in
-    +*) groups="$groups${line#+} " ;;
-    -*) g=${line#-}
-        case $groups in *" $g "*) groups="${groups%% $g *} ${groups#* $g }" ;; esac ;;
+    +*) eval "podvisor_group_$g=1" ;;
+    -*) unset "podvisor_group_$g" ;;
   esac
 done
-for g in $groups; do kill -9 "-$g" 2>/dev/null; done
+set | while IFS= read -r v; do
+  case $v in
+    podvisor_group_*=*) g=${v%%=*}; kill -9 "-${g#podvisor_group_}" 2>/dev/null ;;
+  esac
+done
 if [ -n "$base" ] && [ -d "$base" ]; then
   if ! { echo 1 > "$base/cgroup.kill"; } 2>/dev/null; then
     # Before Linux 5.14 there is no cgroup.kill: signal every member one by one.
@@ -108,4 +114,89 @@ pub(crate) fn watch_group(pgid: u32) {
 /// A pod's process group was swept: the keeper forgets it (its number may be reused).
 pub(crate) fn forget_group(pgid: u32) {
     tell(format!("-{pgid}\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SCRIPT;
+    use std::io::Write;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A child killed and reaped when dropped, should the test fail before it ends.
+    struct Reaped(Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn group() -> Reaped {
+        Reaped(
+            Command::new("sleep")
+                .arg("600")
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// The keeper, fed `lines` by a podvisor that then ends, kills exactly the groups still
+    /// listed (a number listed again after it was forgotten is listed), ignores lines that
+    /// are not `+` or `-` and a number, and gets through thousands of groups forgotten in
+    /// any order at once (it used to take minutes, scanning its list for every line, while
+    /// what it should kill outlived podvisor).
+    #[test]
+    fn the_keeper_kills_the_groups_still_listed_however_many_were_listed() {
+        let shells: Vec<&str> = ["/bin/sh", "bash"]
+            .into_iter()
+            .filter(|s| Command::new(s).args(["-c", "exit 0"]).status().is_ok())
+            .collect();
+        assert!(!shells.is_empty());
+        for shell in shells {
+            let (mut kept, mut forgotten, mut again) = (group(), group(), group());
+            let mut lines = String::new();
+            for pid in [kept.0.id(), forgotten.0.id(), again.0.id()] {
+                lines.push_str(&format!("+{pid}\n"));
+            }
+            lines.push_str(&format!("-{}\n-{}\n", forgotten.0.id(), again.0.id()));
+            // Numbers no process group can have (above the largest pid_max).
+            let n = 3000u32;
+            for i in 0..n {
+                lines.push_str(&format!("+{}\n", 5_000_000 + i));
+            }
+            for i in 0..n {
+                lines.push_str(&format!("-{}\n", 5_000_000 + (i * 7919) % n));
+            }
+            lines.push_str(&format!(
+                "+{}\n+\n+12a\nx{}\n\n",
+                again.0.id(),
+                forgotten.0.id()
+            ));
+            let mut keeper = Reaped(
+                Command::new(shell)
+                    .args(["-c", SCRIPT, "podvisor-keeper", ""])
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+            let mut input = keeper.0.stdin.take().unwrap();
+            input.write_all(lines.as_bytes()).unwrap();
+            drop(input);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while keeper.0.try_wait().unwrap().is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{shell}: the keeper is still at work"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(kept.0.wait().unwrap().signal(), Some(9), "{shell}");
+            assert_eq!(again.0.wait().unwrap().signal(), Some(9), "{shell}");
+            assert_eq!(forgotten.0.try_wait().unwrap(), None, "{shell}");
+        }
+    }
 }
