@@ -145,8 +145,6 @@ fn remove_tree(dir: &Path) {
 #[derive(Debug)]
 pub(crate) struct PodCgroup {
     dir: PathBuf,
-    /// `cgroup.procs`, opened for the child to join between fork and exec.
-    procs: OwnedFd,
     /// The directory, for a child born in it (`CLONE_INTO_CGROUP`).
     dir_fd: OwnedFd,
 }
@@ -159,28 +157,36 @@ impl PodCgroup {
         remove_left();
         let dir = base.join(format!("pod-{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
         fs::create_dir(&dir).ok()?;
-        let procs = rustix::fs::open(
-            dir.join("cgroup.procs"),
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        );
         let dir_fd = rustix::fs::open(
             &dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         );
-        match (procs, dir_fd) {
-            (Ok(procs), Ok(dir_fd)) => Some(PodCgroup { dir, procs, dir_fd }),
-            _ => {
+        match dir_fd {
+            Ok(dir_fd) => Some(PodCgroup { dir, dir_fd }),
+            Err(_) => {
                 let _ = fs::remove_dir(&dir);
                 None
             }
         }
     }
 
-    /// The descriptor a child writes `0` to, to join.
-    pub(crate) fn procs(&self) -> BorrowedFd<'_> {
-        self.procs.as_fd()
+    /// `cgroup.procs`, open for writing: a child forked by the standard library writes `0`
+    /// to it to join between fork and exec (podvisor's own spawn needs no such descriptor:
+    /// its child is born in the cgroup).
+    pub(crate) fn open_procs(&self) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::open(
+            self.dir.join("cgroup.procs"),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
+    }
+
+    /// Whether a kill of the cgroup (`cgroup.kill`, Linux 5.14) reaches every process in
+    /// it at once, as the keeper's kill of podvisor's cgroups does when podvisor dies.
+    pub(crate) fn kill_is_atomic() -> bool {
+        static ATOMIC: OnceLock<bool> = OnceLock::new();
+        *ATOMIC.get_or_init(|| base().is_some_and(|b| b.join("cgroup.kill").exists()))
     }
 
     /// The cgroup's directory, open.

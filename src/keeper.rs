@@ -6,7 +6,8 @@
 //! running a short script, in a process group of its own (a Ctrl-C at the terminal does
 //! not reach it) and ignoring the signals a terminal sends. podvisor writes it one line
 //! per pod process group (`+PGID` when spawned, `-PGID` once swept) over a socket only
-//! podvisor holds. When podvisor is gone, the socket reaches its end, and the keeper sends
+//! podvisor holds — only for pods outside a cgroup, or where the kernel has no
+//! `cgroup.kill` (before 5.14): otherwise the kill of the cgroups reaches them all. When podvisor is gone, the socket reaches its end, and the keeper sends
 //! SIGKILL to every process group still listed and to podvisor's cgroups (when there are
 //! any: every process of every pod, also those that left their group), then removes those
 //! cgroups and exits. On a normal exit the same happens with nothing left to kill.

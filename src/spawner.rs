@@ -1,5 +1,5 @@
 //! podvisor's spawning thread: children are forked and executed there, not on the driver
-//! thread.
+//! thread; and the thread that prepares each spawn before it.
 //!
 //! A spawn blocks the thread that makes it until the child has executed its program: the
 //! fork copies the page tables, and joining a pod's cgroup waits for an RCU grace period,
@@ -14,30 +14,53 @@ use std::task::{Context, Poll, Waker};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs `job` on the spawning thread (or here, if that thread cannot be started).
-fn run(job: Job) {
-    static JOBS: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
-    let jobs = JOBS.get_or_init(|| {
-        let (sender, receiver) = channel::<Job>();
-        std::thread::Builder::new()
-            .name("podvisor-spawn".into())
-            .spawn(move || {
-                while let Ok(job) = receiver.recv() {
-                    job();
-                }
-            })
-            .ok()
-            .map(|_| Mutex::new(sender))
-    });
-    let job = match jobs {
-        Some(sender) => match sender.lock().unwrap_or_else(|e| e.into_inner()).send(job) {
-            Ok(()) => return,
-            Err(returned) => returned.0,
-        },
-        None => job,
-    };
-    job();
+/// A thread of podvisor's that runs jobs in the order they come, started on first use and
+/// never ended.
+struct Worker {
+    name: &'static str,
+    jobs: OnceLock<Option<Mutex<Sender<Job>>>>,
 }
+
+impl Worker {
+    const fn new(name: &'static str) -> Worker {
+        Worker {
+            name,
+            jobs: OnceLock::new(),
+        }
+    }
+
+    /// Runs `job` on this worker's thread (or here, if that thread cannot be started).
+    fn run(&'static self, job: Job) {
+        let jobs = self.jobs.get_or_init(|| {
+            let (sender, receiver) = channel::<Job>();
+            std::thread::Builder::new()
+                .name(self.name.into())
+                .spawn(move || {
+                    while let Ok(job) = receiver.recv() {
+                        job();
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(sender))
+        });
+        let job = match jobs {
+            Some(sender) => match sender.lock().unwrap_or_else(|e| e.into_inner()).send(job) {
+                Ok(()) => return,
+                Err(returned) => returned.0,
+            },
+            None => job,
+        };
+        job();
+    }
+}
+
+/// The spawning thread.
+static SPAWNING: Worker = Worker::new("podvisor-spawn");
+
+/// The thread that prepares spawns (a pod's cgroup, its exec plan) while the spawning
+/// thread spawns the ones before: on a burst of pods, that work is off the spawning
+/// thread's path, which every pod waits on in turn.
+static PREPARING: Worker = Worker::new("podvisor-prepare");
 
 /// The answer of a job run on the spawning thread, awaited by a driver.
 pub(crate) struct Answer<T> {
@@ -45,20 +68,28 @@ pub(crate) struct Answer<T> {
 }
 
 impl<T: Send + 'static> Answer<T> {
-    /// Runs `work` on the spawning thread; its result is polled with [`Answer::poll`].
-    pub(crate) fn spawn(work: impl FnOnce() -> T + Send + 'static) -> Answer<T> {
+    /// Runs `prepare` on the preparing thread, then `work` with what it made on the
+    /// spawning thread; the result is polled with [`Answer::poll`]. Jobs keep their order
+    /// through both.
+    pub(crate) fn staged<P: Send + 'static>(
+        prepare: impl FnOnce() -> P + Send + 'static,
+        work: impl FnOnce(P) -> T + Send + 'static,
+    ) -> Answer<T> {
         let slot: Arc<Mutex<(Option<T>, Option<Waker>)>> = Arc::new(Mutex::new((None, None)));
         let for_job = slot.clone();
-        run(Box::new(move || {
-            let result = work();
-            let waker = {
-                let mut slot = for_job.lock().unwrap_or_else(|e| e.into_inner());
-                slot.0 = Some(result);
-                slot.1.take()
-            };
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+        PREPARING.run(Box::new(move || {
+            let prepared = prepare();
+            SPAWNING.run(Box::new(move || {
+                let result = work(prepared);
+                let waker = {
+                    let mut slot = for_job.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.0 = Some(result);
+                    slot.1.take()
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }));
         }));
         Answer { slot }
     }

@@ -130,6 +130,45 @@ fn podvisor_killed_by_sigkill_leaves_nothing_of_run() {
     assert!(gone, "left after podvisor's death: {left:?}");
 }
 
+/// Without cgroups (`PODVISOR_CGROUPS=off`, as where none can be made), the keeper's list
+/// of process groups is all there is: the leader and the grandchild in its group die with
+/// podvisor; only the process that left the group with `setsid` is beyond reach.
+#[test]
+fn podvisor_killed_by_sigkill_leaves_nothing_of_a_group_without_cgroups() {
+    let mark = marker("run-kill9-groups");
+    let mut command = std::process::Command::new(support::PODVISOR);
+    command
+        .args(["run", "--env", &mark, "--", "sh", "-c", FAMILY])
+        .env("PODVISOR_CGROUPS", "off")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    let mut run = support::spawn_command(command);
+    run.wait_for("ready");
+    assert!(
+        wait_until(Duration::from_secs(20), || marked(&mark).len() == 3),
+        "{:?}",
+        marked(&mark)
+    );
+    assert!(marked(&mark).iter().all(|&p| !in_podvisor_cgroup(p)));
+    let escaped: Vec<u32> = marked(&mark)
+        .into_iter()
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("1102"))
+        })
+        .collect();
+    kill9(run.child.id());
+    let _ = run.child.wait();
+    let gone = wait_until(Duration::from_secs(5), || marked(&mark) == escaped);
+    let left = marked(&mark);
+    for &pid in &left {
+        kill9(pid);
+    }
+    assert!(
+        gone,
+        "left after podvisor's death: {left:?}, escaped: {escaped:?}"
+    );
+}
+
 #[test]
 fn podvisor_killed_by_sigkill_leaves_nothing_of_a_deployment() {
     let mark = marker("up-kill9");

@@ -37,7 +37,7 @@ use crate::spawner::Answer;
 use crate::{PodConfig, Signal};
 use process::{Lines, OutputPipe, StatusFuture, OUTPUT_BUDGET};
 use shared::{Request, Shared};
-use spawn::{spawn_process, SpawnAnswer, SpawnPlan};
+use spawn::{prepare, spawn_process, SpawnAnswer, SpawnPlan};
 
 pub(crate) struct Driver {
     shared: Arc<Shared>,
@@ -55,6 +55,8 @@ pub(crate) struct Driver {
     timer: Timer,
     timer_at: Option<Instant>,
     pgid: Option<u32>,
+    /// The process group the keeper was told of (to kill should podvisor die).
+    keeper_group: Option<u32>,
     /// The pod's cgroup, when cgroups can be used here.
     cgroup: Option<crate::cgroup::PodCgroup>,
     /// The runtime of a thread pod, for cancelling it.
@@ -108,6 +110,7 @@ impl Driver {
             timer: Timer::never(),
             timer_at: None,
             pgid: None,
+            keeper_group: None,
             cgroup: None,
             spawning: None,
             probes: Vec::new(),
@@ -197,7 +200,7 @@ impl Driver {
                     if let Some(cgroup) = &self.cgroup {
                         cgroup.kill();
                     }
-                    if let Some(pgid) = group {
+                    if let Some(pgid) = self.keeper_group.take() {
                         crate::keeper::forget_group(pgid);
                     }
                     Vec::new()
@@ -303,7 +306,7 @@ impl Driver {
                     own_pid: config.watchdog.is_some(),
                     own_group: config.own_group,
                 };
-                let answer = Answer::spawn(move || spawn_process(plan));
+                let answer = Answer::staged(move || prepare(plan), spawn_process);
                 self.spawning = Some((generation, answer));
                 None
             }

@@ -175,7 +175,13 @@ impl Driver {
         self.pgid = Some(pid);
         self.cgroup = cgroup;
         if self.config.own_group {
-            crate::keeper::watch_group(pid);
+            // The keeper kills the group if podvisor dies, unless the cgroup's kill reaches
+            // all of the pod at once anyway.
+            let contained = self.cgroup.is_some() && crate::cgroup::PodCgroup::kill_is_atomic();
+            if !contained {
+                crate::keeper::watch_group(pid);
+                self.keeper_group = Some(pid);
+            }
         } else if let Some(pidfd) = child.pidfd.or_else(|| os::pidfd(pid)) {
             // Not reaped yet: only this driver reaps it, later.
             self.shared.set_pidfd(pidfd);

@@ -136,15 +136,32 @@ pub(super) struct SpawnPlan {
     pub(super) own_group: bool,
 }
 
-/// On the spawning thread: the pod's cgroup, then the child, born in it by podvisor's own
-/// spawn where it can be (see `os::clone`), otherwise forked by the standard library and
+/// A spawn made ready on the preparing thread: the keeper runs, the pod's cgroup is made,
+/// its exec is planned (the program found on `PATH`, the environment laid out).
+pub(super) struct Prepared {
+    plan: SpawnPlan,
+    cgroup: Option<crate::cgroup::PodCgroup>,
+    exec: Option<os::ExecPlan>,
+}
+
+/// On the preparing thread, while the spawning thread spawns the pods before this one.
+pub(super) fn prepare(plan: SpawnPlan) -> Prepared {
+    crate::keeper::ensure();
+    let cgroup = crate::cgroup::PodCgroup::new();
+    let exec = os::ExecPlan::new(&plan.command, plan.env_clear, plan.own_pid);
+    Prepared { plan, cgroup, exec }
+}
+
+/// On the spawning thread: the child, born in the pod's cgroup by podvisor's own spawn
+/// where it can be (see `os::clone`), otherwise forked by the standard library and
 /// joining it before exec. The child is registered as one podvisor waits for itself
 /// before the orphan reaper can look at it. `PODVISOR_SPAWN=std` always uses the standard
 /// library.
-pub(super) fn spawn_process(plan: SpawnPlan) -> SpawnAnswer {
+pub(super) fn spawn_process(prepared: Prepared) -> SpawnAnswer {
+    let Prepared { plan, cgroup, exec } = prepared;
     let SpawnPlan {
         mut command,
-        env_clear,
+        env_clear: _,
         death_signal,
         stdin,
         stdout,
@@ -152,9 +169,6 @@ pub(super) fn spawn_process(plan: SpawnPlan) -> SpawnAnswer {
         own_pid,
         own_group,
     } = plan;
-    crate::keeper::ensure();
-    let cgroup = crate::cgroup::PodCgroup::new();
-    let exec = os::ExecPlan::new(&command, env_clear, own_pid);
     #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
     if let Some(exec) = exec.as_ref().filter(|_| own_spawn()) {
         use std::os::unix::ffi::OsStrExt;
@@ -191,12 +205,12 @@ pub(super) fn spawn_process(plan: SpawnPlan) -> SpawnAnswer {
             }
         }
     }
+    // Open until the spawn has returned: the child writes to it between fork and exec.
+    let procs = cgroup.as_ref().and_then(|c| c.open_procs().ok());
     os::prepare_command(
         &mut command,
         death_signal,
-        cgroup
-            .as_ref()
-            .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.procs())),
+        procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
         exec.filter(|_| own_pid),
         own_group,
     );
@@ -210,6 +224,7 @@ pub(super) fn spawn_process(plan: SpawnPlan) -> SpawnAnswer {
     // podvisor reaps and kills through the core's actions, never implicitly on drop.
     command.kill_on_drop(false);
     let child = crate::reaper::spawn_claimed(|| command.spawn(), |child| Some(child.id()))?;
+    drop(procs);
     // Joining happens in the child, which cannot report a failure (a delegation that does
     // not reach podvisor's own cgroup, say): a pod outside its cgroup must not be taken
     // for contained.
