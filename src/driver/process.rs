@@ -153,7 +153,7 @@ impl Driver {
             return false;
         };
         self.spawning = None;
-        match result {
+        match result.and_then(|(born, cgroup)| Ok((born.watch()?, cgroup))) {
             Ok((child, cgroup)) => {
                 self.adopt(child, cgroup);
                 self.feed(Event::Spawned { generation });

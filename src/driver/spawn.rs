@@ -11,7 +11,30 @@ use crate::os;
 use super::process::{Pipe, StatusFuture};
 
 /// What the spawning thread answers: the child and its cgroup.
-pub(super) type SpawnAnswer = io::Result<(Spawned, Option<crate::cgroup::PodCgroup>)>;
+pub(super) type SpawnAnswer = io::Result<(Born, Option<crate::cgroup::PodCgroup>)>;
+
+/// A child as the spawning thread hands it over; the driver watches it
+/// ([`Born::watch`]), so that registering its descriptors with the reactor is off the
+/// spawning thread, which every pod of a burst waits on in turn.
+pub(super) enum Born {
+    /// Spawned by the standard library, already watched.
+    Std(Spawned),
+    /// Spawned by podvisor's own spawn.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+    Own(os::clone::Child),
+}
+
+impl Born {
+    /// Its exit and output, watched: a child that cannot be watched (out of descriptors,
+    /// say) is killed and reaped.
+    pub(super) fn watch(self) -> io::Result<Spawned> {
+        match self {
+            Born::Std(spawned) => Ok(spawned),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+            Born::Own(child) => Spawned::from_clone(child),
+        }
+    }
+}
 
 /// A child the spawning thread started: its pid, its output pipes, its exit.
 pub(super) struct Spawned {
@@ -201,7 +224,7 @@ pub(super) fn spawn_process(prepared: Prepared) -> SpawnAnswer {
             )?;
             if let Some(child) = spawned {
                 let cgroup = cgroup.filter(|_| child.in_cgroup);
-                return Ok((Spawned::from_clone(child)?, cgroup));
+                return Ok((Born::Own(child), cgroup));
             }
         }
     }
@@ -229,7 +252,7 @@ pub(super) fn spawn_process(prepared: Prepared) -> SpawnAnswer {
     // not reach podvisor's own cgroup, say): a pod outside its cgroup must not be taken
     // for contained.
     let cgroup = cgroup.filter(|c| c.holds(child.id()));
-    Ok((Spawned::from_std(child), cgroup))
+    Ok((Born::Std(Spawned::from_std(child)), cgroup))
 }
 
 /// Whether podvisor's own spawn is used (`PODVISOR_SPAWN=std` turns it off).

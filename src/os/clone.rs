@@ -12,9 +12,10 @@
 //! calls (no allocation, no lock): it sets every handled signal back to its default, empties
 //! its signal mask (as the standard library does), makes itself a process group leader,
 //! asks for SIGKILL when its parent thread ends, puts its standard streams in place, changes
-//! directory and execs. A failure is written to a close-on-exec pipe as the step and the
-//! error number, and the child exits 127; the parent, which the kernel holds until the
-//! child has exec'd or exited, reads the pipe: nothing means the exec happened.
+//! directory and execs. A failure is stored, as the step and the error number, in a word
+//! of the memory it shares with the parent, and the child exits 127; the parent, which the
+//! kernel holds until the child has exec'd or exited, reads the word: nothing means the
+//! exec happened.
 //!
 //! The child does not copy podvisor's table of descriptors. A fork copies it, and the exec
 //! then closes every copied descriptor again: with thousands of pods open (their pipes,
@@ -22,8 +23,8 @@
 //! running. Instead the child is cloned sharing the table (`CLONE_FILES`), and its first
 //! step takes a private one holding only the descriptors below a small limit
 //! (`close_range` with `CLOSE_RANGE_UNSHARE`, which copies nothing above it): podvisor's
-//! standard streams and a few [`Slots`] reserved low when podvisor first spawns, into which
-//! the parent places the child's streams and its failure pipe before each spawn. A kernel
+//! standard streams and three [`Slots`] reserved low when podvisor first spawns, into which
+//! the parent places the child's streams before each spawn. A kernel
 //! without `close_range` (before 5.9) copies the whole table instead (`unshare`).
 
 use std::ffi::{c_int, c_void, CStr};
@@ -141,8 +142,9 @@ struct ChildArgs<'a> {
     /// podvisor's pid: a child whose parent is another by the time it asked for the
     /// parent-death signal has lost podvisor already.
     parent: Option<Pid>,
-    /// Where a failure is written.
-    report: RawFd,
+    /// The failure, if the child fails before exec: the step in the high half, the error
+    /// number in the low one (0: none).
+    failure: std::sync::atomic::AtomicU64,
     /// The table of descriptors is shared with podvisor: the child first takes a private
     /// one, keeping those below this limit.
     unshare_below: Option<RawFd>,
@@ -159,11 +161,11 @@ const STEP_FILES: u32 = 6;
 /// The child's stack: it only makes system calls, a few frames deep.
 const STACK_BYTES: usize = 64 * 1024;
 
-/// Descriptors of podvisor's reserved low for the child's three standard streams and its
-/// failure pipe, each holding `/dev/null` between spawns; the child of a spawn keeps only
-/// the descriptors below `limit` (see the module's documentation).
+/// Descriptors of podvisor's reserved low for the child's three standard streams, each
+/// holding `/dev/null` between spawns; the child of a spawn keeps only the descriptors
+/// below `limit` (see the module's documentation).
 struct Slots {
-    fds: [OwnedFd; 4],
+    fds: [OwnedFd; 3],
     /// One more than the highest of them.
     limit: RawFd,
     /// What a slot is set back to once the child has exec'd.
@@ -180,26 +182,40 @@ impl Slots {
             rustix::fs::Mode::empty(),
         )?;
         let slot = || rustix::io::fcntl_dupfd_cloexec(&null, 3);
-        let fds = [slot()?, slot()?, slot()?, slot()?];
+        let fds = [slot()?, slot()?, slot()?];
         let limit = fds.iter().map(|fd| fd.as_raw_fd()).max().unwrap_or(0) + 1;
         Ok(Slots { fds, limit, null })
     }
 
-    /// The slots, while this thread spawns; `None` where they cannot be opened (the
-    /// child then copies the table).
-    fn lock() -> Option<std::sync::MutexGuard<'static, Option<Slots>>> {
-        static SLOTS: std::sync::OnceLock<std::sync::Mutex<Option<Slots>>> =
-            std::sync::OnceLock::new();
-        let slots = SLOTS.get_or_init(|| std::sync::Mutex::new(Slots::open().ok()));
-        let guard = slots.lock().unwrap_or_else(|e| e.into_inner());
-        guard.is_some().then_some(guard)
+}
+
+/// What spawns reuse, one spawn at a time: the slots (`None` where they cannot be opened:
+/// the child then copies the table) and the child's stack.
+struct Reused {
+    slots: Option<Slots>,
+    stack: Box<[u128]>,
+}
+
+impl Reused {
+    fn lock() -> std::sync::MutexGuard<'static, Reused> {
+        static REUSED: std::sync::OnceLock<std::sync::Mutex<Reused>> = std::sync::OnceLock::new();
+        REUSED
+            .get_or_init(|| {
+                std::sync::Mutex::new(Reused {
+                    slots: Slots::open().ok(),
+                    stack: vec![0u128; STACK_BYTES / 16].into_boxed_slice(),
+                })
+            })
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Spawns as `request` says. Returns `Ok(None)` when the kernel refuses this kind of
 /// clone (too old for `clone3`, say): the caller then spawns the usual way.
 pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
-    let mut slots = Slots::lock();
+    let mut reused = Reused::lock();
+    let Reused { slots, stack } = &mut *reused;
     let null = || {
         rustix::fs::open(
             "/dev/null",
@@ -230,7 +246,7 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
                 Some(write)
             }
         };
-        let raw = match (slots.as_deref_mut().and_then(Option::as_mut), fd) {
+        let raw = match (slots.as_mut(), fd) {
             (Some(slots), Some(fd)) => {
                 rustix::io::dup3(&fd, &mut slots.fds[index], rustix::io::DupFlags::CLOEXEC)?;
                 theirs.push(fd);
@@ -246,18 +262,6 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         };
         streams[index] = Some((raw, index as RawFd));
     }
-    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let (report, unshare_below) = match slots.as_deref_mut().and_then(Option::as_mut) {
-        Some(slots) => {
-            rustix::io::dup3(
-                &report_write,
-                &mut slots.fds[3],
-                rustix::io::DupFlags::CLOEXEC,
-            )?;
-            (slots.fds[3].as_raw_fd(), Some(slots.limit))
-        }
-        None => (report_write.as_raw_fd(), None),
-    };
     let args = ChildArgs {
         plan: request.plan,
         streams,
@@ -265,20 +269,19 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         own_group: request.own_group,
         death_signal: request.death_signal,
         parent: Some(rustix::process::getpid()),
-        report,
-        unshare_below,
+        failure: std::sync::atomic::AtomicU64::new(0),
+        unshare_below: slots.as_ref().map(|slots| slots.limit),
     };
-    let mut stack = vec![0u128; STACK_BYTES / 16];
     let mut pidfd: c_int = -1;
     let mut clone_args = CloneArgs {
         flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
         exit_signal: SIGCHLD,
         stack: stack.as_mut_ptr() as u64,
-        stack_size: STACK_BYTES as u64,
+        stack_size: (stack.len() * 16) as u64,
         ..CloneArgs::default()
     };
-    if unshare_below.is_some() {
+    if args.unshare_below.is_some() {
         clone_args.flags |= CLONE_FILES;
     }
     if let Some(cgroup) = request.cgroup {
@@ -287,23 +290,19 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
     }
     let result = clone(&mut clone_args, &args);
     let in_cgroup = request.cgroup.is_some();
-    drop(report_write);
     drop(theirs);
-    drop(stack);
-    if let Some(guard) = slots.as_mut() {
+    if let Some(held) = slots.as_mut() {
         // The slots let go of the child's ends, or the pipes would never see their end.
-        if let Some(held) = guard.as_mut() {
-            let Slots { fds, null, .. } = held;
-            let emptied = fds
-                .iter_mut()
-                .try_for_each(|fd| rustix::io::dup3(&*null, fd, rustix::io::DupFlags::CLOEXEC));
-            if emptied.is_err() {
-                // Closed, then: later spawns copy the table.
-                **guard = None;
-            }
+        let Slots { fds, null, .. } = held;
+        let emptied = fds
+            .iter_mut()
+            .try_for_each(|fd| rustix::io::dup3(&*null, fd, rustix::io::DupFlags::CLOEXEC));
+        if emptied.is_err() {
+            // Closed, then: later spawns copy the table.
+            *slots = None;
         }
     }
-    drop(slots);
+    drop(reused);
     if result < 0 {
         // Whatever the reason (no `clone3` or no `CLONE_INTO_CGROUP` in this kernel, a
         // cgroup that cannot take the child), the standard library's spawn does what it
@@ -313,20 +312,9 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
     let pid = result as u32;
     // SAFETY: the kernel wrote a new descriptor there (`CLONE_PIDFD`).
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let mut failure = [0u8; 8];
-    let mut read = 0;
-    while read < failure.len() {
-        match rustix::io::read(&report_read, &mut failure[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                discard(pid, &pidfd);
-                return Err(e.into());
-            }
-        }
-    }
-    if read == 0 {
+    // The child has exec'd or exited by now: what it stored is all it will store.
+    let failure = args.failure.load(std::sync::atomic::Ordering::SeqCst);
+    if failure == 0 {
         let [stdout, stderr] = ours;
         return Ok(Some(Child {
             pid,
@@ -338,8 +326,8 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
     }
     // The child failed before exec and exited: reap it.
     discard(pid, &pidfd);
-    let errno = i32::from_ne_bytes([failure[4], failure[5], failure[6], failure[7]]);
-    let step = u32::from_ne_bytes([failure[0], failure[1], failure[2], failure[3]]);
+    let step = (failure >> 32) as u32;
+    let errno = failure as u32 as i32;
     let error = io::Error::from_raw_os_error(errno);
     let step = match step {
         // A missing directory is named by the caller, as for any spawn.
@@ -439,12 +427,11 @@ extern "C" fn child_main(data: *const c_void) -> ! {
     // SAFETY: the parent passed a `ChildArgs` that outlives the child's use of it.
     let args = unsafe { &*(data as *const ChildArgs<'_>) };
     let fail = |step: u32, errno: i32| -> ! {
-        let mut bytes = [0u8; 8];
-        bytes[..4].copy_from_slice(&step.to_ne_bytes());
-        bytes[4..].copy_from_slice(&errno.to_ne_bytes());
-        // SAFETY: a descriptor of the parent's, open until the child is gone.
-        let report = unsafe { BorrowedFd::borrow_raw(args.report) };
-        let _ = rustix::io::write(report, &bytes);
+        // The parent reads it once this child has exited.
+        args.failure.store(
+            (u64::from(step) << 32) | u64::from(errno as u32),
+            std::sync::atomic::Ordering::SeqCst,
+        );
         // SAFETY: ends the child at once, without running anything of the parent's.
         unsafe { _exit(127) }
     };
