@@ -2,6 +2,9 @@
 //!
 //! `cargo bench --bench core_throughput` prints one line per workload. Target: at least
 //! 20 million events/s (50 ns/event) on one core for the mixed workload.
+//!
+//! Also `DeploymentMachine` starting N replicas to ready: the cost of an event must not
+//! grow with N (each event used to scan every member).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -130,10 +133,53 @@ fn measure(name: &str, f: fn(u64) -> u64, iterations: u64) {
     );
 }
 
+/// A deployment of `n` replicas from start to ready: (events, time).
+fn deployment_start(n: u32) -> (u64, Duration) {
+    use podvisor::core::deployment::{
+        DeploymentAction, DeploymentEvent, DeploymentMachine, DeploymentSpec, PodTemplate,
+    };
+    use podvisor::core::StartResult;
+    let spec = DeploymentSpec::new().pod(PodTemplate::new("web").replicas(n));
+    let mut machine = DeploymentMachine::new(spec).unwrap();
+    let began = Instant::now();
+    let mut events = 1;
+    machine.handle(DeploymentEvent::Start, Time::ZERO);
+    let mut starts = Vec::new();
+    while let Some(action) = machine.poll_action() {
+        if let DeploymentAction::StartPod { member, generation } = action {
+            starts.push((member, generation));
+        }
+    }
+    for (i, &(member, generation)) in starts.iter().enumerate() {
+        let t = Time::from_nanos(i as u64);
+        machine.handle(DeploymentEvent::PodStarted { member, generation }, t);
+        while machine.poll_action().is_some() {}
+        let result = StartResult::Ready {
+            after: Duration::from_nanos(1),
+        };
+        machine.handle(DeploymentEvent::PodStartResult { member, generation, result }, t);
+        while machine.poll_action().is_some() {}
+        events += 2;
+    }
+    assert_eq!(
+        machine.state(),
+        podvisor::core::deployment::DeploymentState::Ready
+    );
+    (events, began.elapsed())
+}
+
 fn main() {
     // `cargo test --benches` runs this with `--bench` absent: do a tiny smoke run only.
     let quick = !std::env::args().any(|a| a == "--bench");
     let n = if quick { 1_000 } else { 2_000_000 };
     measure("lifecycle (7 events/pod)", lifecycles, n);
     measure("waiting on a probe", waiting, n * 7);
+    for members in if quick { [10, 100] } else { [1_000, 10_000] } {
+        let (events, took) = deployment_start(members);
+        println!(
+            "deployment of {members:>6} replicas, start to ready: {events} events in {:.2} ms, {:.0} ns/event",
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() * 1e9 / events as f64
+        );
+    }
 }

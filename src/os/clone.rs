@@ -186,7 +186,6 @@ impl Slots {
         let limit = fds.iter().map(|fd| fd.as_raw_fd()).max().unwrap_or(0) + 1;
         Ok(Slots { fds, limit, null })
     }
-
 }
 
 /// What spawns reuse, one spawn at a time: the slots (`None` where they cannot be opened:

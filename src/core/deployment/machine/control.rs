@@ -47,38 +47,33 @@ impl DeploymentMachine {
             stop.extend(self.stopped_with(MemberId(i)).into_iter().map(|m| m.0));
         }
         for j in stop {
-            let m = &mut self.members[j];
             if then_start && self.mutation != Some(DeploymentMutation::RestartSpendsBudget) {
                 // A restart on request is not a failure: a fresh budget and backoff.
-                m.restarts.reset();
+                self.members[j].restarts.reset();
             }
-            match m.state {
+            let held = Held {
+                after_dependents: cascade,
+                then_start,
+            };
+            match self.members[j].state {
                 MemberState::Waiting | MemberState::BackingOff => {
-                    m.restart_at = None;
+                    self.members[j].restart_at = None;
                     if then_start {
-                        m.held = None;
+                        self.set_held(j, None);
                         self.set_member(j, MemberState::Waiting);
                     } else {
-                        m.held = Some(Held {
-                            after_dependents: cascade,
-                            then_start,
-                        });
+                        self.set_held(j, Some(held));
                         self.set_member(j, MemberState::Stopped);
                     }
                 }
-                state if state.is_running() => {
-                    m.held = Some(Held {
-                        after_dependents: cascade,
-                        then_start,
-                    });
-                }
+                state if state.is_running() => self.set_held(j, Some(held)),
                 MemberState::Stopped
                 | MemberState::Ended
                 | MemberState::CrashLooping
                 | MemberState::Succeeded
                     if then_start =>
                 {
-                    m.held = None;
+                    self.set_held(j, None);
                     self.set_member(j, MemberState::Waiting);
                 }
                 _ => {}
@@ -97,8 +92,8 @@ impl DeploymentMachine {
             | MemberState::Ended
             | MemberState::CrashLooping
             | MemberState::Succeeded => {
-                m.held = None;
                 m.restarts.reset();
+                self.set_held(i, None);
                 self.set_member(i, MemberState::Waiting);
             }
             state if state.is_running() => {

@@ -1,6 +1,7 @@
 //! [`DeploymentMachine`]: the deployment's state machine (start order, readiness, restarts,
 //! fail fast, close order); the rules are in [the module docs](crate::core::deployment).
 
+mod census;
 mod close;
 mod control;
 mod mutation;
@@ -14,8 +15,9 @@ use crate::core::event::{ExitStatus, Generation};
 use crate::core::outcome::{End, StartResult};
 use crate::core::time::Time;
 
-use super::member::Member;
+use super::member::{Held, Member};
 use super::restart::{wants_restart, Restarts, Verdict};
+use census::Census;
 
 use super::spec::{Condition, DeploymentError, DeploymentSpec};
 
@@ -40,6 +42,8 @@ pub struct DeploymentMachine {
     /// Per template: the templates that depend on it.
     dependents: Vec<Vec<usize>>,
     members: Vec<Member>,
+    /// Counts of the members' states, kept with every change.
+    census: Census,
     state: DeploymentState,
     now: Time,
     start_at: Option<Time>,
@@ -123,6 +127,7 @@ impl DeploymentMachine {
             }
         }
         Ok(DeploymentMachine {
+            census: Census::of(&members, &spec),
             spec,
             members_of,
             depends_on,
@@ -291,6 +296,11 @@ impl DeploymentMachine {
             }
         }
         self.progress(now);
+        debug_assert_eq!(
+            self.census,
+            Census::of(&self.members, &self.spec),
+            "the census kept with every change is the members' own"
+        );
     }
 
     /// The member's index if the event is about its live pod; otherwise counts it ignored.
@@ -304,6 +314,13 @@ impl DeploymentMachine {
                 None
             }
         }
+    }
+
+    /// Holds member `i` (a stop or restart on request) or lets it go.
+    fn set_held(&mut self, i: usize, held: Option<Held>) {
+        self.census.held -= usize::from(self.members[i].held.is_some());
+        self.census.held += usize::from(held.is_some());
+        self.members[i].held = held;
     }
 
     fn closing(&self) -> bool {
@@ -323,6 +340,11 @@ impl DeploymentMachine {
 
     fn set_member(&mut self, i: usize, state: MemberState) {
         if self.members[i].state != state {
+            let template = self.members[i].template;
+            let one_shot = self.spec.templates[template].one_shot;
+            self.census
+                .add(self.members[i].state, template, one_shot, usize::MAX);
+            self.census.add(state, template, one_shot, 1);
             self.members[i].state = state;
             self.actions.push_back(DeploymentAction::MemberChanged {
                 member: MemberId(i),
@@ -409,12 +431,12 @@ impl DeploymentMachine {
                 // Down on request: not a failure, no restart decision.
                 if held.then_start {
                     // Restarted on request: it says it stopped before it waits to start.
-                    self.members[i].held = None;
+                    self.set_held(i, None);
                     self.set_member(i, MemberState::Stopped);
                     return self.set_member(i, MemberState::Waiting);
                 }
                 if self.mutation == Some(DeploymentMutation::StoppedComesBack) {
-                    self.members[i].held = None;
+                    self.set_held(i, None);
                     return self.set_member(i, MemberState::Waiting);
                 }
                 return self.set_member(i, MemberState::Stopped);
@@ -506,6 +528,9 @@ impl DeploymentMachine {
 
     /// Restarts whose delay is over become eligible to start.
     fn fire_due(&mut self, now: Time) {
+        if self.census.backing_off == 0 {
+            return;
+        }
         for i in 0..self.members.len() {
             let m = &self.members[i];
             if m.state != MemberState::BackingOff || m.restart_at.is_none_or(|t| t > now) {
@@ -527,31 +552,33 @@ impl DeploymentMachine {
         match self.state {
             DeploymentState::Created | DeploymentState::Ended => {}
             DeploymentState::Starting | DeploymentState::Ready => {
-                self.close_held();
-                for i in 0..self.members.len() {
-                    if self.members[i].state == MemberState::Waiting
-                        && self.members[i].held.is_none()
-                        && self.dependencies_met(i)
-                    {
-                        self.start_member(i);
+                if self.census.held > 0 {
+                    self.close_held();
+                }
+                if self.census.waiting > 0 {
+                    // Whether a template's dependencies are met is the same for all its
+                    // members: asked once per template.
+                    let mut met: Vec<Option<bool>> = vec![None; self.spec.templates.len()];
+                    for i in 0..self.members.len() {
+                        if self.members[i].state == MemberState::Waiting
+                            && self.members[i].held.is_none()
+                        {
+                            let template = self.members[i].template;
+                            let ready =
+                                *met[template].get_or_insert_with(|| self.dependencies_met(i));
+                            if ready {
+                                self.start_member(i);
+                            }
+                        }
                     }
                 }
-                let all_up = self.members.iter().all(|m| {
-                    m.state == MemberState::Succeeded
-                        || m.state == MemberState::Stopped
-                        || (m.state == MemberState::Ready
-                            && !self.spec.templates[m.template].one_shot)
-                });
+                let all_up = self.census.up == self.members.len();
                 if self.state == DeploymentState::Starting && all_up {
                     let after = now.saturating_duration_since(self.start_at.unwrap_or(now));
                     self.start_result = Some(DeploymentStartResult::Ready { after });
                     self.set_state(DeploymentState::Ready);
                 }
-                if self
-                    .members
-                    .iter()
-                    .all(|m| m.state == MemberState::Succeeded)
-                {
+                if self.census.succeeded == self.members.len() {
                     // Only one-shot jobs, all done: nothing is left to run.
                     self.set_state(DeploymentState::Ended);
                 }
@@ -579,7 +606,7 @@ impl DeploymentMachine {
                         self.set_member(i, MemberState::Stopping);
                     }
                 }
-                if self.members.iter().all(|m| !m.state.is_running()) {
+                if self.census.running == 0 {
                     self.set_state(DeploymentState::Ended);
                 }
             }
@@ -646,10 +673,8 @@ impl DeploymentMachine {
         if self.mutation == Some(DeploymentMutation::CloseAllAtOnce) {
             return true;
         }
-        self.dependents[self.members[i].template].iter().all(|&t| {
-            self.members[self.members_of[t].clone()]
-                .iter()
-                .all(|d| !d.state.is_running())
-        })
+        self.dependents[self.members[i].template]
+            .iter()
+            .all(|&t| self.census.running_of[t] == 0)
     }
 }
