@@ -157,7 +157,14 @@ fn deployment_start(n: u32) -> (u64, Duration) {
         let result = StartResult::Ready {
             after: Duration::from_nanos(1),
         };
-        machine.handle(DeploymentEvent::PodStartResult { member, generation, result }, t);
+        machine.handle(
+            DeploymentEvent::PodStartResult {
+                member,
+                generation,
+                result,
+            },
+            t,
+        );
         while machine.poll_action().is_some() {}
         events += 2;
     }

@@ -3,7 +3,8 @@
 //!
 //! Start time of N replicas of `sleep` until the deployment is ready, beside spawning the same
 //! N processes with `std::process` in the same run (target ≤ 1.2× at every N, with the
-//! containment of "nothing outlives podvisor" on: a cgroup per pod where possible).
+//! containment of "nothing outlives podvisor" on: a cgroup per pod where possible): five
+//! pairs per N, in alternating order, and the median pair's ratio.
 //!
 //! `cargo bench --bench deployment` prints one line per N.
 
@@ -12,6 +13,9 @@ use std::time::{Duration, Instant};
 use podvisor::{Deployment, DeploymentConfig, PodConfig, PodSet, Readiness};
 
 const GRACE: Duration = Duration::from_millis(200);
+
+/// Pairs of (podvisor, raw) start times per N; the median pair's ratio is reported.
+const PAIRS: usize = 5;
 
 fn close_time(n: u32) -> Duration {
     let config = DeploymentConfig::new().pod(
@@ -31,8 +35,32 @@ fn close_time(n: u32) -> Duration {
     start.elapsed()
 }
 
-/// (podvisor's time to "deployment ready", the raw spawn time) for N replicas of `sleep`.
-fn start_time(n: u32) -> (Duration, Duration) {
+/// This process's own CPU time so far, all its threads (`/proc/self/task/*/schedstat`; the
+/// children's is theirs). Threads that ended are not counted: podvisor's threads live on.
+fn own_cpu() -> Duration {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// A time and the CPU this process spent in it.
+type Measured = (Duration, Duration);
+
+/// The time of N raw spawns of `sleep` (the children killed and reaped after).
+fn raw_spawns(n: u32) -> Measured {
+    let cpu = own_cpu();
     let start = Instant::now();
     let mut children: Vec<std::process::Child> = (0..n)
         .map(|_| {
@@ -43,19 +71,38 @@ fn start_time(n: u32) -> (Duration, Duration) {
                 .expect("sleep")
         })
         .collect();
-    let raw = start.elapsed();
+    let raw = (start.elapsed(), own_cpu() - cpu);
     for child in &mut children {
         let _ = child.kill();
         let _ = child.wait();
     }
+    raw
+}
+
+/// podvisor's time to "deployment ready" for N replicas of `sleep` (closed after).
+fn deployment_ready(n: u32) -> Measured {
     let config = DeploymentConfig::new()
         .pod(PodSet::new("sleeper", PodConfig::new("sleep").arg("600").grace(GRACE)).replicas(n));
+    let cpu = own_cpu();
     let start = Instant::now();
     let deployment = Deployment::new(config).expect("valid deployment");
     deployment.start_and_wait_blocking().expect("ready");
-    let ready = start.elapsed();
+    let ready = (start.elapsed(), own_cpu() - cpu);
     let _ = deployment.close_blocking();
-    (ready, raw)
+    ready
+}
+
+/// (podvisor's time, the raw spawn time) for N pods, taken one after the other in the
+/// order `raw_first` says: pairs alternate the order, so that a machine speeding up or
+/// slowing down during a pair favours neither.
+fn start_time(n: u32, raw_first: bool) -> (Measured, Measured) {
+    if raw_first {
+        let raw = raw_spawns(n);
+        (deployment_ready(n), raw)
+    } else {
+        let ready = deployment_ready(n);
+        (ready, raw_spawns(n))
+    }
 }
 
 fn main() {
@@ -77,19 +124,27 @@ fn main() {
         &[3]
     };
     for &n in start_sizes {
-        let mut runs: Vec<(Duration, Duration)> = (0..3).map(|_| start_time(n)).collect();
-        runs.sort_by(|a, b| {
-            (a.0.as_secs_f64() / a.1.as_secs_f64())
-                .total_cmp(&(b.0.as_secs_f64() / b.1.as_secs_f64()))
-        });
-        let (ready, raw) = runs[1];
+        let pairs: Vec<(Measured, Measured)> =
+            (0..PAIRS).map(|i| start_time(n, i % 2 == 0)).collect();
+        let ratio =
+            |(ready, raw): &(Measured, Measured)| ready.0.as_secs_f64() / raw.0.as_secs_f64();
+        let mut ratios: Vec<f64> = pairs.iter().map(ratio).collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = pairs
+            .iter()
+            .find(|pair| ratio(pair) == ratios[PAIRS / 2])
+            .expect("the median is one of the pairs");
+        let ((ready, ready_cpu), (raw, raw_cpu)) = *median;
+        let per_pod = |cpu: Duration| cpu.as_secs_f64() * 1e6 / f64::from(n);
         println!(
-            "start of {n:>4} pods to ready: {:>8.1} ms, {n} raw spawns {:>8.1} ms, ratio {:.2}× (median of 3; range {:.2}–{:.2}×; target ≤ 1.2×)",
+            "start of {n:>4} pods to ready: {:>8.1} ms, {n} raw spawns {:>8.1} ms, ratio {:.2}× (median of {PAIRS} pairs; range {:.2}–{:.2}×; target ≤ 1.2×); own CPU per pod {:.0} µs, per raw spawn {:.0} µs",
             ready.as_secs_f64() * 1e3,
             raw.as_secs_f64() * 1e3,
-            ready.as_secs_f64() / raw.as_secs_f64(),
-            runs[0].0.as_secs_f64() / runs[0].1.as_secs_f64(),
-            runs[2].0.as_secs_f64() / runs[2].1.as_secs_f64(),
+            ratios[PAIRS / 2],
+            ratios[0],
+            ratios[PAIRS - 1],
+            per_pod(ready_cpu),
+            per_pod(raw_cpu),
         );
     }
     if only.is_some() {

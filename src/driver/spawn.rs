@@ -1,6 +1,7 @@
-//! Spawning a process pod, on the spawning thread: its cgroup, then the child — by
-//! podvisor's own spawn where it can be used (`os::clone`), otherwise by the standard
-//! library's — and what the driver takes over from it ([`Spawned`]).
+//! Spawning a process pod: prepared on the preparing thread (its cgroup, its exec plan),
+//! spawned on the spawning thread — by podvisor's own spawn where it can be used
+//! (`os::clone`), otherwise by the standard library's — and watched by the driver
+//! ([`Born::watch`], [`Spawned`]).
 
 use std::io;
 use std::process::Stdio;
@@ -16,10 +17,13 @@ pub(super) type SpawnAnswer = io::Result<(Born, Option<crate::cgroup::PodCgroup>
 /// A child as the spawning thread hands it over; the driver watches it
 /// ([`Born::watch`]), so that registering its descriptors with the reactor is off the
 /// spawning thread, which every pod of a burst waits on in turn.
-pub(super) enum Born {
-    /// Spawned by the standard library, already watched.
+pub(super) struct Born(Option<Child>);
+
+/// A child by the way it was spawned.
+enum Child {
+    /// By the standard library, already watched.
     Std(Spawned),
-    /// Spawned by podvisor's own spawn.
+    /// By podvisor's own spawn.
     #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
     Own(os::clone::Child),
 }
@@ -27,16 +31,28 @@ pub(super) enum Born {
 impl Born {
     /// Its exit and output, watched: a child that cannot be watched (out of descriptors,
     /// say) is killed and reaped.
-    pub(super) fn watch(self) -> io::Result<Spawned> {
-        match self {
-            Born::Std(spawned) => Ok(spawned),
+    pub(super) fn watch(mut self) -> io::Result<Spawned> {
+        match self.0.take() {
+            Some(Child::Std(spawned)) => Ok(spawned),
             #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
-            Born::Own(child) => Spawned::from_clone(child),
+            Some(Child::Own(child)) => Spawned::from_clone(child),
+            None => Err(io::Error::other("the child was watched already")),
         }
     }
 }
 
-/// A child the spawning thread started: its pid, its output pipes, its exit.
+/// A child handed over but never watched (its pod dropped while it was being spawned) is
+/// still reaped once it ends, and its pid released, as a watched one would be.
+impl Drop for Born {
+    fn drop(&mut self) {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+        if let Some(Child::Own(child)) = self.0.take() {
+            drop(Spawned::from_clone(child));
+        }
+    }
+}
+
+/// A child the spawning thread started, watched: its pid, its output pipes, its exit.
 pub(super) struct Spawned {
     pub(super) pid: u32,
     /// Its pidfd, when the spawn made one.
@@ -224,7 +240,7 @@ pub(super) fn spawn_process(prepared: Prepared) -> SpawnAnswer {
             )?;
             if let Some(child) = spawned {
                 let cgroup = cgroup.filter(|_| child.in_cgroup);
-                return Ok((Born::Own(child), cgroup));
+                return Ok((Born(Some(Child::Own(child))), cgroup));
             }
         }
     }
@@ -252,7 +268,7 @@ pub(super) fn spawn_process(prepared: Prepared) -> SpawnAnswer {
     // not reach podvisor's own cgroup, say): a pod outside its cgroup must not be taken
     // for contained.
     let cgroup = cgroup.filter(|c| c.holds(child.id()));
-    Ok((Born::Std(Spawned::from_std(child)), cgroup))
+    Ok((Born(Some(Child::Std(Spawned::from_std(child)))), cgroup))
 }
 
 /// Whether podvisor's own spawn is used (`PODVISOR_SPAWN=std` turns it off).

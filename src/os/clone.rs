@@ -9,10 +9,10 @@
 //! podvisor's start cost beyond a raw spawn.
 //!
 //! The child runs on a stack of its own, with every signal blocked, and makes only system
-//! calls (no allocation, no lock): it sets every handled signal back to its default, empties
-//! its signal mask (as the standard library does), makes itself a process group leader,
-//! asks for SIGKILL when its parent thread ends, puts its standard streams in place, changes
-//! directory and execs. A failure is stored, as the step and the error number, in a word
+//! calls (no allocation, no lock): it takes a table of descriptors of its own (below), asks
+//! for SIGKILL when its parent thread ends, sets every handled signal back to its default,
+//! empties its signal mask (as the standard library does), makes itself a process group
+//! leader, puts its standard streams in place, changes directory and execs. A failure is stored, as the step and the error number, in a word
 //! of the memory it shares with the parent, and the child exits 127; the parent, which the
 //! kernel holds until the child has exec'd or exited, reads the word: nothing means the
 //! exec happened.
@@ -24,8 +24,13 @@
 //! step takes a private one holding only the descriptors below a small limit
 //! (`close_range` with `CLOSE_RANGE_UNSHARE`, which copies nothing above it): podvisor's
 //! standard streams and three [`Slots`] reserved low when podvisor first spawns, into which
-//! the parent places the child's streams before each spawn. A kernel
-//! without `close_range` (before 5.9) copies the whole table instead (`unshare`).
+//! the parent places the child's streams before each spawn. The limit is a multiple of 64:
+//! kernels before the fix of CVE-2024-45025 corrupt the new table's bitmap when it is not.
+//! Where `close_range` is refused (before Linux 5.9, or a seccomp filter) the child copies
+//! the whole table instead (`unshare`); where that is refused too, the spawn falls back to
+//! the standard library's, and later spawns do not share the table. The limit is set at
+//! podvisor's first spawn: a program that had thousands of descriptors open by then keeps
+//! the old cost.
 
 use std::ffi::{c_int, c_void, CStr};
 use std::io;
@@ -183,20 +188,47 @@ impl Slots {
         )?;
         let slot = || rustix::io::fcntl_dupfd_cloexec(&null, 3);
         let fds = [slot()?, slot()?, slot()?];
-        let limit = fds.iter().map(|fd| fd.as_raw_fd()).max().unwrap_or(0) + 1;
+        let highest = fds.iter().map(|fd| fd.as_raw_fd()).max().unwrap_or(0);
+        let limit = (highest / 64 + 1) * 64;
         Ok(Slots { fds, limit, null })
     }
 }
 
-/// What spawns reuse, one spawn at a time: the slots (`None` where they cannot be opened:
-/// the child then copies the table) and the child's stack.
+/// What spawns reuse, one spawn at a time: the slots (`None` where they cannot be opened or
+/// the child cannot take a table of its own: the child then copies the table) and the
+/// child's stack.
 struct Reused {
     slots: Option<Slots>,
     stack: Box<[u128]>,
 }
 
+/// [`Reused`], locked for one spawn; unlocked (by any way out: an error, a panic), the
+/// slots let go of the child's ends and hold `/dev/null` again, or a pipe would never see
+/// its end and a later child would get it for a discarded stream.
+struct Locked(std::sync::MutexGuard<'static, Reused>);
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        let slots = &mut self.0.slots;
+        if let Some(held) = slots.as_mut() {
+            let Slots { fds, null, .. } = held;
+            let emptied = fds
+                .iter_mut()
+                .try_for_each(|fd| rustix::io::dup3(&*null, fd, rustix::io::DupFlags::CLOEXEC));
+            if emptied.is_err() {
+                // Closed, then: later spawns copy the table.
+                *slots = None;
+            }
+        }
+    }
+}
+
 impl Reused {
-    fn lock() -> std::sync::MutexGuard<'static, Reused> {
+    fn lock() -> Locked {
+        Locked(Self::guard())
+    }
+
+    fn guard() -> std::sync::MutexGuard<'static, Reused> {
         static REUSED: std::sync::OnceLock<std::sync::Mutex<Reused>> = std::sync::OnceLock::new();
         REUSED
             .get_or_init(|| {
@@ -214,7 +246,7 @@ impl Reused {
 /// clone (too old for `clone3`, say): the caller then spawns the usual way.
 pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
     let mut reused = Reused::lock();
-    let Reused { slots, stack } = &mut *reused;
+    let Reused { slots, stack } = &mut *reused.0;
     let null = || {
         rustix::fs::open(
             "/dev/null",
@@ -290,17 +322,7 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
     let result = clone(&mut clone_args, &args);
     let in_cgroup = request.cgroup.is_some();
     drop(theirs);
-    if let Some(held) = slots.as_mut() {
-        // The slots let go of the child's ends, or the pipes would never see their end.
-        let Slots { fds, null, .. } = held;
-        let emptied = fds
-            .iter_mut()
-            .try_for_each(|fd| rustix::io::dup3(&*null, fd, rustix::io::DupFlags::CLOEXEC));
-        if emptied.is_err() {
-            // Closed, then: later spawns copy the table.
-            *slots = None;
-        }
-    }
+    // The slots let go of the child's ends.
     drop(reused);
     if result < 0 {
         // Whatever the reason (no `clone3` or no `CLONE_INTO_CGROUP` in this kernel, a
@@ -328,6 +350,12 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
     let step = (failure >> 32) as u32;
     let errno = failure as u32 as i32;
     let error = io::Error::from_raw_os_error(errno);
+    if step == STEP_FILES {
+        // Refused by the kernel or a filter (the error says which): spawns share no table
+        // from now on, and this one is made the usual way.
+        Reused::guard().slots = None;
+        return Ok(None);
+    }
     let step = match step {
         // A missing directory is named by the caller, as for any spawn.
         STEP_EXEC => return Err(error),
@@ -338,7 +366,6 @@ pub(crate) fn spawn(request: &Request<'_>) -> io::Result<Option<Child>> {
         ),
         STEP_GROUP => "cannot make it a process group leader".to_string(),
         STEP_DEATH_SIGNAL => "cannot ask for the parent-death signal".to_string(),
-        STEP_FILES => "cannot take a table of descriptors of its own".to_string(),
         _ => "cannot set up its standard streams".to_string(),
     };
     Err(io::Error::new(error.kind(), format!("{step}: {error}")))
@@ -540,4 +567,36 @@ pub(crate) fn try_wait(pidfd: BorrowedFd<'_>) -> io::Result<Option<std::process:
             std::process::ExitStatus::from_raw(signal | core)
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However a spawn leaves (here: as if an error returned early, with a pipe's write end
+    /// placed in a slot), the slots let go of what they held: the pipe sees its end, and
+    /// the slot holds `/dev/null` again for the next child.
+    #[test]
+    fn the_slots_let_go_of_a_childs_ends_on_any_way_out() {
+        let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
+        let (read, write) = rustix::pipe::pipe_with(flags).unwrap();
+        let slot = {
+            let mut locked = Reused::lock();
+            let Some(slots) = locked.0.slots.as_mut() else {
+                return; // No slots here: spawns copy the table, nothing to let go of.
+            };
+            rustix::io::dup3(&write, &mut slots.fds[1], rustix::io::DupFlags::CLOEXEC).unwrap();
+            drop(write);
+            slots.fds[1].as_raw_fd()
+        };
+        let mut byte = [0u8; 1];
+        // Not blocking: a slot still holding the write end reads as "nothing yet" (EAGAIN).
+        assert_eq!(
+            rustix::io::read(&read, &mut byte),
+            Ok(0),
+            "the pipe saw its end"
+        );
+        let target = std::fs::read_link(format!("/proc/self/fd/{slot}")).unwrap();
+        assert_eq!(target, std::path::Path::new("/dev/null"));
+    }
 }
