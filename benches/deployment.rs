@@ -125,7 +125,7 @@ fn main() {
     };
     for &n in start_sizes {
         let pairs: Vec<(Measured, Measured)> =
-            (0..PAIRS).map(|i| start_time(n, i % 2 == 0)).collect();
+            (0..PAIRS).map(|i| start_time(n, i.is_multiple_of(2))).collect();
         let ratio =
             |(ready, raw): &(Measured, Measured)| ready.0.as_secs_f64() / raw.0.as_secs_f64();
         let mut ratios: Vec<f64> = pairs.iter().map(ratio).collect();

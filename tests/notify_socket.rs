@@ -95,9 +95,9 @@ fn a_squatted_name_does_not_stop_the_pod() {
     let elsewhere = base().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let mut squatters = Vec::new();
-    for n in 0..5000 {
+    for n in 0..5000u32 {
         let path = base().join(format!("podvisor-{me}-{n}"));
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             std::fs::create_dir(&path).unwrap();
             std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
         } else {

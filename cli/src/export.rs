@@ -1348,7 +1348,7 @@ fn compose_literal(text: &str) -> String {
 /// A duration as Compose reads it.
 fn compose_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -1034,7 +1034,7 @@ impl World {
                 let mut ok = p.ready_reached && p.alive;
                 if flaps {
                     // Refuse every third attempt even once up; hang now and then.
-                    if p.probe_count % 3 == 0 {
+                    if p.probe_count.is_multiple_of(3) {
                         ok = false;
                     }
                     if self.rng.chance(15) {
