@@ -124,8 +124,9 @@ fn main() {
         &[3]
     };
     for &n in start_sizes {
-        let pairs: Vec<(Measured, Measured)> =
-            (0..PAIRS).map(|i| start_time(n, i.is_multiple_of(2))).collect();
+        let pairs: Vec<(Measured, Measured)> = (0..PAIRS)
+            .map(|i| start_time(n, i.is_multiple_of(2)))
+            .collect();
         let ratio =
             |(ready, raw): &(Measured, Measured)| ready.0.as_secs_f64() / raw.0.as_secs_f64();
         let mut ratios: Vec<f64> = pairs.iter().map(ratio).collect();
