@@ -9,7 +9,7 @@
 //! ends.
 
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -62,6 +62,16 @@ static SPAWNING: Worker = Worker::new("podvisor-spawn");
 /// thread's path, which every pod waits on in turn.
 static PREPARING: Worker = Worker::new("podvisor-prepare");
 
+/// How many prepared spawns may wait for the spawning thread: enough to keep it busy,
+/// few enough that a burst of a thousand pods does not hold a thousand exec plans (each a
+/// copy of the environment) at once. Once there are that many, the preparing thread
+/// sleeps until half are taken: one wake-up per half, not one per spawn on the spawning
+/// thread's path.
+const AHEAD: usize = 32;
+
+/// Prepared spawns waiting for the spawning thread.
+static WAITING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
 /// The answer of a job run on the spawning thread, awaited by a driver.
 pub(crate) struct Answer<T> {
     slot: Arc<Mutex<(Option<T>, Option<Waker>)>>,
@@ -78,8 +88,24 @@ impl<T: Send + 'static> Answer<T> {
         let slot: Arc<Mutex<(Option<T>, Option<Waker>)>> = Arc::new(Mutex::new((None, None)));
         let for_job = slot.clone();
         PREPARING.run(Box::new(move || {
+            {
+                let (count, changed) = &WAITING;
+                let mut waiting = count.lock().unwrap_or_else(|e| e.into_inner());
+                while *waiting >= AHEAD {
+                    waiting = changed.wait(waiting).unwrap_or_else(|e| e.into_inner());
+                }
+                *waiting += 1;
+            }
             let prepared = prepare();
             SPAWNING.run(Box::new(move || {
+                {
+                    let (count, changed) = &WAITING;
+                    let mut waiting = count.lock().unwrap_or_else(|e| e.into_inner());
+                    *waiting -= 1;
+                    if *waiting == AHEAD / 2 {
+                        changed.notify_one();
+                    }
+                }
                 let result = work(prepared);
                 let waker = {
                     let mut slot = for_job.lock().unwrap_or_else(|e| e.into_inner());
