@@ -1,5 +1,5 @@
 //! podvisor's spawning thread: children are forked and executed there, not on the driver
-//! thread; and a thread that prepares the spawns waiting their turn.
+//! thread; and the thread that prepares each spawn before it.
 //!
 //! A spawn blocks the thread that makes it until the child has executed its program: the
 //! fork copies the page tables, and joining a pod's cgroup waits for an RCU grace period,
@@ -7,218 +7,122 @@
 //! every other pod's events, timers and signals. The spawning thread is started once and
 //! never ends, because the parent-death signal fires when the thread that spawned a child
 //! ends.
-//!
-//! Each spawn is a job in two steps: prepare (make the pod's cgroup, plan its exec), then
-//! spawn. The spawning thread takes the jobs in order; the preparing thread prepares those
-//! waiting behind the one being spawned, so that on a burst of pods that work is off the
-//! spawning thread's path, which every pod waits on in turn. A job nobody prepared yet
-//! when its turn comes is prepared by the spawning thread itself: the preparing thread,
-//! short of a core on a busy machine, never holds the spawns up.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
-/// How many jobs behind the one being spawned the preparing thread looks at: enough to
-/// keep the spawning thread busy, few enough that a burst of a thousand pods does not hold
-/// a thousand exec plans (each a copy of the environment) at once.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread of podvisor's that runs jobs in the order they come, started on first use and
+/// never ended.
+struct Worker {
+    name: &'static str,
+    jobs: OnceLock<Option<Mutex<Sender<Job>>>>,
+}
+
+impl Worker {
+    const fn new(name: &'static str) -> Worker {
+        Worker {
+            name,
+            jobs: OnceLock::new(),
+        }
+    }
+
+    /// Runs `job` on this worker's thread (or here, if that thread cannot be started).
+    fn run(&'static self, job: Job) {
+        let jobs = self.jobs.get_or_init(|| {
+            let (sender, receiver) = channel::<Job>();
+            std::thread::Builder::new()
+                .name(self.name.into())
+                .spawn(move || {
+                    while let Ok(job) = receiver.recv() {
+                        job();
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(sender))
+        });
+        let job = match jobs {
+            Some(sender) => match sender.lock().unwrap_or_else(|e| e.into_inner()).send(job) {
+                Ok(()) => return,
+                Err(returned) => returned.0,
+            },
+            None => job,
+        };
+        job();
+    }
+}
+
+/// The spawning thread.
+static SPAWNING: Worker = Worker::new("podvisor-spawn");
+
+/// The thread that prepares spawns (a pod's cgroup, its exec plan) while the spawning
+/// thread spawns the ones before: on a burst of pods, that work is off the spawning
+/// thread's path, which every pod waits on in turn.
+static PREPARING: Worker = Worker::new("podvisor-prepare");
+
+/// How many prepared spawns may wait for the spawning thread: enough to keep it busy,
+/// few enough that a burst of a thousand pods does not hold a thousand exec plans (each a
+/// copy of the environment) at once. Once there are that many, the preparing thread
+/// sleeps until half are taken: one wake-up per half, not one per spawn on the spawning
+/// thread's path.
 const AHEAD: usize = 32;
 
-/// A spawn job, its step erased.
-trait Staged: Send + Sync {
-    /// Prepares it if nobody has begun to (on the preparing thread). Returns whether it did.
-    fn prepare_ahead(&self) -> bool;
-    /// Prepares it if nobody has begun to, or waits for the preparing thread if it is at
-    /// it; then spawns (on the spawning thread).
-    fn finish(&self);
-}
-
-/// A job's second step, given what the first made.
-type Work<P, T> = Box<dyn FnOnce(P) -> T + Send>;
-
-/// Where a job's result goes, and who to wake when it is there.
-type Slot<T> = Arc<Mutex<(Option<T>, Option<Waker>)>>;
-
-/// Where a job's preparation stands.
-enum Stage<P> {
-    Waiting(Box<dyn FnOnce() -> P + Send>),
-    Preparing,
-    Prepared(P),
-    Taken,
-}
-
-/// One job: its preparation, its work, and where the work's result goes.
-struct Job<P, T> {
-    stage: Mutex<Stage<P>>,
-    prepared: Condvar,
-    work: Mutex<Option<Work<P, T>>>,
-    slot: Slot<T>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl<P: Send, T: Send> Staged for Job<P, T> {
-    fn prepare_ahead(&self) -> bool {
-        let prepare = {
-            let mut stage = lock(&self.stage);
-            match std::mem::replace(&mut *stage, Stage::Preparing) {
-                Stage::Waiting(prepare) => prepare,
-                other => {
-                    *stage = other;
-                    return false;
-                }
-            }
-        };
-        let prepared = prepare();
-        *lock(&self.stage) = Stage::Prepared(prepared);
-        self.prepared.notify_all();
-        true
-    }
-
-    fn finish(&self) {
-        let prepared = {
-            let mut stage = lock(&self.stage);
-            loop {
-                match std::mem::replace(&mut *stage, Stage::Taken) {
-                    Stage::Waiting(prepare) => {
-                        drop(stage);
-                        break prepare();
-                    }
-                    Stage::Prepared(prepared) => break prepared,
-                    Stage::Preparing => {
-                        *stage = Stage::Preparing;
-                        stage = self.prepared.wait(stage).unwrap_or_else(|e| e.into_inner());
-                    }
-                    Stage::Taken => return,
-                }
-            }
-        };
-        let Some(work) = lock(&self.work).take() else {
-            return;
-        };
-        let result = work(prepared);
-        let waker = {
-            let mut slot = lock(&self.slot);
-            slot.0 = Some(result);
-            slot.1.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-}
-
-/// The jobs not yet spawned, in order, with a count of the jobs that came within the
-/// preparing thread's reach (the first [`AHEAD`]) for it to wait on.
-struct Queue {
-    jobs: Mutex<(VecDeque<Arc<dyn Staged>>, u64)>,
-    /// For the spawning thread: a job came.
-    came: Condvar,
-    /// For the preparing thread: a job came within its reach.
-    reach: Condvar,
-}
-
-static QUEUE: Queue = Queue {
-    jobs: Mutex::new((VecDeque::new(), 0)),
-    came: Condvar::new(),
-    reach: Condvar::new(),
-};
-
-/// Whether the two threads run; started on first use.
-fn threads() -> bool {
-    static STARTED: OnceLock<bool> = OnceLock::new();
-    *STARTED.get_or_init(|| {
-        let spawning = std::thread::Builder::new()
-            .name("podvisor-spawn".into())
-            .spawn(spawning_thread)
-            .is_ok();
-        // Without a preparing thread, the spawning thread prepares every job itself.
-        let _ = std::thread::Builder::new()
-            .name("podvisor-prepare".into())
-            .spawn(preparing_thread);
-        spawning
-    })
-}
-
-fn spawning_thread() {
-    loop {
-        let job = {
-            let mut jobs = lock(&QUEUE.jobs);
-            loop {
-                if let Some(job) = jobs.0.pop_front() {
-                    if jobs.0.len() >= AHEAD {
-                        // The job at the end of the preparing thread's reach is new to it.
-                        jobs.1 += 1;
-                        QUEUE.reach.notify_one();
-                    }
-                    break job;
-                }
-                jobs = QUEUE.came.wait(jobs).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        job.finish();
-    }
-}
-
-fn preparing_thread() {
-    let mut seen = u64::MAX;
-    loop {
-        let ahead: Vec<Arc<dyn Staged>> = {
-            let mut jobs = lock(&QUEUE.jobs);
-            while jobs.1 == seen {
-                jobs = QUEUE.reach.wait(jobs).unwrap_or_else(|e| e.into_inner());
-            }
-            seen = jobs.1;
-            jobs.0.iter().take(AHEAD).cloned().collect()
-        };
-        for job in ahead {
-            job.prepare_ahead();
-        }
-    }
-}
+/// Prepared spawns waiting for the spawning thread.
+static WAITING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 
 /// The answer of a job run on the spawning thread, awaited by a driver.
 pub(crate) struct Answer<T> {
-    slot: Slot<T>,
+    slot: Arc<Mutex<(Option<T>, Option<Waker>)>>,
 }
 
 impl<T: Send + 'static> Answer<T> {
-    /// Queues a spawn: `prepare` runs on the preparing thread (or on the spawning thread
-    /// if its turn comes first), then `work` with what it made on the spawning thread; the
-    /// result is polled with [`Answer::poll`]. Jobs are spawned in the order they come.
+    /// Runs `prepare` on the preparing thread, then `work` with what it made on the
+    /// spawning thread; the result is polled with [`Answer::poll`]. Jobs keep their order
+    /// through both.
     pub(crate) fn staged<P: Send + 'static>(
         prepare: impl FnOnce() -> P + Send + 'static,
         work: impl FnOnce(P) -> T + Send + 'static,
     ) -> Answer<T> {
-        let slot: Slot<T> = Arc::new(Mutex::new((None, None)));
-        let job = Arc::new(Job {
-            stage: Mutex::new(Stage::Waiting(Box::new(prepare))),
-            prepared: Condvar::new(),
-            work: Mutex::new(Some(Box::new(work))),
-            slot: slot.clone(),
-        });
-        if threads() {
-            let mut jobs = lock(&QUEUE.jobs);
-            jobs.0.push_back(job);
-            if jobs.0.len() == 1 {
-                QUEUE.came.notify_one();
+        let slot: Arc<Mutex<(Option<T>, Option<Waker>)>> = Arc::new(Mutex::new((None, None)));
+        let for_job = slot.clone();
+        PREPARING.run(Box::new(move || {
+            {
+                let (count, changed) = &WAITING;
+                let mut waiting = count.lock().unwrap_or_else(|e| e.into_inner());
+                while *waiting >= AHEAD {
+                    waiting = changed.wait(waiting).unwrap_or_else(|e| e.into_inner());
+                }
+                *waiting += 1;
             }
-            if jobs.0.len() <= AHEAD {
-                jobs.1 += 1;
-                QUEUE.reach.notify_one();
-            }
-        } else {
-            // No thread could be started: here, then.
-            job.finish();
-        }
+            let prepared = prepare();
+            SPAWNING.run(Box::new(move || {
+                {
+                    let (count, changed) = &WAITING;
+                    let mut waiting = count.lock().unwrap_or_else(|e| e.into_inner());
+                    *waiting -= 1;
+                    if *waiting == AHEAD / 2 {
+                        changed.notify_one();
+                    }
+                }
+                let result = work(prepared);
+                let waker = {
+                    let mut slot = for_job.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.0 = Some(result);
+                    slot.1.take()
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }));
+        }));
         Answer { slot }
     }
 
     /// The result once the job has run.
     pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<T> {
-        let mut slot = lock(&self.slot);
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         match slot.0.take() {
             Some(result) => Poll::Ready(result),
             None => {
@@ -234,8 +138,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Jobs are spawned in the order they came, each prepared exactly once (by whichever
-    /// thread got to it first), each with what its own preparation made.
+    /// Jobs are spawned in the order they came, each prepared exactly once, each with what
+    /// its own preparation made, however long a preparation takes.
     #[test]
     fn jobs_keep_their_order_and_are_prepared_once() {
         let n = 200;
@@ -255,7 +159,7 @@ mod tests {
                         i * 10
                     },
                     move |made| {
-                        lock(&spawned).push(made / 10);
+                        spawned.lock().unwrap().push(made / 10);
                         made + 1
                     },
                 )
@@ -265,7 +169,7 @@ mod tests {
             let result = futures_lite::future::block_on(std::future::poll_fn(|cx| answer.poll(cx)));
             assert_eq!(result, i * 10 + 1);
         }
-        assert_eq!(*lock(&spawned), (0..n).collect::<Vec<_>>());
+        assert_eq!(*spawned.lock().unwrap(), (0..n).collect::<Vec<_>>());
         for (i, count) in prepared.iter().enumerate() {
             assert_eq!(count.load(Ordering::SeqCst), 1, "job {i}");
         }
