@@ -882,15 +882,7 @@ fn the_model_covers_every_outcome() {
     // The prediction itself is exercised on hand-picked scenarios, one per start result.
     let base = Scenario {
         kind: Kind::Notify,
-        spawn_fails: false,
-        ready_at: Some(1),
-        extend: None,
-        exit_at: None,
-        ignore_term: false,
-        close_at: Some(2),
-        timeout: Some(4),
-        port: 0,
-        path: String::new(),
+        ..runtime(RuntimeFail::Nothing)
     };
     let cases = [
         (base.clone(), "ready", "closed"),
