@@ -193,8 +193,16 @@ fn the_leader_gets_watchdog_usec_and_its_own_pid() {
     )
     .unwrap();
     pod.start_and_wait_blocking().unwrap();
-    let line = pod.last_lines().into_iter().next().unwrap_or_default();
     let pid = pod.pid().unwrap();
+    // The line and the datagram travel on different channels: either may come first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let line = pod.last_lines().into_iter().next();
+        if line.is_some() || Instant::now() > deadline {
+            break line.unwrap_or_default();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(line, format!("usec=30000000 pid={pid} self={pid}"));
     pod.close_blocking();
 }
