@@ -17,6 +17,21 @@ const GRACE: Duration = Duration::from_millis(200);
 /// Pairs of (podvisor, raw) start times per N; the median pair's ratio is reported.
 const PAIRS: usize = 5;
 
+/// The value after `flag` on the command line, parsed as a comma-separated list.
+fn listed(flag: &str) -> Option<Vec<u32>> {
+    std::env::args()
+        .skip_while(|a| a != flag)
+        .nth(1)
+        .map(|list| {
+            list.split(',')
+                .map(|n| {
+                    n.parse()
+                        .unwrap_or_else(|_| panic!("{flag} takes numbers such as 20,100, not {n:?}"))
+                })
+                .collect()
+        })
+}
+
 fn close_time(n: u32) -> Duration {
     let config = DeploymentConfig::new().pod(
         PodSet::new(
@@ -106,16 +121,10 @@ fn start_time(n: u32, raw_first: bool) -> (Measured, Measured) {
 }
 
 fn main() {
-    // `-- --start-only N,N…` measures only the start, of these sizes (for a profiler).
-    let only: Option<Vec<u32>> = std::env::args()
-        .skip_while(|a| a != "--start-only")
-        .nth(1)
-        .map(|sizes| {
-            sizes
-                .split(',')
-                .map(|n| n.parse().expect("--start-only takes sizes such as 20,100"))
-                .collect()
-        });
+    // `-- --start-only N,N…` measures only the start, of these sizes (for a profiler);
+    // `--pairs K` takes K pairs per size instead of five (an odd number: the median is one).
+    let only = listed("--start-only");
+    let pairs_per_size = listed("--pairs").map_or(PAIRS, |k| k[0].max(1) as usize | 1);
     let start_sizes: &[u32] = if let Some(only) = &only {
         only
     } else if std::env::args().any(|a| a == "--bench") {
@@ -124,7 +133,7 @@ fn main() {
         &[3]
     };
     for &n in start_sizes {
-        let pairs: Vec<(Measured, Measured)> = (0..PAIRS)
+        let pairs: Vec<(Measured, Measured)> = (0..pairs_per_size)
             .map(|i| start_time(n, i.is_multiple_of(2)))
             .collect();
         let ratio =
@@ -133,17 +142,17 @@ fn main() {
         ratios.sort_by(f64::total_cmp);
         let median = pairs
             .iter()
-            .find(|pair| ratio(pair) == ratios[PAIRS / 2])
+            .find(|pair| ratio(pair) == ratios[pairs_per_size / 2])
             .expect("the median is one of the pairs");
         let ((ready, ready_cpu), (raw, raw_cpu)) = *median;
         let per_pod = |cpu: Duration| cpu.as_secs_f64() * 1e6 / f64::from(n);
         println!(
-            "start of {n:>4} pods to ready: {:>8.1} ms, {n} raw spawns {:>8.1} ms, ratio {:.2}× (median of {PAIRS} pairs; range {:.2}–{:.2}×; target ≤ 1.2×); own CPU per pod {:.0} µs, per raw spawn {:.0} µs",
+            "start of {n:>4} pods to ready: {:>8.1} ms, {n} raw spawns {:>8.1} ms, ratio {:.2}× (median of {pairs_per_size} pairs; range {:.2}–{:.2}×; target ≤ 1.2×); own CPU per pod {:.0} µs, per raw spawn {:.0} µs",
             ready.as_secs_f64() * 1e3,
             raw.as_secs_f64() * 1e3,
-            ratios[PAIRS / 2],
+            ratios[pairs_per_size / 2],
             ratios[0],
-            ratios[PAIRS - 1],
+            ratios[pairs_per_size - 1],
             per_pod(ready_cpu),
             per_pod(raw_cpu),
         );
