@@ -25,8 +25,9 @@ fn listed(flag: &str) -> Option<Vec<u32>> {
         .map(|list| {
             list.split(',')
                 .map(|n| {
-                    n.parse()
-                        .unwrap_or_else(|_| panic!("{flag} takes numbers such as 20,100, not {n:?}"))
+                    n.parse().unwrap_or_else(|_| {
+                        panic!("{flag} takes numbers such as 20,100, not {n:?}")
+                    })
                 })
                 .collect()
         })

@@ -21,7 +21,10 @@
 //! the end's instant.
 //!
 //! Instants lie on their own residues of a 100 ms grid (the extension datagram on the
-//! half-grid), so a busy 2-core machine cannot reorder them. Cases run one at a time;
+//! half-grid), so a busy 2-core machine cannot reorder them. A case that is only late
+//! (never one that is early or ends otherwise) runs a second time, and passes if that run
+//! is on time: a machine busy for a moment is not a wrong core, which would be late again.
+//! Cases run one at a time, and apart from the other test of real processes here;
 //! `PODVISOR_REAL_CASES` sets how many (64 by default). The seed is fixed and printed;
 //! `PODVISOR_REAL_SEED=N` runs another. A failing case is saved in
 //! `tests/sim_vs_real.proptest-regressions` and run first from then on.
@@ -46,6 +49,14 @@ const UNIT_MS: u64 = 100;
 /// beside a flood of output is 12–17 ms (README, "Figures"), the worst of the timings
 /// compared here, plus the fixture's own exec and a sleep's overshoot.
 const TOLERANCE: Duration = Duration::from_millis(20);
+
+/// Held by each test that runs real processes, so that they run one at a time: the
+/// timings of one are not the load of the other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The default seed (any value; printed, and set with `PODVISOR_REAL_SEED`).
 const SEED: u64 = 0x5eed_2026_1126;
@@ -676,6 +687,11 @@ fn within(
     }
 }
 
+/// Whether a difference `compare` found is only a timing later than the tolerance allows.
+fn is_lateness(difference: &str) -> bool {
+    difference.contains(&format!("is more than {TOLERANCE:?} after the core's"))
+}
+
 /// The differences between a prediction and a real run, if any.
 fn compare(predicted: &Outcome, real: &Outcome) -> Result<(), String> {
     let same_start = std::mem::discriminant(&predicted.start)
@@ -780,6 +796,7 @@ fn runner(cases: u32) -> TestRunner {
 
 #[test]
 fn reality_matches_the_core() {
+    let _alone = one_at_a_time();
     let cases = std::env::var("PODVISOR_REAL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -793,12 +810,32 @@ fn reality_matches_the_core() {
             ..s
         };
         let predicted = predict(&s, None);
-        let real = run_for_real(&s, None);
+        let mut real = run_for_real(&s, None);
         let _ = std::fs::remove_file(&s.path);
         if let Err(difference) = compare(&predicted, &real) {
-            return Err(TestCaseError::fail(format!(
-                "scenario {s:?}: {difference}\n  core:    {predicted:?}\n  reality: {real:?}"
-            )));
+            // Only lateness gets a second run: a machine that was busy for a moment is not
+            // a wrong core, which would be late again (or early, which is never excused).
+            let second = if is_lateness(&difference) {
+                let again = Scenario {
+                    port: free_port(),
+                    path: scratch_file(),
+                    ..s.clone()
+                };
+                let second = run_for_real(&again, None);
+                let _ = std::fs::remove_file(&again.path);
+                compare(&predicted, &second).map(|()| second)
+            } else {
+                Err(difference.clone())
+            };
+            match second {
+                Ok(second) => {
+                    eprintln!("sim-vs-real: late once ({difference}), on time on a second run");
+                    real = second;
+                }
+                Err(_) => return Err(TestCaseError::fail(format!(
+                    "scenario {s:?}: {difference}\n  core:    {predicted:?}\n  reality: {real:?}"
+                ))),
+            }
         }
         let kind = match (s.spawn_fails, s.kind) {
             (true, _) => "spawn fails".to_string(),
@@ -826,6 +863,7 @@ fn reality_matches_the_core() {
 /// core's prediction in some run (a timer's wake-up is usually well under 1 ms late).
 #[test]
 fn a_kill_one_ms_early_is_caught_against_real_processes() {
+    let _alone = one_at_a_time();
     let s = Scenario {
         kind: Kind::Notify,
         spawn_fails: false,
@@ -843,8 +881,10 @@ fn a_kill_one_ms_early_is_caught_against_real_processes() {
     // The correct core: never early.
     let real = run_for_real(&s, None);
     compare(&predicted, &real).unwrap();
+    // Each run takes about half a second; a loaded machine may wake the timer late for a
+    // while, so it gets up to 60 runs (it stops at the first that shows the kill early).
     let mut seen = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..60 {
         let real = run_for_real(&s, Some(Mutation::KillOneMsEarly));
         match compare(&predicted, &real) {
             Err(difference) => {
@@ -858,7 +898,7 @@ fn a_kill_one_ms_early_is_caught_against_real_processes() {
             Ok(()) => seen.push(real.kill_after),
         }
     }
-    panic!("a core killing 1 ms early went unnoticed in 20 real runs: {seen:?}");
+    panic!("a core killing 1 ms early went unnoticed in 60 real runs: {seen:?}");
 }
 
 /// A hosted runtime starting at 1 unit, closed at 2.
