@@ -832,9 +832,11 @@ fn reality_matches_the_core() {
                     eprintln!("sim-vs-real: late once ({difference}), on time on a second run");
                     real = second;
                 }
-                Err(_) => return Err(TestCaseError::fail(format!(
+                Err(_) => {
+                    return Err(TestCaseError::fail(format!(
                     "scenario {s:?}: {difference}\n  core:    {predicted:?}\n  reality: {real:?}"
-                ))),
+                )))
+                }
             }
         }
         let kind = match (s.spawn_fails, s.kind) {
