@@ -252,23 +252,16 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     wait_states(&runtime, ["ready", "ready"]);
 
     // Events and a following `logs` run until the deployment ends.
-    let spawn_client = |args: &[&str], json: bool| {
+    let spawn_client = |args: &[&str]| {
         let mut command = Command::new(PODVISOR);
-        command
-            .args(args)
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let _ = json;
-        command.spawn().unwrap()
+        command.args(args).env("XDG_RUNTIME_DIR", &runtime);
+        let mut client = support::Follower::spawn(command);
+        client.attached();
+        client
     };
-    let events = spawn_client(&["events", "-f", f], false);
-    let events_json = spawn_client(&["events", "--json", "-f", f], true);
-    let follow = spawn_client(
-        &["logs", "--follow", "--tail", "1", "db", "--file", f],
-        false,
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    let events = spawn_client(&["events", "-f", f]);
+    let events_json = spawn_client(&["events", "--json", "-f", f]);
+    let follow = spawn_client(&["logs", "--follow", "--tail", "1", "db", "--file", f]);
 
     let (code, _, stderr) = text(&client(&runtime, &["down", "-f", f]));
     assert_eq!(code, 0, "{stderr}");
@@ -288,19 +281,18 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     }
     assert!(sockets_in(&private).is_empty(), "the socket is removed");
 
-    let events = events.wait_with_output().unwrap();
-    let (code, stdout, _) = text(&events);
+    let (code, stdout) = events.finish();
     assert_eq!(code, 0);
     assert!(stdout.contains("podvisor: db/0 started (pid "), "{stdout}");
     assert!(stdout.contains("podvisor: deployment stopping"), "{stdout}");
-    let (code, stdout, _) = text(&events_json.wait_with_output().unwrap());
+    let (code, stdout) = events_json.finish();
     assert_eq!(code, 0);
     assert!(
         stdout.lines().all(|l| l.starts_with("{\"time\":"))
             && stdout.contains("\"pod\":\"web/0\",\"event\":\"ready\""),
         "{stdout}"
     );
-    let (code, stdout, _) = text(&follow.wait_with_output().unwrap());
+    let (code, stdout) = follow.finish();
     assert_eq!((code, stdout.as_str()), (0, "[db/0] db two\n"));
 
     // Nothing runs any more: one clear line, no hang.
@@ -563,6 +555,14 @@ command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.05; done; seq 1 200000; 
     stream
         .write_all(b"{\"v\":1,\"cmd\":\"logs\",\"follow\":true}\n")
         .unwrap();
+    // Its first answer (byte by byte, so that nothing after it is taken): it follows now.
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while first.last() != Some(&b'\n') {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "{first:?}");
+        first.push(byte[0]);
+    }
+    assert!(first.starts_with(b"{\"v\":1,\"ok\":true"), "{first:?}");
     std::fs::write(&marker, b"").unwrap();
     // Not reading while the burst comes; up goes on answering others meanwhile.
     let mut answered = false;
@@ -810,20 +810,18 @@ fn restarts_last_exits_stops_and_tails_as_compose_and_docker_show_them() {
     // The event stream: each stop on request ends in `stopped` with its status, the
     // dependent's before its dependency's; the stream ends with the deployment's end.
     let spawn_client = |args: &[&str]| {
-        Command::new(PODVISOR)
-            .args(args)
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        let mut command = Command::new(PODVISOR);
+        command.args(args).env("XDG_RUNTIME_DIR", &runtime);
+        let mut client = support::Follower::spawn(command);
+        client.attached();
+        client
     };
     let events = spawn_client(&["events", "-f", f]);
     let events_json = spawn_client(&["events", "--json", "-f", f]);
     let (code, _, stderr) = text(&client(&runtime, &["down", "-f", f]));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(running.exit_within(Duration::from_secs(60)), 0);
-    let (code, stdout, _) = text(&events_json.wait_with_output().unwrap());
+    let (code, stdout) = events_json.finish();
     assert_eq!(code, 0);
     let position = |needle: &str| {
         stdout
@@ -846,7 +844,7 @@ fn restarts_last_exits_stops_and_tails_as_compose_and_docker_show_them() {
         .map(|l| field(l, "time").parse().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{stdout}");
-    let (code, stdout, _) = text(&events.wait_with_output().unwrap());
+    let (code, stdout) = events.finish();
     assert_eq!(code, 0);
     assert!(
         stdout.contains("podvisor: web/0 stopped (signal 15)\n"),
@@ -889,15 +887,13 @@ command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.02; done; exit 3"]
         .stdout(Stdio::null());
     let mut running = support::spawn_command(command);
     running.wait_for("\"pod\":\"deployment\",\"event\":\"ready\"");
-    let events = Command::new(PODVISOR)
+    let mut command = Command::new(PODVISOR);
+    command
         .args(["events", "--json", "-f", f])
-        .env("XDG_RUNTIME_DIR", &runtime)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .env("XDG_RUNTIME_DIR", &runtime);
+    let mut events = support::Follower::spawn(command);
     // The client is attached once its first line is out.
-    std::thread::sleep(Duration::from_millis(300));
+    events.attached();
     std::fs::write(&go, b"").unwrap();
     assert_eq!(running.exit_within(Duration::from_secs(60)), 3);
     let check = |lines: &[String], what: &str| {
@@ -927,7 +923,7 @@ command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.02; done; exit 3"]
         .cloned()
         .collect();
     check(&up_lines, "up --json");
-    let (code, stdout, _) = text(&events.wait_with_output().unwrap());
+    let (code, stdout) = events.finish();
     assert_eq!(code, 0);
     let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
     check(&lines, "events --json");

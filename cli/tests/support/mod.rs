@@ -75,8 +75,14 @@ impl Running {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.push(line);
+                // Its last lines: until the pipe's end (however slow the reading thread),
+                // or 10 s should something it started still hold the pipe.
+                let drained = Instant::now() + Duration::from_secs(10);
+                while let Some(left) = drained.checked_duration_since(Instant::now()) {
+                    match self.stderr.recv_timeout(left) {
+                        Ok(line) => self.seen.push(line),
+                        Err(_) => break,
+                    }
                 }
                 return status.code().expect("podvisor exits, it is not killed");
             }
@@ -106,6 +112,76 @@ impl Running {
         }
         let code = self.exit_within(Duration::from_secs(60));
         (code, self.seen, stdout)
+    }
+}
+
+/// A client that follows (`events -f`, `logs --follow`), its stdout read as it comes, so
+/// that a test can wait until it is attached: it prints what happened so far at once.
+pub struct Follower {
+    child: Child,
+    stdout: Receiver<String>,
+    seen: String,
+}
+
+impl Follower {
+    /// Starts `command` with its stdout read line by line (stderr is discarded).
+    pub fn spawn(mut command: Command) -> Follower {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Follower {
+            child,
+            stdout: rx,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits (generously) for its first line: from then on it is attached.
+    pub fn attached(&mut self) {
+        match self.stdout.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                self.seen.push_str(&line);
+                self.seen.push('\n');
+            }
+            Err(_) => {
+                let _ = self.child.kill();
+                panic!("the client printed nothing in 30 s");
+            }
+        }
+    }
+
+    /// Waits (up to 60 s) for its end: its exit code and all it printed.
+    pub fn finish(mut self) -> (i32, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                }
+                Err(_) => break,
+            }
+        }
+        let code = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code().expect("the client exits, it is not killed");
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the client still runs after 60 s; printed {:?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (code, self.seen)
     }
 }
 
