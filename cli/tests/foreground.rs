@@ -5,13 +5,14 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::PODVISOR;
 
-/// Runs `podvisor ARGS` on a pseudo-terminal, typing `typed` (each piece after a pause)
-/// into it; returns podvisor's exit status and what the terminal showed.
-fn on_a_terminal(args: &str, typed: &[&[u8]]) -> (i32, String) {
+/// Runs `podvisor ARGS` on a pseudo-terminal, typing `typed` into it: each piece once the
+/// terminal shows its text (`""`: after a pause); returns podvisor's exit status and what
+/// the terminal showed.
+fn on_a_terminal(args: &str, typed: &[(&str, &[u8])]) -> (i32, String) {
     let dir = std::env::temp_dir().join(format!("podvisor-fg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join(format!("{}.typescript", args.len()));
@@ -26,8 +27,19 @@ fn on_a_terminal(args: &str, typed: &[&[u8]]) -> (i32, String) {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    for piece in typed {
-        std::thread::sleep(Duration::from_millis(800));
+    for (shown, piece) in typed {
+        if shown.is_empty() {
+            std::thread::sleep(Duration::from_millis(800));
+        } else {
+            // `script -f` writes what the terminal shows as it comes.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default())
+                .contains(shown)
+            {
+                assert!(Instant::now() < deadline, "the terminal never showed {shown:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = input.write_all(piece);
         let _ = input.flush();
     }
@@ -48,26 +60,27 @@ fn the_command_reads_the_terminal_in_the_foreground_only() {
     let script = "read line; echo \"got [$line]\"";
     let (code, shown) = on_a_terminal(
         &format!("run --foreground -- sh -c '{script}'"),
-        &[b"hello\n"],
+        &[("", b"hello\n")],
     );
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("got [hello]"), "{shown}");
     // Without it, a terminal is not the command's input.
-    let (code, shown) = on_a_terminal(&format!("run -- sh -c '{script}'"), &[b"hello\n"]);
+    let (code, shown) = on_a_terminal(&format!("run -- sh -c '{script}'"), &[("", b"hello\n")]);
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("got []"), "{shown}");
 }
 
 #[test]
 fn ctrl_c_is_the_commands_to_handle_in_the_foreground() {
-    let program = "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n    time.sleep(0.3)\n    print('still here', flush=True)\n";
+    let program = "import time\ntry:\n    print('wait' 'ing', flush=True)\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n    time.sleep(0.3)\n    print('still here', flush=True)\n";
     let dir = std::env::temp_dir().join(format!("podvisor-fg-py-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("interactive.py");
     std::fs::write(&file, program).unwrap();
     let (code, shown) = on_a_terminal(
         &format!("run --foreground -- python3 {}", file.display()),
-        &[b"\x03"],
+        // Typed once it waits, in the terminal's foreground.
+        &[("waiting", b"\x03")],
     );
     // The program went on after Ctrl-C and ended by itself: not closed by podvisor.
     assert!(
