@@ -6,7 +6,10 @@
 //! the same signal within [`COPY_WINDOW`] of the first is one request; a later one (a
 //! deliberate second Ctrl-C) still kills.
 
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use futures_lite::{future, StreamExt};
 
 /// How close together two copies of one signal must be to count as one request.
 pub const COPY_WINDOW: Duration = Duration::from_millis(100);
@@ -53,6 +56,67 @@ impl StopSignals {
     /// The first stop signal and when it came.
     pub fn first(&self) -> Option<(i32, Instant)> {
         self.first
+    }
+}
+
+/// Signals as they arrive, each with the instant it did: a thread of their own waits for
+/// them and does nothing else, so that a copy read late by a busy supervise loop does not
+/// look like a deliberate repeat (the window is about arrivals, not handling).
+pub struct Arrivals {
+    received: async_channel::Receiver<(i32, Instant)>,
+    /// Closed to end the thread, which then puts the signals' handling back.
+    stop: Option<async_channel::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Arrivals {
+    /// Takes over `signals` on a thread of its own.
+    pub fn new(signals: async_signal::Signals) -> std::io::Result<Arrivals> {
+        let (sender, received) = async_channel::unbounded();
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("podvisor-signals".into())
+            .spawn(move || {
+                let mut signals = signals;
+                future::block_on(async {
+                    loop {
+                        let next = async { signals.next().await };
+                        let end = async {
+                            let _ = stopped.recv().await;
+                            None
+                        };
+                        match future::or(next, end).await {
+                            Some(Ok(signal)) => {
+                                let at = Instant::now();
+                                if sender.send((signal as i32, at)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Some(Err(_)) => {}
+                            None => break,
+                        }
+                    }
+                });
+            })?;
+        Ok(Arrivals {
+            received,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The next signal and when it arrived; `None` once the thread is gone.
+    pub async fn next(&self) -> Option<(i32, Instant)> {
+        self.received.recv().await.ok()
+    }
+}
+
+impl Drop for Arrivals {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -105,5 +169,30 @@ mod tests {
             s.receive(INT, t + Duration::from_millis(150)),
             StopRequest::Kill
         );
+    }
+
+    /// A copy read long after it arrived (the supervise loop busy meanwhile) is still a
+    /// copy: what counts is when it arrived.
+    #[test]
+    fn a_copy_read_late_is_still_a_copy() {
+        let usr2 = async_signal::Signal::Usr2;
+        let arrivals = Arrivals::new(async_signal::Signals::new([usr2]).unwrap()).unwrap();
+        let raise = || {
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::USR2)
+                .unwrap()
+        };
+        let mut s = StopSignals::default();
+        raise();
+        let (n, first) = future::block_on(arrivals.next()).unwrap();
+        assert_eq!(n, usr2 as i32);
+        assert_eq!(s.receive(n, first), StopRequest::Close);
+        raise();
+        // Busy for longer than the window before reading it.
+        std::thread::sleep(COPY_WINDOW * 3);
+        let (n, second) = future::block_on(arrivals.next()).unwrap();
+        assert!(second - first < COPY_WINDOW * 2, "{:?}", second - first);
+        assert_eq!(s.receive(n, second), StopRequest::Copy);
+        // Dropped: the thread ends and the signal's handling is put back.
+        drop(arrivals);
     }
 }

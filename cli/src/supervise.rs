@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use async_signal::{Signal as Os, Signals};
-use futures_lite::{future, StreamExt};
+use futures_lite::future;
 use podvisor::core::deployment::{Cause, DeploymentState, MemberState};
 use podvisor::events::EventKind;
 use podvisor::{Deployment, Signal, StartResult};
 
 use crate::exit;
 use crate::report::{quote, Rendered, Reporter, Style};
-use crate::signals::{StopRequest, StopSignals};
+use crate::signals::{Arrivals, StopRequest, StopSignals};
 
 /// podvisor's status when the reader of its standard output went away: 128 + SIGPIPE, as
 /// a shell pipeline's writer would end.
@@ -23,7 +23,8 @@ const STDOUT_CLOSED: i32 = 141;
 enum Wake {
     /// The deployment's next event; `None` once it ended.
     Event(Option<Box<podvisor::events::LifecycleEvent>>),
-    Signal(Option<i32>),
+    /// A signal and when it arrived.
+    Signal(Option<(i32, Instant)>),
     Redraw,
     /// Nobody reads podvisor's standard output any more.
     StdoutClosed,
@@ -104,7 +105,9 @@ pub fn supervise(
     ended: &dyn Fn(&[Rendered]),
 ) -> i32 {
     crate::raise_nofile_limit();
-    let signals = match Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch]) {
+    let signals = Signals::new([Os::Int, Os::Term, Os::Hup, Os::Usr1, Os::Usr2, Os::Winch])
+        .and_then(Arrivals::new);
+    let signals = match signals {
         Ok(signals) => signals,
         Err(e) => {
             say!("podvisor: cannot handle signals: {e}");
@@ -143,7 +146,6 @@ pub fn supervise(
         reporter.note(pod, event, text, &[]);
     };
     future::block_on(async {
-        let mut signals = signals;
         // podvisor's lines go to standard error; a pod's output read after an event
         // comes after the event's line.
         let mut events = deployment
@@ -155,8 +157,7 @@ pub fn supervise(
         let mut was_ready = false;
         loop {
             let changed = async { Wake::Event(events.next().await.map(Box::new)) };
-            let signal =
-                async { Wake::Signal(signals.next().await.and_then(Result::ok).map(|s| s as i32)) };
+            let signal = async { Wake::Signal(signals.next().await) };
             let animating = live.borrow().enabled
                 && matches!(
                     deployment.state(),
@@ -229,16 +230,16 @@ pub fn supervise(
                 // In the foreground the command shares podvisor's terminal: it got the
                 // terminal's SIGINT, SIGHUP and SIGWINCH itself, and SIGINT is its to
                 // handle (an interactive program goes on after Ctrl-C).
-                Wake::Signal(Some(number))
+                Wake::Signal(Some((number, _)))
                     if foreground
                         && (number == Os::Int as i32
                             || number == Os::Hup as i32
                             || number == Os::Winch as i32) => {}
-                Wake::Signal(Some(number))
+                Wake::Signal(Some((number, arrived)))
                     if number == Os::Int as i32 || number == Os::Term as i32 =>
                 {
                     let name = Signal::from_raw(number).map_or(number.to_string(), |s| s.name());
-                    match stops.receive(number, Instant::now()) {
+                    match stops.receive(number, arrived) {
                         StopRequest::Close => {
                             say(
                                 &subject,
@@ -262,7 +263,7 @@ pub fn supervise(
                         }
                     }
                 }
-                Wake::Signal(Some(number)) => {
+                Wake::Signal(Some((number, _))) => {
                     if let Some(signal) = Signal::from_raw(number) {
                         deployment.signal(signal);
                     }

@@ -33,10 +33,12 @@ fn on_a_terminal(args: &str, typed: &[(&str, &[u8])]) -> (i32, String) {
         } else {
             // `script -f` writes what the terminal shows as it comes.
             let deadline = Instant::now() + Duration::from_secs(30);
-            while !String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default())
-                .contains(shown)
+            while !String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).contains(shown)
             {
-                assert!(Instant::now() < deadline, "the terminal never showed {shown:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "the terminal never showed {shown:?}"
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
