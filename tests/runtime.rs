@@ -171,6 +171,8 @@ fn thread_close_during_setup_is_bounded() {
 fn thread_ignoring_cancel_is_reported_killed_and_detached() {
     let (pod, calls) = thread_pod(Fail::IgnoreCancel, Duration::from_millis(300));
     pod.start_and_wait_blocking().unwrap();
+    // Closed once the stuck call has begun: a close before `run_forever` would skip it.
+    assert!(eventually(Duration::from_secs(10), || calls.counts()[2] == 1));
     let start = Instant::now();
     assert_eq!(pod.close_blocking(), End::Killed(ExitStatus::Abandoned));
     let took = start.elapsed();
@@ -178,7 +180,12 @@ fn thread_ignoring_cancel_is_reported_killed_and_detached() {
         took >= Duration::from_millis(300) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    assert_eq!(calls.counts(), [1, 1, 1, 1, 0]);
+    assert!(
+        eventually(Duration::from_secs(10), || calls.counts()
+            == [1, 1, 1, 1, 0]),
+        "{:?}",
+        calls.counts()
+    );
 }
 
 // ---- child-hosted runtimes ------------------------------------------------------------
@@ -289,11 +296,15 @@ fn child_teardown_and_cancel_failures_are_reported_not_fatal() {
 
 #[test]
 fn child_ignoring_cancel_or_stuck_in_setup_is_killed() {
-    for mode in ["ignore-cancel", "slow-setup"] {
+    // Closed once the stuck call has begun: a close before `run_forever` would skip it.
+    for (mode, stuck_in) in [
+        ("ignore-cancel", "call run_forever"),
+        ("slow-setup", "call setup"),
+    ] {
         let pod = child_pod(mode, Duration::from_millis(300));
         pod.start();
         assert!(eventually(Duration::from_secs(10), || calls_in(&pod)
-            .contains(&"call setup".to_string())));
+            .contains(&stuck_in.to_string())));
         let start = Instant::now();
         assert_eq!(
             pod.close_blocking(),
