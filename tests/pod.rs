@@ -362,10 +362,15 @@ fn timeouts_fire_without_anyone_polling() {
         eventually(Duration::from_secs(10), || !alive(pid)),
         "pid {pid} still alive"
     );
-    assert!(matches!(
-        pod.start_result(),
-        Some(StartResult::TimedOut { .. })
-    ));
+    // The group is signalled before the result is published: wait for it.
+    assert!(
+        eventually(Duration::from_secs(5), || matches!(
+            pod.start_result(),
+            Some(StartResult::TimedOut { .. })
+        )),
+        "{:?}",
+        pod.start_result()
+    );
     assert!(eventually(Duration::from_secs(5), || pod.end().is_some()));
 }
 
