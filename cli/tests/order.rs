@@ -51,7 +51,10 @@ fn printed_order_is_the_true_order_of_the_close() {
     let mut compared = 0;
     for (i, (a, what_a)) in recorded.iter().enumerate() {
         for (b, what_b) in &recorded[i + 1..] {
-            if what_a == "exit" && what_b == "term" {
+            // Replicas of one set are stopped together: a trap that ran late may record
+            // one's SIGTERM after the other's exit, though podvisor sent both at once.
+            let same_set = a.split('/').next() == b.split('/').next();
+            if what_a == "exit" && what_b == "term" && !same_set {
                 compared += 1;
                 assert!(
                     printed(a, "ended") < printed(b, "stopping"),
