@@ -71,6 +71,24 @@ fn own_cpu() -> Duration {
     Duration::from_nanos(total)
 }
 
+/// This process's CPU time so far by thread name (threads of one name added up).
+fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let ns: u64 = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0);
+        *by_name.entry(name.trim().to_string()).or_insert(0) += ns;
+    }
+    by_name
+}
+
 /// A time and the CPU this process spent in it.
 type Measured = (Duration, Duration);
 
@@ -99,11 +117,26 @@ fn raw_spawns(n: u32) -> Measured {
 fn deployment_ready(n: u32) -> Measured {
     let config = DeploymentConfig::new()
         .pod(PodSet::new("sleeper", PodConfig::new("sleep").arg("600").grace(GRACE)).replicas(n));
+    let threads = cpu_by_thread();
     let cpu = own_cpu();
     let start = Instant::now();
     let deployment = Deployment::new(config).expect("valid deployment");
     deployment.start_and_wait_blocking().expect("ready");
     let ready = (start.elapsed(), own_cpu() - cpu);
+    if std::env::var_os("PODVISOR_BENCH_THREADS").is_some() {
+        let after = cpu_by_thread();
+        let per_pod: Vec<String> = after
+            .iter()
+            .map(|(name, ns)| {
+                let before = threads.get(name).copied().unwrap_or(0);
+                format!(
+                    "{name} {:.0} µs",
+                    ns.saturating_sub(before) as f64 / 1e3 / f64::from(n)
+                )
+            })
+            .collect();
+        eprintln!("  CPU per pod by thread: {}", per_pod.join(", "));
+    }
     let _ = deployment.close_blocking();
     ready
 }

@@ -26,8 +26,34 @@ use rustix::fs::{Mode, OFlags};
 /// The directory of this podvisor's cgroups, made on first use; `None` when cgroups cannot
 /// be used here.
 pub(crate) fn base() -> Option<&'static Path> {
-    static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BASE.get_or_init(|| make_base().ok()).as_deref()
+    Some(&base_dir()?.0)
+}
+
+/// The directory of this podvisor's cgroups and a descriptor of it (`O_PATH`), from which
+/// pods' cgroups are made, opened and removed without walking the whole path each time.
+fn base_dir() -> Option<&'static (PathBuf, OwnedFd)> {
+    static BASE: OnceLock<Option<(PathBuf, OwnedFd)>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = make_base().ok()?;
+        match open_path(&dir) {
+            Ok(fd) => Some((dir, fd)),
+            Err(_) => {
+                let _ = fs::remove_dir(&dir);
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+/// `dir`, opened only to name it (`O_PATH`): enough to make and open what is in it, and
+/// for a child born in it (`CLONE_INTO_CGROUP` takes such a descriptor).
+fn open_path(dir: impl rustix::path::Arg) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 fn make_base() -> io::Result<PathBuf> {
@@ -145,7 +171,10 @@ fn remove_tree(dir: &Path) {
 #[derive(Debug)]
 pub(crate) struct PodCgroup {
     dir: PathBuf,
-    /// The directory, for a child born in it (`CLONE_INTO_CGROUP`).
+    /// Its name in the base directory (`pod-N`).
+    name: String,
+    /// The directory (`O_PATH`): for a child born in it (`CLONE_INTO_CGROUP`), and to open
+    /// its files.
     dir_fd: OwnedFd,
 }
 
@@ -153,17 +182,18 @@ impl PodCgroup {
     /// A new cgroup for one pod, or `None` when cgroups cannot be used here.
     pub(crate) fn new() -> Option<PodCgroup> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = base()?;
+        let (base, base_fd) = base_dir()?;
         remove_left();
-        let dir = base.join(format!("pod-{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
-        fs::create_dir(&dir).ok()?;
-        let dir_fd = rustix::fs::open(
-            &dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        let name = format!("pod-{}", COUNTER.fetch_add(1, Ordering::Relaxed));
+        rustix::fs::mkdirat(base_fd, &name, Mode::from_raw_mode(0o755)).ok()?;
+        let dir = base.join(&name);
+        match rustix::fs::openat(
+            base_fd,
+            &name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-        );
-        match dir_fd {
-            Ok(dir_fd) => Some(PodCgroup { dir, dir_fd }),
+        ) {
+            Ok(dir_fd) => Some(PodCgroup { dir, name, dir_fd }),
             Err(_) => {
                 let _ = fs::remove_dir(&dir);
                 None
@@ -171,15 +201,17 @@ impl PodCgroup {
         }
     }
 
+    /// A file of the cgroup, opened with `flags`.
+    fn open(&self, file: &str, flags: OFlags) -> io::Result<fs::File> {
+        let fd = rustix::fs::openat(&self.dir_fd, file, flags | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(fs::File::from(fd))
+    }
+
     /// `cgroup.procs`, open for writing: a child forked by the standard library writes `0`
     /// to it to join between fork and exec (podvisor's own spawn needs no such descriptor:
     /// its child is born in the cgroup).
     pub(crate) fn open_procs(&self) -> io::Result<OwnedFd> {
-        Ok(rustix::fs::open(
-            self.dir.join("cgroup.procs"),
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?)
+        Ok(self.open("cgroup.procs", OFlags::WRONLY)?.into())
     }
 
     /// Whether a kill of the cgroup (`cgroup.kill`, Linux 5.14) reaches every process in
@@ -201,9 +233,13 @@ impl PodCgroup {
 
     /// The processes in the cgroup that have not exited.
     pub(crate) fn members(&self) -> Vec<u32> {
-        let Ok(text) = fs::read_to_string(self.dir.join("cgroup.procs")) else {
+        let mut text = String::new();
+        let read = self
+            .open("cgroup.procs", OFlags::RDONLY)
+            .and_then(|mut file| io::Read::read_to_string(&mut file, &mut text));
+        if read.is_err() {
             return Vec::new();
-        };
+        }
         text.lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
 
@@ -228,7 +264,10 @@ impl PodCgroup {
 
     /// SIGKILL to every process in the cgroup, wherever its process group or session.
     pub(crate) fn kill(&self) {
-        if fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
+        let killed = self
+            .open("cgroup.kill", OFlags::WRONLY)
+            .and_then(|mut file| io::Write::write_all(&mut file, b"1"));
+        if killed.is_err() {
             // Before Linux 5.14 there is no cgroup.kill: signal the members one by one.
             for pid in self.members() {
                 if let Some(pid) = i32::try_from(pid)
@@ -257,7 +296,14 @@ fn remove_left() {
 
 impl Drop for PodCgroup {
     fn drop(&mut self) {
-        if fs::remove_dir(&self.dir).is_err() && self.dir.exists() {
+        let removed = match base_dir() {
+            Some((_, base_fd)) => {
+                rustix::fs::unlinkat(base_fd, &self.name, rustix::fs::AtFlags::REMOVEDIR)
+                    .map_err(io::Error::from)
+            }
+            None => fs::remove_dir(&self.dir),
+        };
+        if removed.is_err() && self.dir.exists() {
             LEFT.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(self.dir.clone());
