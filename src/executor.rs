@@ -68,7 +68,10 @@ fn queue() -> &'static Arc<Queue> {
         let for_thread = queue.clone();
         std::thread::Builder::new()
             .name("podvisor".into())
-            .spawn(move || run(for_thread))
+            .spawn(move || {
+                crate::os::prefer_short_slice();
+                run(for_thread)
+            })
             .expect("podvisor could not start its driver thread");
         queue
     })

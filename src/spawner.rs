@@ -37,6 +37,7 @@ impl Worker {
             std::thread::Builder::new()
                 .name(self.name.into())
                 .spawn(move || {
+                    crate::os::prefer_short_slice();
                     while let Ok(job) = receiver.recv() {
                         job();
                     }

@@ -124,3 +124,45 @@ fn a_working_directory_that_is_a_file_fails_to_start_saying_so() {
     });
     std::fs::remove_file(&path).unwrap();
 }
+
+/// The scheduling fields of `/proc/self/sched` a child inherits: its policy, priority
+/// (nice value) and time slice.
+fn scheduling(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| {
+            ["policy", "prio", "se.slice"]
+                .iter()
+                .any(|f| l.starts_with(f))
+        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// The child is scheduled as one spawned directly: podvisor's own threads ask for a short
+/// time slice, which its children must not inherit.
+#[test]
+fn the_child_is_scheduled_as_a_raw_spawn_is() {
+    let raw = std::process::Command::new("cat")
+        .arg("/proc/self/sched")
+        .output()
+        .unwrap();
+    let raw: Vec<String> = String::from_utf8_lossy(&raw.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let expected = scheduling(&raw);
+    assert!(expected.iter().any(|l| l.starts_with("policy")), "{raw:?}");
+    on_every_executor(|| async {
+        let pod = Pod::new(
+            PodConfig::new("cat")
+                .arg("/proc/self/sched")
+                .stdout(Output::Capture)
+                .last_lines(200),
+        )
+        .unwrap();
+        pod.start();
+        pod.join().await;
+        assert_eq!(scheduling(&pod.last_lines()), expected);
+    });
+}
