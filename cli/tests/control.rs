@@ -52,6 +52,18 @@ fn up(runtime: &Path, args: &[&str]) -> Running {
 }
 
 /// `podvisor ARGS` as a client, to its end.
+/// A client that follows (`events -f`, `logs --follow`), once it is attached.
+fn follower(runtime: &Path, args: &[&str]) -> support::Follower {
+    let mut command = Command::new(PODVISOR);
+    command
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env_remove("PODVISOR_SOCKET");
+    let mut client = support::Follower::spawn(command);
+    client.attached();
+    client
+}
+
 fn client(runtime: &Path, args: &[&str]) -> Output {
     let mut child = Command::new(PODVISOR)
         .args(args)
@@ -252,16 +264,12 @@ fn ps_logs_events_and_down_through_the_default_socket() {
     wait_states(&runtime, ["ready", "ready"]);
 
     // Events and a following `logs` run until the deployment ends.
-    let spawn_client = |args: &[&str]| {
-        let mut command = Command::new(PODVISOR);
-        command.args(args).env("XDG_RUNTIME_DIR", &runtime);
-        let mut client = support::Follower::spawn(command);
-        client.attached();
-        client
-    };
-    let events = spawn_client(&["events", "-f", f]);
-    let events_json = spawn_client(&["events", "--json", "-f", f]);
-    let follow = spawn_client(&["logs", "--follow", "--tail", "1", "db", "--file", f]);
+    let events = follower(&runtime, &["events", "-f", f]);
+    let events_json = follower(&runtime, &["events", "--json", "-f", f]);
+    let follow = follower(
+        &runtime,
+        &["logs", "--follow", "--tail", "1", "db", "--file", f],
+    );
 
     let (code, _, stderr) = text(&client(&runtime, &["down", "-f", f]));
     assert_eq!(code, 0, "{stderr}");
@@ -809,15 +817,8 @@ fn restarts_last_exits_stops_and_tails_as_compose_and_docker_show_them() {
 
     // The event stream: each stop on request ends in `stopped` with its status, the
     // dependent's before its dependency's; the stream ends with the deployment's end.
-    let spawn_client = |args: &[&str]| {
-        let mut command = Command::new(PODVISOR);
-        command.args(args).env("XDG_RUNTIME_DIR", &runtime);
-        let mut client = support::Follower::spawn(command);
-        client.attached();
-        client
-    };
-    let events = spawn_client(&["events", "-f", f]);
-    let events_json = spawn_client(&["events", "--json", "-f", f]);
+    let events = follower(&runtime, &["events", "-f", f]);
+    let events_json = follower(&runtime, &["events", "--json", "-f", f]);
     let (code, _, stderr) = text(&client(&runtime, &["down", "-f", f]));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(running.exit_within(Duration::from_secs(60)), 0);
@@ -887,13 +888,8 @@ command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.02; done; exit 3"]
         .stdout(Stdio::null());
     let mut running = support::spawn_command(command);
     running.wait_for("\"pod\":\"deployment\",\"event\":\"ready\"");
-    let mut command = Command::new(PODVISOR);
-    command
-        .args(["events", "--json", "-f", f])
-        .env("XDG_RUNTIME_DIR", &runtime);
-    let mut events = support::Follower::spawn(command);
     // The client is attached once its first line is out.
-    events.attached();
+    let events = follower(&runtime, &["events", "--json", "-f", f]);
     std::fs::write(&go, b"").unwrap();
     assert_eq!(running.exit_within(Duration::from_secs(60)), 3);
     let check = |lines: &[String], what: &str| {
