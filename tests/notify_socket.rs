@@ -452,3 +452,32 @@ fn an_orphan_of_the_pod_in_its_cgroup_counts() {
     let ppid: u32 = orphan.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert_ne!(ppid, leader, "{orphan}: not an orphan");
 }
+
+/// What a pod wrote before `READY=1` is among its last lines once it is ready, even when
+/// the datagram is there before the driver has read the pipe: a burst of output, then the
+/// datagram at once.
+#[test]
+fn lines_written_before_ready_are_there_at_ready() {
+    let _turn = serial();
+    let script = "import os, socket, sys, time\n\
+        for round in range(3):\n\
+        \x20   sys.stdout.write('x' * 30 + '\\n')\n\
+        sys.stdout.write(('y' * 30 + '\\n') * 1500 + 'marker\\n')\n\
+        sys.stdout.flush()\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+        time.sleep(60)\n";
+    for _ in 0..5 {
+        let pod = Pod::new(
+            PodConfig::new("python3")
+                .args(["-c", script])
+                .ready(Readiness::Notify)
+                .timeout_ready(Some(Duration::from_secs(30)))
+                .last_lines(2),
+        )
+        .unwrap();
+        pod.start_and_wait_blocking().unwrap();
+        assert_eq!(pod.last_lines().last().map(String::as_str), Some("marker"));
+        pod.close_blocking();
+    }
+}

@@ -289,3 +289,37 @@ fn a_file_check_sees_a_file_created_later_even_in_a_directory_made_later() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A server that prints a burst, then listens: its lines are among the last lines once
+/// the TCP check has passed.
+#[test]
+fn lines_written_before_a_check_passes_are_there_at_ready() {
+    let port = free_port();
+    let script = format!(
+        "import socket, sys, time\n\
+         sys.stdout.write(('y' * 30 + '\\n') * 1500 + 'listening\\n')\n\
+         sys.stdout.flush()\n\
+         s = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', {port}))\n\
+         s.listen()\n\
+         time.sleep(60)\n"
+    );
+    let pod = Pod::new(
+        PodConfig::new("python3")
+            .args(["-c", &script])
+            .ready(Readiness::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            })
+            .timeout_ready(Some(Duration::from_secs(30)))
+            .last_lines(2),
+    )
+    .unwrap();
+    pod.start_and_wait_blocking().unwrap();
+    assert_eq!(
+        pod.last_lines().last().map(String::as_str),
+        Some("listening")
+    );
+    pod.close_blocking();
+}

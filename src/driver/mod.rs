@@ -348,6 +348,17 @@ impl Driver {
             });
         let generation = self.shared.generation();
         let any = !finished.is_empty();
+        // A readiness check that passed: what the pod wrote before it (a server's
+        // "listening on …") is read first, so its lines come before `ready`.
+        let ready = finished.iter().any(|(attempt, result)| {
+            result.is_ok() && !self.health_attempts.iter().any(|&(a, _)| a == *attempt)
+        });
+        if ready {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let mut budget = OUTPUT_BUDGET;
+                self.poll_output(cx, stream, &mut budget, false);
+            }
+        }
         for (attempt, result) in finished {
             let event = Event::ProbeFinished {
                 generation,
@@ -454,9 +465,13 @@ impl Future for Driver {
             if pass == 0 || spawned {
                 // What is buffered now is read below.
                 this.inputs_read_at = this.now();
-                progressed |= this.poll_notify(cx, &mut more);
+                // Datagrams are taken first and fed after the pipes are read: the lines
+                // a pod wrote before a datagram come before it.
+                let mut datagrams = Vec::new();
+                progressed |= this.receive_notify(cx, &mut more, &mut datagrams);
                 progressed |= this.poll_output(cx, Stream::Stdout, &mut budget[0], false);
                 progressed |= this.poll_output(cx, Stream::Stderr, &mut budget[1], false);
+                this.feed_notify(datagrams);
             }
             progressed |= this.poll_probes(cx);
             progressed |= this.poll_health_watches(cx);

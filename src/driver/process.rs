@@ -193,15 +193,20 @@ impl Driver {
         self.exit_waker = ExitWaker::default();
     }
 
-    /// Feeds the datagrams waiting on the notify socket, at most [`NOTIFY_BUDGET`]; sets
-    /// `more` if it stopped with some left. Returns whether any arrived.
-    pub(super) fn poll_notify(&mut self, cx: &mut Context<'_>, more: &mut bool) -> bool {
+    /// Takes the datagrams waiting on the notify socket, at most [`NOTIFY_BUDGET`], into
+    /// `datagrams` (fed by [`Self::feed_notify`] once the pipes are read); sets `more` if
+    /// it stopped with some left. Returns whether any arrived.
+    pub(super) fn receive_notify(
+        &mut self,
+        cx: &mut Context<'_>,
+        more: &mut bool,
+        datagrams: &mut Vec<Vec<u8>>,
+    ) -> bool {
         if self.spawning.is_some() {
             // Datagrams wait in the socket until the spawn's answer says who the pod is:
             // the child may send before its spawn has returned.
             return false;
         }
-        let generation = self.shared.generation();
         let mut progressed = false;
         for _ in 0..NOTIFY_BUDGET {
             let Some(socket) = self.notify.as_mut() else {
@@ -213,11 +218,7 @@ impl Driver {
                     progressed = true;
                 }
                 Poll::Ready(Ok(datagram)) => {
-                    let datagram = datagram.bytes.to_vec();
-                    self.feed_input(Event::Notify {
-                        generation,
-                        datagram: &datagram,
-                    });
+                    datagrams.push(datagram.bytes.to_vec());
                     progressed = true;
                 }
                 Poll::Ready(Err(_)) | Poll::Pending => return progressed,
@@ -225,6 +226,20 @@ impl Driver {
         }
         *more = true;
         progressed
+    }
+
+    /// Feeds datagrams taken by [`Self::receive_notify`]. They are taken before the pipes
+    /// are read and fed after: what the pod wrote before a datagram was in a pipe when the
+    /// datagram was taken, so its lines come first (`READY=1` never overtakes the line
+    /// printed before it).
+    pub(super) fn feed_notify(&mut self, datagrams: Vec<Vec<u8>>) {
+        let generation = self.shared.generation();
+        for datagram in datagrams {
+            self.feed_input(Event::Notify {
+                generation,
+                datagram: &datagram,
+            });
+        }
     }
 
     /// Counts the bytes of `stream` read but not queued yet as queued (see
@@ -375,7 +390,7 @@ impl Driver {
     /// What is already buffered when the leader exits still counts (a `READY=1` sent just
     /// before exiting), and what it wrote is forwarded: take it in without waiting.
     pub(super) fn drain_buffered(&mut self) {
-        let generation = self.shared.generation();
+        let mut datagrams = Vec::new();
         for _ in 0..NOTIFY_BUDGET {
             let Some(Ok(Some(datagram))) = self.notify.as_mut().map(|s| s.try_recv()) else {
                 break;
@@ -384,11 +399,7 @@ impl Driver {
                 self.shared.count_notify_from_outside();
                 continue;
             }
-            let datagram = datagram.bytes.to_vec();
-            self.feed_input(Event::Notify {
-                generation,
-                datagram: &datagram,
-            });
+            datagrams.push(datagram.bytes.to_vec());
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         for stream in [Stream::Stdout, Stream::Stderr] {
@@ -407,6 +418,7 @@ impl Driver {
                 pipe.reserved = 0;
             }
         }
+        self.feed_notify(datagrams);
     }
 
     pub(super) fn poll_exit(&mut self, cx: &mut Context<'_>) -> bool {
