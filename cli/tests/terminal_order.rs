@@ -63,3 +63,19 @@ fn run_draws_no_status_line() {
     assert!(shown.contains("done"), "{shown}");
     assert!(!shown.contains("[starting]"), "{shown}");
 }
+
+#[test]
+fn what_the_command_wrote_before_ready_comes_before_the_ready_line() {
+    // A burst, then READY=1 at once: the datagram is there before the pipe is read.
+    let script = "import os, socket, sys, time; sys.stdout.write((\"y\" * 30 + \"\\n\") * 1500 + \"before ready\\n\"); sys.stdout.flush(); socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b\"READY=1\", os.environ[\"NOTIFY_SOCKET\"]); time.sleep(0.2)";
+    for _ in 0..3 {
+        let shown = on_a_terminal(&format!("run --ready notify -- python3 -c '{script}'"));
+        let ready = shown.find("ready after").expect(&shown);
+        let before = shown.find("before ready").expect(&shown);
+        assert!(
+            before < ready,
+            "{}",
+            &shown[shown.len().saturating_sub(2000)..]
+        );
+    }
+}
