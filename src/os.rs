@@ -530,10 +530,10 @@ pub(crate) fn prefer_short_slice() {
         let got = unsafe {
             syscall(
                 SCHED_GETATTR,
-                0,
+                0 as std::ffi::c_long,
                 &mut attr as *mut SchedAttr,
-                size as std::ffi::c_uint,
-                0,
+                std::ffi::c_long::from(size),
+                0 as std::ffi::c_long,
             )
         };
         // Normal threads only (SCHED_OTHER, SCHED_BATCH), with the nice value read kept;
@@ -546,7 +546,14 @@ pub(crate) fn prefer_short_slice() {
         attr.flags = SCHED_FLAG_RESET_ON_FORK;
         attr.runtime = SLICE_NS;
         // SAFETY: as above; older kernels refuse or ignore the runtime of a normal thread.
-        let _ = unsafe { syscall(SCHED_SETATTR, 0, &attr as *const SchedAttr, 0) };
+        let _ = unsafe {
+            syscall(
+                SCHED_SETATTR,
+                0 as std::ffi::c_long,
+                &attr as *const SchedAttr,
+                0 as std::ffi::c_long,
+            )
+        };
     }
 }
 
