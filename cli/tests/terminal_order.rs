@@ -48,11 +48,13 @@ fn a_pods_output_comes_before_the_line_about_its_end_in_up() {
     .unwrap();
     for _ in 0..10 {
         let shown = on_a_terminal(&format!("up {}", file.display()));
-        let end = shown.find("x/0 ended").expect(&shown);
+        // podvisor's lines, not the live status line (`[ended] x/0 ended 0.0s`), which
+        // shows the state as it is when drawn.
+        let end = shown.find("podvisor: x/0 ended").expect(&shown);
         let two = shown.find("x/0]\x1b[0m two").expect(&shown);
         assert!(two < end, "{shown}");
         // The pod's end is what stops the deployment: its line comes first.
-        let stopping = shown.find("deployment stopping").expect(&shown);
+        let stopping = shown.find("podvisor: deployment stopping").expect(&shown);
         assert!(end < stopping, "{shown}");
     }
 }
@@ -70,7 +72,7 @@ fn what_the_command_wrote_before_ready_comes_before_the_ready_line() {
     let script = "import os, socket, sys, time; sys.stdout.write((\"y\" * 30 + \"\\n\") * 1500 + \"before ready\\n\"); sys.stdout.flush(); socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b\"READY=1\", os.environ[\"NOTIFY_SOCKET\"]); time.sleep(0.2)";
     for _ in 0..3 {
         let shown = on_a_terminal(&format!("run --ready notify -- python3 -c '{script}'"));
-        let ready = shown.find("ready after").expect(&shown);
+        let ready = shown.find("podvisor: python3 ready after").expect(&shown);
         let before = shown.find("before ready").expect(&shown);
         assert!(
             before < ready,
