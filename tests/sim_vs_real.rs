@@ -22,8 +22,9 @@
 //!
 //! Instants lie on their own residues of a 100 ms grid (the extension datagram on the
 //! half-grid), so a busy 2-core machine cannot reorder them. A case that is only late
-//! (never one that is early or ends otherwise) runs a second time, and passes if that run
-//! is on time: a machine busy for a moment is not a wrong core, which would be late again.
+//! (never one that is early or ends otherwise) runs again, up to four runs in all, and
+//! passes if one is on time: a machine busy for a while is not a wrong core, which would
+//! be late every time.
 //! Cases run one at a time, and apart from the other test of real processes here;
 //! `PODVISOR_REAL_CASES` sets how many (64 by default). The seed is fixed and printed;
 //! `PODVISOR_REAL_SEED=N` runs another. A failing case is saved in
@@ -687,6 +688,9 @@ fn within(
     }
 }
 
+/// How many times a case that is only late runs before it fails.
+const LATE_RUNS: u32 = 4;
+
 /// Whether a difference `compare` found is only a timing later than the tolerance allows.
 fn is_lateness(difference: &str) -> bool {
     difference.contains(&format!("is more than {TOLERANCE:?} after the core's"))
@@ -813,26 +817,35 @@ fn reality_matches_the_core() {
         let mut real = run_for_real(&s, None);
         let _ = std::fs::remove_file(&s.path);
         if let Err(difference) = compare(&predicted, &real) {
-            // Only lateness gets a second run: a machine that was busy for a moment is not
-            // a wrong core, which would be late again (or early, which is never excused).
-            let second = if is_lateness(&difference) {
-                let again = Scenario {
-                    port: free_port(),
-                    path: scratch_file(),
-                    ..s.clone()
-                };
-                let second = run_for_real(&again, None);
-                let _ = std::fs::remove_file(&again.path);
-                compare(&predicted, &second).map(|()| second)
-            } else {
-                Err(difference.clone())
-            };
-            match second {
-                Ok(second) => {
-                    eprintln!("sim-vs-real: late once ({difference}), on time on a second run");
-                    real = second;
+            // Only lateness gets more runs (up to `LATE_RUNS`, until one is on time): a
+            // machine that was busy for a while is not a wrong core, which would be late
+            // every time (and early is never excused).
+            let mut on_time = None;
+            if is_lateness(&difference) {
+                for run in 2..=LATE_RUNS {
+                    let again = Scenario {
+                        port: free_port(),
+                        path: scratch_file(),
+                        ..s.clone()
+                    };
+                    let retried = run_for_real(&again, None);
+                    let _ = std::fs::remove_file(&again.path);
+                    match compare(&predicted, &retried) {
+                        Ok(()) => {
+                            on_time = Some((run, retried));
+                            break;
+                        }
+                        Err(other) if is_lateness(&other) => continue,
+                        Err(_) => break,
+                    }
                 }
-                Err(_) => {
+            }
+            match on_time {
+                Some((run, retried)) => {
+                    eprintln!("sim-vs-real: late ({difference}), on time on run {run}");
+                    real = retried;
+                }
+                None => {
                     return Err(TestCaseError::fail(format!(
                     "scenario {s:?}: {difference}\n  core:    {predicted:?}\n  reality: {real:?}"
                 )))
