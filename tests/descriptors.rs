@@ -8,24 +8,12 @@
 //!
 //! One test in its own binary: "before the first spawn" is a moment of the whole process.
 
+mod support;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use podvisor::{End, ExitStatus, Pod, PodConfig};
-
-/// A descriptor of `/dev/null` that is not close-on-exec, at `min` or the first free above.
-fn inheritable(min: i32) -> OwnedFd {
-    let null = std::fs::File::open("/dev/null").unwrap();
-    let fd = rustix::io::fcntl_dupfd_cloexec(&null, min).unwrap();
-    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).unwrap();
-    fd
-}
-
-/// How `sh -c script` ended.
-fn run(script: &str) -> End {
-    let pod = Pod::new(PodConfig::new("sh").args(["-c", script])).unwrap();
-    pod.start();
-    smol::block_on(pod.join())
-}
+use podvisor::{End, ExitStatus};
+use support::{inheritable, run_sh};
 
 #[test]
 fn a_child_keeps_what_podvisor_inherited_and_gets_no_copy_of_its_table() {
@@ -39,7 +27,7 @@ fn a_child_keeps_what_podvisor_inherited_and_gets_no_copy_of_its_table() {
         kernel >= (5, 9) && std::env::var_os("PODVISOR_SPAWN").is_none_or(|v| v != "std");
     // Open before podvisor's first spawn, as a descriptor podvisor inherited would be.
     let inherited = inheritable(3);
-    let first = run("exit 0");
+    let first = run_sh("exit 0");
     assert_eq!(first, End::Exited(ExitStatus::Code(0)));
     // Opened later, at a high number: many close-on-exec ones (a thousand pods' pipes),
     // and one that is not.
@@ -55,6 +43,10 @@ fn a_child_keeps_what_podvisor_inherited_and_gets_no_copy_of_its_table() {
          test -e /proc/self/fd/{} && exit 5; exit 0",
         many[0].0.as_raw_fd()
     );
-    assert_eq!(run(&script), End::Exited(ExitStatus::Code(0)), "{script}");
+    assert_eq!(
+        run_sh(&script),
+        End::Exited(ExitStatus::Code(0)),
+        "{script}"
+    );
     drop(many);
 }

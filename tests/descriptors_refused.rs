@@ -9,9 +9,12 @@
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+mod support;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use podvisor::{End, ExitStatus, Pod, PodConfig};
+use podvisor::{End, ExitStatus};
+use support::{inheritable, run_sh};
 
 const CASE: &str = "PODVISOR_TEST_REFUSE";
 const NAME: &str = "spawns_work_where_the_kernel_refuses_a_private_table";
@@ -93,21 +96,6 @@ fn refuse(refused: &[u32]) -> bool {
     }
 }
 
-/// A descriptor of `/dev/null` that is not close-on-exec, at `min` or the first free above.
-fn inheritable(min: i32) -> OwnedFd {
-    let null = std::fs::File::open("/dev/null").unwrap();
-    let fd = rustix::io::fcntl_dupfd_cloexec(&null, min).unwrap();
-    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).unwrap();
-    fd
-}
-
-/// How `sh -c script` ended.
-fn run(script: &str) -> End {
-    let pod = Pod::new(PodConfig::new("sh").args(["-c", script])).unwrap();
-    pod.start();
-    smol::block_on(pod.join())
-}
-
 /// The case itself, in the process made for it.
 fn case(refused: &[u32]) {
     if !refuse(refused) {
@@ -118,7 +106,7 @@ fn case(refused: &[u32]) {
     // SAFETY: `close_range` of no descriptor at all (first above last) closes nothing.
     let closed = unsafe { libc_syscall(436, 1 << 30, 1 << 30, 0) };
     assert_eq!(closed, -1, "the filter did not take");
-    let first = run("exit 0");
+    let first = run_sh("exit 0");
     assert_eq!(first, End::Exited(ExitStatus::Code(0)));
     let stray = inheritable(2000);
     let pipes: Vec<(OwnedFd, OwnedFd)> = (0..50)
@@ -131,7 +119,11 @@ fn case(refused: &[u32]) {
         pipes[0].0.as_raw_fd()
     );
     for _ in 0..3 {
-        assert_eq!(run(&script), End::Exited(ExitStatus::Code(0)), "{script}");
+        assert_eq!(
+            run_sh(&script),
+            End::Exited(ExitStatus::Code(0)),
+            "{script}"
+        );
     }
 }
 

@@ -104,3 +104,18 @@ pub fn grandchild_pid(lines: &[String]) -> Option<u32> {
         .iter()
         .find_map(|l| l.strip_prefix("grandchild ").and_then(|p| p.parse().ok()))
 }
+
+/// A descriptor of `/dev/null` that is not close-on-exec, at `min` or the first free above.
+pub fn inheritable(min: i32) -> std::os::fd::OwnedFd {
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let fd = rustix::io::fcntl_dupfd_cloexec(&null, min).unwrap();
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).unwrap();
+    fd
+}
+
+/// How `sh -c script` ended, run as a pod.
+pub fn run_sh(script: &str) -> podvisor::End {
+    let pod = podvisor::Pod::new(PodConfig::new("sh").args(["-c", script])).unwrap();
+    pod.start();
+    smol::block_on(pod.join())
+}
