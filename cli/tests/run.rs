@@ -211,13 +211,7 @@ fn sighup_is_forwarded_to_the_group() {
     run.wait_for("ready after");
     run.signal("HUP");
     // The trap runs within the child's 0.1 s sleep loop: TERM once it has.
-    let stdout = run.child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = support::lines_of(run.child.stdout.take().unwrap());
     let trapped = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(20)).ok())
         .any(|line| line == "got HUP");
     run.signal("TERM");

@@ -28,19 +28,24 @@ pub fn spawn_with(args: &[&str], stdout: Stdio) -> Running {
     spawn_command(command)
 }
 
-/// Starts `command` with its stderr read line by line.
-pub fn spawn_command(mut command: Command) -> Running {
-    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+/// The lines of `stream` as they come, read on a thread of their own.
+pub fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = channel();
-    let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
+    rx
+}
+
+/// Starts `command` with its stderr read line by line.
+pub fn spawn_command(mut command: Command) -> Running {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = lines_of(child.stderr.take().unwrap());
     Running {
         child,
-        stderr: rx,
+        stderr,
         seen: Vec::new(),
     }
 }
@@ -131,16 +136,10 @@ impl Follower {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (tx, rx) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let stdout = lines_of(child.stdout.take().unwrap());
         Follower {
             child,
-            stdout: rx,
+            stdout,
             seen: String::new(),
         }
     }
